@@ -1,0 +1,50 @@
+/* api/api.h: the FHIR R4 REST API and the one write path.
+ *
+ * api_handle serves HTTP requests under /fhir (read, vread, create, update,
+ * delete, history, search, batch/transaction, metadata, $everything). Every
+ * change, whatever door it came in by (REST, a transaction Bundle, the CLI
+ * import, later HL7 v2), goes through the same write path:
+ * validate (fhir/) -> store transaction (store/) -> commit. */
+#ifndef CW_API_H
+#define CW_API_H
+
+#include <jansson.h>
+
+#include "base/base.h"
+#include "http/http.h"
+#include "store/store.h"
+
+struct api; /* opaque */
+
+struct api_options {
+	const char *base_url; /* absolute base for links and Location:
+	                         "http://127.0.0.1:8080/fhir" */
+};
+
+/* A new API over s (borrowed: the caller closes it after api_free). */
+struct api *api_new(struct store *s, const struct api_options *opt);
+void api_free(struct api *api);
+
+/* http_handler_fn: serves one request (ctx is the struct api). */
+void api_handle(void *ctx, struct http_req *r, struct http_resp *w);
+
+struct api_bundle_opt {
+	/* For imports of real exports: a conditional reference
+	 * (Practitioner?identifier=sys|val) that matches nothing becomes a
+	 * logical reference {type, identifier, display} and a warning issue,
+	 * instead of failing the whole transaction. */
+	bool lenient_refs;
+};
+
+/* Processes a batch or transaction Bundle through the write path, as POST
+ * /fhir would, and returns the response Bundle in *out (caller owns it).
+ * A transaction is atomic: on error nothing is written, the error is
+ * returned and d says which entry failed and why. */
+enum cw_err api_bundle(struct api *api, struct arena *a, json_t *bundle,
+		       const struct api_bundle_opt *opt, json_t **out,
+		       struct diag *d);
+
+/* The HTTP status for err (the one table). */
+int api_status_of(enum cw_err err);
+
+#endif

@@ -1,0 +1,234 @@
+/* base/arena.c: the per-request bump allocator.
+ *
+ * Blocks are chained; an allocation bumps a pointer in the newest block or
+ * starts a new block (at least 16 KiB, or the request size). The cap counts
+ * block bytes, so input can never make one request hold more than max bytes.
+ * Cleanups (statements, jansson values) run newest first on reset and free.
+ * On reset the first block is kept so a reused arena costs no malloc. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+#define ARENA_BLOCK 16384
+#define ARENA_ALIGN 16
+#define ARENA_DEFAULT_MAX ((size_t)256 << 20)
+
+struct arena_block {
+	struct arena_block *next;
+	size_t size; /* usable bytes after the header */
+	size_t used;
+	_Alignas(16) unsigned char data[];
+};
+
+struct arena_cleanup {
+	struct arena_cleanup *next;
+	void (*fn)(void *);
+	void *arg;
+};
+
+struct arena {
+	struct arena_block *head; /* newest block first */
+	struct arena_cleanup *cleanups;
+	size_t max;
+	size_t held;  /* bytes in blocks */
+	size_t given; /* bytes handed out */
+};
+
+struct arena *
+arena_new(size_t max_bytes)
+{
+	struct arena *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->max = max_bytes ? max_bytes : ARENA_DEFAULT_MAX;
+	return a;
+}
+
+static void
+run_cleanups(struct arena *a)
+{
+	while (a->cleanups) {
+		struct arena_cleanup *c = a->cleanups;
+
+		a->cleanups = c->next;
+		c->fn(c->arg);
+	}
+}
+
+void
+arena_reset(struct arena *a)
+{
+	struct arena_block *b, *keep = NULL;
+
+	if (!a)
+		return;
+	run_cleanups(a);
+	b = a->head;
+	while (b) {
+		struct arena_block *next = b->next;
+
+		if (!next && b->size == ARENA_BLOCK) {
+			keep = b; /* the oldest standard block stays */
+		} else {
+			free(b);
+		}
+		b = next;
+	}
+	a->head = keep;
+	a->held = keep ? keep->size : 0;
+	a->given = 0;
+	if (keep) {
+		keep->used = 0;
+		keep->next = NULL;
+	}
+}
+
+void
+arena_free(struct arena *a)
+{
+	if (!a)
+		return;
+	arena_reset(a);
+	free(a->head);
+	free(a);
+}
+
+void *
+arena_alloc(struct arena *a, size_t n)
+{
+	struct arena_block *b = a->head;
+	size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	void *p;
+
+	if (need < n)
+		return NULL;
+	if (!need)
+		need = ARENA_ALIGN;
+	if (!b || b->size - b->used < need) {
+		size_t size = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+
+		if (a->held + size > a->max || a->held + size < a->held)
+			return NULL;
+		b = malloc(sizeof(*b) + size);
+		if (!b)
+			return NULL;
+		b->size = size;
+		b->used = 0;
+		/* A big one-off block goes behind the current one so the
+		 * current block's free space is not wasted. */
+		if (a->head && size > ARENA_BLOCK &&
+		    a->head->size - a->head->used >= ARENA_BLOCK / 4) {
+			b->next = a->head->next;
+			a->head->next = b;
+			b->used = need;
+			a->held += size;
+			a->given += need;
+			return b->data;
+		}
+		b->next = a->head;
+		a->head = b;
+		a->held += size;
+	}
+	p = b->data + b->used;
+	b->used += need;
+	a->given += need;
+	return p;
+}
+
+void *
+arena_zalloc(struct arena *a, size_t n)
+{
+	void *p = arena_alloc(a, n);
+
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+void *
+arena_realloc(struct arena *a, void *p, size_t old, size_t n)
+{
+	struct arena_block *b = a->head;
+	void *q;
+
+	if (n <= old)
+		return p;
+	/* Grow in place when p is the last allocation of the newest block. */
+	if (p && b) {
+		size_t oldr = (old + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+		size_t newr = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+
+		if ((unsigned char *)p + oldr == b->data + b->used &&
+		    b->used - oldr + newr <= b->size) {
+			b->used = b->used - oldr + newr;
+			a->given += newr - oldr;
+			return p;
+		}
+	}
+	q = arena_alloc(a, n);
+	if (q && p && old)
+		memcpy(q, p, old);
+	return q;
+}
+
+char *
+arena_strndup(struct arena *a, const char *s, size_t n)
+{
+	char *p = arena_alloc(a, n + 1);
+
+	if (!p)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+arena_strdup(struct arena *a, const char *s)
+{
+	return arena_strndup(a, s, strlen(s));
+}
+
+char *
+arena_printf(struct arena *a, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *p;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	p = arena_alloc(a, (size_t)n + 1);
+	if (!p)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+bool
+arena_on_free(struct arena *a, void (*fn)(void *), void *arg)
+{
+	struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
+
+	if (!c)
+		return false;
+	c->fn = fn;
+	c->arg = arg;
+	c->next = a->cleanups;
+	a->cleanups = c;
+	return true;
+}
+
+size_t
+arena_used(const struct arena *a)
+{
+	return a->given;
+}

@@ -1,0 +1,156 @@
+/* store/store.h: the only door to the database.
+ *
+ * A store holds FHIR resources, every version of them, the search index rows
+ * extracted when each version was written, and the patient compartment each
+ * resource belongs to. Callers never see SQL. sqlite.c is the embedded
+ * implementation; a PostgreSQL one can sit behind this same header.
+ *
+ * Reads (store_read, store_search, ...) may be called from any thread; each
+ * thread gets its own connection. Writes go through store_write(): the
+ * caller's function runs inside a write transaction on the store's writer,
+ * where it reads, checks conditions and puts resources with the store_tx_*
+ * calls. Concurrent store_write calls are grouped into one durable commit
+ * (group commit); each caller's function runs in its own savepoint, so one
+ * failing call rolls back alone. store_write returns only after the commit
+ * is on disk (synchronous=FULL): an acknowledged write survives power loss.
+ *
+ * Stored JSON is the served text with meta.versionId and meta.lastUpdated
+ * already in it, so a read is a lookup and a copy. */
+#ifndef CW_STORE_H
+#define CW_STORE_H
+
+#include <jansson.h>
+
+#include "base/base.h"
+#include "fhir/fhir.h"
+
+struct store;    /* opaque */
+struct store_tx; /* opaque; valid only inside a store_write callback */
+
+struct store_options {
+	bool readonly;          /* open without the writer (export, tools) */
+	unsigned busy_timeout_ms; /* 0: 5000 */
+	unsigned max_group;     /* writers grouped into one commit; 0: 64 */
+};
+
+/* Opens (creating and migrating if needed) the database at path. On failure
+ * returns NULL and fills d with why. Close with store_close(). */
+struct store *store_open(const char *path, const struct store_options *opt,
+			 struct diag *d);
+/* Waits for queued writes, stops the writer, closes every connection. */
+void store_close(struct store *s);
+
+/* One stored version of a resource. json points into arena memory. */
+struct store_res {
+	const char *type;
+	const char *id;
+	long version;
+	int64_t last_updated; /* ms since epoch */
+	bool deleted;         /* this version is a delete (json is empty) */
+	struct span json;
+};
+
+/* Current version of type/id. CW_ENOTFOUND if it never existed, CW_EGONE if
+ * its current version is a delete (out is still filled: version, time). */
+enum cw_err store_read(struct store *s, struct arena *a, const char *type,
+		       const char *id, struct store_res *out);
+/* A given version. CW_ENOTFOUND if there is no such version; CW_EGONE if
+ * that version is a delete. */
+enum cw_err store_vread(struct store *s, struct arena *a, const char *type,
+			const char *id, long version, struct store_res *out);
+
+/* A page of results: matches in order, then included resources. */
+struct store_page {
+	size_t n;
+	struct store_res *res;      /* matches (history: versions, newest first) */
+	size_t nincluded;
+	struct store_res *included; /* _include/_revinclude results */
+	long total;                 /* -1 when not computed */
+	const char *next;           /* opaque cursor for the next page or NULL */
+	const char *prev;           /* opaque cursor for the previous page or NULL */
+};
+
+/* Runs q. Results are ordered by q->sort (then by insertion order) and paged
+ * by keyset: q->cursor (from a previous page's next/prev) continues where
+ * that page ended, at the same cost on page 1 and page 10,000. With
+ * q->summary == SUMMARY_COUNT only total is filled. Total is computed when
+ * q->total asks for it or for _summary=count. CW_EINVAL (with an issue in d)
+ * for a cursor that is not one of ours. */
+enum cw_err store_search(struct store *s, struct arena *a,
+			 const struct fhir_query *q, struct store_page *out,
+			 struct diag *d);
+
+struct store_hist_opt {
+	int64_t since;      /* _since in ms, 0 for none */
+	int64_t at;         /* _at upper bound in ms, 0 for none */
+	unsigned count;     /* page size */
+	const char *cursor; /* from a previous page */
+};
+/* History of one resource (type and id), of a type (id NULL) or of the
+ * whole system (both NULL), newest first, paged like store_search. */
+enum cw_err store_history(struct store *s, struct arena *a, const char *type,
+			  const char *id, const struct store_hist_opt *opt,
+			  struct store_page *out, struct diag *d);
+
+/* Everything in patient's compartment (the Patient first), paged. types
+ * restricts to the listed resource types when ntypes > 0. since (ms, 0 for
+ * none) keeps only resources updated since then. CW_ENOTFOUND if the Patient
+ * does not exist. */
+enum cw_err store_everything(struct store *s, struct arena *a,
+			     const char *patient_id, const char *const *types,
+			     size_t ntypes, int64_t since, unsigned count,
+			     const char *cursor, struct store_page *out,
+			     struct diag *d);
+
+/* Number of current (not deleted) resources of type, or of all if NULL. */
+enum cw_err store_count(struct store *s, const char *type, long *out);
+
+/* ---- writing ---------------------------------------------------------- */
+
+typedef enum cw_err (*store_tx_fn)(struct store_tx *tx, void *ctx);
+
+/* Runs fn(tx, ctx) inside a write transaction and commits durably. If fn
+ * returns an error, everything it did is rolled back and that error is
+ * returned; otherwise the commit's result. fn runs on the writer thread, so
+ * it must not call store_write itself, and it must use the store_tx_* calls
+ * (not store_read) to see the transaction's own state. The caller's arena
+ * may be used from fn (the caller is blocked meanwhile). */
+enum cw_err store_write(struct store *s, store_tx_fn fn, void *ctx);
+
+struct store_put {
+	json_t *res;            /* the resource; the store sets id (if missing),
+	                           meta.versionId and meta.lastUpdated in it */
+	bool create;            /* a create: assign a new id if res has none;
+	                           with an id, fail CW_ECONFLICT if it exists */
+	long if_match;          /* >0: fail CW_EPRECOND unless current version is this */
+	const struct fhir_restype *rt;
+};
+
+/* Writes a new version (or the first). On success out has the stored
+ * version (id, version, time, json text in a). created tells whether this
+ * made the resource (first version, or recreated after delete). The caller
+ * has validated res; the store extracts its index rows and compartment. */
+enum cw_err store_tx_put(struct store_tx *tx, struct arena *a,
+			 const struct store_put *put, struct store_res *out,
+			 bool *created);
+/* Writes a delete version. CW_OK also when already deleted or absent
+ * (*existed tells). if_match as in store_put. */
+enum cw_err store_tx_delete(struct store_tx *tx, struct arena *a,
+			    const char *type, const char *id, long if_match,
+			    struct store_res *out, bool *existed);
+/* Reads inside the transaction (sees its own writes). As store_read. */
+enum cw_err store_tx_read(struct store_tx *tx, struct arena *a,
+			  const char *type, const char *id,
+			  struct store_res *out);
+/* Runs a search inside the transaction, for conditional operations: ids of
+ * at most max matches in *ids, their number in *n. */
+enum cw_err store_tx_match(struct store_tx *tx, struct arena *a,
+			   const struct fhir_query *q, size_t max,
+			   const char ***ids, size_t *n, struct diag *d);
+/* The arena of the transaction's own scratch memory, reset after commit. */
+struct arena *store_tx_arena(struct store_tx *tx);
+
+/* Runs PRAGMA integrity_check; CW_OK when it says ok. */
+enum cw_err store_check(struct store *s, struct diag *d);
+
+#endif

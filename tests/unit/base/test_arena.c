@@ -1,0 +1,158 @@
+/* Unit tests for base/arena.c, base/sbuf.c, base/diag.c and base/id.c. */
+#include "unit.h"
+
+static int cleanup_calls;
+static void count_cleanup(void *arg) { cleanup_calls += *(int *)arg; }
+
+static void
+arena_allocates_aligned_and_grows(void **state)
+{
+	struct arena *a = arena_new(0);
+	char *big;
+	int i;
+
+	assert_non_null(a);
+	for (i = 0; i < 1000; i++) {
+		void *p = arena_alloc(a, (size_t)i + 1);
+		assert_non_null(p);
+		assert_int_equal((uintptr_t)p % 16, 0);
+		memset(p, 0xab, (size_t)i + 1);
+	}
+	big = arena_alloc(a, 1 << 20);
+	assert_non_null(big);
+	memset(big, 1, 1 << 20);
+	assert_true(arena_used(a) >= (1 << 20));
+	arena_reset(a);
+	assert_int_equal(arena_used(a), 0);
+	assert_non_null(arena_alloc(a, 10));
+	arena_free(a);
+}
+
+static void
+arena_cap_refuses_past_max(void **state)
+{
+	struct arena *a = arena_new(64 * 1024);
+
+	assert_non_null(arena_alloc(a, 16 * 1024));
+	assert_null(arena_alloc(a, 128 * 1024));
+	assert_null(arena_alloc(a, SIZE_MAX - 4));
+	arena_free(a);
+}
+
+static void
+arena_cleanups_run_newest_first_once(void **state)
+{
+	struct arena *a = arena_new(0);
+	int one = 1, ten = 10;
+
+	cleanup_calls = 0;
+	assert_true(arena_on_free(a, count_cleanup, &one));
+	assert_true(arena_on_free(a, count_cleanup, &ten));
+	arena_reset(a);
+	assert_int_equal(cleanup_calls, 11);
+	arena_free(a);
+	assert_int_equal(cleanup_calls, 11);
+}
+
+static void
+arena_realloc_keeps_content(void **state)
+{
+	struct arena *a = arena_new(0);
+	char *p = arena_strdup(a, "hello");
+
+	p = arena_realloc(a, p, 6, 40000);
+	assert_non_null(p);
+	assert_string_equal(p, "hello");
+	assert_string_equal(arena_printf(a, "%s-%d", "x", 42), "x-42");
+	arena_free(a);
+}
+
+static void
+sbuf_appends_and_caps(void **state)
+{
+	struct sbuf sb = SBUF_INIT(16);
+	char *p;
+	size_t n;
+
+	assert_string_equal(sb.buf, "");
+	assert_int_equal(sbuf_adds(&sb, "abc"), CW_OK);
+	assert_int_equal(sbuf_addf(&sb, "%d", 123), CW_OK);
+	assert_string_equal(sb.buf, "abc123");
+	assert_int_equal(sbuf_adds(&sb, "0123456789abc"), CW_ETOOBIG);
+	assert_true(sb.toobig);
+	assert_int_equal(sbuf_addch(&sb, 'x'), CW_ETOOBIG);
+	assert_string_equal(sb.buf, "abc123");
+	p = sbuf_detach(&sb, &n);
+	assert_int_equal(n, 6);
+	assert_string_equal(p, "abc123");
+	free(p);
+	assert_string_equal(sb.buf, "");
+	sbuf_release(&sb);
+}
+
+static void
+sbuf_escapes_json(void **state)
+{
+	struct sbuf sb = SBUF_INIT(0);
+	const char in[] = "a\"b\\c\nd\x01";
+
+	assert_int_equal(sbuf_add_json_str(&sb, in, sizeof(in) - 1), CW_OK);
+	assert_string_equal(sb.buf, "a\\\"b\\\\c\\nd\\u0001");
+	sbuf_release(&sb);
+}
+
+static void
+diag_counts_and_caps(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct diag d;
+	int i;
+
+	diag_init(&d, a);
+	assert_false(diag_has_errors(&d));
+	diag_add(&d, DIAG_WARNING, "informational", NULL, "just so");
+	assert_false(diag_has_errors(&d));
+	assert_int_equal(diag_err(&d, CW_EINVALID, "value", "Patient.birthDate",
+				  "bad %s", "date"), CW_EINVALID);
+	assert_true(diag_has_errors(&d));
+	assert_string_equal(d.issues[1].msg, "bad date");
+	assert_string_equal(d.issues[1].loc, "Patient.birthDate");
+	for (i = 0; i < 200; i++)
+		diag_add(&d, DIAG_ERROR, "value", NULL, "n%d", i);
+	assert_int_equal(d.n, DIAG_MAX_ISSUES);
+	assert_int_equal(d.dropped, 202 - DIAG_MAX_ISSUES);
+	arena_free(a);
+}
+
+static void
+ids_are_uuidv7_and_ordered(void **state)
+{
+	char a[ID_LEN + 1], b[ID_LEN + 1];
+
+	id_new(a);
+	assert_int_equal(strlen(a), 36);
+	assert_int_equal(a[14], '7');
+	assert_true(id_is_valid(a, strlen(a)));
+	id_new(b);
+	assert_true(strncmp(a, b, 13) <= 0); /* the ms prefix never goes back */
+	assert_false(id_is_valid("a/b", 3));
+	assert_false(id_is_valid("", 0));
+	assert_true(id_is_valid("moss-patient.1", 14));
+	assert_false(id_is_valid("x' OR '1'='1", 12));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(arena_allocates_aligned_and_grows),
+		cmocka_unit_test(arena_cap_refuses_past_max),
+		cmocka_unit_test(arena_cleanups_run_newest_first_once),
+		cmocka_unit_test(arena_realloc_keeps_content),
+		cmocka_unit_test(sbuf_appends_and_caps),
+		cmocka_unit_test(sbuf_escapes_json),
+		cmocka_unit_test(diag_counts_and_caps),
+		cmocka_unit_test(ids_are_uuidv7_and_ordered),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,26 @@
+/* tests/unit/unit.h: what every cmocka unit test includes.
+ * Test data lives under $CW_TEST_DATA (tests/data when run by make unit). */
+#ifndef CW_UNIT_H
+#define CW_UNIT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+
+/* The folder of data-driven test cases. */
+static inline const char *
+unit_data_dir(void)
+{
+	const char *d = getenv("CW_TEST_DATA");
+	return d ? d : "tests/data";
+}
+
+#endif
