@@ -1,0 +1,150 @@
+/* api/api_int.h: what the files of api/ share.
+ *
+ *   api.c         the route table, api_handle, content negotiation, the
+ *                 cw_err -> HTTP status table, response helpers
+ *   rest.c        read, vread, create, update, delete (plain and
+ *                 conditional) and the write-path core (struct api_op)
+ *   search.c      search (GET and POST), history, $everything, and the
+ *                 paged Bundle writer they share
+ *   bundle.c      batch and transaction Bundles (api_bundle)
+ *   capability.c  the CapabilityStatement served at /metadata
+ *
+ * Handlers take a struct api_req and return a cw_err: on CW_OK they have
+ * filled the response, otherwise api_handle turns the error and the issues
+ * in q->d into an OperationOutcome with the status from api_status_of. */
+#ifndef CW_API_INT_H
+#define CW_API_INT_H
+
+#include "api/api.h"
+
+#define API_CT_FHIR "application/fhir+json; charset=utf-8"
+/* Entries accepted in one batch or transaction Bundle; more is 413. */
+#define API_BUNDLE_MAX_ENTRIES 10000
+/* Cap of a response built in memory (search pages, history pages). */
+#define API_RESP_MAX (256u << 20)
+
+struct api {
+	struct store *store;
+	char *base;            /* absolute, no trailing slash */
+	size_t base_len;
+	char *capability;      /* CapabilityStatement text, built once */
+	size_t capability_len;
+};
+
+enum api_return { RET_REPRESENTATION, RET_MINIMAL, RET_OUTCOME };
+
+/* One request being served. Also used for the entries of a batch, which
+ * are served as internal requests with their headers in hdrs. */
+struct api_req {
+	struct api *api;
+	struct http_req *r;
+	struct http_resp *w;
+	struct arena *a;
+	struct diag d;
+	const char *route;             /* the matched pattern, for the log */
+	const struct fhir_restype *rt; /* {type} */
+	const char *id;                /* {id} */
+	const char *vid;               /* {vid} */
+	enum api_return ret;           /* Prefer: return= */
+	bool strict;                   /* Prefer: handling=strict */
+	bool internal;                 /* a batch entry: headers come from hdrs */
+	size_t nhdrs;
+	const struct http_kv *hdrs;
+};
+
+typedef enum cw_err (*api_handler_fn)(struct api_req *q);
+
+/* ---- api.c ------------------------------------------------------------ */
+
+/* A request header (case-insensitive) or NULL. */
+const char *api_header(const struct api_req *q, const char *name);
+/* The FHIR IssueType code for err ("not-found"). */
+const char *api_issue_code(enum cw_err err);
+/* "201 Created": the status line text used in Bundle entry responses. */
+const char *api_status_text(struct arena *a, int status);
+/* Sets the response body: text in arena or static memory. */
+void api_reply(struct api_req *q, int status, const char *body, size_t n);
+/* Dumps v (compact) as the response body. Does not take v. */
+enum cw_err api_reply_json(struct api_req *q, int status, const json_t *v);
+/* An OperationOutcome of q->d (or one issue saying what err means). */
+void api_reply_outcome(struct api_req *q, int status, enum cw_err err);
+/* Takes ownership of v: json_decref when the arena is freed. */
+json_t *api_json_own(struct arena *a, json_t *v);
+/* Takes ownership of malloc'd p. */
+void *api_free_own(struct arena *a, void *p);
+/* Splits and decodes an application/x-www-form-urlencoded string (also a
+ * query string) into kv pairs in arena memory. */
+enum cw_err api_parse_form(struct arena *a, const char *s, size_t n,
+			   struct fhir_kv **kv, size_t *nkv);
+/* Appends s percent-encoded for a query component. */
+enum cw_err api_url_encode(struct sbuf *sb, const char *s);
+/* Checks Content-Type of a request body: form for POST _search, else JSON. */
+enum cw_err api_check_body_type(struct api_req *q, bool form);
+/* Serves an internal request (a batch entry) through the route table. */
+void api_dispatch(struct api_req *q);
+/* Parses an ETag / If-Match value W/"3", "3" or 3. -1 if malformed. */
+long api_parse_etag(const char *s);
+
+/* ---- rest.c ----------------------------------------------------------- */
+
+enum api_op_kind { OP_CREATE, OP_UPDATE, OP_DELETE };
+
+/* One write through the write path, run inside a store_write callback:
+ * api_op_resolve evaluates the condition (if any) and settles the target
+ * id; api_op_exec writes. A transaction resolves all its ops before it
+ * executes any, so references to entries can be rewritten in between. */
+struct api_op {
+	enum api_op_kind kind;
+	const struct fhir_restype *rt;
+	json_t *res;                   /* create, update: validated resource */
+	const char *id;                /* target; create: NULL or preassigned */
+	const struct fhir_query *cond; /* If-None-Exist or conditional criteria */
+	long if_match;                 /* >0: version required */
+	bool create_with_id;           /* conditional update, no match, body id */
+	bool noop;                     /* matched existing (create), none (delete) */
+	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
+	/* results */
+	int status;                    /* 200, 201, 204 */
+	bool has_out;
+	struct store_res out;
+};
+
+enum cw_err api_op_resolve(struct store_tx *tx, struct arena *a,
+			   struct api_op *op, struct diag *d);
+enum cw_err api_op_exec(struct store_tx *tx, struct arena *a,
+			struct api_op *op, struct diag *d);
+/* ETag, Last-Modified (and Location for 201) headers of a stored version. */
+void api_version_headers(struct api_req *q, const struct store_res *res,
+			 bool location);
+/* Parses a query string for a condition (strict) into q; NULL query or an
+ * empty one is CW_EINVAL. */
+enum cw_err api_parse_condition(struct arena *a, const struct fhir_restype *rt,
+				const char *query, const char *loc,
+				struct fhir_query **out, struct diag *d);
+
+enum cw_err api_h_read(struct api_req *q);
+enum cw_err api_h_vread(struct api_req *q);
+enum cw_err api_h_create(struct api_req *q);
+enum cw_err api_h_update(struct api_req *q);
+enum cw_err api_h_delete(struct api_req *q);
+enum cw_err api_h_cond_update(struct api_req *q);
+enum cw_err api_h_cond_delete(struct api_req *q);
+
+/* ---- search.c --------------------------------------------------------- */
+
+enum cw_err api_h_search(struct api_req *q);
+enum cw_err api_h_search_post(struct api_req *q);
+enum cw_err api_h_history(struct api_req *q);
+enum cw_err api_h_everything(struct api_req *q);
+
+/* ---- bundle.c --------------------------------------------------------- */
+
+enum cw_err api_h_bundle(struct api_req *q);
+
+/* ---- capability.c ----------------------------------------------------- */
+
+/* Builds the CapabilityStatement text into api->capability. */
+enum cw_err api_capability_build(struct api *api);
+enum cw_err api_h_metadata(struct api_req *q);
+
+#endif

@@ -1,0 +1,943 @@
+/* api/bundle.c: batch and transaction Bundles (POST /fhir, careweave import).
+ *
+ * A transaction is atomic: every entry is parsed and validated first (all
+ * problems reported, located as Bundle.entry[3].resource.birthDate), then
+ * ONE store_write callback does all the writes in FHIR's order:
+ *
+ *   1. DELETE entries (plain and conditional), in Bundle order
+ *   2. resolve POST and PUT entries: conditions (If-None-Exist, conditional
+ *      PUT URLs) are matched inside the transaction and every entry gets its
+ *      final id (a POST gets a new server id, whatever id it carried)
+ *   3. map each entry's fullUrl (urn:uuid:..., or an absolute URL) to
+ *      Type/id; refuse two entries writing the same resource
+ *   4. for each POST, then each PUT: rewrite the resource's references
+ *      (any string equal to a urn: fullUrl, any Reference.reference equal
+ *      to a fullUrl, and conditional references Type?criteria, which must
+ *      match exactly one resource as of that moment, so earlier entries of
+ *      this transaction count), then write it
+ *   5. after the commit: GET entries, served like batch entries
+ *
+ * Any error returns from the callback and the store rolls everything back;
+ * d names the entry. A conditional reference matching nothing is 400, more
+ * than one 412; with api_bundle_opt.lenient_refs a reference matching
+ * nothing becomes a logical reference (type + identifier) and a warning.
+ *
+ * A batch is a list of independent requests: each entry is served as an
+ * internal request through the same route table and handlers as REST (so
+ * each write is its own store_write), and its response becomes the entry's
+ * response. Transaction entries are not run that way because they must
+ * share one store transaction.
+ *
+ * Limits: API_BUNDLE_MAX_ENTRIES entries (413 beyond). Transaction
+ * responses carry status, location, etag and lastModified; the resources
+ * themselves only with Prefer: return=representation (a 10,000-entry
+ * import should not echo itself back). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+
+/* ---- a small string map in arena memory ----------------------------------- */
+
+struct hslot {
+	const char *key;
+	const char *val;
+	size_t idx;
+};
+
+struct hmap {
+	struct arena *a;
+	size_t cap, n;
+	struct hslot *t;
+};
+
+static uint64_t
+hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static struct hslot *
+hmap_find(const struct hmap *m, const char *key)
+{
+	size_t i;
+
+	if (!m->cap)
+		return NULL;
+	i = hash_str(key) & (m->cap - 1);
+	while (m->t[i].key && strcmp(m->t[i].key, key))
+		i = (i + 1) & (m->cap - 1);
+	return &m->t[i];
+}
+
+static const struct hslot *
+hmap_get(const struct hmap *m, const char *key)
+{
+	struct hslot *s = hmap_find(m, key);
+
+	return s && s->key ? s : NULL;
+}
+
+/* Adds key (which must not be there yet). false when out of memory. */
+static bool
+hmap_put(struct hmap *m, const char *key, const char *val, size_t idx)
+{
+	struct hslot *old = m->t, *s;
+	size_t oldcap = m->cap, i;
+
+	if (2 * (m->n + 1) > m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 64;
+		m->t = arena_zalloc(m->a, m->cap * sizeof(*m->t));
+		if (!m->t)
+			return false;
+		for (i = 0; i < oldcap; i++) {
+			if (!old[i].key)
+				continue;
+			*hmap_find(m, old[i].key) = old[i];
+		}
+	}
+	s = hmap_find(m, key);
+	s->key = key;
+	s->val = val;
+	s->idx = idx;
+	m->n++;
+	return true;
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+enum bmethod { BM_GET, BM_HEAD, BM_POST, BM_PUT, BM_DELETE, BM_PATCH };
+
+static const char *const method_names[] = {
+	[BM_GET] = "GET", [BM_HEAD] = "HEAD", [BM_POST] = "POST",
+	[BM_PUT] = "PUT", [BM_DELETE] = "DELETE", [BM_PATCH] = "PATCH",
+};
+
+enum bret { BRET_DEFAULT, BRET_REPR, BRET_MINIMAL, BRET_OUTCOME };
+
+struct bentry {
+	size_t i;
+	const char *loc;          /* "Bundle.entry[3]" */
+	json_t *entry;
+	json_t *res;              /* entry.resource or NULL */
+	const char *full_url;
+	enum bmethod method;
+	const char *url;          /* request.url, relative to the base */
+	const char *if_none_exist, *if_match, *if_none_match, *if_modified_since;
+	struct api_op op;         /* transaction writes */
+	json_t *response;         /* the response entry, once known */
+};
+
+struct bctx {
+	struct api *api;
+	struct arena *a;
+	struct diag *d;
+	bool lenient_refs;
+	enum bret ret;
+	const char *prefer;       /* Prefer passed on to batch entries */
+	size_t n;
+	struct bentry *e;
+	struct hmap urls;         /* fullUrl -> "Type/id" */
+	struct hmap targets;      /* "Type/id" written -> entry */
+	struct hmap refs;         /* resolved conditional references */
+};
+
+static enum cw_err
+entry_parse(struct bctx *b, struct bentry *e, json_t *entry, struct diag *d)
+{
+	json_t *req, *res;
+	const char *m, *url;
+	size_t i;
+
+	e->entry = entry;
+	e->loc = arena_printf(b->a, "Bundle.entry[%zu]", e->i);
+	if (!e->loc)
+		return CW_ENOMEM;
+	if (!json_is_object(entry))
+		return diag_err(d, CW_EINVAL, "structure", e->loc,
+				"A Bundle entry must be an object");
+	req = json_object_get(entry, "request");
+	m = json_string_value(json_object_get(req, "method"));
+	url = json_string_value(json_object_get(req, "url"));
+	if (!m || !url)
+		return diag_err(d, CW_EINVAL, "required",
+				arena_printf(b->a, "%s.request", e->loc),
+				"Each entry needs request.method and request.url");
+	for (i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++)
+		if (!strcmp(m, method_names[i]))
+			break;
+	if (i == sizeof(method_names) / sizeof(method_names[0]))
+		return diag_err(d, CW_EINVAL, "value",
+				arena_printf(b->a, "%s.request.method", e->loc),
+				"Unknown method");
+	e->method = (enum bmethod)i;
+	res = json_object_get(entry, "resource");
+	if (res && !json_is_object(res))
+		return diag_err(d, CW_EINVAL, "structure",
+				arena_printf(b->a, "%s.resource", e->loc),
+				"resource must be an object");
+	e->res = res;
+	e->full_url = json_string_value(json_object_get(entry, "fullUrl"));
+	e->if_none_exist = json_string_value(json_object_get(req, "ifNoneExist"));
+	e->if_match = json_string_value(json_object_get(req, "ifMatch"));
+	e->if_none_match = json_string_value(json_object_get(req, "ifNoneMatch"));
+	e->if_modified_since =
+		json_string_value(json_object_get(req, "ifModifiedSince"));
+	if (!strncmp(url, b->api->base, b->api->base_len) &&
+	    (url[b->api->base_len] == '/' || !url[b->api->base_len]))
+		url += b->api->base_len;
+	while (*url == '/')
+		url++;
+	if (!strncmp(url, "http:", 5) || !strncmp(url, "https:", 6))
+		return diag_err(d, CW_EINVAL, "not-supported",
+				arena_printf(b->a, "%s.request.url", e->loc),
+				"request.url must be relative to this server");
+	e->url = url;
+	return CW_OK;
+}
+
+/* ---- transaction: preparing entries -------------------------------------- */
+
+/* Copies the validation issues of one entry into d with locations moved
+ * under Bundle.entry[i].resource. */
+static void
+relocate_issues(struct bctx *b, struct bentry *e, const struct diag *sub,
+		const char *type)
+{
+	const struct diag_issue *is;
+	const char *rest;
+	size_t i, tl = strlen(type);
+
+	for (i = 0; i < sub->n; i++) {
+		is = &sub->issues[i];
+		rest = is->loc ? is->loc : "";
+		if (!strncmp(rest, type, tl) && (rest[tl] == '.' || rest[tl] == '[' ||
+						 !rest[tl]))
+			rest += tl;
+		else if (*rest)
+			rest = arena_printf(b->a, ".%s", rest);
+		diag_add(b->d, is->sev, is->code,
+			 arena_printf(b->a, "%s.resource%s", e->loc, rest), "%s",
+			 is->msg ? is->msg : "");
+	}
+}
+
+/* Splits "Type/id?query" of e->url. */
+static enum cw_err
+split_url(struct bctx *b, struct bentry *e, const struct fhir_restype **rt,
+	  const char **id, const char **query)
+{
+	const char *u = e->url, *qm = strchr(u, '?'), *sl;
+	size_t plen = qm ? (size_t)(qm - u) : strlen(u);
+	const char *loc = arena_printf(b->a, "%s.request.url", e->loc);
+
+	*query = qm ? qm + 1 : NULL;
+	*id = NULL;
+	sl = memchr(u, '/', plen);
+	*rt = fhir_restype_findn(u, sl ? (size_t)(sl - u) : plen);
+	if (!*rt)
+		return diag_err(b->d, CW_EINVAL, "not-supported", loc,
+				"The URL does not name a supported resource type");
+	if (sl) {
+		*id = arena_strndup(b->a, sl + 1, plen - (size_t)(sl + 1 - u));
+		if (!*id)
+			return CW_ENOMEM;
+		if (!id_is_valid(*id, strlen(*id)))
+			return diag_err(b->d, CW_EINVAL, "value", loc,
+					"The URL does not end in a valid id");
+	}
+	return CW_OK;
+}
+
+static enum cw_err
+tx_prep(struct bctx *b, struct bentry *e)
+{
+	const struct fhir_restype *rt;
+	const char *id, *query, *rtype, *body_id;
+	struct fhir_query *cond = NULL;
+	struct diag sub;
+	enum cw_err err;
+
+	if (e->method == BM_GET || e->method == BM_HEAD)
+		return CW_OK;
+	if (e->method == BM_PATCH)
+		return diag_err(b->d, CW_ENOTALLOWED, "not-supported",
+				arena_printf(b->a, "%s.request.method", e->loc),
+				"PATCH is not supported");
+	err = split_url(b, e, &rt, &id, &query);
+	if (err)
+		return err;
+	e->op.rt = rt;
+	e->op.loc = e->loc;
+	if (e->method == BM_POST && (id || query))
+		return diag_err(b->d, CW_EINVAL, "invalid",
+				arena_printf(b->a, "%s.request.url", e->loc),
+				"A create's URL is just the resource type");
+	if (e->method != BM_POST && !id && !query)
+		return diag_err(b->d, CW_EINVAL, "invalid",
+				arena_printf(b->a, "%s.request.url", e->loc),
+				"An update or delete needs Type/id or Type?criteria");
+	if (e->if_match) {
+		e->op.if_match = api_parse_etag(e->if_match);
+		if (e->op.if_match < 0)
+			return diag_err(b->d, CW_EINVAL, "value",
+					arena_printf(b->a, "%s.request.ifMatch", e->loc),
+					"ifMatch must be a version ETag: W/\"3\"");
+	}
+	if (query) {
+		err = api_parse_condition(b->a, rt, query,
+					  arena_printf(b->a, "%s.request.url", e->loc),
+					  &cond, b->d);
+		if (err)
+			return err;
+	}
+	if (e->method == BM_DELETE) {
+		e->op.kind = OP_DELETE;
+		e->op.id = id;
+		e->op.cond = cond;
+		return CW_OK;
+	}
+	if (!e->res)
+		return diag_err(b->d, CW_EINVAL, "required",
+				arena_printf(b->a, "%s.resource", e->loc),
+				"A create or update entry needs a resource");
+	rtype = json_string_value(json_object_get(e->res, "resourceType"));
+	if (!rtype || strcmp(rtype, rt->name))
+		return diag_err(b->d, CW_EINVAL, "invalid",
+				arena_printf(b->a, "%s.resource.resourceType", e->loc),
+				"resourceType does not match request.url");
+	if (e->method == BM_POST) {
+		json_object_del(e->res, "id");
+		if (e->if_none_exist) {
+			err = api_parse_condition(b->a, rt, e->if_none_exist,
+						  arena_printf(b->a, "%s.request.ifNoneExist", e->loc),
+						  &cond, b->d);
+			if (err)
+				return err;
+		}
+		e->op.kind = OP_CREATE;
+	} else {
+		body_id = json_string_value(json_object_get(e->res, "id"));
+		if (id && !body_id)
+			json_object_set_new(e->res, "id", json_string(id));
+		else if (id && strcmp(body_id, id))
+			return diag_err(b->d, CW_EINVAL, "invalid",
+					arena_printf(b->a, "%s.resource.id", e->loc),
+					"The resource id does not match request.url");
+		e->op.kind = OP_UPDATE;
+		e->op.id = id;
+	}
+	e->op.res = e->res;
+	e->op.cond = cond;
+	diag_init(&sub, b->a);
+	err = fhir_validate(e->res, rt->name, &sub);
+	relocate_issues(b, e, &sub, rt->name);
+	return err;
+}
+
+/* ---- transaction: references ---------------------------------------------- */
+
+static enum cw_err
+logical_ref(struct bctx *b, struct bentry *e, json_t *obj,
+	    const struct fhir_restype *rt, const char *query)
+{
+	struct fhir_kv *kv;
+	size_t nkv;
+	const char *bar;
+	json_t *ident = NULL;
+
+	if (!api_parse_form(b->a, query, strlen(query), &kv, &nkv) && nkv == 1 &&
+	    !strcmp(kv[0].key, "identifier")) {
+		bar = strchr(kv[0].value, '|');
+		if (!bar)
+			ident = json_pack("{s:s}", "value", kv[0].value);
+		else if (bar == kv[0].value)
+			ident = json_pack("{s:s}", "value", bar + 1);
+		else
+			ident = json_pack("{s:s%,s:s}", "system", kv[0].value,
+					  (size_t)(bar - kv[0].value), "value", bar + 1);
+	}
+	json_object_del(obj, "reference");
+	if (!json_object_get(obj, "type"))
+		json_object_set_new(obj, "type", json_string(rt->name));
+	if (ident && !json_object_get(obj, "identifier"))
+		json_object_set_new(obj, "identifier", ident);
+	else
+		json_decref(ident);
+	diag_add(b->d, DIAG_WARNING, "not-found",
+		 arena_printf(b->a, "%s.resource", e->loc),
+		 "A conditional reference to %s matched nothing; kept as a logical reference",
+		 rt->name);
+	return CW_OK;
+}
+
+/* obj is a Reference whose reference is ref: map a fullUrl, resolve a
+ * conditional reference. */
+static enum cw_err
+fix_reference(struct bctx *b, struct store_tx *tx, struct bentry *e,
+	      json_t *obj, json_t *ref)
+{
+	const char *s = json_string_value(ref), *qm, *val, **ids;
+	const struct fhir_restype *rt;
+	const struct hslot *hit;
+	struct fhir_query *fq;
+	size_t n;
+	enum cw_err err;
+
+	hit = hmap_get(&b->urls, s);
+	if (hit) {
+		json_string_set(ref, hit->val);
+		return CW_OK;
+	}
+	qm = strchr(s, '?');
+	if (!qm || memchr(s, '/', (size_t)(qm - s)) || !strncmp(s, "urn:", 4))
+		return CW_OK;
+	rt = fhir_restype_findn(s, (size_t)(qm - s));
+	if (!rt)
+		return CW_OK;
+	hit = hmap_get(&b->refs, s);
+	if (hit) {
+		json_string_set(ref, hit->val);
+		return CW_OK;
+	}
+	err = api_parse_condition(b->a, rt, qm + 1,
+				  arena_printf(b->a, "%s.resource", e->loc), &fq, b->d);
+	if (err)
+		return err;
+	err = store_tx_match(tx, b->a, fq, 2, &ids, &n, b->d);
+	if (err)
+		return err;
+	if (n > 1)
+		return diag_err(b->d, CW_EPRECOND, "multiple-matches",
+				arena_printf(b->a, "%s.resource", e->loc),
+				"The conditional reference %s matched more than one resource",
+				s);
+	if (n == 0) {
+		if (b->lenient_refs)
+			return logical_ref(b, e, obj, rt, qm + 1);
+		return diag_err(b->d, CW_EINVAL, "not-found",
+				arena_printf(b->a, "%s.resource", e->loc),
+				"The conditional reference %s matched nothing", s);
+	}
+	val = arena_printf(b->a, "%s/%s", rt->name, ids[0]);
+	s = arena_strdup(b->a, s);
+	if (!val || !s || !hmap_put(&b->refs, s, val, e->i))
+		return CW_ENOMEM;
+	json_string_set(ref, val);
+	return CW_OK;
+}
+
+static void
+fix_urn(struct bctx *b, json_t *str)
+{
+	const char *s = json_string_value(str);
+	const struct hslot *hit;
+
+	if (strncmp(s, "urn:", 4))
+		return;
+	hit = hmap_get(&b->urls, s);
+	if (hit)
+		json_string_set(str, hit->val);
+}
+
+static enum cw_err
+walk(struct bctx *b, struct store_tx *tx, struct bentry *e, json_t *v)
+{
+	const char *k;
+	json_t *c;
+	size_t i;
+	enum cw_err err;
+
+	if (json_is_object(v)) {
+		c = json_object_get(v, "reference");
+		if (json_is_string(c)) {
+			err = fix_reference(b, tx, e, v, c);
+			if (err)
+				return err;
+		}
+		json_object_foreach(v, k, c) {
+			if (json_is_string(c)) {
+				fix_urn(b, c);
+			} else if (json_is_object(c) || json_is_array(c)) {
+				err = walk(b, tx, e, c);
+				if (err)
+					return err;
+			}
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, c) {
+			if (json_is_string(c)) {
+				fix_urn(b, c);
+			} else if (json_is_object(c) || json_is_array(c)) {
+				err = walk(b, tx, e, c);
+				if (err)
+					return err;
+			}
+		}
+	}
+	return CW_OK;
+}
+
+/* Records what e writes; two entries writing one resource fail. */
+static enum cw_err
+claim_target(struct bctx *b, struct bentry *e)
+{
+	const struct hslot *hit;
+	const char *key;
+
+	if (e->op.noop && e->op.kind == OP_DELETE)
+		return CW_OK;
+	key = arena_printf(b->a, "%s/%s", e->op.rt->name, e->op.id);
+	if (!key)
+		return CW_ENOMEM;
+	hit = hmap_get(&b->targets, key);
+	if (hit)
+		return diag_err(b->d, CW_EINVAL, "duplicate", e->loc,
+				"Bundle.entry[%zu] and Bundle.entry[%zu] both write %s",
+				hit->idx, e->i, key);
+	if (!hmap_put(&b->targets, key, key, e->i))
+		return CW_ENOMEM;
+	if (e->full_url && e->method != BM_DELETE) {
+		if (hmap_get(&b->urls, e->full_url))
+			return diag_err(b->d, CW_EINVAL, "duplicate",
+					arena_printf(b->a, "%s.fullUrl", e->loc),
+					"Two entries have the same fullUrl");
+		if (!hmap_put(&b->urls, e->full_url, key, e->i))
+			return CW_ENOMEM;
+	}
+	return CW_OK;
+}
+
+static enum cw_err
+tx_cb(struct store_tx *tx, void *ctx)
+{
+	struct bctx *b = ctx;
+	struct bentry *e;
+	size_t i;
+	int pass;
+	enum cw_err err;
+
+	b->urls = (struct hmap){.a = b->a};
+	b->targets = (struct hmap){.a = b->a};
+	b->refs = (struct hmap){.a = b->a};
+	for (i = 0; i < b->n; i++) {
+		e = &b->e[i];
+		if (e->method != BM_DELETE)
+			continue;
+		err = api_op_resolve(tx, b->a, &e->op, b->d);
+		if (!err)
+			err = claim_target(b, e);
+		if (!err)
+			err = api_op_exec(tx, b->a, &e->op, b->d);
+		if (err)
+			return err;
+	}
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < b->n; i++) {
+			e = &b->e[i];
+			if (e->method != (pass ? BM_PUT : BM_POST))
+				continue;
+			err = api_op_resolve(tx, b->a, &e->op, b->d);
+			if (!err)
+				err = claim_target(b, e);
+			if (err)
+				return err;
+		}
+	}
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < b->n; i++) {
+			e = &b->e[i];
+			if (e->method != (pass ? BM_PUT : BM_POST))
+				continue;
+			if (!e->op.noop) {
+				err = walk(b, tx, e, e->op.res);
+				if (err)
+					return err;
+			}
+			err = api_op_exec(tx, b->a, &e->op, b->d);
+			if (err)
+				return err;
+		}
+	}
+	return CW_OK;
+}
+
+/* ---- internal requests (batch entries, transaction GETs) ------------------ */
+
+static json_t *
+response_of(struct bctx *b, const struct http_resp *w, bool keep_body)
+{
+	json_t *resp, *entry, *body = NULL, *meta;
+	const char *loc = NULL, *etag = NULL, *lu;
+	size_t i;
+
+	for (i = 0; i < w->nheaders; i++) {
+		if (!strcmp(w->headers[i].key, "Location"))
+			loc = w->headers[i].value;
+		else if (!strcmp(w->headers[i].key, "ETag"))
+			etag = w->headers[i].value;
+	}
+	if (loc && !strncmp(loc, b->api->base, b->api->base_len) &&
+	    loc[b->api->base_len] == '/')
+		loc += b->api->base_len + 1;
+	if (w->body_len)
+		body = json_loadb(w->body, w->body_len, 0, NULL);
+	resp = json_pack("{s:s}", "status", api_status_text(b->a, w->status));
+	if (!resp) {
+		json_decref(body);
+		return NULL;
+	}
+	if (loc)
+		json_object_set_new(resp, "location", json_string(loc));
+	if (etag)
+		json_object_set_new(resp, "etag", json_string(etag));
+	meta = json_object_get(body, "meta");
+	lu = json_string_value(json_object_get(meta, "lastUpdated"));
+	if (lu && w->status < 300)
+		json_object_set_new(resp, "lastModified", json_string(lu));
+	entry = json_object();
+	if (body && w->status >= 400) {
+		json_object_set_new(resp, "outcome", body);
+		body = NULL;
+	}
+	json_object_set_new(entry, "response", resp);
+	if (body && keep_body)
+		json_object_set_new(entry, "resource", body);
+	else
+		json_decref(body);
+	return entry;
+}
+
+static json_t *
+run_internal(struct bctx *b, struct bentry *e)
+{
+	struct http_req r;
+	struct http_resp w;
+	struct api_req q;
+	struct http_kv hdrs[8];
+	struct fhir_kv *kv = NULL;
+	size_t nh = 0, nkv = 0, i;
+	const char *qm = strchr(e->url, '?');
+	char *body;
+
+	memset(&r, 0, sizeof(r));
+	memset(&w, 0, sizeof(w));
+	memset(&q, 0, sizeof(q));
+	r.arena = b->a;
+	r.method = method_names[e->method];
+	r.path = arena_printf(b->a, "/fhir/%.*s",
+			      (int)(qm ? (size_t)(qm - e->url) : strlen(e->url)),
+			      e->url);
+	if (qm && api_parse_form(b->a, qm + 1, strlen(qm + 1), &kv, &nkv))
+		return NULL;
+	r.query = arena_alloc(b->a, (nkv + 1) * sizeof(*r.query));
+	if (!r.path || !r.query)
+		return NULL;
+	for (i = 0; i < nkv; i++)
+		r.query[i] = (struct http_kv){kv[i].key, kv[i].value};
+	r.nquery = nkv;
+	r.body = "";
+	if (e->res && (e->method == BM_POST || e->method == BM_PUT)) {
+		body = api_free_own(b->a, json_dumps(e->res, JSON_COMPACT));
+		if (!body)
+			return NULL;
+		r.body = body;
+		r.body_len = strlen(body);
+		hdrs[nh++] = (struct http_kv){"Content-Type", "application/fhir+json"};
+	}
+#define HDR(name, v) \
+	if (v) \
+		hdrs[nh++] = (struct http_kv){name, v}
+	HDR("If-None-Exist", e->if_none_exist);
+	HDR("If-Match", e->if_match);
+	HDR("If-None-Match", e->if_none_match);
+	HDR("If-Modified-Since", e->if_modified_since);
+	HDR("Prefer", b->prefer);
+#undef HDR
+	r.remote = "internal";
+	q.api = b->api;
+	q.r = &r;
+	q.w = &w;
+	q.a = b->a;
+	q.hdrs = hdrs;
+	q.nhdrs = nh;
+	api_dispatch(&q);
+	return response_of(b, &w, e->method != BM_HEAD);
+}
+
+/* Moves the locations in a batch entry's outcome (Patient.birthDate) under
+ * the entry (Bundle.entry[1].resource.birthDate), as a transaction has them. */
+static void
+relocate_outcome(struct bctx *b, const struct bentry *e, json_t *entry)
+{
+	json_t *issues, *is, *exprs, *x;
+	const char *type, *s;
+	size_t i, j, tl;
+
+	type = json_string_value(json_object_get(e->res, "resourceType"));
+	issues = json_object_get(json_object_get(json_object_get(entry, "response"),
+						 "outcome"), "issue");
+	if (!type || !issues)
+		return;
+	tl = strlen(type);
+	json_array_foreach(issues, i, is) {
+		exprs = json_object_get(is, "expression");
+		json_array_foreach(exprs, j, x) {
+			s = json_string_value(x);
+			if (s && !strncmp(s, type, tl) && (s[tl] == '.' || s[tl] == '[' || !s[tl]))
+				json_array_set_new(exprs, j,
+					json_sprintf("%s.resource%s", e->loc, s + tl));
+		}
+	}
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static json_t *
+write_response(struct bctx *b, const struct bentry *e)
+{
+	const struct api_op *op = &e->op;
+	json_t *entry, *resp, *res;
+	char when[32];
+
+	resp = json_pack("{s:s}", "status", api_status_text(b->a, op->status));
+	entry = json_object();
+	if (!resp || !entry) {
+		json_decref(resp);
+		json_decref(entry);
+		return NULL;
+	}
+	if (op->id)
+		json_object_set_new(entry, "fullUrl",
+				    json_sprintf("%s/%s/%s", b->api->base,
+						 op->rt->name, op->id));
+	if (op->has_out && op->kind != OP_DELETE) {
+		json_object_set_new(resp, "location",
+				    json_sprintf("%s/%s/_history/%ld", op->rt->name,
+						 op->out.id, op->out.version));
+		json_object_set_new(resp, "etag",
+				    json_sprintf("W/\"%ld\"", op->out.version));
+		time_format_instant(op->out.last_updated, when);
+		json_object_set_new(resp, "lastModified", json_string(when));
+		if (b->ret == BRET_REPR) {
+			res = json_loadb(op->out.json.p, op->out.json.n, 0, NULL);
+			if (res)
+				json_object_set_new(entry, "resource", res);
+		}
+	}
+	if (b->ret == BRET_OUTCOME)
+		json_object_set_new(resp, "outcome",
+				    json_pack("{s:s,s:[{s:s,s:s}]}", "resourceType",
+					      "OperationOutcome", "issue", "severity",
+					      "information", "code", "informational"));
+	json_object_set_new(entry, "response", resp);
+	return entry;
+}
+
+static enum cw_err
+finish(struct bctx *b, const char *type, json_t **out)
+{
+	json_t *bundle, *entries = json_array();
+	char id[ID_LEN + 1], now[32];
+	size_t i;
+
+	if (!entries)
+		return CW_ENOMEM;
+	for (i = 0; i < b->n; i++) {
+		if (!b->e[i].response ||
+		    json_array_append_new(entries, b->e[i].response)) {
+			for (; i < b->n; i++)
+				json_decref(b->e[i].response);
+			json_decref(entries);
+			return CW_ENOMEM;
+		}
+		b->e[i].response = NULL;
+	}
+	id_new(id);
+	time_format_instant(time_now_ms(), now);
+	bundle = json_pack("{s:s,s:s,s:{s:s},s:s,s:o}", "resourceType", "Bundle",
+			   "id", id, "meta", "lastUpdated", now, "type", type,
+			   "entry", entries);
+	if (!bundle)
+		return CW_ENOMEM;
+	*out = bundle;
+	return CW_OK;
+}
+
+static void
+drop_responses(struct bctx *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		json_decref(b->e[i].response);
+		b->e[i].response = NULL;
+	}
+}
+
+/* ---- transaction and batch ------------------------------------------------ */
+
+static enum cw_err
+run_transaction(struct bctx *b, json_t *entries, json_t **out)
+{
+	enum cw_err err, first = CW_OK;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		b->e[i].i = i;
+		err = entry_parse(b, &b->e[i], json_array_get(entries, i), b->d);
+		if (!err)
+			err = tx_prep(b, &b->e[i]);
+		if (err == CW_ENOMEM)
+			return err;
+		if (err && (!first || first == CW_EINVALID))
+			first = err;
+	}
+	if (first) {
+		diag_log(b->d, "transaction refused before writing: %s",
+			 cw_strerror(first));
+		return first;
+	}
+	err = store_write(b->api->store, tx_cb, b);
+	if (err) {
+		if (!diag_has_errors(b->d))
+			diag_err(b->d, err, api_issue_code(err), NULL,
+				 "The transaction failed: %s", cw_strerror(err));
+		diag_log(b->d, "transaction of %zu entries rolled back: %s", b->n,
+			 cw_strerror(err));
+		return err;
+	}
+	for (i = 0; i < b->n; i++) {
+		struct bentry *e = &b->e[i];
+
+		if (e->method == BM_GET || e->method == BM_HEAD)
+			e->response = run_internal(b, e);
+		else
+			e->response = write_response(b, e);
+		if (!e->response) {
+			drop_responses(b);
+			return CW_ENOMEM;
+		}
+	}
+	return finish(b, "transaction-response", out);
+}
+
+static enum cw_err
+run_batch(struct bctx *b, json_t *entries, json_t **out)
+{
+	struct diag sub;
+	json_t *oo;
+	size_t i;
+	enum cw_err err;
+
+	for (i = 0; i < b->n; i++) {
+		struct bentry *e = &b->e[i];
+
+		e->i = i;
+		diag_init(&sub, b->a);
+		err = entry_parse(b, e, json_array_get(entries, i), &sub);
+		if (!err && e->method == BM_POST && !e->url[0])
+			err = diag_err(&sub, CW_EINVAL, "not-supported", e->loc,
+				       "Bundles do not nest");
+		if (err) {
+			oo = fhir_outcome(&sub);
+			e->response = json_pack("{s:{s:s,s:o*}}", "response",
+						"status",
+						api_status_text(b->a, api_status_of(err)),
+						"outcome", oo);
+		} else {
+			e->response = run_internal(b, e);
+			if (e->response && e->res)
+				relocate_outcome(b, e, e->response);
+		}
+		if (!e->response) {
+			drop_responses(b);
+			return CW_ENOMEM;
+		}
+	}
+	return finish(b, "batch-response", out);
+}
+
+static enum cw_err
+bundle_run(struct api *api, struct arena *a, json_t *bundle,
+	   const struct api_bundle_opt *opt, enum bret ret, const char *prefer,
+	   json_t **out, struct diag *d)
+{
+	struct bctx b = {.api = api, .a = a, .d = d, .ret = ret, .prefer = prefer};
+	const char *rtype, *type;
+	json_t *entries;
+
+	*out = NULL;
+	b.lenient_refs = opt && opt->lenient_refs;
+	rtype = json_string_value(json_object_get(bundle, "resourceType"));
+	if (!json_is_object(bundle) || !rtype || strcmp(rtype, "Bundle"))
+		return diag_err(d, CW_EINVAL, "invalid", "resourceType",
+				"POST to the base takes a batch or transaction Bundle");
+	type = json_string_value(json_object_get(bundle, "type"));
+	if (!type || (strcmp(type, "transaction") && strcmp(type, "batch")))
+		return diag_err(d, CW_EINVAL, "value", "Bundle.type",
+				"Bundle.type must be batch or transaction");
+	entries = json_object_get(bundle, "entry");
+	if (entries && !json_is_array(entries))
+		return diag_err(d, CW_EINVAL, "structure", "Bundle.entry",
+				"Bundle.entry must be an array");
+	b.n = json_array_size(entries);
+	if (b.n > API_BUNDLE_MAX_ENTRIES)
+		return diag_err(d, CW_ETOOBIG, "too-costly", "Bundle.entry",
+				"A Bundle may have at most %d entries",
+				API_BUNDLE_MAX_ENTRIES);
+	b.e = arena_zalloc(a, (b.n + 1) * sizeof(*b.e));
+	if (!b.e)
+		return CW_ENOMEM;
+	if (!strcmp(type, "transaction"))
+		return run_transaction(&b, entries, out);
+	return run_batch(&b, entries, out);
+}
+
+enum cw_err
+api_bundle(struct api *api, struct arena *a, json_t *bundle,
+	   const struct api_bundle_opt *opt, json_t **out, struct diag *d)
+{
+	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, out, d);
+}
+
+enum cw_err
+api_h_bundle(struct api_req *q)
+{
+	struct api_bundle_opt opt = {.lenient_refs = false};
+	const char *prefer = api_header(q, "Prefer");
+	enum bret ret = BRET_DEFAULT;
+	json_t *bundle = NULL, *out = NULL;
+	enum cw_err err;
+
+	if (q->internal)
+		return diag_err(&q->d, CW_EINVAL, "not-supported", NULL,
+				"Bundles do not nest");
+	err = api_check_body_type(q, false);
+	if (err)
+		return err;
+	if (!q->r->body_len)
+		return diag_err(&q->d, CW_EINVAL, "required", NULL,
+				"The request has no body");
+	err = fhir_parse_json(q->r->body, q->r->body_len, &bundle, &q->d);
+	if (err)
+		return err;
+	if (!api_json_own(q->a, bundle))
+		return CW_ENOMEM;
+	if (prefer && strstr(prefer, "return=representation"))
+		ret = BRET_REPR;
+	else if (prefer && strstr(prefer, "return=minimal"))
+		ret = BRET_MINIMAL;
+	else if (prefer && strstr(prefer, "return=OperationOutcome"))
+		ret = BRET_OUTCOME;
+	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, &out, &q->d);
+	if (err)
+		return err;
+	if (!api_json_own(q->a, out))
+		return CW_ENOMEM;
+	return api_reply_json(q, 200, out);
+}

@@ -1,0 +1,164 @@
+/* api/capability.c: the CapabilityStatement served at GET /fhir/metadata.
+ *
+ * It is built once, at api_new, from the same tables that drive the server
+ * (served.def through fhir_restype_at, each type's supported search
+ * parameters, the interactions the route table serves), so it cannot claim
+ * what the code does not do; /metadata then serves the cached text. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+
+#ifndef CW_VERSION
+#define CW_VERSION "0.1.0"
+#endif
+
+/* What every served type supports: the route table's instance and type
+ * interactions. */
+static const char *const type_interactions[] = {
+	"read", "vread", "update", "delete", "history-instance",
+	"history-type", "create", "search-type",
+};
+
+static const char *const system_interactions[] = {
+	"transaction", "batch", "history-system",
+};
+
+static const char *const sptype_names[] = {
+	[SP_NUMBER] = "number",       [SP_DATE] = "date",
+	[SP_STRING] = "string",       [SP_TOKEN] = "token",
+	[SP_REFERENCE] = "reference", [SP_COMPOSITE] = "composite",
+	[SP_QUANTITY] = "quantity",   [SP_URI] = "uri",
+	[SP_SPECIAL] = "special",
+};
+
+static json_t *
+interactions(const char *const *codes, size_t n)
+{
+	json_t *arr = json_array();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s}", "code", codes[i]));
+	return arr;
+}
+
+static bool
+targets_type(const struct fhir_searchparam *sp, const char *type)
+{
+	size_t i;
+
+	if (!sp->ntargets)
+		return true;
+	for (i = 0; i < sp->ntargets; i++)
+		if (!strcmp(sp->targets[i], type))
+			return true;
+	return false;
+}
+
+static json_t *
+resource_entry(const struct fhir_restype *rt)
+{
+	json_t *r, *params = json_array(), *inc = json_array(), *rev = json_array();
+	const struct fhir_searchparam *sp;
+	const struct fhir_restype *src;
+	size_t i, j;
+
+	for (i = 0; i < rt->nparams; i++) {
+		sp = &rt->params[i];
+		if (!sp->supported)
+			continue;
+		json_array_append_new(params,
+			json_pack("{s:s,s:s,s:s}", "name", sp->code, "definition",
+				  sp->url ? sp->url : "", "type",
+				  sptype_names[sp->type]));
+		if (sp->type == SP_REFERENCE)
+			json_array_append_new(inc, json_sprintf("%s:%s", rt->name,
+								 sp->code));
+	}
+	if (json_array_size(inc))
+		json_array_insert_new(inc, 0, json_string("*"));
+	for (i = 0; i < fhir_restype_count(); i++) {
+		src = fhir_restype_at(i);
+		for (j = 0; j < src->nparams; j++) {
+			sp = &src->params[j];
+			if (sp->supported && sp->type == SP_REFERENCE &&
+			    sp->code[0] != '_' && targets_type(sp, rt->name))
+				json_array_append_new(rev, json_sprintf("%s:%s",
+						      src->name, sp->code));
+		}
+	}
+	r = json_pack("{s:s,s:s,s:o,s:s,s:b,s:b,s:b,s:s,s:b,s:s,s:o,s:o,s:o}",
+		      "type", rt->name,
+		      "profile", "",
+		      "interaction", interactions(type_interactions,
+			      sizeof(type_interactions) / sizeof(type_interactions[0])),
+		      "versioning", "versioned",
+		      "readHistory", 1,
+		      "updateCreate", 1,
+		      "conditionalCreate", 1,
+		      "conditionalRead", "not-match",
+		      "conditionalUpdate", 1,
+		      "conditionalDelete", "single",
+		      "searchInclude", inc,
+		      "searchRevInclude", rev,
+		      "searchParam", params);
+	if (!r)
+		return NULL;
+	json_object_set_new(r, "profile",
+			    json_sprintf("http://hl7.org/fhir/StructureDefinition/%s",
+					 rt->name));
+	if (!strcmp(rt->name, "Patient"))
+		json_object_set_new(r, "operation",
+			json_pack("[{s:s,s:s}]", "name", "everything", "definition",
+				  "http://hl7.org/fhir/OperationDefinition/Patient-everything"));
+	return r;
+}
+
+enum cw_err
+api_capability_build(struct api *api)
+{
+	json_t *cs, *resources = json_array(), *rest;
+	char now[32];
+	size_t i;
+
+	for (i = 0; i < fhir_restype_count(); i++)
+		json_array_append_new(resources, resource_entry(fhir_restype_at(i)));
+	rest = json_pack("[{s:s,s:o,s:o}]", "mode", "server",
+			 "resource", resources,
+			 "interaction", interactions(system_interactions,
+				 sizeof(system_interactions) / sizeof(system_interactions[0])));
+	time_format_instant(time_now_ms(), now);
+	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,"
+		       "s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:o}",
+		       "resourceType", "CapabilityStatement",
+		       "id", "careweave",
+		       "name", "CareweaveCapabilityStatement",
+		       "title", "careweave FHIR R4 server",
+		       "status", "active",
+		       "experimental", 0,
+		       "date", now,
+		       "publisher", "careweave",
+		       "kind", "instance",
+		       "software", "name", "careweave", "version", CW_VERSION,
+		       "implementation", "description", "careweave care coordination server",
+		       "url", api->base,
+		       "fhirVersion", "4.0.1",
+		       "format", "json", "application/fhir+json",
+		       "rest", rest);
+	if (!cs)
+		return CW_ENOMEM;
+	api->capability = json_dumps(cs, JSON_COMPACT);
+	json_decref(cs);
+	if (!api->capability)
+		return CW_ENOMEM;
+	api->capability_len = strlen(api->capability);
+	return CW_OK;
+}
+
+enum cw_err
+api_h_metadata(struct api_req *q)
+{
+	api_reply(q, 200, q->api->capability, q->api->capability_len);
+	return CW_OK;
+}

@@ -1,0 +1,597 @@
+/* api/rest.c: the instance interactions and the one write path.
+ *
+ * read and vread serve the stored JSON text as it is (no re-encode) unless
+ * _elements/_summary ask for a subset. create, update and delete, plain and
+ * conditional, all build one struct api_op and run it in a store_write
+ * callback: api_op_resolve evaluates the condition with store_tx_match
+ * inside the write transaction (so two racing conditional creates cannot
+ * both create: the writer is serialized), then api_op_exec puts or deletes.
+ * Transactions (bundle.c) use the same two functions for every entry.
+ *
+ * Decisions the spec leaves open:
+ *   - create ignores a client id; the server assigns a time-ordered one.
+ *   - update needs the id in the body and it must equal the URL (400);
+ *     update of an unknown id creates it (201, updateCreate).
+ *   - delete answers 204 whether or not the resource existed or was
+ *     already deleted (the spec allows 200/204 for both); with Prefer:
+ *     return=OperationOutcome it answers 200 with an outcome.
+ *   - conditional delete deletes a single match; several are 412.
+ *   - a deleted resource reads as 410; a vread of a delete version is 410. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+
+/* ---- the write-path core -------------------------------------------------- */
+
+/* Puts loc on the issues added since `before` that have none, and adds an
+ * issue naming the failure when nothing said why. */
+static enum cw_err
+op_fail(struct diag *d, size_t before, enum cw_err err, const struct api_op *op)
+{
+	const char *type = op->rt ? op->rt->name : "?";
+	const char *id = op->id ? op->id : "?";
+	size_t i;
+	bool said = false;
+
+	for (i = before; i < d->n; i++) {
+		if (!d->issues[i].loc)
+			d->issues[i].loc = op->loc;
+		said |= d->issues[i].sev <= DIAG_ERROR;
+	}
+	if (said)
+		return err;
+	switch (err) {
+	case CW_EPRECOND:
+		diag_err(d, err, "conflict", op->loc,
+			 "Version conflict: %s/%s is not at version %ld", type, id,
+			 op->if_match);
+		break;
+	case CW_ECONFLICT:
+		diag_err(d, err, "duplicate", op->loc, "%s/%s already exists",
+			 type, id);
+		break;
+	case CW_EGONE:
+		diag_err(d, err, "deleted", op->loc, "%s/%s is deleted", type, id);
+		break;
+	case CW_ENOTFOUND:
+		diag_err(d, err, "not-found", op->loc, "%s/%s is not known", type,
+			 id);
+		break;
+	default:
+		diag_err(d, err, api_issue_code(err), op->loc, "%s",
+			 cw_strerror(err));
+		break;
+	}
+	diag_log(d, "write %s failed: %s", type, cw_strerror(err));
+	return err;
+}
+
+enum cw_err
+api_op_resolve(struct store_tx *tx, struct arena *a, struct api_op *op,
+	       struct diag *d)
+{
+	const char **ids = NULL, *body_id;
+	size_t n = 0, before = d->n;
+	char buf[ID_LEN + 1];
+	enum cw_err err;
+
+	if (op->cond) {
+		err = store_tx_match(tx, a, op->cond, 2, &ids, &n, d);
+		if (err)
+			return op_fail(d, before, err, op);
+		if (n > 1)
+			return diag_err(d, CW_EPRECOND, "multiple-matches", op->loc,
+					"The condition matched more than one %s",
+					op->rt->name);
+		switch (op->kind) {
+		case OP_CREATE:
+			if (n == 1) {
+				op->noop = true;
+				op->id = ids[0];
+			}
+			break;
+		case OP_UPDATE:
+			body_id = json_string_value(json_object_get(op->res, "id"));
+			if (n == 1) {
+				if (body_id && strcmp(body_id, ids[0]))
+					return diag_err(d, CW_EINVAL, "invalid", op->loc,
+							"The resource id does not match the %s the condition found",
+							op->rt->name);
+				op->id = ids[0];
+			} else if (body_id) {
+				op->id = body_id;
+				op->create_with_id = true;
+			} else {
+				op->kind = OP_CREATE;
+				op->id = NULL;
+			}
+			break;
+		case OP_DELETE:
+			if (n == 0)
+				op->noop = true;
+			else
+				op->id = ids[0];
+			break;
+		}
+		op->cond = NULL;
+	}
+	if (op->kind == OP_CREATE && !op->id) {
+		id_new(buf);
+		op->id = arena_strdup(a, buf);
+		if (!op->id)
+			return CW_ENOMEM;
+	}
+	return CW_OK;
+}
+
+enum cw_err
+api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
+	    struct diag *d)
+{
+	struct store_put put = {.rt = op->rt};
+	size_t before = d->n;
+	bool created = false, existed = false;
+	enum cw_err err;
+
+	switch (op->kind) {
+	case OP_CREATE:
+		if (op->noop) {
+			err = store_tx_read(tx, a, op->rt->name, op->id, &op->out);
+			if (err)
+				return op_fail(d, before, err, op);
+			op->has_out = true;
+			op->status = 200;
+			return CW_OK;
+		}
+		/* fall through */
+	case OP_UPDATE:
+		if (json_object_set_new(op->res, "id", json_string(op->id)))
+			return CW_ENOMEM;
+		put.res = op->res;
+		put.create = op->kind == OP_CREATE || op->create_with_id;
+		put.if_match = op->if_match;
+		err = store_tx_put(tx, a, &put, &op->out, &created);
+		if (err)
+			return op_fail(d, before, err, op);
+		op->has_out = true;
+		op->status = op->kind == OP_CREATE || created ? 201 : 200;
+		return CW_OK;
+	case OP_DELETE:
+		op->status = 204;
+		if (op->noop)
+			return CW_OK;
+		err = store_tx_delete(tx, a, op->rt->name, op->id, op->if_match,
+				      &op->out, &existed);
+		if (err)
+			return op_fail(d, before, err, op);
+		return CW_OK;
+	}
+	return CW_EINTERNAL;
+}
+
+struct one_write {
+	struct arena *a;
+	struct api_op *op;
+	struct diag *d;
+};
+
+static enum cw_err
+one_write_cb(struct store_tx *tx, void *ctx)
+{
+	struct one_write *w = ctx;
+	enum cw_err err;
+
+	err = api_op_resolve(tx, w->a, w->op, w->d);
+	if (!err)
+		err = api_op_exec(tx, w->a, w->op, w->d);
+	return err;
+}
+
+static enum cw_err
+write_one(struct api_req *q, struct api_op *op)
+{
+	struct one_write w = {q->a, op, &q->d};
+	enum cw_err err;
+
+	err = store_write(q->api->store, one_write_cb, &w);
+	if (err && !diag_has_errors(&q->d))
+		return op_fail(&q->d, q->d.n, err, op);
+	return err;
+}
+
+/* ---- request helpers ------------------------------------------------------- */
+
+void
+api_version_headers(struct api_req *q, const struct store_res *res,
+		    bool location)
+{
+	char date[40];
+
+	http_resp_header(q->w, "ETag", arena_printf(q->a, "W/\"%ld\"", res->version));
+	time_format_http(res->last_updated, date);
+	http_resp_header(q->w, "Last-Modified", arena_strdup(q->a, date));
+	if (location)
+		http_resp_header(q->w, "Location",
+				 arena_printf(q->a, "%s/%s/%s/_history/%ld",
+					      q->api->base, res->type, res->id,
+					      res->version));
+}
+
+enum cw_err
+api_parse_condition(struct arena *a, const struct fhir_restype *rt,
+		    const char *query, const char *loc, struct fhir_query **out,
+		    struct diag *d)
+{
+	struct fhir_query *fq;
+	struct fhir_kv *kv;
+	size_t nkv;
+	const char *qm;
+	enum cw_err err;
+
+	if (query && (qm = strchr(query, '?')))
+		query = qm + 1;
+	if (!query || !*query)
+		return diag_err(d, CW_EINVAL, "required", loc,
+				"A conditional operation needs search criteria");
+	err = api_parse_form(a, query, strlen(query), &kv, &nkv);
+	if (err)
+		return err;
+	fq = arena_zalloc(a, sizeof(*fq));
+	if (!fq)
+		return CW_ENOMEM;
+	err = fhir_query_parse(a, rt, kv, nkv, true, fq, d);
+	if (err)
+		return err;
+	if (!fq->nparams)
+		return diag_err(d, CW_EINVAL, "required", loc,
+				"A conditional operation needs search criteria");
+	*out = fq;
+	return CW_OK;
+}
+
+/* Parses the request body as a resource of the URL's type. The caller owns
+ * nothing: the value dies with the arena. */
+static enum cw_err
+parse_body(struct api_req *q, json_t **out)
+{
+	const char *rtype;
+	json_t *res = NULL;
+	enum cw_err err;
+
+	err = api_check_body_type(q, false);
+	if (err)
+		return err;
+	if (!q->r->body_len)
+		return diag_err(&q->d, CW_EINVAL, "required", NULL,
+				"The request has no body");
+	err = fhir_parse_json(q->r->body, q->r->body_len, &res, &q->d);
+	if (err)
+		return err;
+	if (!api_json_own(q->a, res))
+		return CW_ENOMEM;
+	if (!json_is_object(res))
+		return diag_err(&q->d, CW_EINVAL, "structure", NULL,
+				"The body is not a JSON object");
+	rtype = json_string_value(json_object_get(res, "resourceType"));
+	if (!rtype)
+		return diag_err(&q->d, CW_EINVAL, "required", "resourceType",
+				"resourceType is missing");
+	if (strcmp(rtype, q->rt->name))
+		return diag_err(&q->d, CW_EINVAL, "invalid", "resourceType",
+				"resourceType '%s' does not match the URL (%s)",
+				strlen(rtype) < 64 ? rtype : "?", q->rt->name);
+	*out = res;
+	return CW_OK;
+}
+
+static enum cw_err
+if_match(struct api_req *q, long *out)
+{
+	const char *h = api_header(q, "If-Match");
+
+	*out = 0;
+	if (!h)
+		return CW_OK;
+	*out = api_parse_etag(h);
+	if (*out < 0)
+		return diag_err(&q->d, CW_EINVAL, "value", NULL,
+				"If-Match must be a version ETag: W/\"3\"");
+	return CW_OK;
+}
+
+/* The request's query as fhir_kv (same layout, distinct types). */
+static enum cw_err
+query_kv(struct api_req *q, struct fhir_kv **kv, size_t *n)
+{
+	size_t i;
+
+	*n = q->r->nquery;
+	*kv = arena_alloc(q->a, (*n + 1) * sizeof(**kv));
+	if (!*kv)
+		return CW_ENOMEM;
+	for (i = 0; i < *n; i++) {
+		(*kv)[i].key = q->r->query[i].key;
+		(*kv)[i].value = q->r->query[i].value;
+	}
+	return CW_OK;
+}
+
+static void
+reply_info(struct api_req *q, int status, const char *what)
+{
+	diag_add(&q->d, DIAG_INFO, "informational", NULL, "%s", what);
+	api_reply_outcome(q, status, CW_OK);
+}
+
+static enum cw_err
+reply_write(struct api_req *q, const struct api_op *op)
+{
+	if (op->has_out && op->kind != OP_DELETE)
+		api_version_headers(q, &op->out, op->status == 201);
+	if (op->kind == OP_DELETE) {
+		if (q->ret == RET_OUTCOME)
+			reply_info(q, 200, op->noop ? "Nothing to delete" : "Deleted");
+		else
+			api_reply(q, 204, NULL, 0);
+		return CW_OK;
+	}
+	switch (q->ret) {
+	case RET_MINIMAL:
+		api_reply(q, op->status, NULL, 0);
+		break;
+	case RET_OUTCOME:
+		reply_info(q, op->status,
+			   op->status == 201 ? "Created" :
+			   op->noop ? "Matched an existing resource" : "Updated");
+		break;
+	case RET_REPRESENTATION:
+		api_reply(q, op->status, op->out.json.p, op->out.json.n);
+		break;
+	}
+	return CW_OK;
+}
+
+/* ---- read and vread -------------------------------------------------------- */
+
+/* Serves a stored version, applying _elements/_summary if asked. */
+static enum cw_err
+reply_version(struct api_req *q, const struct store_res *res)
+{
+	struct fhir_kv kv[8];
+	struct fhir_query fq;
+	json_t *full, *sub;
+	const char *inm;
+	size_t i, n = 0;
+	enum cw_err err;
+
+	api_version_headers(q, res, false);
+	inm = api_header(q, "If-None-Match");
+	if (inm && api_parse_etag(inm) == res->version) {
+		api_reply(q, 304, NULL, 0);
+		return CW_OK;
+	}
+	for (i = 0; i < q->r->nquery && n < 8; i++) {
+		if (strcmp(q->r->query[i].key, "_elements") &&
+		    strcmp(q->r->query[i].key, "_summary"))
+			continue;
+		kv[n].key = q->r->query[i].key;
+		kv[n++].value = q->r->query[i].value;
+	}
+	if (!n) {
+		api_reply(q, 200, res->json.p, res->json.n);
+		return CW_OK;
+	}
+	memset(&fq, 0, sizeof(fq));
+	err = fhir_query_parse(q->a, q->rt, kv, n, false, &fq, &q->d);
+	if (err)
+		return err;
+	if (fq.summary == SUMMARY_FALSE && !fq.nelements) {
+		api_reply(q, 200, res->json.p, res->json.n);
+		return CW_OK;
+	}
+	full = api_json_own(q->a, json_loadb(res->json.p, res->json.n, 0, NULL));
+	if (!full)
+		return diag_err(&q->d, CW_EINTERNAL, "exception", NULL,
+				"Stored resource could not be read");
+	sub = api_json_own(q->a, fhir_subset(full, &fq));
+	if (!sub)
+		return CW_ENOMEM;
+	return api_reply_json(q, 200, sub);
+}
+
+static enum cw_err
+read_failed(struct api_req *q, enum cw_err err, const char *vid)
+{
+	if (err == CW_EGONE)
+		return diag_err(&q->d, err, "deleted", NULL,
+				"%s/%s%s%s has been deleted", q->rt->name, q->id,
+				vid ? "/_history/" : "", vid ? vid : "");
+	if (err == CW_ENOTFOUND)
+		return diag_err(&q->d, err, "not-found", NULL,
+				"%s/%s%s%s is not known", q->rt->name, q->id,
+				vid ? "/_history/" : "", vid ? vid : "");
+	return err;
+}
+
+enum cw_err
+api_h_read(struct api_req *q)
+{
+	struct store_res res;
+	enum cw_err err;
+
+	err = store_read(q->api->store, q->a, q->rt->name, q->id, &res);
+	if (err)
+		return read_failed(q, err, NULL);
+	return reply_version(q, &res);
+}
+
+enum cw_err
+api_h_vread(struct api_req *q)
+{
+	struct store_res res;
+	char *end;
+	long v;
+	enum cw_err err;
+
+	v = strtol(q->vid, &end, 10);
+	if (*end || v <= 0 || q->vid[0] < '0' || q->vid[0] > '9')
+		return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
+				"'%s' is not a version id", strlen(q->vid) < 32 ? q->vid : "?");
+	err = store_vread(q->api->store, q->a, q->rt->name, q->id, v, &res);
+	if (err)
+		return read_failed(q, err, q->vid);
+	return reply_version(q, &res);
+}
+
+/* ---- create, update, delete ----------------------------------------------- */
+
+enum cw_err
+api_h_create(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_CREATE, .rt = q->rt};
+	struct fhir_query *cond = NULL;
+	const char *ine;
+	json_t *res;
+	enum cw_err err;
+
+	err = parse_body(q, &res);
+	if (err)
+		return err;
+	json_object_del(res, "id");
+	err = fhir_validate(res, q->rt->name, &q->d);
+	if (err)
+		return err;
+	ine = api_header(q, "If-None-Exist");
+	if (ine) {
+		err = api_parse_condition(q->a, q->rt, ine, NULL, &cond, &q->d);
+		if (err)
+			return err;
+	}
+	op.res = res;
+	op.cond = cond;
+	err = write_one(q, &op);
+	if (err)
+		return err;
+	return reply_write(q, &op);
+}
+
+enum cw_err
+api_h_update(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt, .id = q->id};
+	const char *body_id;
+	json_t *res;
+	enum cw_err err;
+
+	err = parse_body(q, &res);
+	if (err)
+		return err;
+	body_id = json_string_value(json_object_get(res, "id"));
+	if (!body_id)
+		return diag_err(&q->d, CW_EINVAL, "required",
+				arena_printf(q->a, "%s.id", q->rt->name),
+				"The resource must carry its id for an update");
+	if (strcmp(body_id, q->id))
+		return diag_err(&q->d, CW_EINVAL, "invalid",
+				arena_printf(q->a, "%s.id", q->rt->name),
+				"The resource id does not match the URL");
+	err = fhir_validate(res, q->rt->name, &q->d);
+	if (err)
+		return err;
+	err = if_match(q, &op.if_match);
+	if (err)
+		return err;
+	op.res = res;
+	err = write_one(q, &op);
+	if (err)
+		return err;
+	return reply_write(q, &op);
+}
+
+enum cw_err
+api_h_delete(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_DELETE, .rt = q->rt, .id = q->id};
+	enum cw_err err;
+
+	err = if_match(q, &op.if_match);
+	if (err)
+		return err;
+	err = write_one(q, &op);
+	if (err)
+		return err;
+	return reply_write(q, &op);
+}
+
+/* The request query as the strict condition of a conditional update or
+ * delete. */
+static enum cw_err
+url_condition(struct api_req *q, struct fhir_query **out)
+{
+	struct fhir_query *fq;
+	struct fhir_kv *kv;
+	size_t n;
+	enum cw_err err;
+
+	err = query_kv(q, &kv, &n);
+	if (err)
+		return err;
+	fq = arena_zalloc(q->a, sizeof(*fq));
+	if (!fq)
+		return CW_ENOMEM;
+	err = fhir_query_parse(q->a, q->rt, kv, n, true, fq, &q->d);
+	if (err)
+		return err;
+	if (!fq->nparams)
+		return diag_err(&q->d, CW_EINVAL, "required", NULL,
+				"A conditional %s needs search criteria in the URL",
+				!strcmp(q->r->method, "PUT") ? "update" : "delete");
+	*out = fq;
+	return CW_OK;
+}
+
+enum cw_err
+api_h_cond_update(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt};
+	struct fhir_query *cond;
+	json_t *res;
+	enum cw_err err;
+
+	err = parse_body(q, &res);
+	if (err)
+		return err;
+	err = url_condition(q, &cond);
+	if (err)
+		return err;
+	err = fhir_validate(res, q->rt->name, &q->d);
+	if (err)
+		return err;
+	err = if_match(q, &op.if_match);
+	if (err)
+		return err;
+	op.res = res;
+	op.cond = cond;
+	err = write_one(q, &op);
+	if (err)
+		return err;
+	return reply_write(q, &op);
+}
+
+enum cw_err
+api_h_cond_delete(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_DELETE, .rt = q->rt};
+	struct fhir_query *cond;
+	enum cw_err err;
+
+	err = url_condition(q, &cond);
+	if (err)
+		return err;
+	op.cond = cond;
+	err = write_one(q, &op);
+	if (err)
+		return err;
+	return reply_write(q, &op);
+}
