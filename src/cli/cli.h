@@ -1,0 +1,58 @@
+/* cli/cli.h: the careweave command line, shared between its files.
+ *
+ * main.c holds the command table and dispatches to one cli_<command>
+ * function per command; each returns the process exit code. The helpers
+ * below are what several commands share (options, opening the store). */
+#ifndef CW_CLI_H
+#define CW_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/base.h"
+
+/* Exit codes every command uses. */
+enum cli_exit {
+	CLI_OK = 0,
+	CLI_EDATA = 1,  /* bad data: invalid resources, unknown patient */
+	CLI_EUSAGE = 2, /* bad command line */
+	CLI_EIO = 3,    /* files, sockets, the database */
+};
+
+#define CLI_DEFAULT_DB "./data/careweave.db"
+
+/* The commands (argv[0] is the command's name). */
+int cli_serve(int argc, char **argv);
+int cli_import(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_demo(int argc, char **argv);
+int cli_check(int argc, char **argv);
+
+struct store;
+struct api;
+
+/* Prints "careweave <cmd>: <message>" on stderr. */
+void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);
+
+/* Parses a whole decimal number in [min, max] (k, M, G suffixes when
+ * size is set: 1024-based). False if it is not one. */
+bool cli_parse_num(const char *s, unsigned long long min,
+		   unsigned long long max, bool size, unsigned long long *out);
+
+/* Opens the store at path, creating its folder when writable. On failure
+ * prints why (naming the command and the path) and returns NULL. */
+struct store *cli_open_store(const char *cmd, const char *path, bool readonly);
+
+/* The import engine (import.c), shared by import and demo. */
+struct cli_import_opt {
+	bool keep_order; /* import files in the given order (demo) */
+	bool progress;   /* progress line on stderr */
+	bool quiet;      /* no per-type report */
+};
+
+/* Imports paths (files; directories are expanded to their .json and
+ * .ndjson files) into s. Prints the report; returns an exit code. */
+int cli_import_paths(const char *cmd, struct store *s, char **paths,
+		     size_t npaths, const struct cli_import_opt *opt);
+
+#endif

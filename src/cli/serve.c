@@ -1,0 +1,209 @@
+/* cli/serve.c: `careweave serve`, the long-running server.
+ *
+ * Order matters: SIGINT and SIGTERM are blocked before any thread starts
+ * (the store's writer, MHD's pool inherit the mask), so the main thread is
+ * the only one that sees them, in sigwait. The HTTP server starts before the
+ * API so that port 0 can be resolved to the real port for the base URL; the
+ * few microseconds in between are covered by a trampoline that answers 503.
+ * Shutdown runs in reverse: stop HTTP (finishing requests in flight), free
+ * the API, close the store (waiting for queued writes). */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "http/http.h"
+#include "store/store.h"
+
+struct trampoline {
+	_Atomic(struct api *) api;
+};
+
+static void
+serve_handle(void *ctx, struct http_req *r, struct http_resp *w)
+{
+	struct trampoline *t = ctx;
+	struct api *api = atomic_load_explicit(&t->api, memory_order_acquire);
+
+	if (!api) {
+		w->status = 503;
+		w->content_type = "text/plain; charset=utf-8";
+		http_resp_header(w, "Retry-After", "1");
+		w->body = "starting\n";
+		w->body_len = strlen(w->body);
+		return;
+	}
+	api_handle(api, r, w);
+}
+
+/* An address http_start accepts: a literal, [v6], or localhost. */
+static bool
+bind_ok(const char *b)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	char tmp[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(b);
+
+	if (strcmp(b, "localhost") == 0)
+		return true;
+	if (n >= 2 && b[0] == '[' && b[n - 1] == ']' && n - 2 < sizeof(tmp)) {
+		memcpy(tmp, b + 1, n - 2);
+		tmp[n - 2] = '\0';
+		b = tmp;
+	}
+	return inet_pton(AF_INET, b, buf) == 1 || inet_pton(AF_INET6, b, buf) == 1;
+}
+
+static void
+serve_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
+		"                       [--max-body BYTES] [--base-url URL]\n\n"
+		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
+		"  --db PATH          database file (default %s)\n"
+		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
+		"  --bind ADDR        IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+		"  --threads N        worker threads (default: number of cores)\n"
+		"  --max-body BYTES   largest request body, k/M suffixes (default 16M)\n"
+		"  --base-url URL     absolute base for links (default http://ADDR:PORT/fhir)\n"
+		"\nPrints 'careweave listening on http://ADDR:PORT/fhir' once it serves.\n",
+		CLI_DEFAULT_DB);
+}
+
+int
+cli_serve(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"db", required_argument, NULL, 'd'},
+		{"port", required_argument, NULL, 'p'},
+		{"bind", required_argument, NULL, 'b'},
+		{"threads", required_argument, NULL, 't'},
+		{"max-body", required_argument, NULL, 'm'},
+		{"base-url", required_argument, NULL, 'u'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *db = CLI_DEFAULT_DB, *base_url = NULL;
+	struct http_options ho = {.bind = "127.0.0.1", .port = 8080};
+	struct trampoline tramp;
+	struct http_server *srv;
+	struct api_options ao;
+	struct store *s;
+	struct arena *a;
+	struct diag d;
+	struct api *api;
+	unsigned long long v;
+	sigset_t set;
+	char url[320], host[80];
+	int c, sig, rc = CLI_OK;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'p':
+			if (!cli_parse_num(optarg, 0, 65535, false, &v)) {
+				cli_err("serve", "--port wants a number from 0 to 65535, not '%s'", optarg);
+				return CLI_EUSAGE;
+			}
+			ho.port = (unsigned)v;
+			break;
+		case 'b':
+			ho.bind = optarg;
+			break;
+		case 't':
+			if (!cli_parse_num(optarg, 1, 256, false, &v)) {
+				cli_err("serve", "--threads wants a number from 1 to 256, not '%s'", optarg);
+				return CLI_EUSAGE;
+			}
+			ho.threads = (unsigned)v;
+			break;
+		case 'm':
+			if (!cli_parse_num(optarg, 1, 1ull << 30, true, &v)) {
+				cli_err("serve", "--max-body wants a size from 1 to 1G, not '%s'", optarg);
+				return CLI_EUSAGE;
+			}
+			ho.max_body = (size_t)v;
+			break;
+		case 'u':
+			base_url = optarg;
+			break;
+		case 'h':
+			serve_usage(stdout);
+			return CLI_OK;
+		default:
+			serve_usage(stderr);
+			return CLI_EUSAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_err("serve", "unexpected argument '%s'", argv[optind]);
+		return CLI_EUSAGE;
+	}
+	if (!bind_ok(ho.bind)) {
+		cli_err("serve", "--bind wants an IPv4 or IPv6 address, not '%s'", ho.bind);
+		return CLI_EUSAGE;
+	}
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	s = cli_open_store("serve", db, false);
+	if (!s)
+		return CLI_EIO;
+	a = arena_new(0);
+	if (!a) {
+		store_close(s);
+		return CLI_EIO;
+	}
+	diag_init(&d, a);
+	atomic_init(&tramp.api, NULL);
+	srv = http_start(&ho, serve_handle, &tramp, &d);
+	if (!srv) {
+		cli_err("serve", "%s", d.n ? d.issues[0].msg : "cannot start the HTTP server");
+		rc = CLI_EIO;
+		goto out_store;
+	}
+	if (strcmp(ho.bind, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strchr(ho.bind, ':') && ho.bind[0] != '[')
+		snprintf(host, sizeof(host), "[%s]", ho.bind);
+	else
+		snprintf(host, sizeof(host), "%s", ho.bind);
+	snprintf(url, sizeof(url), "http://%s:%u/fhir", host, http_port(srv));
+	ao.base_url = base_url ? base_url : url;
+	api = api_new(s, &ao);
+	if (!api) {
+		cli_err("serve", "cannot start the API");
+		rc = CLI_EIO;
+		goto out_http;
+	}
+	atomic_store_explicit(&tramp.api, api, memory_order_release);
+	printf("careweave listening on %s\n", url);
+	fflush(stdout);
+	log_info("serving on port %u", http_port(srv));
+
+	sig = 0;
+	sigwait(&set, &sig);
+	log_info("signal %d: shutting down", sig);
+	http_stop(srv);
+	srv = NULL;
+	api_free(api);
+	goto out_store;
+out_http:
+	http_stop(srv);
+out_store:
+	store_close(s);
+	arena_free(a);
+	return rc;
+}

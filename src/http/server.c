@@ -1,0 +1,741 @@
+/* http/server.c: the HTTP server on libmicrohttpd, its limits and response
+ * encoding.
+ *
+ * Threads: MHD runs a pool of `threads` polling threads (epoll, one per
+ * thread) and calls the handler on them; nothing is created per request.
+ *
+ * Memory: each connection owns one arena, made when the connection opens and
+ * freed when it closes. A request allocates its query array, its body and
+ * whatever the handler needs from that arena; the response body is handed to
+ * MHD as a persistent buffer pointing into it (or into static memory), and
+ * the arena is reset in the request-completed callback, after MHD has sent
+ * the last byte. Steady state on a keep-alive connection is therefore a
+ * pointer bump per allocation and no malloc beyond what MHD itself does.
+ * Requests on one connection are strictly sequential (MHD does not run two
+ * requests of a connection at once), so the connection state doubles as the
+ * request state.
+ *
+ * Limits: max_body is checked against Content-Length before any of the body
+ * is read (413 at once, the connection is closed after the answer), and
+ * against the running total of a chunked body (the rest is drained and
+ * discarded, then 413; a client that keeps sending past max_body and 8 MiB
+ * is cut off). Headers are bounded by MHD's per-connection memory
+ * (CONN_MEMORY): MHD itself answers 431/413 past it. The request timeout is
+ * MHD's connection timeout: a connection idle (no bytes moving) for
+ * conn_timeout_s is closed, which also ends slowloris-style clients. There is
+ * no deadline on the handler itself.
+ *
+ * Responses: gzip (one deflate stream per worker thread, reset per use) when
+ * the client accepts it and the body is at least gzip_min bytes; Vary:
+ * Accept-Encoding and the security headers on every response unless the
+ * handler set its own value for one of them.
+ *
+ * Logging: nothing per request at info level (paths may hold ids); at debug
+ * one line with method, status and duration. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <zlib.h>
+
+#include "http/http.h"
+
+#define DEFAULT_MAX_CONNS 512
+#define DEFAULT_TIMEOUT_S 30
+#define DEFAULT_MAX_BODY (16u << 20)
+#define DEFAULT_GZIP_MIN 1400
+#define CONN_MEMORY (64u << 10)       /* MHD memory per connection: headers */
+#define CONN_MEMORY_INCREMENT 4096
+#define LISTEN_BACKLOG 511
+#define STOP_GRACE_MS 5000
+#define DRAIN_MAX (8u << 20)          /* bytes read past max_body for a 413 */
+
+struct http_server {
+	struct MHD_Daemon *mhd;
+	http_handler_fn fn;
+	void *ctx;
+	size_t max_body;
+	size_t gzip_min;
+	size_t arena_max;
+	unsigned port;
+	atomic_long inflight; /* requests begun and not completed */
+};
+
+/* One per connection; also the state of its current request. */
+struct conn {
+	struct http_server *srv;
+	struct arena *arena;
+	char remote[INET6_ADDRSTRLEN];
+	/* the current request */
+	bool active;
+	bool toobig;     /* body over max_body: drain, then 413 */
+	bool nomem;      /* the arena refused the body */
+	char *body;
+	size_t body_len;
+	size_t body_cap;
+	size_t drained;
+	int status;
+	char method[12];
+	struct timespec t0;
+	struct http_req req;
+};
+
+static const char *const security_headers[][2] = {
+	{"X-Content-Type-Options", "nosniff"},
+	{"Cache-Control", "no-store"},
+	{"Referrer-Policy", "no-referrer"},
+	{"X-Frame-Options", "DENY"},
+	{"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+	{"Vary", "Accept-Encoding"},
+};
+
+/* ---- gzip ------------------------------------------------------------- */
+
+static pthread_key_t zkey;
+static pthread_once_t zonce = PTHREAD_ONCE_INIT;
+static bool zkey_ok;
+
+static void
+zstream_free(void *p)
+{
+	z_stream *z = p;
+
+	deflateEnd(z);
+	free(z);
+}
+
+static void
+zkey_make(void)
+{
+	zkey_ok = pthread_key_create(&zkey, zstream_free) == 0;
+}
+
+/* This thread's deflate stream, ready for a new gzip member. */
+static z_stream *
+zstream_get(void)
+{
+	z_stream *z;
+
+	pthread_once(&zonce, zkey_make);
+	if (!zkey_ok)
+		return NULL;
+	z = pthread_getspecific(zkey);
+	if (z) {
+		if (deflateReset(z) == Z_OK)
+			return z;
+		return NULL;
+	}
+	z = calloc(1, sizeof(*z));
+	if (!z)
+		return NULL;
+	/* Level 1: JSON compresses well even at the fastest level, and the
+	 * CPU goes to serving requests. 15 + 16: gzip wrapper. */
+	if (deflateInit2(z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		return NULL;
+	}
+	if (pthread_setspecific(zkey, z) != 0) {
+		zstream_free(z);
+		return NULL;
+	}
+	return z;
+}
+
+/* Compresses in[0..n) into arena memory. False (nothing changed) when it
+ * cannot, or when the result is not smaller. */
+static bool
+gzip_body(struct arena *a, const char *in, size_t n, const char **out,
+	  size_t *outn)
+{
+	z_stream *z;
+	uLong bound;
+	unsigned char *buf;
+
+	if (n > UINT32_MAX)
+		return false;
+	z = zstream_get();
+	if (!z)
+		return false;
+	bound = deflateBound(z, (uLong)n);
+	buf = arena_alloc(a, bound);
+	if (!buf)
+		return false;
+	z->next_in = (unsigned char *)in;
+	z->avail_in = (uInt)n;
+	z->next_out = buf;
+	z->avail_out = (uInt)bound;
+	if (deflate(z, Z_FINISH) != Z_STREAM_END || z->total_out >= n)
+		return false;
+	*out = (const char *)buf;
+	*outn = z->total_out;
+	return true;
+}
+
+/* Does an Accept-Encoding value allow gzip? Tokens are compared without
+ * case; "gzip;q=0" refuses it, "*" allows it unless gzip is refused. */
+static bool
+accepts_gzip(const char *ae)
+{
+	bool star = false, gzip = false, gzip_refused = false;
+	const char *p = ae;
+
+	while (*p) {
+		const char *name, *end, *q;
+		size_t len;
+		bool zero = false;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		name = p;
+		while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+			p++;
+		len = (size_t)(p - name);
+		end = p;
+		while (*end && *end != ',')
+			end++;
+		q = p;
+		while (q < end) {
+			if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+				const char *v = q + 2;
+
+				zero = v[0] == '0';
+				if (zero && v[1] == '.') {
+					for (v += 2; v < end && *v >= '0' && *v <= '9'; v++)
+						if (*v != '0')
+							zero = false;
+				}
+				break;
+			}
+			q++;
+		}
+		if ((len == 4 && strncasecmp(name, "gzip", 4) == 0) ||
+		    (len == 6 && strncasecmp(name, "x-gzip", 6) == 0)) {
+			if (zero)
+				gzip_refused = true;
+			else
+				gzip = true;
+		} else if (len == 1 && name[0] == '*' && !zero) {
+			star = true;
+		}
+		p = end;
+	}
+	return gzip || (star && !gzip_refused);
+}
+
+/* ---- the request/response API for handlers ---------------------------- */
+
+const char *
+http_req_header(const struct http_req *r, const char *name)
+{
+	if (!r->conn)
+		return NULL;
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+void
+http_resp_header(struct http_resp *w, const char *key, const char *value)
+{
+	if (w->nheaders >= HTTP_MAX_HEADERS)
+		return;
+	w->headers[w->nheaders].key = key;
+	w->headers[w->nheaders].value = value;
+	w->nheaders++;
+}
+
+/* ---- serving ---------------------------------------------------------- */
+
+static bool
+resp_has_header(const struct http_resp *w, const char *key)
+{
+	for (size_t i = 0; i < w->nheaders; i++)
+		if (strcasecmp(w->headers[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+static enum MHD_Result
+send_resp(struct conn *c, struct MHD_Connection *mc, struct http_resp *w)
+{
+	struct http_server *srv = c->srv;
+	struct MHD_Response *resp;
+	const char *body = w->body ? w->body : "";
+	size_t len = w->body ? w->body_len : 0;
+	enum MHD_Result ret;
+
+	if (w->status < 100 || w->status > 999) {
+		if (w->status != 0)
+			log_warn("http: handler set invalid status %d", w->status);
+		w->status = 500;
+		w->content_type = "text/plain; charset=utf-8";
+		w->nheaders = 0;
+		body = "internal server error\n";
+		len = strlen(body);
+	}
+	if (len >= srv->gzip_min && !resp_has_header(w, "Content-Encoding")) {
+		const char *ae = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_ACCEPT_ENCODING);
+		const char *z;
+		size_t zn;
+
+		if (ae && accepts_gzip(ae) && gzip_body(c->arena, body, len, &z, &zn)) {
+			body = z;
+			len = zn;
+			http_resp_header(w, "Content-Encoding", "gzip");
+		}
+	}
+	/* PERSISTENT: the body lives in the connection's arena (or static
+	 * memory) until on_completed resets it, after the last byte went. */
+	resp = MHD_create_response_from_buffer(len, (void *)body,
+					       MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	if (w->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					w->content_type);
+	for (size_t i = 0; i < w->nheaders; i++)
+		MHD_add_response_header(resp, w->headers[i].key,
+					w->headers[i].value);
+	for (size_t i = 0; i < sizeof(security_headers) / sizeof(security_headers[0]); i++)
+		if (!resp_has_header(w, security_headers[i][0]))
+			MHD_add_response_header(resp, security_headers[i][0],
+						security_headers[i][1]);
+	c->status = w->status;
+	ret = MHD_queue_response(mc, (unsigned)w->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* An answer made here rather than by the handler (413, 500). */
+static enum MHD_Result
+send_simple(struct conn *c, struct MHD_Connection *mc, int status,
+	    const char *text)
+{
+	struct http_resp w = {
+		.status = status,
+		.content_type = "text/plain; charset=utf-8",
+		.body = text,
+		.body_len = strlen(text),
+	};
+
+	return send_resp(c, mc, &w);
+}
+
+struct argfill {
+	struct http_kv *kv;
+	size_t n;
+	size_t cap;
+};
+
+static enum MHD_Result
+on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct argfill *f = cls;
+
+	if (f->n >= f->cap)
+		return MHD_NO;
+	f->kv[f->n].key = key;
+	f->kv[f->n].value = value ? value : "";
+	f->n++;
+	return MHD_YES;
+}
+
+static enum MHD_Result
+serve(struct conn *c, struct MHD_Connection *mc, const char *url,
+      const char *method)
+{
+	struct http_server *srv = c->srv;
+	struct http_req *r = &c->req;
+	struct http_resp w = {0};
+	int nargs;
+
+	memset(r, 0, sizeof(*r));
+	r->arena = c->arena;
+	r->method = method;
+	r->path = url;
+	r->remote = c->remote;
+	r->conn = mc;
+	nargs = MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+	if (nargs > 0) {
+		struct argfill f = {0};
+
+		f.kv = arena_alloc(c->arena, (size_t)nargs * sizeof(*f.kv));
+		if (!f.kv)
+			return send_simple(c, mc, 500, "out of memory\n");
+		f.cap = (size_t)nargs;
+		MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, on_arg, &f);
+		r->query = f.kv;
+		r->nquery = f.n;
+	}
+	if (c->body) {
+		c->body[c->body_len] = '\0';
+		r->body = c->body;
+		r->body_len = c->body_len;
+	} else {
+		r->body = "";
+		r->body_len = 0;
+	}
+	srv->fn(srv->ctx, r, &w);
+	return send_resp(c, mc, &w);
+}
+
+/* Appends upload bytes to the body, in the arena. */
+static void
+body_add(struct conn *c, const char *p, size_t n)
+{
+	size_t need;
+
+	if (c->toobig || c->nomem) {
+		c->drained += n;
+		return;
+	}
+	if (n > c->srv->max_body - c->body_len) {
+		c->toobig = true;
+		c->drained += n;
+		return;
+	}
+	need = c->body_len + n + 1;
+	if (need > c->body_cap) {
+		size_t cap = c->body_cap ? c->body_cap : 4096;
+		char *nb;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > c->srv->max_body + 1)
+			cap = c->srv->max_body + 1;
+		nb = c->body ? arena_realloc(c->arena, c->body, c->body_cap, cap)
+			     : arena_alloc(c->arena, cap);
+		if (!nb) {
+			c->nomem = true;
+			c->drained += n;
+			return;
+		}
+		c->body = nb;
+		c->body_cap = cap;
+	}
+	memcpy(c->body + c->body_len, p, n);
+	c->body_len += n;
+}
+
+static void
+request_begin(struct conn *c, struct MHD_Connection *mc, const char *method)
+{
+	size_t ml = strlen(method);
+
+	c->active = true;
+	c->toobig = false;
+	c->nomem = false;
+	c->body = NULL;
+	c->body_len = c->body_cap = c->drained = 0;
+	c->status = 0;
+	if (ml >= sizeof(c->method))
+		ml = sizeof(c->method) - 1;
+	memcpy(c->method, method, ml);
+	c->method[ml] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	atomic_fetch_add_explicit(&c->srv->inflight, 1, memory_order_relaxed);
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *mc, const char *url,
+	  const char *method, const char *version, const char *upload,
+	  size_t *upload_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct conn *c = *con_cls;
+
+	if (!c) {
+		const union MHD_ConnectionInfo *ci;
+		const char *cl;
+
+		ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		if (!ci || !ci->socket_context)
+			return MHD_NO;
+		c = ci->socket_context;
+		request_begin(c, mc, method);
+		*con_cls = c;
+		cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+						 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl) {
+			char *end;
+			unsigned long long n;
+
+			errno = 0;
+			n = strtoull(cl, &end, 10);
+			if (errno || end == cl || n > srv->max_body)
+				return send_simple(c, mc, 413,
+						   "request body too large\n");
+			if (n > 0) {
+				/* The exact size up front: no regrowth. */
+				c->body = arena_alloc(c->arena, (size_t)n + 1);
+				if (!c->body)
+					return send_simple(c, mc, 413,
+							   "request body too large\n");
+				c->body_cap = (size_t)n + 1;
+			}
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		body_add(c, upload, *upload_size);
+		*upload_size = 0;
+		/* Draining is for a polite 413; a client that keeps going
+		 * far past the limit is cut off. */
+		if (c->drained > srv->max_body && c->drained > DRAIN_MAX)
+			return MHD_NO;
+		return MHD_YES;
+	}
+	if (c->toobig || c->nomem)
+		return send_simple(c, mc, 413, "request body too large\n");
+	return serve(c, mc, url, method);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+	     enum MHD_RequestTerminationCode toe)
+{
+	struct conn *c = *con_cls;
+	struct timespec t1;
+	long long us;
+
+	if (!c || !c->active)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = (long long)(t1.tv_sec - c->t0.tv_sec) * 1000000 +
+	     (t1.tv_nsec - c->t0.tv_nsec) / 1000;
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		log_debug("http %s %d %lldus", c->method, c->status, us);
+	else
+		log_debug("http %s %d %lldus aborted (%d)", c->method, c->status,
+			  us, (int)toe);
+	arena_reset(c->arena);
+	c->body = NULL;
+	c->active = false;
+	*con_cls = NULL;
+	atomic_fetch_sub_explicit(&c->srv->inflight, 1, memory_order_relaxed);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+	      enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *srv = cls;
+	struct conn *c = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci;
+
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return;
+		c->srv = srv;
+		c->arena = arena_new(srv->arena_max);
+		if (!c->arena) {
+			free(c);
+			return;
+		}
+		ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci && ci->client_addr) {
+			const struct sockaddr *sa = ci->client_addr;
+
+			if (sa->sa_family == AF_INET)
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+					  c->remote, sizeof(c->remote));
+			else if (sa->sa_family == AF_INET6)
+				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+					  c->remote, sizeof(c->remote));
+		}
+		*socket_context = c;
+		return;
+	}
+	if (!c)
+		return;
+	if (c->active) {
+		/* Not expected (MHD reports completion first); keep the
+		 * in-flight count right anyway. */
+		atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+	}
+	arena_free(c->arena);
+	free(c);
+	*socket_context = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[256];
+
+	/* MHD's own messages (bad requests, resource limits) are about the
+	 * protocol, not about patients; still only at debug level. */
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_debug("http: mhd: %s", buf);
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static bool
+parse_bind(const char *bind, unsigned port, struct sockaddr_storage *ss,
+	   bool *v6)
+{
+	char buf[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(bind);
+
+	memset(ss, 0, sizeof(*ss));
+	if (strcmp(bind, "localhost") == 0)
+		bind = "127.0.0.1";
+	if (n >= 2 && bind[0] == '[' && bind[n - 1] == ']' && n - 2 < sizeof(buf)) {
+		memcpy(buf, bind + 1, n - 2);
+		buf[n - 2] = '\0';
+		bind = buf;
+	}
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	if (inet_pton(AF_INET, bind, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*v6 = false;
+		return true;
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET6, bind, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*v6 = true;
+		return true;
+	}
+	return false;
+}
+
+struct http_server *
+http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
+	   struct diag *d)
+{
+	struct http_options o = *opt;
+	struct http_server *srv;
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *di;
+	unsigned flags;
+	bool v6;
+
+	if (!o.bind || !*o.bind)
+		o.bind = "127.0.0.1";
+	if (o.port > 65535) {
+		diag_err(d, CW_EINVAL, "value", NULL, "port %u is out of range", o.port);
+		return NULL;
+	}
+	if (!parse_bind(o.bind, o.port, &ss, &v6)) {
+		diag_err(d, CW_EINVAL, "value", NULL,
+			 "bind address '%s' is not an IPv4 or IPv6 literal", o.bind);
+		return NULL;
+	}
+	if (!o.threads) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = nc > 0 ? (unsigned)nc : 1;
+	}
+	if (!o.max_conns)
+		o.max_conns = DEFAULT_MAX_CONNS;
+	if (o.max_conns < o.threads)
+		o.max_conns = o.threads;
+	if (!o.conn_timeout_s)
+		o.conn_timeout_s = DEFAULT_TIMEOUT_S;
+	if (!o.max_body)
+		o.max_body = DEFAULT_MAX_BODY;
+	if (!o.gzip_min)
+		o.gzip_min = DEFAULT_GZIP_MIN;
+	/* The body lives in the arena, so the arena must hold it. */
+	if (o.arena_max && o.arena_max < o.max_body + (1u << 20))
+		o.arena_max = o.max_body + (1u << 20);
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv) {
+		diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
+		return NULL;
+	}
+	srv->fn = fn;
+	srv->ctx = ctx;
+	srv->max_body = o.max_body;
+	srv->gzip_min = o.gzip_min;
+	srv->arena_max = o.arena_max;
+	atomic_init(&srv->inflight, 0);
+
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
+		flags |= MHD_USE_EPOLL | MHD_USE_TURBO;
+	else
+		flags |= MHD_USE_POLL;
+	if (v6)
+		flags |= MHD_USE_IPv6;
+
+	/* The logger first, so that MHD's messages about the options that
+	 * follow go through it too. */
+	struct MHD_OptionItem mo[] = {
+		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, srv},
+		{MHD_OPTION_SOCK_ADDR, 0, &ss},
+		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)o.max_conns, NULL},
+		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)o.conn_timeout_s, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)CONN_MEMORY, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (intptr_t)CONN_MEMORY_INCREMENT, NULL},
+		{MHD_OPTION_LISTEN_BACKLOG_SIZE, (intptr_t)LISTEN_BACKLOG, NULL},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv},
+		/* last, and only with more than one thread (MHD warns on 1) */
+		{o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+		 (intptr_t)o.threads, NULL},
+		{MHD_OPTION_END, 0, NULL},
+	};
+
+	errno = 0;
+	srv->mhd = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL,
+				    on_access, srv, MHD_OPTION_ARRAY, mo,
+				    MHD_OPTION_END);
+	if (!srv->mhd) {
+		int e = errno;
+
+		diag_err(d, CW_EIO, "exception", NULL, "cannot listen on %s port %u%s%s",
+			 o.bind, o.port, e ? ": " : "", e ? strerror(e) : "");
+		free(srv);
+		return NULL;
+	}
+	di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di && di->port ? di->port : o.port;
+	return srv;
+}
+
+unsigned
+http_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+void
+http_stop(struct http_server *srv)
+{
+	MHD_socket ls;
+	struct timespec nap = {0, 10 * 1000 * 1000};
+
+	if (!srv)
+		return;
+	/* Stop accepting, let requests in flight finish (bounded), then
+	 * close everything, idle keep-alive connections included. */
+	ls = MHD_quiesce_daemon(srv->mhd);
+	for (int ms = 0; ms < STOP_GRACE_MS; ms += 10) {
+		if (atomic_load(&srv->inflight) <= 0)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	MHD_stop_daemon(srv->mhd);
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
+	free(srv);
+}

@@ -1,0 +1,411 @@
+/* tests/unit/http/test_server.c: the HTTP server over real sockets.
+ *
+ * Starts http/ on port 0 with an echo handler and talks raw HTTP/1.1 to it,
+ * so what is checked is what goes over the wire: query parameters in order,
+ * bodies, the 413 limits, gzip, security headers and keep-alive. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "unit.h"
+
+#include "http/http.h"
+
+#define MAX_BODY 1024
+
+static struct http_server *srv;
+
+/* Echo: method, path, each query pair, then the body. */
+static void
+echo(void *ctx, struct http_req *r, struct http_resp *w)
+{
+	struct sbuf sb = SBUF_INIT(1 << 20);
+	char *out;
+	size_t n;
+
+	if (strcmp(r->path, "/nostatus") == 0)
+		return;
+	if (strcmp(r->path, "/big") == 0) {
+		char *big = arena_alloc(r->arena, 8000);
+
+		assert_non_null(big);
+		for (int i = 0; i < 8000; i++)
+			big[i] = "{\"resourceType\":\"Patient\"}"[i % 26];
+		w->status = 200;
+		w->content_type = "application/fhir+json";
+		w->body = big;
+		w->body_len = 8000;
+		return;
+	}
+	sbuf_addf(&sb, "%s %s\n", r->method, r->path);
+	for (size_t i = 0; i < r->nquery; i++)
+		sbuf_addf(&sb, "%s=%s\n", r->query[i].key, r->query[i].value);
+	const char *h = http_req_header(r, "x-test");
+	if (h)
+		sbuf_addf(&sb, "x-test: %s\n", h);
+	sbuf_addf(&sb, "body(%zu):", r->body_len);
+	sbuf_add(&sb, r->body, r->body_len);
+	out = arena_alloc(r->arena, sb.len + 1);
+	assert_non_null(out);
+	memcpy(out, sb.buf, sb.len + 1);
+	n = sb.len;
+	sbuf_release(&sb);
+	w->status = 200;
+	w->content_type = "text/plain";
+	http_resp_header(w, "X-Echo", "yes");
+	w->body = out;
+	w->body_len = n;
+}
+
+static int
+setup(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct diag d;
+	struct http_options o = {
+		.bind = "127.0.0.1",
+		.port = 0,
+		.threads = 2,
+		.max_body = MAX_BODY,
+		.conn_timeout_s = 5,
+	};
+
+	diag_init(&d, a);
+	srv = http_start(&o, echo, NULL, &d);
+	arena_free(a);
+	return srv ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	http_stop(srv);
+	return 0;
+}
+
+static int
+dial(void)
+{
+	struct sockaddr_in sa = {0};
+	struct timeval tv = {5, 0};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)http_port(srv));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void
+send_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return; /* the server may close early (413) */
+		s += k;
+		n -= (size_t)k;
+	}
+}
+
+struct resp {
+	int status;
+	char head[4096];
+	char *body;
+	size_t body_len;
+};
+
+/* Reads one response (Content-Length framed, which is all MHD sends for
+ * buffer responses). buf carries bytes read past it to the next call. */
+static char carry[65536];
+static size_t ncarry;
+
+static void
+read_resp(int fd, struct resp *r)
+{
+	char *end;
+	size_t need;
+	const char *cl;
+
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		carry[ncarry] = '\0';
+		end = strstr(carry, "\r\n\r\n");
+		if (end)
+			break;
+		ssize_t k = recv(fd, carry + ncarry, sizeof(carry) - 1 - ncarry, 0);
+		assert_true(k > 0);
+		ncarry += (size_t)k;
+	}
+	size_t hl = (size_t)(end - carry) + 4;
+	assert_true(hl < sizeof(r->head));
+	memcpy(r->head, carry, hl);
+	r->head[hl] = '\0';
+	assert_int_equal(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1);
+	cl = strcasestr(r->head, "\r\nContent-Length:");
+	need = cl ? strtoul(cl + 17, NULL, 10) : 0;
+	while (ncarry < hl + need) {
+		ssize_t k = recv(fd, carry + ncarry, sizeof(carry) - 1 - ncarry, 0);
+		assert_true(k > 0);
+		ncarry += (size_t)k;
+	}
+	r->body = malloc(need + 1);
+	memcpy(r->body, carry + hl, need);
+	r->body[need] = '\0';
+	r->body_len = need;
+	memmove(carry, carry + hl + need, ncarry - hl - need);
+	ncarry -= hl + need;
+}
+
+static void
+roundtrip(const char *req, struct resp *r)
+{
+	int fd = dial();
+
+	ncarry = 0;
+	send_all(fd, req, strlen(req));
+	read_resp(fd, r);
+	close(fd);
+}
+
+static bool
+has_header(const struct resp *r, const char *line)
+{
+	return strcasestr(r->head, line) != NULL;
+}
+
+static void
+test_get_query_repeats(void **state)
+{
+	struct resp r;
+
+	roundtrip("GET /fhir/Patient?name=a%20b&name=c&_count=2&flag HTTP/1.1\r\n"
+		  "Host: x\r\nX-Test: hello\r\nConnection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "GET /fhir/Patient\nname=a b\nname=c\n_count=2\n"
+				    "flag=\nx-test: hello\nbody(0):");
+	assert_true(has_header(&r, "\r\nX-Echo: yes\r\n"));
+	free(r.body);
+}
+
+static void
+test_decoded_path(void **state)
+{
+	struct resp r;
+
+	roundtrip("GET /fhir/a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "GET /fhir/a b\nbody(0):");
+	free(r.body);
+}
+
+static void
+test_post_body(void **state)
+{
+	struct resp r;
+
+	roundtrip("POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+		  "Content-Length: 11\r\nConnection: close\r\n\r\nhello world", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /fhir/Patient\nbody(11):hello world");
+	free(r.body);
+}
+
+static void
+test_post_chunked(void **state)
+{
+	struct resp r;
+
+	roundtrip("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+		  "Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /c\nbody(11):hello world");
+	free(r.body);
+}
+
+static void
+test_body_too_big_by_length(void **state)
+{
+	char req[256];
+	struct resp r;
+
+	snprintf(req, sizeof(req), "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+		 MAX_BODY + 1);
+	roundtrip(req, &r); /* answered before any body byte is sent */
+	assert_int_equal(r.status, 413);
+	assert_true(has_header(&r, "\r\nX-Content-Type-Options: nosniff\r\n"));
+	free(r.body);
+}
+
+static void
+test_body_too_big_chunked(void **state)
+{
+	struct sbuf sb = SBUF_INIT(0);
+	struct resp r;
+
+	sbuf_adds(&sb, "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+		       "Connection: close\r\n\r\n");
+	for (int i = 0; i < 3; i++) {
+		sbuf_addf(&sb, "%x\r\n", 600);
+		for (int j = 0; j < 600; j++)
+			sbuf_addch(&sb, 'a');
+		sbuf_adds(&sb, "\r\n");
+	}
+	sbuf_adds(&sb, "0\r\n\r\n");
+	roundtrip(sb.buf, &r);
+	sbuf_release(&sb);
+	assert_int_equal(r.status, 413);
+	free(r.body);
+}
+
+static void
+test_gzip(void **state)
+{
+	struct resp r;
+	unsigned char out[10000];
+	z_stream z = {0};
+
+	roundtrip("GET /big HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip;q=0.8\r\n"
+		  "Connection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	assert_true(has_header(&r, "\r\nContent-Encoding: gzip\r\n"));
+	assert_true(has_header(&r, "\r\nVary: Accept-Encoding\r\n"));
+	assert_true(r.body_len < 8000);
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (unsigned char *)r.body;
+	z.avail_in = (uInt)r.body_len;
+	z.next_out = out;
+	z.avail_out = sizeof(out);
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	assert_int_equal(z.total_out, 8000);
+	assert_memory_equal(out, "{\"resourceType\":\"Patient\"}", 26);
+	inflateEnd(&z);
+	free(r.body);
+
+	/* Refused with q=0, or not asked for: plain. */
+	roundtrip("GET /big HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0, *\r\n"
+		  "Connection: close\r\n\r\n", &r);
+	assert_false(has_header(&r, "Content-Encoding"));
+	assert_int_equal(r.body_len, 8000);
+	free(r.body);
+	roundtrip("GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_false(has_header(&r, "Content-Encoding"));
+	free(r.body);
+}
+
+static void
+test_security_headers(void **state)
+{
+	struct resp r;
+
+	roundtrip("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_true(has_header(&r, "\r\nX-Content-Type-Options: nosniff\r\n"));
+	assert_true(has_header(&r, "\r\nCache-Control: no-store\r\n"));
+	assert_true(has_header(&r, "\r\nReferrer-Policy: no-referrer\r\n"));
+	assert_true(has_header(&r, "\r\nX-Frame-Options: DENY\r\n"));
+	assert_true(has_header(&r, "\r\nContent-Security-Policy: default-src 'none'; "
+				   "frame-ancestors 'none'\r\n"));
+	free(r.body);
+}
+
+static void
+test_no_status_is_500(void **state)
+{
+	struct resp r;
+
+	roundtrip("GET /nostatus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 500);
+	free(r.body);
+}
+
+static void
+test_keep_alive(void **state)
+{
+	int fd = dial();
+	struct resp r;
+	const char *req = "POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+
+	ncarry = 0;
+	send_all(fd, req, strlen(req));
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /one\nbody(3):abc");
+	free(r.body);
+	req = "GET /two?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+	send_all(fd, req, strlen(req));
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "GET /two\nx=1\nbody(0):");
+	free(r.body);
+	close(fd);
+}
+
+/* A client that goes away mid-body, or sends headers past the connection
+ * memory, leaves the server serving. */
+static void
+test_abort_and_big_headers(void **state)
+{
+	const char *req = "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n0123456789";
+	struct sbuf sb = SBUF_INIT(0);
+	struct resp r;
+	int fd = dial();
+
+	send_all(fd, req, strlen(req));
+	close(fd);
+
+	sbuf_adds(&sb, "GET /h HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	for (int i = 0; i < 100000; i++)
+		sbuf_addch(&sb, 'a');
+	sbuf_adds(&sb, "\r\nConnection: close\r\n\r\n");
+	roundtrip(sb.buf, &r);
+	sbuf_release(&sb);
+	assert_true(r.status == 431 || r.status == 413);
+	free(r.body);
+
+	roundtrip("GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+}
+
+static void
+test_bad_bind(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct diag d;
+	struct http_options o = {.bind = "not-an-address", .port = 0};
+
+	diag_init(&d, a);
+	assert_null(http_start(&o, echo, NULL, &d));
+	assert_true(diag_has_errors(&d));
+	arena_free(a);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_get_query_repeats),
+		cmocka_unit_test(test_decoded_path),
+		cmocka_unit_test(test_post_body),
+		cmocka_unit_test(test_post_chunked),
+		cmocka_unit_test(test_body_too_big_by_length),
+		cmocka_unit_test(test_body_too_big_chunked),
+		cmocka_unit_test(test_gzip),
+		cmocka_unit_test(test_security_headers),
+		cmocka_unit_test(test_no_status_is_500),
+		cmocka_unit_test(test_keep_alive),
+		cmocka_unit_test(test_abort_and_big_headers),
+		cmocka_unit_test(test_bad_bind),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
