@@ -567,7 +567,7 @@ api_reply(struct api_req *q, int status, const char *body, size_t n)
 enum cw_err
 api_reply_json(struct api_req *q, int status, const json_t *v)
 {
-	char *text = api_free_own(q->a, json_dumps(v, JSON_COMPACT));
+	char *text = api_free_own(q->a, json_dumps(v, FHIR_JSON_FLAGS));
 
 	if (!text)
 		return diag_err(&q->d, CW_ENOMEM, "exception", NULL,
@@ -590,6 +590,34 @@ api_reply_outcome(struct api_req *q, int status, enum cw_err err)
 	oo = api_json_own(q->a, fhir_outcome(&q->d));
 	if (!oo || api_reply_json(q, status, oo))
 		api_reply(q, status, fallback, sizeof(fallback) - 1);
+}
+
+void
+api_error_body(void *ctx, struct arena *a, int status, const char *msg,
+	       struct http_resp *w)
+{
+	struct diag d;
+	json_t *oo;
+	char *text;
+	size_t n;
+
+	(void)ctx;
+	diag_init(&d, a);
+	n = strcspn(msg, "\n");
+	diag_add(&d, DIAG_ERROR, status == 413 ? "too-long" : "exception", NULL,
+		 "%.*s", (int)n, msg);
+	oo = fhir_outcome(&d);
+	text = oo ? json_dumps(oo, FHIR_JSON_FLAGS) : NULL;
+	json_decref(oo);
+	if (!text)
+		return;
+	w->body = arena_strdup(a, text);
+	free(text);
+	if (!w->body)
+		return;
+	w->status = status;
+	w->content_type = API_CT_FHIR;
+	w->body_len = strlen(w->body);
 }
 
 /* ---- serving ----------------------------------------------------------------- */

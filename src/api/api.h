@@ -44,6 +44,11 @@ enum cw_err api_bundle(struct api *api, struct arena *a, json_t *bundle,
 		       const struct api_bundle_opt *opt, json_t **out,
 		       struct diag *d);
 
+/* http_error_fn: the OperationOutcome body of an answer http/ makes itself
+ * (413 for an oversized body, 500). ctx is the struct api. */
+void api_error_body(void *ctx, struct arena *a, int status, const char *msg,
+		    struct http_resp *w);
+
 /* The HTTP status for err (the one table). */
 int api_status_of(enum cw_err err);
 

@@ -642,7 +642,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	r.nquery = nkv;
 	r.body = "";
 	if (e->res && (e->method == BM_POST || e->method == BM_PUT)) {
-		body = api_free_own(b->a, json_dumps(e->res, JSON_COMPACT));
+		body = api_free_own(b->a, json_dumps(e->res, FHIR_JSON_FLAGS));
 		if (!body)
 			return NULL;
 		r.body = body;

@@ -148,7 +148,7 @@ api_capability_build(struct api *api)
 		       "rest", rest);
 	if (!cs)
 		return CW_ENOMEM;
-	api->capability = json_dumps(cs, JSON_COMPACT);
+	api->capability = json_dumps(cs, FHIR_JSON_FLAGS);
 	json_decref(cs);
 	if (!api->capability)
 		return CW_ENOMEM;

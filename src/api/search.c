@@ -92,7 +92,7 @@ add_resource(struct sbuf *sb, struct arena *a, const struct store_res *r,
 				"A stored resource could not be read");
 	sub = fhir_subset(full, subset);
 	json_decref(full);
-	text = sub ? json_dumps(sub, JSON_COMPACT) : NULL;
+	text = sub ? json_dumps(sub, FHIR_JSON_FLAGS) : NULL;
 	json_decref(sub);
 	if (!text)
 		return CW_ENOMEM;

@@ -257,7 +257,7 @@ cli_export(int argc, char **argv)
 		rc = CLI_EIO;
 		goto out;
 	}
-	if (json_dumpf(merged, out, JSON_COMPACT) != 0 || fputc('\n', out) == EOF ||
+	if (json_dumpf(merged, out, FHIR_JSON_FLAGS) != 0 || fputc('\n', out) == EOF ||
 	    fflush(out) != 0) {
 		cli_err("export", "cannot write %s: %m", outpath ? outpath : "standard output");
 		rc = CLI_EIO;

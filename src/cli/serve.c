@@ -89,7 +89,8 @@ cli_serve(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *db = CLI_DEFAULT_DB, *base_url = NULL;
-	struct http_options ho = {.bind = "127.0.0.1", .port = 8080};
+	struct http_options ho = {.bind = "127.0.0.1", .port = 8080,
+				  .error_fn = api_error_body};
 	struct trampoline tramp;
 	struct http_server *srv;
 	struct api_options ao;

@@ -17,6 +17,11 @@
 
 #include "base/base.h"
 
+/* How careweave writes JSON. jansson keeps decimals as doubles; 15
+ * significant digits give back what was written ("7.1", not
+ * "7.0999999999999996"). */
+#define FHIR_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* ---- the generated model --------------------------------------------- */
 
 enum fhir_kind {

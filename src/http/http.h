@@ -51,6 +51,13 @@ void http_resp_header(struct http_resp *w, const char *key, const char *value);
 typedef void (*http_handler_fn)(void *ctx, struct http_req *r,
 				struct http_resp *w);
 
+/* Fills w for an answer http/ makes itself (413 for a body over the limit,
+ * 500 when a handler fails or memory runs out), so that it looks like the
+ * handler's own errors (for the API: an OperationOutcome). msg is a short
+ * client-safe reason; memory for the body comes from a. */
+typedef void (*http_error_fn)(void *ctx, struct arena *a, int status,
+			      const char *msg, struct http_resp *w);
+
 struct http_options {
 	const char *bind;          /* address, default "127.0.0.1" */
 	unsigned port;             /* 0: pick a free port (see http_port) */
@@ -60,6 +67,7 @@ struct http_options {
 	size_t max_body;           /* bytes, 0: 16 MiB; larger bodies get 413 */
 	size_t gzip_min;           /* compress bodies at least this big, 0: 1400 */
 	size_t arena_max;          /* per-request arena cap, 0: 256 MiB */
+	http_error_fn error_fn;    /* NULL: plain-text bodies for http/'s own answers */
 };
 
 /* Starts listening and serving. NULL (with d filled) if it cannot bind. */

@@ -63,6 +63,7 @@
 struct http_server {
 	struct MHD_Daemon *mhd;
 	http_handler_fn fn;
+	http_error_fn error_fn;
 	void *ctx;
 	size_t max_body;
 	size_t gzip_min;
@@ -265,6 +266,9 @@ resp_has_header(const struct http_resp *w, const char *key)
 	return false;
 }
 
+static enum MHD_Result send_simple(struct conn *c, struct MHD_Connection *mc,
+				   int status, const char *text);
+
 static enum MHD_Result
 send_resp(struct conn *c, struct MHD_Connection *mc, struct http_resp *w)
 {
@@ -277,11 +281,7 @@ send_resp(struct conn *c, struct MHD_Connection *mc, struct http_resp *w)
 	if (w->status < 100 || w->status > 999) {
 		if (w->status != 0)
 			log_warn("http: handler set invalid status %d", w->status);
-		w->status = 500;
-		w->content_type = "text/plain; charset=utf-8";
-		w->nheaders = 0;
-		body = "internal server error\n";
-		len = strlen(body);
+		return send_simple(c, mc, 500, "internal server error\n");
 	}
 	if (len >= srv->gzip_min && !resp_has_header(w, "Content-Encoding")) {
 		const char *ae = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
@@ -329,6 +329,13 @@ send_simple(struct conn *c, struct MHD_Connection *mc, int status,
 		.body_len = strlen(text),
 	};
 
+	if (c->srv->error_fn) {
+		struct http_resp e = {0};
+
+		c->srv->error_fn(c->srv->ctx, c->arena, status, text, &e);
+		if (e.status == status && e.body)
+			w = e;
+	}
 	return send_resp(c, mc, &w);
 }
 
@@ -663,6 +670,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		return NULL;
 	}
 	srv->fn = fn;
+	srv->error_fn = o.error_fn;
 	srv->ctx = ctx;
 	srv->max_body = o.max_body;
 	srv->gzip_min = o.gzip_min;
