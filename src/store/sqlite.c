@@ -1,0 +1,1349 @@
+/* store/sqlite.c: the embedded store: schema, connections, the writer.
+ *
+ * Owns the database file's life (open, migrate, close), the per-thread
+ * reader connections with their statement caches, and the one writer
+ * thread that groups concurrent store_write calls into one durable commit:
+ * BEGIN IMMEDIATE, one SAVEPOINT per caller, one COMMIT with
+ * synchronous=FULL, then every caller is woken with its own result. Also
+ * the single-row paths: read, vread, count, check and the store_tx_* writes
+ * with their index rows. Search, history and $everything live in
+ * sqlite_search.c. The invariants are written down in store/README.md. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+/* ---- schema ----------------------------------------------------------- */
+
+/* Migrations run in order inside one IMMEDIATE transaction; schema_version
+ * holds the number of the last one applied. Never edit a shipped entry:
+ * add the next one. */
+static const char *const migrations[] = {
+	/* 1: the initial schema */
+	"CREATE TABLE res("
+	"  rid INTEGER PRIMARY KEY,"
+	"  type TEXT NOT NULL,"
+	"  id TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  deleted INTEGER NOT NULL DEFAULT 0,"
+	"  json TEXT NOT NULL,"
+	"  UNIQUE(type, id));"
+	"CREATE INDEX res_type ON res(type, deleted);"
+	"CREATE TABLE versions("
+	"  vid INTEGER PRIMARY KEY,"
+	"  type TEXT NOT NULL,"
+	"  id TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  deleted INTEGER NOT NULL,"
+	"  json TEXT NOT NULL,"
+	"  UNIQUE(type, id, version));"
+	"CREATE INDEX versions_type ON versions(type);"
+	"CREATE TABLE ix_token(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, system TEXT, code TEXT, text TEXT,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_token_v ON ix_token(param, code, system);"
+	"CREATE TABLE ix_string(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, norm TEXT, raw TEXT,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_string_v ON ix_string(param, norm);"
+	"CREATE TABLE ix_ref(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, ref_type TEXT, ref_id TEXT, raw TEXT,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_ref_v ON ix_ref(param, ref_id, ref_type);"
+	"CREATE TABLE ix_date(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_date_v ON ix_date(param, lo);"
+	"CREATE TABLE ix_number(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, num REAL, lo REAL, hi REAL,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_number_v ON ix_number(param, num);"
+	"CREATE TABLE ix_quantity(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, num REAL, lo REAL, hi REAL, system TEXT,"
+	"  code TEXT, PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_quantity_v ON ix_quantity(param, code, num);"
+	"CREATE TABLE ix_uri(rid INTEGER NOT NULL, param TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, raw TEXT,"
+	"  PRIMARY KEY(rid, param, seq)) WITHOUT ROWID;"
+	"CREATE INDEX ix_uri_v ON ix_uri(param, raw);"
+	"CREATE TABLE compartment(patient_id TEXT NOT NULL,"
+	"  rid INTEGER NOT NULL, PRIMARY KEY(patient_id, rid)) WITHOUT ROWID;"
+	"CREATE INDEX compartment_rid ON compartment(rid);",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static const char *const sq_fixed_sql[SQ_NFIXED] = {
+	[SQ_BEGIN_IMM] = "BEGIN IMMEDIATE",
+	[SQ_BEGIN_READ] = "BEGIN",
+	[SQ_COMMIT] = "COMMIT",
+	[SQ_ROLLBACK] = "ROLLBACK",
+	[SQ_SP_JOB] = "SAVEPOINT job",
+	[SQ_SP_JOB_RELEASE] = "RELEASE job",
+	[SQ_SP_JOB_ROLLBACK] = "ROLLBACK TO job",
+	[SQ_CUR] = "SELECT rid, version, deleted, updated FROM res"
+		   " WHERE type = ?1 AND id = ?2",
+	[SQ_READ] = "SELECT type, id, version, updated, deleted, json FROM res"
+		    " WHERE type = ?1 AND id = ?2",
+	[SQ_READ_RID] = "SELECT type, id, version, updated, deleted, json"
+			" FROM res WHERE rid = ?1",
+	[SQ_VREAD] = "SELECT type, id, version, updated, deleted, json"
+		     " FROM versions WHERE type = ?1 AND id = ?2"
+		     " AND version = ?3",
+	[SQ_INS_RES] = "INSERT INTO res(type, id, version, updated, deleted,"
+		       " json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_UPD_RES] = "UPDATE res SET version = ?2, updated = ?3,"
+		       " deleted = ?4, json = ?5 WHERE rid = ?1",
+	[SQ_INS_VER] = "INSERT INTO versions(type, id, version, updated,"
+		       " deleted, json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_DEL_TOKEN] = "DELETE FROM ix_token WHERE rid = ?1",
+	[SQ_DEL_STRING] = "DELETE FROM ix_string WHERE rid = ?1",
+	[SQ_DEL_REF] = "DELETE FROM ix_ref WHERE rid = ?1",
+	[SQ_DEL_DATE] = "DELETE FROM ix_date WHERE rid = ?1",
+	[SQ_DEL_NUMBER] = "DELETE FROM ix_number WHERE rid = ?1",
+	[SQ_DEL_QTY] = "DELETE FROM ix_quantity WHERE rid = ?1",
+	[SQ_DEL_URI] = "DELETE FROM ix_uri WHERE rid = ?1",
+	[SQ_DEL_COMP] = "DELETE FROM compartment WHERE rid = ?1",
+	[SQ_INS_TOKEN] = "INSERT INTO ix_token(rid, param, seq, system, code,"
+			 " text) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_INS_STRING] = "INSERT INTO ix_string(rid, param, seq, norm, raw)"
+			  " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[SQ_INS_REF] = "INSERT INTO ix_ref(rid, param, seq, ref_type, ref_id,"
+		       " raw) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_INS_DATE] = "INSERT INTO ix_date(rid, param, seq, lo, hi)"
+			" VALUES(?1, ?2, ?3, ?4, ?5)",
+	[SQ_INS_NUMBER] = "INSERT INTO ix_number(rid, param, seq, num, lo, hi)"
+			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_INS_QTY] = "INSERT INTO ix_quantity(rid, param, seq, num, lo, hi,"
+		       " system, code) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[SQ_INS_URI] = "INSERT INTO ix_uri(rid, param, seq, raw)"
+		       " VALUES(?1, ?2, ?3, ?4)",
+	[SQ_INS_COMP] = "INSERT OR IGNORE INTO compartment(patient_id, rid)"
+			" VALUES(?1, ?2)",
+	[SQ_COUNT_TYPE] = "SELECT count(*) FROM res WHERE type = ?1"
+			  " AND deleted = 0",
+	[SQ_COUNT_ALL] = "SELECT count(*) FROM res WHERE deleted = 0",
+};
+
+/* The delete statements that drop a resource's index rows, in one list so
+ * a new index table cannot be forgotten on update or delete. */
+static const enum sq_fixed index_deletes[] = {
+	SQ_DEL_TOKEN, SQ_DEL_STRING, SQ_DEL_REF, SQ_DEL_DATE,
+	SQ_DEL_NUMBER, SQ_DEL_QTY, SQ_DEL_URI, SQ_DEL_COMP,
+};
+
+/* ---- connections and statements -------------------------------------- */
+
+enum cw_err
+sq_err(struct sq_conn *c, int rc, const char *what)
+{
+	int prim = rc & 0xff;
+
+	if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return CW_OK;
+	log_error("store: %s: %s (%d)", what,
+		  c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
+	switch (prim) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return CW_EBUSY;
+	case SQLITE_NOMEM:
+		return CW_ENOMEM;
+	case SQLITE_TOOBIG:
+		return CW_ETOOBIG;
+	case SQLITE_CONSTRAINT:
+		return CW_ECONFLICT;
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_CORRUPT:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		return CW_EIO;
+	default:
+		return CW_EINTERNAL;
+	}
+}
+
+sqlite3_stmt *
+sq_fixed(struct sq_conn *c, enum sq_fixed which)
+{
+	int rc;
+
+	if (c->fixed[which])
+		return c->fixed[which];
+	rc = sqlite3_prepare_v3(c->db, sq_fixed_sql[which], -1,
+				SQLITE_PREPARE_PERSISTENT, &c->fixed[which],
+				NULL);
+	if (rc != SQLITE_OK) {
+		sq_err(c, rc, "prepare");
+		c->fixed[which] = NULL;
+	}
+	return c->fixed[which];
+}
+
+static uint64_t
+fnv1a(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+sqlite3_stmt *
+sq_prepare(struct sq_conn *c, const char *sql, size_t len)
+{
+	uint64_t h = fnv1a(sql, len);
+	struct sq_dyn *victim = &c->dyn[0];
+	sqlite3_stmt *st;
+	int rc;
+
+	for (size_t i = 0; i < SQ_DYN_CACHE; i++) {
+		struct sq_dyn *e = &c->dyn[i];
+
+		if (e->st && e->hash == h && e->len == len &&
+		    memcmp(e->sql, sql, len) == 0) {
+			e->used = ++c->tick;
+			return e->st;
+		}
+		if (!e->st || (victim->st && e->used < victim->used))
+			victim = e;
+	}
+	/* Generated SQL holds placeholders only, never values: safe to log. */
+	log_debug("store: prepare %.*s", (int)len, sql);
+	rc = sqlite3_prepare_v3(c->db, sql, (int)len,
+				SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (rc != SQLITE_OK) {
+		sq_err(c, rc, "prepare search");
+		return NULL;
+	}
+	if (victim->st) {
+		sqlite3_finalize(victim->st);
+		free(victim->sql);
+		victim->st = NULL;
+	}
+	victim->sql = malloc(len + 1);
+	if (!victim->sql) {
+		/* Uncached: still usable once, but we would leak it; refuse. */
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	memcpy(victim->sql, sql, len);
+	victim->sql[len] = '\0';
+	victim->len = len;
+	victim->hash = h;
+	victim->used = ++c->tick;
+	victim->st = st;
+	return st;
+}
+
+void
+sq_done(sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+int
+sq_exec_fixed(struct sq_conn *c, enum sq_fixed which)
+{
+	sqlite3_stmt *st = sq_fixed(c, which);
+	int rc;
+
+	if (!st)
+		return SQLITE_ERROR;
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void
+conn_close(struct sq_conn *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < SQ_NFIXED; i++)
+		sqlite3_finalize(c->fixed[i]);
+	for (size_t i = 0; i < SQ_DYN_CACHE; i++) {
+		sqlite3_finalize(c->dyn[i].st);
+		free(c->dyn[i].sql);
+	}
+	sqlite3_close_v2(c->db);
+	free(c);
+}
+
+static int
+exec_sql(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* Opens one connection. The writer creates the file and runs in WAL with
+ * synchronous=FULL; readers are query_only. */
+static struct sq_conn *
+conn_open(struct store *s, bool writer, struct diag *d)
+{
+	struct sq_conn *c = calloc(1, sizeof(*c));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int rc;
+
+	if (!c) {
+		if (d)
+			diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
+		return NULL;
+	}
+	if (writer)
+		flags |= SQLITE_OPEN_CREATE;
+	rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK && !writer) {
+		/* A read-only file: readers can live with that. */
+		sqlite3_close_v2(c->db);
+		c->db = NULL;
+		rc = sqlite3_open_v2(s->path, &c->db,
+				     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+				     NULL);
+	}
+	if (rc != SQLITE_OK)
+		goto out_fail;
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, (int)s->opt.busy_timeout_ms);
+	if (writer) {
+		rc = exec_sql(c->db, "PRAGMA journal_mode=WAL");
+		if (rc == SQLITE_OK)
+			rc = exec_sql(c->db, "PRAGMA synchronous=FULL;"
+					     "PRAGMA foreign_keys=OFF;"
+					     "PRAGMA temp_store=MEMORY;"
+					     "PRAGMA cache_size=-32000");
+	} else {
+		rc = exec_sql(c->db, "PRAGMA query_only=1;"
+				     "PRAGMA temp_store=MEMORY;"
+				     "PRAGMA cache_size=-16000");
+	}
+	if (rc != SQLITE_OK)
+		goto out_fail;
+	return c;
+
+out_fail:
+	log_error("store: cannot open database: %s",
+		  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+	if (d)
+		diag_err(d, CW_EIO, "exception", NULL,
+			 "the database cannot be opened");
+	conn_close(c);
+	return NULL;
+}
+
+struct sq_conn *
+sq_reader(struct store *s, struct diag *d)
+{
+	struct sq_conn *c = pthread_getspecific(s->key);
+
+	if (c)
+		return c;
+	c = conn_open(s, false, d);
+	if (!c)
+		return NULL;
+	if (pthread_setspecific(s->key, c) != 0) {
+		conn_close(c);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->conns_mu);
+	c->next = s->conns;
+	s->conns = c;
+	pthread_mutex_unlock(&s->conns_mu);
+	return c;
+}
+
+/* ---- migrations ------------------------------------------------------- */
+
+static int
+schema_version(sqlite3 *db, int *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = 0;
+	rc = sqlite3_prepare_v2(db,
+				"SELECT count(*) FROM sqlite_master"
+				" WHERE type = 'table' AND name = 'schema_version'",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0) {
+		sqlite3_finalize(st);
+		return SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return rc;
+	rc = sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static enum cw_err
+migrate(struct sq_conn *c, struct diag *d)
+{
+	sqlite3_stmt *st = NULL;
+	int have, rc;
+
+	rc = exec_sql(c->db, "BEGIN IMMEDIATE");
+	if (rc != SQLITE_OK)
+		goto out_fail;
+	rc = schema_version(c->db, &have);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	if (have > SCHEMA_VERSION) {
+		exec_sql(c->db, "ROLLBACK");
+		log_error("store: database schema %d is newer than this build (%d)",
+			  have, SCHEMA_VERSION);
+		return diag_err(d, CW_EIO, "exception", NULL,
+				"the database was written by a newer careweave");
+	}
+	if (have == 0) {
+		rc = exec_sql(c->db, "CREATE TABLE schema_version("
+				     "version INTEGER NOT NULL);"
+				     "INSERT INTO schema_version VALUES(0)");
+		if (rc != SQLITE_OK)
+			goto out_rollback;
+	}
+	for (int v = have; v < SCHEMA_VERSION; v++) {
+		rc = exec_sql(c->db, migrations[v]);
+		if (rc != SQLITE_OK)
+			goto out_rollback;
+		log_info("store: applied schema migration %d", v + 1);
+	}
+	rc = sqlite3_prepare_v2(c->db, "UPDATE schema_version SET version = ?1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	sqlite3_bind_int(st, 1, SCHEMA_VERSION);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		goto out_rollback;
+	rc = exec_sql(c->db, "COMMIT");
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	return CW_OK;
+
+out_rollback:
+	sq_err(c, rc, "migrate");
+	exec_sql(c->db, "ROLLBACK");
+	return diag_err(d, CW_EIO, "exception", NULL,
+			"the database schema cannot be set up");
+out_fail:
+	sq_err(c, rc, "migrate");
+	return diag_err(d, CW_EIO, "exception", NULL,
+			"the database cannot be locked for setup");
+}
+
+/* ---- the writer and group commit ------------------------------------- */
+
+struct sq_job {
+	store_tx_fn fn;
+	void *ctx;
+	enum cw_err result;
+	bool done;
+	pthread_cond_t cv;
+	struct sq_job *next;
+};
+
+/* Runs one group in one transaction. Each job gets its own savepoint so a
+ * failing job rolls back alone; the COMMIT is shared. A group of one needs
+ * no savepoint: the transaction is its savepoint. */
+static void
+run_group(struct store *s, struct sq_job **jobs, size_t n)
+{
+	struct sq_conn *c = s->wconn;
+	struct store_tx tx = {.s = s, .c = c};
+	bool alone = n == 1;
+	enum cw_err err;
+	size_t i;
+	int rc;
+
+	rc = sq_exec_fixed(c, SQ_BEGIN_IMM);
+	if (rc != SQLITE_OK) {
+		err = sq_err(c, rc, "begin");
+		for (i = 0; i < n; i++)
+			jobs[i]->result = err;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!alone && (rc = sq_exec_fixed(c, SQ_SP_JOB)) != SQLITE_OK) {
+			jobs[i]->result = sq_err(c, rc, "savepoint");
+			continue;
+		}
+		tx.poisoned = CW_OK;
+		err = jobs[i]->fn(&tx, jobs[i]->ctx);
+		if (!err)
+			err = tx.poisoned;
+		if (sqlite3_get_autocommit(c->db)) {
+			/* SQLite rolled the whole transaction back (I/O
+			 * error, full disk): nothing of this group stands. */
+			log_error("store: write transaction lost, failing %zu writes", n);
+			for (size_t k = 0; k < n; k++)
+				if (k > i || jobs[k]->result == CW_OK)
+					jobs[k]->result = CW_EIO;
+			if (err)
+				jobs[i]->result = err;
+			goto out_reset;
+		}
+		jobs[i]->result = err;
+		if (alone) {
+			if (err) {
+				sq_exec_fixed(c, SQ_ROLLBACK);
+				goto out_reset;
+			}
+			break;
+		}
+		if (err && (rc = sq_exec_fixed(c, SQ_SP_JOB_ROLLBACK)) != SQLITE_OK)
+			sq_err(c, rc, "rollback to savepoint");
+		rc = sq_exec_fixed(c, SQ_SP_JOB_RELEASE);
+		if (rc != SQLITE_OK && !err)
+			jobs[i]->result = sq_err(c, rc, "release savepoint");
+	}
+	rc = sq_exec_fixed(c, SQ_COMMIT);
+	if (rc != SQLITE_OK) {
+		err = sq_err(c, rc, "commit");
+		if (err == CW_OK || err == CW_EINTERNAL)
+			err = CW_EIO;
+		if (!sqlite3_get_autocommit(c->db))
+			sq_exec_fixed(c, SQ_ROLLBACK);
+		for (i = 0; i < n; i++)
+			if (jobs[i]->result == CW_OK)
+				jobs[i]->result = err;
+	}
+out_reset:
+	arena_reset(s->tx_arena);
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct store *s = arg;
+	struct sq_job **jobs = s->batch;
+	size_t n;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->head && !s->stopping)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (!s->head)
+			break; /* stopping and drained */
+		for (n = 0; s->head && n < s->opt.max_group; n++) {
+			jobs[n] = s->head;
+			s->head = s->head->next;
+		}
+		if (!s->head)
+			s->tail = NULL;
+		pthread_mutex_unlock(&s->mu);
+		run_group(s, jobs, n);
+		pthread_mutex_lock(&s->mu);
+		/* Once done is set and mu released, the caller may return and
+		 * its job (on its stack) is gone: touch nothing after. */
+		for (size_t i = 0; i < n; i++) {
+			jobs[i]->done = true;
+			pthread_cond_signal(&jobs[i]->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+enum cw_err
+store_write(struct store *s, store_tx_fn fn, void *ctx)
+{
+	struct sq_job job = {.fn = fn, .ctx = ctx};
+	enum cw_err err;
+
+	if (!s->has_writer)
+		return CW_ENOTALLOWED;
+	if (pthread_cond_init(&job.cv, NULL) != 0)
+		return CW_ENOMEM;
+	pthread_mutex_lock(&s->mu);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->mu);
+		pthread_cond_destroy(&job.cv);
+		return CW_EBUSY;
+	}
+	if (s->tail)
+		s->tail->next = &job;
+	else
+		s->head = &job;
+	s->tail = &job;
+	pthread_cond_signal(&s->cv);
+	while (!job.done)
+		pthread_cond_wait(&job.cv, &s->mu);
+	err = job.result;
+	pthread_mutex_unlock(&s->mu);
+	pthread_cond_destroy(&job.cv);
+	return err;
+}
+
+struct arena *
+store_tx_arena(struct store_tx *tx)
+{
+	return tx->s->tx_arena;
+}
+
+/* ---- open and close --------------------------------------------------- */
+
+static void
+store_free(struct store *s)
+{
+	struct sq_conn *c, *next;
+
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		conn_close(c);
+	}
+	conn_close(s->wconn);
+	pthread_key_delete(s->key);
+	pthread_mutex_destroy(&s->conns_mu);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	if (s->tx_arena)
+		arena_free(s->tx_arena);
+	if (s->scratch)
+		arena_free(s->scratch);
+	sbuf_release(&s->jbuf);
+	free(s->batch);
+	free(s->path);
+	free(s);
+}
+
+/* SQLite's allocation statistics take a global mutex on every malloc; we
+ * never read them. Must run before SQLite initializes; if someone else
+ * initialized it first the call fails harmlessly. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+sqlite_global_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+struct store *
+store_open(const char *path, const struct store_options *opt,
+	   struct diag *d)
+{
+	struct store *s;
+	struct sq_conn *c;
+	int have = 0;
+
+	pthread_once(&sqlite_once, sqlite_global_init);
+
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
+		return NULL;
+	}
+	if (opt)
+		s->opt = *opt;
+	if (!s->opt.busy_timeout_ms)
+		s->opt.busy_timeout_ms = 5000;
+	if (!s->opt.max_group)
+		s->opt.max_group = 64;
+	sbuf_init(&s->jbuf, 64u << 20);
+	pthread_mutex_init(&s->conns_mu, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (pthread_key_create(&s->key, NULL) != 0) {
+		diag_err(d, CW_ENOMEM, "exception", NULL, "out of thread keys");
+		pthread_mutex_destroy(&s->conns_mu);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		free(s->path);
+		free(s);
+		return NULL;
+	}
+	if (s->opt.readonly) {
+		c = sq_reader(s, d);
+		if (!c)
+			goto out_free;
+		if (schema_version(c->db, &have) != SQLITE_OK ||
+		    have != SCHEMA_VERSION) {
+			diag_err(d, CW_EIO, "exception", NULL,
+				 "the database is missing or has another schema");
+			goto out_free;
+		}
+		return s;
+	}
+	s->tx_arena = arena_new(0);
+	s->scratch = arena_new(0);
+	s->batch = calloc(s->opt.max_group, sizeof(*s->batch));
+	if (!s->tx_arena || !s->scratch || !s->batch) {
+		diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
+		goto out_free;
+	}
+	s->wconn = conn_open(s, true, d);
+	if (!s->wconn)
+		goto out_free;
+	if (migrate(s->wconn, d) != CW_OK)
+		goto out_free;
+	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+		diag_err(d, CW_EINTERNAL, "exception", NULL,
+			 "the writer thread cannot start");
+		goto out_free;
+	}
+	s->has_writer = true;
+	return s;
+
+out_free:
+	store_free(s);
+	return NULL;
+}
+
+void
+store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->has_writer) {
+		pthread_mutex_lock(&s->mu);
+		s->stopping = true;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->writer, NULL);
+		/* A passive checkpoint keeps the WAL short for the next open. */
+		sqlite3_wal_checkpoint_v2(s->wconn->db, NULL,
+					  SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	}
+	store_free(s);
+}
+
+/* ---- reading one resource --------------------------------------------- */
+
+enum cw_err
+sq_row_res(struct arena *a, sqlite3_stmt *st, int col, struct store_res *out)
+{
+	const char *type = (const char *)sqlite3_column_text(st, col);
+	const char *id = (const char *)sqlite3_column_text(st, col + 1);
+	const char *json = (const char *)sqlite3_column_text(st, col + 5);
+	int jn = sqlite3_column_bytes(st, col + 5);
+	const struct fhir_restype *rt;
+	char *j;
+
+	memset(out, 0, sizeof(*out));
+	if (!type || !id)
+		return CW_EINTERNAL;
+	rt = fhir_restype_find(type);
+	out->type = rt ? rt->name : arena_strdup(a, type);
+	out->id = arena_strdup(a, id);
+	out->version = (long)sqlite3_column_int64(st, col + 2);
+	out->last_updated = sqlite3_column_int64(st, col + 3);
+	out->deleted = sqlite3_column_int(st, col + 4) != 0;
+	j = arena_strndup(a, json ? json : "", json ? (size_t)jn : 0);
+	if (!out->type || !out->id || !j)
+		return CW_ENOMEM;
+	out->json.p = j;
+	out->json.n = json ? (size_t)jn : 0;
+	return CW_OK;
+}
+
+/* Runs a lookup statement already bound: one row into out. */
+static enum cw_err
+read_one(struct sq_conn *c, struct arena *a, sqlite3_stmt *st,
+	 struct store_res *out)
+{
+	enum cw_err err;
+	int rc;
+
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		err = CW_ENOTFOUND;
+	else if (rc != SQLITE_ROW)
+		err = sq_err(c, rc, "read");
+	else {
+		err = sq_row_res(a, st, 0, out);
+		if (!err && out->deleted)
+			err = CW_EGONE;
+	}
+	sq_done(st);
+	return err;
+}
+
+enum cw_err
+sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
+	    struct store_res *out)
+{
+	sqlite3_stmt *st = sq_fixed(c, SQ_READ_RID);
+
+	if (!st)
+		return CW_EINTERNAL;
+	sqlite3_bind_int64(st, 1, rid);
+	return read_one(c, a, st, out);
+}
+
+static enum cw_err
+read_in(struct sq_conn *c, struct arena *a, const char *type, const char *id,
+	struct store_res *out)
+{
+	sqlite3_stmt *st = sq_fixed(c, SQ_READ);
+
+	if (!st)
+		return CW_EINTERNAL;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	return read_one(c, a, st, out);
+}
+
+enum cw_err
+store_read(struct store *s, struct arena *a, const char *type,
+	   const char *id, struct store_res *out)
+{
+	struct sq_conn *c = sq_reader(s, NULL);
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return CW_EIO;
+	return read_in(c, a, type, id, out);
+}
+
+enum cw_err
+store_vread(struct store *s, struct arena *a, const char *type,
+	    const char *id, long version, struct store_res *out)
+{
+	struct sq_conn *c = sq_reader(s, NULL);
+	sqlite3_stmt *st;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return CW_EIO;
+	if (!(st = sq_fixed(c, SQ_VREAD)))
+		return CW_EINTERNAL;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, version);
+	return read_one(c, a, st, out);
+}
+
+enum cw_err
+store_tx_read(struct store_tx *tx, struct arena *a, const char *type,
+	      const char *id, struct store_res *out)
+{
+	memset(out, 0, sizeof(*out));
+	return read_in(tx->c, a, type, id, out);
+}
+
+enum cw_err
+store_count(struct store *s, const char *type, long *out)
+{
+	struct sq_conn *c = sq_reader(s, NULL);
+	sqlite3_stmt *st;
+	enum cw_err err = CW_OK;
+	int rc;
+
+	*out = 0;
+	if (!c)
+		return CW_EIO;
+	st = sq_fixed(c, type ? SQ_COUNT_TYPE : SQ_COUNT_ALL);
+	if (!st)
+		return CW_EINTERNAL;
+	if (type)
+		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = (long)sqlite3_column_int64(st, 0);
+	else
+		err = sq_err(c, rc, "count");
+	sq_done(st);
+	return err;
+}
+
+enum cw_err
+store_check(struct store *s, struct diag *d)
+{
+	struct sq_conn *c = sq_reader(s, d);
+	sqlite3_stmt *st;
+	enum cw_err err = CW_OK;
+	int rc;
+
+	if (!c)
+		return CW_EIO;
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_err(c, rc, "integrity_check");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *msg = (const char *)sqlite3_column_text(st, 0);
+
+		if (msg && strcmp(msg, "ok") == 0)
+			continue;
+		/* The messages name pages and indexes, not values. */
+		log_error("store: integrity_check: %s", msg ? msg : "?");
+		err = CW_EIO;
+	}
+	if (rc != SQLITE_DONE && !err)
+		err = sq_err(c, rc, "integrity_check");
+	sqlite3_finalize(st);
+	if (err)
+		diag_err(d, err, "exception", NULL,
+			 "the database failed its integrity check");
+	return err;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* The current row of type/id, if any. */
+struct cur {
+	bool exists;
+	bool deleted;
+	int64_t rid;
+	long version;
+	int64_t updated;
+};
+
+static enum cw_err
+get_cur(struct sq_conn *c, const char *type, const char *id, struct cur *cur)
+{
+	sqlite3_stmt *st = sq_fixed(c, SQ_CUR);
+	enum cw_err err = CW_OK;
+	int rc;
+
+	memset(cur, 0, sizeof(*cur));
+	if (!st)
+		return CW_EINTERNAL;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		cur->exists = true;
+		cur->rid = sqlite3_column_int64(st, 0);
+		cur->version = (long)sqlite3_column_int64(st, 1);
+		cur->deleted = sqlite3_column_int(st, 2) != 0;
+		cur->updated = sqlite3_column_int64(st, 3);
+	} else if (rc != SQLITE_DONE) {
+		err = sq_err(c, rc, "lookup");
+	}
+	sq_done(st);
+	return err;
+}
+
+/* Steps a fully bound write statement once. */
+static enum cw_err
+step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	enum cw_err err = rc == SQLITE_DONE ? CW_OK : sq_err(c, rc, what);
+
+	sq_done(st);
+	return err;
+}
+
+static void
+bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s && *s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static enum cw_err
+drop_index_rows(struct sq_conn *c, int64_t rid)
+{
+	for (size_t i = 0; i < sizeof(index_deletes) / sizeof(index_deletes[0]); i++) {
+		sqlite3_stmt *st = sq_fixed(c, index_deletes[i]);
+		enum cw_err err;
+
+		if (!st)
+			return CW_EINTERNAL;
+		sqlite3_bind_int64(st, 1, rid);
+		err = step_write(c, st, "drop index rows");
+		if (err)
+			return err;
+	}
+	return CW_OK;
+}
+
+/* _id and _lastUpdated are answered from res itself; no rows for them. */
+static bool
+indexed_elsewhere(const struct fhir_searchparam *sp)
+{
+	return sp->code[0] == '_' && (strcmp(sp->code, "_id") == 0 ||
+				      strcmp(sp->code, "_lastUpdated") == 0);
+}
+
+static enum cw_err
+write_index_row(struct sq_conn *c, int64_t rid, int seq,
+		const struct fhir_idx *r)
+{
+	const struct fhir_searchparam *sp = r->sp;
+	sqlite3_stmt *st;
+	enum sq_fixed which;
+
+	switch (sp->type) {
+	case SP_TOKEN:
+		which = SQ_INS_TOKEN;
+		break;
+	case SP_STRING:
+		which = SQ_INS_STRING;
+		break;
+	case SP_REFERENCE:
+		/* A Reference.identifier row (no reference text) is a token
+		 * row under the same param: that is :identifier search. */
+		which = r->raw || r->ref_id ? SQ_INS_REF : SQ_INS_TOKEN;
+		break;
+	case SP_DATE:
+		which = SQ_INS_DATE;
+		break;
+	case SP_NUMBER:
+		which = SQ_INS_NUMBER;
+		break;
+	case SP_QUANTITY:
+		which = SQ_INS_QTY;
+		break;
+	case SP_URI:
+		which = SQ_INS_URI;
+		break;
+	default:
+		return CW_OK;
+	}
+	if (!(st = sq_fixed(c, which)))
+		return CW_EINTERNAL;
+	sqlite3_bind_int64(st, 1, rid);
+	sqlite3_bind_text(st, 2, sp->code, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, seq);
+	switch (which) {
+	case SQ_INS_TOKEN:
+		bind_opt_text(st, 4, r->system);
+		bind_opt_text(st, 5, r->code);
+		bind_opt_text(st, 6, r->text);
+		break;
+	case SQ_INS_STRING:
+		bind_opt_text(st, 4, r->text);
+		bind_opt_text(st, 5, r->raw);
+		break;
+	case SQ_INS_REF:
+		bind_opt_text(st, 4, r->ref_type);
+		bind_opt_text(st, 5, r->ref_id);
+		bind_opt_text(st, 6, r->raw);
+		break;
+	case SQ_INS_DATE:
+		sqlite3_bind_int64(st, 4, r->lo);
+		sqlite3_bind_int64(st, 5, r->hi);
+		break;
+	case SQ_INS_NUMBER:
+	case SQ_INS_QTY:
+		sqlite3_bind_double(st, 4, r->num);
+		sqlite3_bind_double(st, 5, r->num_lo);
+		sqlite3_bind_double(st, 6, r->num_hi);
+		if (which == SQ_INS_QTY) {
+			bind_opt_text(st, 7, r->system);
+			bind_opt_text(st, 8, r->code);
+		}
+		break;
+	case SQ_INS_URI:
+		bind_opt_text(st, 4, r->raw);
+		break;
+	default:
+		break;
+	}
+	return step_write(c, st, "index row");
+}
+
+static enum cw_err
+write_index(struct sq_conn *c, struct arena *a, int64_t rid,
+	    const json_t *res, const struct fhir_restype *rt)
+{
+	struct fhir_idx *rows;
+	const char **ids;
+	size_t n, nids;
+	enum cw_err err;
+
+	err = fhir_extract(a, res, rt, &rows, &n);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].sp || indexed_elsewhere(rows[i].sp))
+			continue;
+		err = write_index_row(c, rid, (int)i, &rows[i]);
+		if (err)
+			return err;
+	}
+	err = fhir_compartment(a, res, rt, rows, n, &ids, &nids);
+	if (err)
+		return err;
+	for (size_t i = 0; i < nids; i++) {
+		sqlite3_stmt *st = sq_fixed(c, SQ_INS_COMP);
+
+		if (!st)
+			return CW_EINTERNAL;
+		sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, rid);
+		err = step_write(c, st, "compartment row");
+		if (err)
+			return err;
+	}
+	return CW_OK;
+}
+
+static int
+dump_cb(const char *buf, size_t n, void *data)
+{
+	return sbuf_add(data, buf, n) == CW_OK ? 0 : -1;
+}
+
+/* Sets id and meta in res: the stored text carries them. */
+static enum cw_err
+set_meta(json_t *res, const char *id, long version, int64_t ms)
+{
+	char vbuf[24], tbuf[32];
+	json_t *meta = json_object_get(res, "meta");
+
+	snprintf(vbuf, sizeof(vbuf), "%ld", version);
+	time_format_instant(ms, tbuf);
+	if (json_object_set_new(res, "id", json_string(id)) != 0)
+		return CW_ENOMEM;
+	if (!json_is_object(meta)) {
+		meta = json_object();
+		if (!meta || json_object_set_new(res, "meta", meta) != 0)
+			return CW_ENOMEM;
+	}
+	if (json_object_set_new(meta, "versionId", json_string(vbuf)) != 0 ||
+	    json_object_set_new(meta, "lastUpdated", json_string(tbuf)) != 0)
+		return CW_ENOMEM;
+	return CW_OK;
+}
+
+/* The next lastUpdated: now, but never before the previous version nor the
+ * store's last write, so history and _since see time move forward. */
+static int64_t
+next_ms(struct store *s, int64_t prev)
+{
+	int64_t now = time_now_ms();
+
+	if (now < prev)
+		now = prev;
+	if (now < s->last_ms)
+		now = s->last_ms;
+	s->last_ms = now;
+	return now;
+}
+
+static enum cw_err
+put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
+	 const struct fhir_restype *rt, const char *id, const struct cur *cur,
+	 struct store_res *out)
+{
+	struct store *s = tx->s;
+	struct sq_conn *c = tx->c;
+	long version = cur->exists ? cur->version + 1 : 1;
+	int64_t ms = next_ms(s, cur->exists ? cur->updated : 0);
+	int64_t rid = cur->rid;
+	sqlite3_stmt *st;
+	enum cw_err err;
+	char *text;
+
+	err = set_meta(put->res, id, version, ms);
+	if (err)
+		return err;
+	sbuf_reset(&s->jbuf);
+	if (json_dump_callback(put->res, dump_cb, &s->jbuf, FHIR_JSON_FLAGS) != 0)
+		return s->jbuf.toobig ? CW_ETOOBIG : CW_ENOMEM;
+	text = arena_strndup(a, s->jbuf.buf, s->jbuf.len);
+	if (!text)
+		return CW_ENOMEM;
+
+	if (cur->exists) {
+		if (!(st = sq_fixed(c, SQ_UPD_RES)))
+			return CW_EINTERNAL;
+		sqlite3_bind_int64(st, 1, rid);
+		sqlite3_bind_int64(st, 2, version);
+		sqlite3_bind_int64(st, 3, ms);
+		sqlite3_bind_int(st, 4, 0);
+		sqlite3_bind_text(st, 5, text, (int)s->jbuf.len, SQLITE_STATIC);
+		if ((err = step_write(c, st, "update")))
+			return err;
+		if (!cur->deleted && (err = drop_index_rows(c, rid)))
+			return err;
+	} else {
+		if (!(st = sq_fixed(c, SQ_INS_RES)))
+			return CW_EINTERNAL;
+		sqlite3_bind_text(st, 1, rt->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, version);
+		sqlite3_bind_int64(st, 4, ms);
+		sqlite3_bind_int(st, 5, 0);
+		sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
+		if ((err = step_write(c, st, "insert")))
+			return err;
+		rid = sqlite3_last_insert_rowid(c->db);
+	}
+	if (!(st = sq_fixed(c, SQ_INS_VER)))
+		return CW_EINTERNAL;
+	sqlite3_bind_text(st, 1, rt->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, version);
+	sqlite3_bind_int64(st, 4, ms);
+	sqlite3_bind_int(st, 5, 0);
+	sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
+	if ((err = step_write(c, st, "insert version")))
+		return err;
+	err = write_index(c, s->scratch, rid, put->res, rt);
+	if (err)
+		return err;
+
+	out->type = rt->name;
+	out->id = arena_strdup(a, id);
+	out->version = version;
+	out->last_updated = ms;
+	out->deleted = false;
+	out->json.p = text;
+	out->json.n = s->jbuf.len;
+	return out->id ? CW_OK : CW_ENOMEM;
+}
+
+/* A put or delete that failed after it started writing leaves the job
+ * half done: poison the job so run_group rolls it back whatever fn
+ * returns. (A savepoint per put would do the same, but SQLite journals
+ * every page a savepoint touches: it cost 3x the whole put.) */
+static enum cw_err
+poison(struct store_tx *tx, enum cw_err err)
+{
+	if (err && !tx->poisoned)
+		tx->poisoned = err;
+	return err;
+}
+
+enum cw_err
+store_tx_put(struct store_tx *tx, struct arena *a, const struct store_put *put,
+	     struct store_res *out, bool *created)
+{
+	const struct fhir_restype *rt = put->rt;
+	const char *id;
+	char idbuf[ID_LEN + 1];
+	struct cur cur;
+	enum cw_err err;
+
+	memset(out, 0, sizeof(*out));
+	if (created)
+		*created = false;
+	if (!json_is_object(put->res))
+		return CW_EINVAL;
+	if (!rt)
+		rt = fhir_restype_find(json_string_value(
+			json_object_get(put->res, "resourceType")));
+	if (!rt)
+		return CW_EINVAL;
+	id = json_string_value(json_object_get(put->res, "id"));
+	if (!id) {
+		if (!put->create)
+			return CW_EINVAL;
+		id_new(idbuf);
+		id = idbuf;
+	} else if (!id_is_valid(id, strlen(id))) {
+		return CW_EINVAL;
+	}
+	/* id may point into put->res, which set_meta replaces: copy it. */
+	id = arena_strdup(a, id);
+	if (!id)
+		return CW_ENOMEM;
+	err = get_cur(tx->c, rt->name, id, &cur);
+	if (err)
+		return err;
+	if (put->create && cur.exists && !cur.deleted)
+		return CW_ECONFLICT;
+	if (put->if_match > 0 && (!cur.exists || cur.version != put->if_match))
+		return CW_EPRECOND;
+
+	err = poison(tx, put_rows(tx, a, put, rt, id, &cur, out));
+	arena_reset(tx->s->scratch);
+	if (err) {
+		memset(out, 0, sizeof(*out));
+		return err;
+	}
+	if (created)
+		*created = !cur.exists || cur.deleted;
+	return CW_OK;
+}
+
+enum cw_err
+store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
+		const char *id, long if_match, struct store_res *out,
+		bool *existed)
+{
+	struct sq_conn *c = tx->c;
+	const struct fhir_restype *rt = fhir_restype_find(type);
+	struct cur cur;
+	sqlite3_stmt *st;
+	enum cw_err err;
+	int64_t ms;
+
+	memset(out, 0, sizeof(*out));
+	if (existed)
+		*existed = false;
+	if (!rt || !id)
+		return CW_EINVAL;
+	err = get_cur(c, rt->name, id, &cur);
+	if (err)
+		return err;
+	if (if_match > 0 && (!cur.exists || cur.version != if_match))
+		return CW_EPRECOND;
+	if (!cur.exists || cur.deleted) {
+		if (cur.exists) {
+			out->type = rt->name;
+			out->id = arena_strdup(a, id);
+			out->version = cur.version;
+			out->last_updated = cur.updated;
+			out->deleted = true;
+			out->json.p = "";
+		}
+		return CW_OK;
+	}
+	ms = next_ms(tx->s, cur.updated);
+	if (!(st = sq_fixed(c, SQ_UPD_RES))) {
+		err = CW_EINTERNAL;
+		goto out_sp;
+	}
+	sqlite3_bind_int64(st, 1, cur.rid);
+	sqlite3_bind_int64(st, 2, cur.version + 1);
+	sqlite3_bind_int64(st, 3, ms);
+	sqlite3_bind_int(st, 4, 1);
+	sqlite3_bind_text(st, 5, "", 0, SQLITE_STATIC);
+	if ((err = step_write(c, st, "delete")))
+		goto out_sp;
+	if (!(st = sq_fixed(c, SQ_INS_VER))) {
+		err = CW_EINTERNAL;
+		goto out_sp;
+	}
+	sqlite3_bind_text(st, 1, rt->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, cur.version + 1);
+	sqlite3_bind_int64(st, 4, ms);
+	sqlite3_bind_int(st, 5, 1);
+	sqlite3_bind_text(st, 6, "", 0, SQLITE_STATIC);
+	if ((err = step_write(c, st, "delete version")))
+		goto out_sp;
+	err = drop_index_rows(c, cur.rid);
+out_sp:
+	if (poison(tx, err))
+		return err;
+	if (existed)
+		*existed = true;
+	out->type = rt->name;
+	out->id = arena_strdup(a, id);
+	out->version = cur.version + 1;
+	out->last_updated = ms;
+	out->deleted = true;
+	out->json.p = "";
+	return out->id ? CW_OK : CW_ENOMEM;
+}

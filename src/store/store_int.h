@@ -1,0 +1,126 @@
+/* store/store_int.h: what sqlite.c and sqlite_search.c share, nothing more.
+ *
+ * A store is one database file, one writer connection owned by the writer
+ * thread, and one reader connection per thread that reads (opened lazily,
+ * found through a pthread key, closed by store_close). Every connection
+ * caches its prepared statements: a fixed table for the write and lookup
+ * paths, and a small LRU keyed by SQL text for generated search SQL. None of
+ * these names leave store/. See store/README.md for the invariants. */
+#ifndef CW_STORE_INT_H
+#define CW_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Statements every connection may need, prepared on first use. The SQL
+ * text is the table sq_fixed_sql[] in sqlite.c. */
+enum sq_fixed {
+	SQ_BEGIN_IMM,
+	SQ_BEGIN_READ,
+	SQ_COMMIT,
+	SQ_ROLLBACK,
+	SQ_SP_JOB,
+	SQ_SP_JOB_RELEASE,
+	SQ_SP_JOB_ROLLBACK,
+	SQ_CUR,
+	SQ_READ,
+	SQ_READ_RID,
+	SQ_VREAD,
+	SQ_INS_RES,
+	SQ_UPD_RES,
+	SQ_INS_VER,
+	SQ_DEL_TOKEN,
+	SQ_DEL_STRING,
+	SQ_DEL_REF,
+	SQ_DEL_DATE,
+	SQ_DEL_NUMBER,
+	SQ_DEL_QTY,
+	SQ_DEL_URI,
+	SQ_DEL_COMP,
+	SQ_INS_TOKEN,
+	SQ_INS_STRING,
+	SQ_INS_REF,
+	SQ_INS_DATE,
+	SQ_INS_NUMBER,
+	SQ_INS_QTY,
+	SQ_INS_URI,
+	SQ_INS_COMP,
+	SQ_COUNT_TYPE,
+	SQ_COUNT_ALL,
+	SQ_NFIXED
+};
+
+#define SQ_DYN_CACHE 64
+
+struct sq_dyn {
+	char *sql;     /* heap copy, the cache key */
+	size_t len;
+	uint64_t hash;
+	uint64_t used; /* LRU tick */
+	sqlite3_stmt *st;
+};
+
+struct sq_conn {
+	sqlite3 *db;
+	sqlite3_stmt *fixed[SQ_NFIXED];
+	struct sq_dyn dyn[SQ_DYN_CACHE];
+	uint64_t tick;
+	struct sq_conn *next; /* in store.conns */
+};
+
+struct sq_job;
+
+struct store {
+	char *path;
+	struct store_options opt;
+	pthread_key_t key;         /* this thread's reader sq_conn */
+	pthread_mutex_t conns_mu;
+	struct sq_conn *conns;     /* every reader connection, for close */
+
+	/* writer; everything below mu is guarded by it */
+	bool has_writer;
+	pthread_t writer;
+	struct sq_conn *wconn;     /* used by the writer thread only */
+	struct arena *tx_arena;    /* store_tx_arena(), reset after commit */
+	struct arena *scratch;     /* one put's rows, reset after each put */
+	struct sbuf jbuf;          /* serialized JSON of one put */
+	int64_t last_ms;           /* lastUpdated never goes backwards */
+	struct sq_job **batch;     /* the group being committed (max_group) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct sq_job *head, *tail;
+	bool stopping;
+};
+
+struct store_tx {
+	struct store *s;
+	struct sq_conn *c;
+	enum cw_err poisoned; /* a write of this job failed half way */
+};
+
+/* The calling thread's reader connection, opened on first use. NULL with
+ * an issue in d (may be NULL) when the database cannot be opened. */
+struct sq_conn *sq_reader(struct store *s, struct diag *d);
+/* A fixed statement, prepared on first use; NULL on failure. */
+sqlite3_stmt *sq_fixed(struct sq_conn *c, enum sq_fixed which);
+/* A cached statement for generated SQL; NULL on failure. The statement
+ * stays cached: callers sq_done() it, never finalize it. */
+sqlite3_stmt *sq_prepare(struct sq_conn *c, const char *sql, size_t len);
+/* Resets st and clears its bindings so the cache can hand it out again. */
+void sq_done(sqlite3_stmt *st);
+/* Runs a fixed statement that returns no rows. */
+int sq_exec_fixed(struct sq_conn *c, enum sq_fixed which);
+/* Maps a SQLite result code to ours, logging the SQLite message (which
+ * never carries values: all values are bound). */
+enum cw_err sq_err(struct sq_conn *c, int rc, const char *what);
+/* Fills out from the current row of st, columns from col:
+ * type, id, version, updated, deleted, json. Strings copied into a. */
+enum cw_err sq_row_res(struct arena *a, sqlite3_stmt *st, int col,
+		       struct store_res *out);
+/* Reads the resource with this rowid into out (current version). */
+enum cw_err sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
+			struct store_res *out);
+
+#endif
