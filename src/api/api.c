@@ -126,6 +126,7 @@ static const struct route routes[] = {
 	{"GET",    "{type}/{id}/_history",        api_h_history},
 	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread},
 	{"GET",    "{type}/{id}/$everything",     api_h_everything},
+	{"POST",   "{type}/{id}/$everything",     api_h_everything},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -604,7 +605,9 @@ api_error_body(void *ctx, struct arena *a, int status, const char *msg,
 	(void)ctx;
 	diag_init(&d, a);
 	n = strcspn(msg, "\n");
-	diag_add(&d, DIAG_ERROR, status == 413 ? "too-long" : "exception", NULL,
+	diag_add(&d, DIAG_ERROR,
+		 status == 413 || status == 414 ? "too-long" :
+		 status < 500 ? "invalid" : "exception", NULL,
 		 "%.*s", (int)n, msg);
 	oo = fhir_outcome(&d);
 	text = oo ? json_dumps(oo, FHIR_JSON_FLAGS) : NULL;
@@ -694,12 +697,14 @@ api_new(struct store *s, const struct api_options *opt)
 		api_free(api);
 		return NULL;
 	}
+	fhir_set_base_url(api->base);
 	return api;
 }
 
 void
 api_free(struct api *api)
 {
+	fhir_set_base_url(NULL);
 	if (!api)
 		return;
 	free(api->base);

@@ -285,6 +285,71 @@ parse_body(struct api_req *q, json_t **out)
 	return CW_OK;
 }
 
+/* A reference a lone REST write cannot resolve: urn:uuid:/urn:oid: names
+ * (they mean something only inside a Bundle) and conditional references
+ * (Patient?identifier=..., resolved only in transactions). Storing them
+ * would leave a reference that points nowhere. */
+static bool
+unresolvable_ref(const char *s)
+{
+	const char *qm;
+
+	if (!strncmp(s, "urn:uuid:", 9) || !strncmp(s, "urn:oid:", 8))
+		return true;
+	qm = strchr(s, '?');
+	return qm && !memchr(s, '/', (size_t)(qm - s)) && !strchr(s, ':');
+}
+
+static void
+check_refs(struct api_req *q, json_t *v, struct sbuf *path)
+{
+	size_t mark = path->len, i;
+	const char *k;
+	json_t *c;
+
+	if (json_is_object(v)) {
+		c = json_object_get(v, "reference");
+		if (json_is_string(c) && unresolvable_ref(json_string_value(c)))
+			diag_add(&q->d, DIAG_ERROR, "invalid",
+				 arena_printf(q->a, "%s.reference", path->buf),
+				 "This reference can only be resolved inside a "
+				 "transaction Bundle");
+		json_object_foreach(v, k, c) {
+			if (!json_is_object(c) && !json_is_array(c))
+				continue;
+			sbuf_addf(path, ".%s", k);
+			check_refs(q, c, path);
+			path->len = mark;
+			path->buf[mark] = '\0';
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, c) {
+			if (!json_is_object(c))
+				continue;
+			sbuf_addf(path, "[%zu]", i);
+			check_refs(q, c, path);
+			path->len = mark;
+			path->buf[mark] = '\0';
+		}
+	}
+}
+
+/* Validation of a resource written by itself (not in a transaction):
+ * the model's rules, then references that only a Bundle could resolve. */
+static enum cw_err
+validate_body(struct api_req *q, json_t *res)
+{
+	struct sbuf path = SBUF_INIT(64 * 1024);
+	enum cw_err err = fhir_validate(res, q->rt->name, &q->d);
+
+	if (err)
+		return err;
+	sbuf_adds(&path, q->rt->name);
+	check_refs(q, res, &path);
+	sbuf_release(&path);
+	return diag_has_errors(&q->d) ? CW_EINVALID : CW_OK;
+}
+
 static enum cw_err
 if_match(struct api_req *q, long *out)
 {
@@ -459,7 +524,7 @@ api_h_create(struct api_req *q)
 	if (err)
 		return err;
 	json_object_del(res, "id");
-	err = fhir_validate(res, q->rt->name, &q->d);
+	err = validate_body(q, res);
 	if (err)
 		return err;
 	ine = api_header(q, "If-None-Exist");
@@ -496,7 +561,7 @@ api_h_update(struct api_req *q)
 		return diag_err(&q->d, CW_EINVAL, "invalid",
 				arena_printf(q->a, "%s.id", q->rt->name),
 				"The resource id does not match the URL");
-	err = fhir_validate(res, q->rt->name, &q->d);
+	err = validate_body(q, res);
 	if (err)
 		return err;
 	err = if_match(q, &op.if_match);
@@ -565,7 +630,7 @@ api_h_cond_update(struct api_req *q)
 	err = url_condition(q, &cond);
 	if (err)
 		return err;
-	err = fhir_validate(res, q->rt->name, &q->d);
+	err = validate_body(q, res);
 	if (err)
 		return err;
 	err = if_match(q, &op.if_match);

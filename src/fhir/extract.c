@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fhir/fhir.h"
+#include "fhir/fhir_int.h"
 
 #define FHIRPATH_SYSTEM "http://hl7.org/fhirpath/System."
 
@@ -312,6 +312,9 @@ emit_reference(struct xctx *x, const json_t *v)
 	if (!ref || !*ref)
 		return;
 	local = ref_split(ref, &type, &tn, &id, &idn, &absolute);
+	if (local && absolute && fhir_own_base_len(ref) &&
+	    !strchr(ref + fhir_own_base_len(ref), ':'))
+		absolute = false; /* our own base: a local reference */
 	if (target && (!local || strlen(target) != tn ||
 		       memcmp(target, type, tn) != 0))
 		return;

@@ -172,6 +172,12 @@ const struct fhir_elem *fhir_elem_find(const struct fhir_type *t,
 /* Is code in the value set? */
 bool fhir_valueset_has(const struct fhir_valueset *vs, const char *code);
 
+/* The server's own base URL ("http://127.0.0.1:8080/fhir"). An absolute
+ * reference under it is a local one: indexed and searched as Type/id.
+ * Set once at start-up before any other thread uses the fhir module; the
+ * string must live as long as the process. NULL (the default): none. */
+void fhir_set_base_url(const char *base);
+
 /* ---- validation ------------------------------------------------------ */
 
 /* Checks a resource against the model: resourceType known and served (and

@@ -18,4 +18,8 @@ extern const size_t fhir_gen_ntypes;
 #include "fhir/served.def"
 #undef SERVED
 
+/* The length of "<base>/" when s starts with the server's own base URL
+ * and a slash (fhir_set_base_url), else 0. */
+size_t fhir_own_base_len(const char *s);
+
 #endif

@@ -11,6 +11,26 @@
 
 #include "fhir/fhir_int.h"
 
+static const char *own_base;
+static size_t own_base_n;
+
+void
+fhir_set_base_url(const char *base)
+{
+	own_base = base;
+	own_base_n = base ? strlen(base) : 0;
+	while (own_base_n && own_base[own_base_n - 1] == '/')
+		own_base_n--;
+}
+
+size_t
+fhir_own_base_len(const char *s)
+{
+	if (!own_base_n || strncmp(s, own_base, own_base_n) || s[own_base_n] != '/')
+		return 0;
+	return own_base_n + 1;
+}
+
 static const struct fhir_restype *const served[] = {
 #define SERVED(T) &fhir_rt_##T,
 #include "fhir/served.def"

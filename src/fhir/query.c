@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fhir/fhir.h"
+#include "fhir/fhir_int.h"
 
 #define QUERY_MAX_PARAMS 100
 #define QUERY_MAX_VALUES 100
@@ -332,8 +332,10 @@ parse_reference(struct qctx *c, const struct fhir_searchparam *sp,
 		const char *mod_type, char *s, struct fhir_qvalue *v)
 {
 	char *slash;
-	const char *type = NULL, *id = s;
+	const char *type = NULL, *id;
 
+	s += fhir_own_base_len(s); /* our own base: a local reference */
+	id = s;
 	if (strchr(s, ':')) {
 		v->raw = s; /* http://..., urn:uuid:... */
 		return P_OK;

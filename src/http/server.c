@@ -54,8 +54,11 @@
 #define DEFAULT_TIMEOUT_S 30
 #define DEFAULT_MAX_BODY (16u << 20)
 #define DEFAULT_GZIP_MIN 1400
-#define CONN_MEMORY (64u << 10)       /* MHD memory per connection: headers */
+#define CONN_MEMORY (256u << 10)      /* MHD memory per connection: headers, query */
 #define CONN_MEMORY_INCREMENT 4096
+#define MAX_QUERY_BYTES (32u << 10)   /* longer query strings get 414 */
+#define MAX_QUERY_PARAMS 1000         /* more parameters get 414 */
+#define MAX_HEADER_BYTES (32u << 10)  /* all request headers together, else 431 */
 #define LISTEN_BACKLOG 511
 #define STOP_GRACE_MS 5000
 #define DRAIN_MAX (8u << 20)          /* bytes read past max_body for a 413 */
@@ -343,15 +346,22 @@ struct argfill {
 	struct http_kv *kv;
 	size_t n;
 	size_t cap;
+	bool nul; /* a decoded key or value holds a NUL byte (%00) */
 };
 
 static enum MHD_Result
-on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+on_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+       const char *value, size_t value_size)
 {
 	struct argfill *f = cls;
 
 	if (f->n >= f->cap)
 		return MHD_NO;
+	/* A %00 would silently cut the C string short and widen a search. */
+	if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+		f->nul = true;
+		return MHD_NO;
+	}
 	f->kv[f->n].key = key;
 	f->kv[f->n].value = value ? value : "";
 	f->n++;
@@ -381,7 +391,10 @@ serve(struct conn *c, struct MHD_Connection *mc, const char *url,
 		if (!f.kv)
 			return send_simple(c, mc, 500, "out of memory\n");
 		f.cap = (size_t)nargs;
-		MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, on_arg, &f);
+		MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, on_arg, &f);
+		if (f.nul)
+			return send_simple(c, mc, 400,
+					   "query parameters must not contain NUL (%00)\n");
 		r->query = f.kv;
 		r->nquery = f.n;
 	}
@@ -454,17 +467,60 @@ request_begin(struct conn *c, struct MHD_Connection *mc, const char *method)
 	atomic_fetch_add_explicit(&c->srv->inflight, 1, memory_order_relaxed);
 }
 
+/* MHD 0.9.75 stores every query parameter in the connection's memory pool
+ * and, when the pool runs out while parsing them, neither answers nor
+ * closes: the client waits for the idle timeout. So the query is measured
+ * here, before MHD parses it; one that is too long or has too many
+ * parameters is cut off (MHD then parses nothing) and answered 414. */
+static char uri_too_long; /* marker returned as the request's context */
+
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+	char *q = strchr(uri, '?');
+	size_t params = 1;
+
+	if (!q)
+		return NULL;
+	for (const char *p = q + 1; *p; p++)
+		params += *p == '&';
+	if (strlen(q + 1) <= MAX_QUERY_BYTES && params <= MAX_QUERY_PARAMS)
+		return NULL;
+	q[1] = '\0'; /* MHD's own buffer, parsed right after this call */
+	return &uri_too_long;
+}
+
+static enum MHD_Result
+add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+		size_t key_size, const char *value, size_t value_size)
+{
+	*(size_t *)cls += key_size + value_size + 4;
+	return MHD_YES;
+}
+
+/* The pool that holds the headers is large (it also holds the query), so
+ * the header limit is checked here, explicitly. */
+static bool
+headers_too_big(struct MHD_Connection *mc)
+{
+	size_t n = 0;
+
+	MHD_get_connection_values_n(mc, MHD_HEADER_KIND, add_header_size, &n);
+	return n > MAX_HEADER_BYTES;
+}
+
 static enum MHD_Result
 on_access(void *cls, struct MHD_Connection *mc, const char *url,
 	  const char *method, const char *version, const char *upload,
 	  size_t *upload_size, void **con_cls)
 {
 	struct http_server *srv = cls;
-	struct conn *c = *con_cls;
+	struct conn *c = *con_cls == &uri_too_long ? NULL : *con_cls;
 
 	if (!c) {
 		const union MHD_ConnectionInfo *ci;
 		const char *cl;
+		bool too_long = *con_cls == &uri_too_long;
 
 		ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		if (!ci || !ci->socket_context)
@@ -472,6 +528,10 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 		c = ci->socket_context;
 		request_begin(c, mc, method);
 		*con_cls = c;
+		if (too_long)
+			return send_simple(c, mc, 414, "query string too long\n");
+		if (headers_too_big(mc))
+			return send_simple(c, mc, 431, "request headers too large\n");
 		cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl) {
@@ -480,10 +540,24 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 
 			errno = 0;
 			n = strtoull(cl, &end, 10);
-			if (errno || end == cl || n > srv->max_body)
+			if (errno || end == cl || n > srv->max_body + DRAIN_MAX)
 				return send_simple(c, mc, 413,
 						   "request body too large\n");
-			if (n > 0) {
+			if (n > srv->max_body) {
+				/* A client waiting for 100 Continue is told
+				 * now and sends nothing. Any other client is
+				 * already sending: read and drop the body,
+				 * then answer 413, because closing with the
+				 * body unread makes the kernel reset the
+				 * connection and the 413 is lost. */
+				const char *ex = MHD_lookup_connection_value(
+					mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+
+				if (ex && !strcasecmp(ex, "100-continue"))
+					return send_simple(c, mc, 413,
+							   "request body too large\n");
+				c->toobig = true;
+			} else if (n > 0) {
 				/* The exact size up front: no regrowth. */
 				c->body = arena_alloc(c->arena, (size_t)n + 1);
 				if (!c->body)
@@ -499,7 +573,7 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 		*upload_size = 0;
 		/* Draining is for a polite 413; a client that keeps going
 		 * far past the limit is cut off. */
-		if (c->drained > srv->max_body && c->drained > DRAIN_MAX)
+		if (c->body_len + c->drained > srv->max_body + DRAIN_MAX)
 			return MHD_NO;
 		return MHD_YES;
 	}
@@ -679,7 +753,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
-		flags |= MHD_USE_EPOLL | MHD_USE_TURBO;
+		flags |= MHD_USE_EPOLL;
 	else
 		flags |= MHD_USE_POLL;
 	if (v6)
@@ -697,6 +771,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		{MHD_OPTION_LISTEN_BACKLOG_SIZE, (intptr_t)LISTEN_BACKLOG, NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
 		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv},
+		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, srv},
 		/* last, and only with more than one thread (MHD warns on 1) */
 		{o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
 		 (intptr_t)o.threads, NULL},
