@@ -568,7 +568,7 @@ api_reply(struct api_req *q, int status, const char *body, size_t n)
 enum cw_err
 api_reply_json(struct api_req *q, int status, const json_t *v)
 {
-	char *text = api_free_own(q->a, json_dumps(v, FHIR_JSON_FLAGS));
+	char *text = api_free_own(q->a, fhir_dump(v, NULL));
 
 	if (!text)
 		return diag_err(&q->d, CW_ENOMEM, "exception", NULL,
@@ -610,7 +610,7 @@ api_error_body(void *ctx, struct arena *a, int status, const char *msg,
 		 status < 500 ? "invalid" : "exception", NULL,
 		 "%.*s", (int)n, msg);
 	oo = fhir_outcome(&d);
-	text = oo ? json_dumps(oo, FHIR_JSON_FLAGS) : NULL;
+	text = oo ? fhir_dump(oo, NULL) : NULL;
 	json_decref(oo);
 	if (!text)
 		return;

@@ -589,7 +589,7 @@ response_of(struct bctx *b, const struct http_resp *w, bool keep_body)
 	    loc[b->api->base_len] == '/')
 		loc += b->api->base_len + 1;
 	if (w->body_len)
-		body = json_loadb(w->body, w->body_len, 0, NULL);
+		fhir_parse_json(w->body, w->body_len, &body, NULL);
 	resp = json_pack("{s:s}", "status", api_status_text(b->a, w->status));
 	if (!resp) {
 		json_decref(body);
@@ -646,7 +646,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	r.nquery = nkv;
 	r.body = "";
 	if (e->res && (e->method == BM_POST || e->method == BM_PUT)) {
-		body = api_free_own(b->a, json_dumps(e->res, FHIR_JSON_FLAGS));
+		body = api_free_own(b->a, fhir_dump(e->res, NULL));
 		if (!body)
 			return NULL;
 		r.body = body;
@@ -728,7 +728,7 @@ write_response(struct bctx *b, const struct bentry *e)
 		time_format_instant(op->out.last_updated, when);
 		json_object_set_new(resp, "lastModified", json_string(when));
 		if (b->ret == BRET_REPR) {
-			res = json_loadb(op->out.json.p, op->out.json.n, 0, NULL);
+			fhir_parse_json(op->out.json.p, op->out.json.n, &res, NULL);
 			if (res)
 				json_object_set_new(entry, "resource", res);
 		}

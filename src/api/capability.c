@@ -148,7 +148,7 @@ api_capability_build(struct api *api)
 		       "rest", rest);
 	if (!cs)
 		return CW_ENOMEM;
-	api->capability = json_dumps(cs, FHIR_JSON_FLAGS);
+	api->capability = fhir_dump(cs, NULL);
 	json_decref(cs);
 	if (!api->capability)
 		return CW_ENOMEM;

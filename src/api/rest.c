@@ -455,7 +455,8 @@ reply_version(struct api_req *q, const struct store_res *res)
 		api_reply(q, 200, res->json.p, res->json.n);
 		return CW_OK;
 	}
-	full = api_json_own(q->a, json_loadb(res->json.p, res->json.n, 0, NULL));
+	fhir_parse_json(res->json.p, res->json.n, &full, NULL);
+	full = api_json_own(q->a, full);
 	if (!full)
 		return diag_err(&q->d, CW_EINTERNAL, "exception", NULL,
 				"Stored resource could not be read");

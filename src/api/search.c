@@ -86,13 +86,13 @@ add_resource(struct sbuf *sb, struct arena *a, const struct store_res *r,
 	sbuf_adds(sb, ",\"resource\":");
 	if (!subset)
 		return sbuf_add(sb, r->json.p, r->json.n);
-	full = json_loadb(r->json.p, r->json.n, 0, NULL);
+	fhir_parse_json(r->json.p, r->json.n, &full, NULL);
 	if (!full)
 		return diag_err(d, CW_EINTERNAL, "exception", NULL,
 				"A stored resource could not be read");
 	sub = fhir_subset(full, subset);
 	json_decref(full);
-	text = sub ? json_dumps(sub, FHIR_JSON_FLAGS) : NULL;
+	text = sub ? fhir_dump(sub, NULL) : NULL;
 	json_decref(sub);
 	if (!text)
 		return CW_ENOMEM;

@@ -143,6 +143,8 @@ cli_export(int argc, char **argv)
 	struct api_options ao = {.base_url = EXPORT_BASE_URL};
 	const char *db = CLI_DEFAULT_DB, *patient = NULL, *outpath = NULL;
 	json_t *merged = NULL, *entries = NULL;
+	char *text = NULL;
+	size_t tlen = 0;
 	struct store *s;
 	struct api *api = NULL;
 	struct arena *a = NULL;
@@ -231,7 +233,7 @@ cli_export(int argc, char **argv)
 			rc = w.status >= 500 ? CLI_EIO : CLI_EDATA;
 			goto out;
 		}
-		doc = json_loadb(w.body ? w.body : "", w.body_len, 0, NULL);
+		fhir_parse_json(w.body ? w.body : "", w.body_len, &doc, NULL);
 		if (!doc) {
 			cli_err("export", "the API returned a body that is not JSON");
 			rc = CLI_EIO;
@@ -257,7 +259,8 @@ cli_export(int argc, char **argv)
 		rc = CLI_EIO;
 		goto out;
 	}
-	if (json_dumpf(merged, out, FHIR_JSON_FLAGS) != 0 || fputc('\n', out) == EOF ||
+	text = fhir_dump(merged, &tlen);
+	if (!text || fwrite(text, 1, tlen, out) != tlen || fputc('\n', out) == EOF ||
 	    fflush(out) != 0) {
 		cli_err("export", "cannot write %s: %m", outpath ? outpath : "standard output");
 		rc = CLI_EIO;
@@ -270,6 +273,7 @@ cli_export(int argc, char **argv)
 		log_info("exported %zu resources", json_array_size(entries));
 out:
 	free(url);
+	free(text);
 	json_decref(merged);
 	if (api)
 		api_free(api);

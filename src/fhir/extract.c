@@ -218,20 +218,33 @@ half_precision(double v, bool is_int)
 	return 0.5 * pow(10.0, -(double)(dec - exp10));
 }
 
+/* Half the unit of the last written digit of a decimal literal: "7.20"
+ * gives 0.005, "1e2" gives 0.5. */
+static double
+half_of_literal(const char *lit)
+{
+	const char *dot = strchr(lit, '.'), *e = strpbrk(lit, "eE");
+	int dec = 0, exp10 = e ? atoi(e + 1) : 0;
+
+	if (dot)
+		dec = (int)((e ? e : lit + strlen(lit)) - dot - 1);
+	return 0.5 * pow(10.0, -(double)(dec - exp10));
+}
+
 static bool
 num_of(const json_t *j, double *v, double *half)
 {
+	const char *lit;
+
 	if (json_is_integer(j)) {
 		*v = (double)json_integer_value(j);
 		*half = 0.5;
 		return true;
 	}
-	if (json_is_real(j)) {
-		*v = json_real_value(j);
-		*half = half_precision(*v, false);
-		return true;
-	}
-	return false;
+	if (!fhir_number(j, v, &lit))
+		return false;
+	*half = lit ? half_of_literal(lit) : half_precision(*v, false);
+	return true;
 }
 
 static bool
@@ -462,14 +475,14 @@ emit_strings(struct xctx *x, const json_t *v)
 static const char *
 guess_type(const json_t *v)
 {
+	if (fhir_is_decimal_literal(v) || json_is_real(v))
+		return "decimal";
 	if (json_is_string(v))
 		return "string";
 	if (json_is_boolean(v))
 		return "boolean";
 	if (json_is_integer(v))
 		return "integer";
-	if (json_is_real(v))
-		return "decimal";
 	if (!json_is_object(v))
 		return NULL;
 	if (json_object_get(v, "reference") || json_object_get(v, "identifier"))
@@ -482,7 +495,7 @@ guess_type(const json_t *v)
 		return "HumanName";
 	if (json_object_get(v, "value") && json_object_get(v, "currency"))
 		return "Money";
-	if (json_object_get(v, "value") && json_is_number(json_object_get(v, "value")))
+	if (fhir_number(json_object_get(v, "value"), NULL, NULL))
 		return "Quantity";
 	if (json_object_get(v, "code"))
 		return "Coding";
@@ -617,7 +630,7 @@ emit(struct xctx *x, const json_t *v, const char *t)
 		if (is(t, "Money"))
 			emit_quantity(x, v, true);
 		else if (json_is_object(v) && (is_quantity_type(t) ||
-					       json_is_number(json_object_get(v, "value"))))
+					       fhir_number(json_object_get(v, "value"), NULL, NULL)))
 			emit_quantity(x, v, false);
 		break;
 	case SP_URI:

@@ -190,11 +190,32 @@ void fhir_set_base_url(const char *base);
 enum cw_err fhir_validate(const json_t *res, const char *expected_type,
 			  struct diag *d);
 
-/* Parses body as JSON (rejecting duplicate keys). On failure adds a
- * "structure" issue with line/column and returns CW_EINVAL. The caller owns
- * *out (json_decref). */
+/* ---- JSON that keeps decimals as written ------------------------------ */
+
+/* FHIR decimals keep their written precision ("7.20" is not "7.2"), which a
+ * double cannot. fhir_parse_json turns every JSON number with a fraction or
+ * exponent into a string of FHIR_DECIMAL_MARK and the literal; fhir_dump
+ * and fhir_restore_decimals write them back as numbers. Read numbers with
+ * fhir_number(), write JSON with fhir_dump(). */
+#define FHIR_DECIMAL_MARK "\xEE\x80\x80" /* U+E000, private use */
+
+/* Parses body as JSON (rejecting duplicate keys and the mark character).
+ * On failure adds a "structure" issue with the line (d may be NULL) and
+ * returns CW_EINVAL. The caller owns *out (json_decref). */
 enum cw_err fhir_parse_json(const char *body, size_t n, json_t **out,
 			    struct diag *d);
+/* Is v a JSON number (integer, or a decimal as fhir_parse_json keeps it)?
+ * If so *out gets its value and *literal (either may be NULL) its text for
+ * a marked decimal, NULL otherwise. */
+bool fhir_number(const json_t *v, double *out, const char **literal);
+/* Is v a decimal kept as its literal? */
+bool fhir_is_decimal_literal(const json_t *v);
+/* json_dumps with FHIR_JSON_FLAGS and decimals written as numbers again.
+ * Caller frees; *len (if not NULL) gets the length. NULL on failure. */
+char *fhir_dump(const json_t *v, size_t *len);
+/* Turns marked decimals in text jansson wrote back into numbers, in place;
+ * returns the new length. */
+size_t fhir_restore_decimals(char *text, size_t n);
 
 /* ---- search index extraction ----------------------------------------- */
 

@@ -276,13 +276,13 @@ check_primitive(struct vctx *v, const json_t *val, enum fhir_prim prim,
 		return;
 	}
 	case PRIM_DECIMAL:
-		if (!json_is_number(val))
+		if (!fhir_number(val, NULL, NULL))
 			report(v, "structure", NULL, "Expected a JSON number for decimal");
 		return;
 	default:
 		break;
 	}
-	if (!json_is_string(val)) {
+	if (!json_is_string(val) || fhir_is_decimal_literal(val)) {
 		report(v, "structure", NULL, "Expected a JSON string for %s",
 		       prim_name(prim));
 		return;
@@ -704,15 +704,3 @@ fhir_validate(const json_t *res, const char *expected_type, struct diag *d)
 	return v.nerr ? CW_EINVALID : CW_OK;
 }
 
-enum cw_err
-fhir_parse_json(const char *body, size_t n, json_t **out, struct diag *d)
-{
-	json_error_t err;
-
-	*out = json_loadb(body, n, JSON_REJECT_DUPLICATES, &err);
-	if (!*out)
-		return diag_err(d, CW_EINVAL, "structure", NULL,
-				"Invalid JSON at line %d, column %d: %s",
-				err.line, err.column, err.text);
-	return CW_OK;
-}

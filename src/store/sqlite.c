@@ -1159,6 +1159,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sbuf_reset(&s->jbuf);
 	if (json_dump_callback(put->res, dump_cb, &s->jbuf, FHIR_JSON_FLAGS) != 0)
 		return s->jbuf.toobig ? CW_ETOOBIG : CW_ENOMEM;
+	s->jbuf.len = fhir_restore_decimals(s->jbuf.buf, s->jbuf.len);
 	text = arena_strndup(a, s->jbuf.buf, s->jbuf.len);
 	if (!text)
 		return CW_ENOMEM;
