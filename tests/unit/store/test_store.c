@@ -1,0 +1,1265 @@
+/* tests/unit/store/test_store.c: the SQLite store through store.h only.
+ *
+ * Versions, history, vread, deletes as versions, If-Match, create
+ * conflicts, concurrent read-modify-write and conditional create through
+ * the group-committing writer, every index type through search, sorting,
+ * keyset paging both ways, includes, $everything, cursor validation and
+ * SQL text as search values. Each test gets its own database in a fresh
+ * temporary directory. Queries are built by hand (not by fhir_query_parse)
+ * so the store is tested on exactly the fields it reads. */
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "fhir/fhir.h"
+#include "store/store.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct store *s;
+	struct arena *a;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct diag d;
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/cw-store-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+	f->a = arena_new(0);
+	diag_init(&d, f->a);
+	f->s = store_open(f->path, NULL, &d);
+	assert_non_null(f->s);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	struct dirent *e;
+	DIR *dir;
+	char p[400];
+
+	store_close(f->s);
+	dir = opendir(f->dir);
+	while (dir && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
+		unlink(p);
+	}
+	if (dir)
+		closedir(dir);
+	rmdir(f->dir);
+	arena_free(f->a);
+	free(f);
+	return 0;
+}
+
+/* ---- writing helpers --------------------------------------------------- */
+
+struct put_ctx {
+	struct arena *a;
+	const char *const *json;
+	size_t n;
+	bool create;
+	long if_match;
+	const struct fhir_restype *rt;
+	struct store_res out;
+	bool created;
+	enum cw_err fail_with; /* returned after the puts, to test rollback */
+};
+
+static enum cw_err
+put_fn(struct store_tx *tx, void *arg)
+{
+	struct put_ctx *c = arg;
+
+	for (size_t i = 0; i < c->n; i++) {
+		json_error_t je;
+		json_t *r = json_loads(c->json[i], 0, &je);
+		struct store_put p = {.res = r, .create = c->create,
+				      .if_match = c->if_match, .rt = c->rt};
+		enum cw_err err;
+
+		if (!r)
+			return CW_EINVAL;
+		err = store_tx_put(tx, c->a, &p, &c->out, &c->created);
+		json_decref(r);
+		if (err)
+			return err;
+	}
+	return c->fail_with;
+}
+
+static enum cw_err
+put1(struct fx *f, const char *json, bool create, long if_match,
+     struct store_res *out, bool *created)
+{
+	struct put_ctx c = {.a = f->a, .json = &json, .n = 1, .create = create,
+			    .if_match = if_match};
+	enum cw_err err = store_write(f->s, put_fn, &c);
+
+	if (out)
+		*out = c.out;
+	if (created)
+		*created = c.created;
+	return err;
+}
+
+static void
+put_ok(struct fx *f, const char *json)
+{
+	assert_int_equal(put1(f, json, false, 0, NULL, NULL), CW_OK);
+}
+
+struct del_ctx {
+	struct arena *a;
+	const char *type, *id;
+	long if_match;
+	struct store_res out;
+	bool existed;
+};
+
+static enum cw_err
+del_fn(struct store_tx *tx, void *arg)
+{
+	struct del_ctx *c = arg;
+
+	return store_tx_delete(tx, c->a, c->type, c->id, c->if_match, &c->out,
+			       &c->existed);
+}
+
+/* ---- versions ---------------------------------------------------------- */
+
+static void
+test_versions_history(void **state)
+{
+	struct fx *f = *state;
+	struct store_res r;
+	struct store_page pg;
+	struct store_hist_opt ho = {.count = 10};
+	struct del_ctx dc = {.a = f->a, .type = "Patient", .id = "p1"};
+	struct diag d;
+	bool created;
+
+	diag_init(&d, f->a);
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\",\"id\":\"p1\","
+			      "\"gender\":\"female\"}", true, 0, &r, &created), CW_OK);
+	assert_true(created);
+	assert_int_equal(r.version, 1);
+	assert_non_null(strstr(r.json.p, "\"versionId\":\"1\""));
+	assert_non_null(strstr(r.json.p, "\"lastUpdated\":\""));
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\",\"id\":\"p1\","
+			      "\"gender\":\"male\"}", false, 0, &r, &created), CW_OK);
+	assert_false(created);
+	assert_int_equal(r.version, 2);
+
+	assert_int_equal(store_read(f->s, f->a, "Patient", "p1", &r), CW_OK);
+	assert_int_equal(r.version, 2);
+	assert_non_null(strstr(r.json.p, "\"male\""));
+	assert_int_equal(store_vread(f->s, f->a, "Patient", "p1", 1, &r), CW_OK);
+	assert_non_null(strstr(r.json.p, "\"female\""));
+	assert_non_null(strstr(r.json.p, "\"versionId\":\"1\""));
+	assert_int_equal(store_vread(f->s, f->a, "Patient", "p1", 7, &r),
+			 CW_ENOTFOUND);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "nope", &r),
+			 CW_ENOTFOUND);
+
+	/* Delete is a version; reading it is gone; deleting again is fine. */
+	assert_int_equal(store_write(f->s, del_fn, &dc), CW_OK);
+	assert_true(dc.existed);
+	assert_int_equal(dc.out.version, 3);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "p1", &r), CW_EGONE);
+	assert_int_equal(r.version, 3);
+	assert_int_equal(store_vread(f->s, f->a, "Patient", "p1", 3, &r), CW_EGONE);
+	assert_int_equal(store_write(f->s, del_fn, &dc), CW_OK);
+	assert_false(dc.existed);
+	long n;
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, 0);
+
+	/* Update after delete recreates it with the next version. */
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\",\"id\":\"p1\"}",
+			      false, 0, &r, &created), CW_OK);
+	assert_true(created);
+	assert_int_equal(r.version, 4);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, 1);
+
+	assert_int_equal(store_history(f->s, f->a, "Patient", "p1", &ho, &pg, &d),
+			 CW_OK);
+	assert_int_equal(pg.n, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(pg.res[i].version, 4 - (long)i);
+	assert_true(pg.res[1].deleted);
+	assert_null(pg.next);
+
+	/* Paged history: 2 per page, newest first, then back. */
+	ho.count = 3;
+	assert_int_equal(store_history(f->s, f->a, "Patient", "p1", &ho, &pg, &d),
+			 CW_OK);
+	assert_int_equal(pg.n, 3);
+	assert_non_null(pg.next);
+	ho.cursor = pg.next;
+	assert_int_equal(store_history(f->s, f->a, "Patient", "p1", &ho, &pg, &d),
+			 CW_OK);
+	assert_int_equal(pg.n, 1);
+	assert_int_equal(pg.res[0].version, 1);
+	assert_null(pg.next);
+	assert_non_null(pg.prev);
+	ho.cursor = pg.prev;
+	assert_int_equal(store_history(f->s, f->a, "Patient", "p1", &ho, &pg, &d),
+			 CW_OK);
+	assert_int_equal(pg.n, 3);
+	assert_int_equal(pg.res[0].version, 4);
+	assert_null(pg.prev);
+
+	/* Type and system history. */
+	ho.cursor = NULL;
+	ho.count = 50;
+	assert_int_equal(store_history(f->s, f->a, "Patient", NULL, &ho, &pg, &d),
+			 CW_OK);
+	assert_int_equal(pg.n, 4);
+	assert_int_equal(store_history(f->s, f->a, NULL, NULL, &ho, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 4);
+	ho.since = pg.res[0].last_updated + 1;
+	assert_int_equal(store_history(f->s, f->a, NULL, NULL, &ho, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 0);
+	ho.since = 0;
+	assert_int_equal(store_history(f->s, f->a, "Patient", "zz", &ho, &pg, &d),
+			 CW_ENOTFOUND);
+	assert_int_equal(store_check(f->s, &d), CW_OK);
+}
+
+static void
+test_if_match_conflict(void **state)
+{
+	struct fx *f = *state;
+	struct store_res r;
+	struct del_ctx dc = {.a = f->a, .type = "Patient", .id = "p2", .if_match = 1};
+	const char *p = "{\"resourceType\":\"Patient\",\"id\":\"p2\"}";
+
+	assert_int_equal(put1(f, p, true, 0, &r, NULL), CW_OK);
+	assert_int_equal(put1(f, p, true, 0, &r, NULL), CW_ECONFLICT);
+	assert_int_equal(put1(f, p, false, 1, &r, NULL), CW_OK);
+	assert_int_equal(r.version, 2);
+	assert_int_equal(put1(f, p, false, 1, &r, NULL), CW_EPRECOND);
+	assert_int_equal(store_write(f->s, del_fn, &dc), CW_EPRECOND);
+	dc.if_match = 2;
+	assert_int_equal(store_write(f->s, del_fn, &dc), CW_OK);
+	/* If-Match on something that does not exist. */
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\",\"id\":\"p9\"}",
+			      false, 3, &r, NULL), CW_EPRECOND);
+	/* A server-assigned id is time-ordered and valid. */
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\"}", true, 0, &r,
+			      NULL), CW_OK);
+	assert_int_equal(strlen(r.id), ID_LEN);
+	/* Without an id an update is refused. */
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\"}", false, 0, &r,
+			      NULL), CW_EINVAL);
+}
+
+static void
+test_failed_job_rolls_back(void **state)
+{
+	struct fx *f = *state;
+	const char *json[] = {
+		"{\"resourceType\":\"Patient\",\"id\":\"rb1\"}",
+		"{\"resourceType\":\"Patient\",\"id\":\"rb2\"}",
+	};
+	struct put_ctx c = {.a = f->a, .json = json, .n = 2,
+			    .fail_with = CW_EINVALID};
+	struct store_res r;
+
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_EINVALID);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "rb1", &r), CW_ENOTFOUND);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "rb2", &r), CW_ENOTFOUND);
+	c.fail_with = CW_OK;
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "rb2", &r), CW_OK);
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+#define RMW_THREADS 16
+#define RMW_EACH 8
+
+struct rmw_arg {
+	struct fx *f;
+	pthread_barrier_t *bar;
+	int ok;
+	int retries;
+};
+
+static void *
+rmw_thread(void *p)
+{
+	struct rmw_arg *ra = p;
+	struct arena *a = arena_new(0);
+	const char *json = "{\"resourceType\":\"Patient\",\"id\":\"rmw\"}";
+
+	pthread_barrier_wait(ra->bar);
+	while (ra->ok < RMW_EACH) {
+		struct store_res r;
+		struct put_ctx c = {.a = a, .json = &json, .n = 1};
+		enum cw_err err;
+
+		if (store_read(ra->f->s, a, "Patient", "rmw", &r) != CW_OK)
+			break;
+		c.if_match = r.version;
+		err = store_write(ra->f->s, put_fn, &c);
+		if (err == CW_OK)
+			ra->ok++;
+		else if (err == CW_EPRECOND)
+			ra->retries++;
+		else
+			break;
+		arena_reset(a);
+	}
+	arena_free(a);
+	return NULL;
+}
+
+static void
+test_concurrent_rmw(void **state)
+{
+	struct fx *f = *state;
+	pthread_t th[RMW_THREADS];
+	struct rmw_arg args[RMW_THREADS];
+	pthread_barrier_t bar;
+	struct store_res r;
+	int total = 0;
+
+	put_ok(f, "{\"resourceType\":\"Patient\",\"id\":\"rmw\"}");
+	pthread_barrier_init(&bar, NULL, RMW_THREADS);
+	for (int i = 0; i < RMW_THREADS; i++) {
+		args[i] = (struct rmw_arg){.f = f, .bar = &bar};
+		assert_int_equal(pthread_create(&th[i], NULL, rmw_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < RMW_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		total += args[i].ok;
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(total, RMW_THREADS * RMW_EACH);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "rmw", &r), CW_OK);
+	assert_int_equal(r.version, 1 + total);
+}
+
+#define CC_THREADS 32
+
+struct cc_arg {
+	struct fx *f;
+	pthread_barrier_t *bar;
+	enum cw_err err;
+	bool created;
+};
+
+static struct fhir_query
+q_new(const char *type)
+{
+	struct fhir_query q = {.rt = fhir_restype_find(type)};
+
+	assert_non_null(q.rt);
+	return q;
+}
+
+/* Adds a parameter to q with nv zeroed values, returned for filling. */
+static struct fhir_qvalue *
+q_add(struct arena *a, struct fhir_query *q, const char *code,
+      enum fhir_modifier mod, size_t nv)
+{
+	struct fhir_qparam *np = arena_zalloc(a, (q->nparams + 1) * sizeof(*np));
+	struct fhir_qparam *p;
+
+	assert_non_null(np);
+	if (q->nparams)
+		memcpy(np, q->params, q->nparams * sizeof(*np));
+	p = &np[q->nparams];
+	p->sp = fhir_sp_find(q->rt, code);
+	assert_non_null(p->sp);
+	p->mod = mod;
+	p->nvalues = nv;
+	p->values = arena_zalloc(a, nv * sizeof(*p->values));
+	q->params = np;
+	q->nparams++;
+	return p->values;
+}
+
+static enum cw_err
+cc_fn(struct store_tx *tx, void *arg)
+{
+	struct cc_arg *ca = arg;
+	struct arena *a = store_tx_arena(tx);
+	struct fhir_query q = q_new("Patient");
+	struct fhir_qvalue *v = q_add(a, &q, "identifier", MOD_NONE, 1);
+	struct diag d;
+	const char **ids;
+	size_t n;
+	enum cw_err err;
+	json_t *res;
+	struct store_res out;
+	struct store_put put = {.create = true};
+
+	diag_init(&d, a);
+	v->system = "urn:cc";
+	v->code = "42";
+	err = store_tx_match(tx, a, &q, 2, &ids, &n, &d);
+	if (err)
+		return err;
+	if (n > 0)
+		return CW_OK;
+	res = json_pack("{s:s, s:[{s:s, s:s}]}", "resourceType", "Patient",
+			"identifier", "system", "urn:cc", "value", "42");
+	put.res = res;
+	err = store_tx_put(tx, a, &put, &out, &ca->created);
+	json_decref(res);
+	return err;
+}
+
+static void *
+cc_thread(void *p)
+{
+	struct cc_arg *ca = p;
+
+	pthread_barrier_wait(ca->bar);
+	ca->err = store_write(ca->f->s, cc_fn, ca);
+	return NULL;
+}
+
+static void
+test_conditional_create_race(void **state)
+{
+	struct fx *f = *state;
+	pthread_t th[CC_THREADS];
+	struct cc_arg args[CC_THREADS];
+	pthread_barrier_t bar;
+	int created = 0;
+	long n;
+
+	pthread_barrier_init(&bar, NULL, CC_THREADS);
+	for (int i = 0; i < CC_THREADS; i++) {
+		args[i] = (struct cc_arg){.f = f, .bar = &bar};
+		assert_int_equal(pthread_create(&th[i], NULL, cc_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < CC_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].err, CW_OK);
+		created += args[i].created;
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(created, 1);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, 1);
+}
+
+/* ---- search ------------------------------------------------------------ */
+
+static const char *const search_data[] = {
+	"{\"resourceType\":\"Patient\",\"id\":\"pa\",\"gender\":\"female\","
+	"\"birthDate\":\"1980-05-10\",\"name\":[{\"family\":\"Smith\","
+	"\"given\":[\"Anna\"]}],\"identifier\":[{\"system\":\"urn:mrn\","
+	"\"value\":\"111\"}]}",
+	"{\"resourceType\":\"Patient\",\"id\":\"pb\",\"gender\":\"male\","
+	"\"birthDate\":\"1975\",\"name\":[{\"family\":\"Smithson\","
+	"\"given\":[\"Bob\"]}],\"identifier\":[{\"system\":\"urn:other\","
+	"\"value\":\"111\"}]}",
+	"{\"resourceType\":\"Patient\",\"id\":\"pc\",\"birthDate\":\"1990-01-01\","
+	"\"name\":[{\"family\":\"M\xc3\xbcller\",\"given\":[\"Carl\"]}],"
+	"\"identifier\":[{\"value\":\"222\"}]}",
+	"{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\","
+	"\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"1234-5\","
+	"\"display\":\"Glucose\"}]},\"subject\":{\"reference\":\"Patient/pa\"},"
+	"\"effectiveDateTime\":\"2021-03-04T10:00:00Z\",\"valueQuantity\":"
+	"{\"value\":5.4,\"unit\":\"mg/dL\",\"system\":\"http://unitsofmeasure.org\","
+	"\"code\":\"mg/dL\"}}",
+	"{\"resourceType\":\"Observation\",\"id\":\"o2\",\"status\":\"preliminary\","
+	"\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"9999-9\","
+	"\"display\":\"Blood pressure\"}]},\"subject\":{\"reference\":\"Patient/pa\"},"
+	"\"effectiveDateTime\":\"2022-01-01\",\"valueQuantity\":"
+	"{\"value\":120,\"unit\":\"mm[Hg]\",\"system\":\"http://unitsofmeasure.org\","
+	"\"code\":\"mm[Hg]\"}}",
+	"{\"resourceType\":\"Observation\",\"id\":\"o3\",\"status\":\"final\","
+	"\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"1234-5\","
+	"\"display\":\"Glucose\"}]},\"subject\":{\"reference\":\"Patient/pb\"},"
+	"\"effectiveDateTime\":\"2021-06\",\"valueQuantity\":"
+	"{\"value\":7.1,\"unit\":\"mg/dL\",\"system\":\"http://unitsofmeasure.org\","
+	"\"code\":\"mg/dL\"}}",
+	"{\"resourceType\":\"Questionnaire\",\"id\":\"q1\",\"status\":\"active\","
+	"\"url\":\"http://example.org/q/phq9\"}",
+	"{\"resourceType\":\"Questionnaire\",\"id\":\"q2\",\"status\":\"active\","
+	"\"url\":\"http://example.org/q/gad7\"}",
+};
+
+static void
+load_search_data(struct fx *f)
+{
+	struct put_ctx c = {.a = f->a, .json = search_data,
+			    .n = sizeof(search_data) / sizeof(search_data[0])};
+
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+}
+
+/* Runs q and returns the ids of the matches joined by ',' in order, or
+ * "ERR" on failure. */
+static const char *
+ids_of(struct fx *f, const struct fhir_query *q)
+{
+	struct store_page pg;
+	struct diag d;
+	struct sbuf sb = SBUF_INIT(1 << 20);
+	const char *out;
+
+	diag_init(&d, f->a);
+	if (store_search(f->s, f->a, q, &pg, &d) != CW_OK)
+		return "ERR";
+	for (size_t i = 0; i < pg.n; i++) {
+		if (i)
+			sbuf_addch(&sb, ',');
+		sbuf_adds(&sb, pg.res[i].id);
+	}
+	out = arena_strdup(f->a, sb.buf);
+	sbuf_release(&sb);
+	return out;
+}
+
+static void
+date_value(struct fhir_qvalue *v, enum fhir_prefix pfx, const char *s)
+{
+	struct time_range tr;
+
+	assert_int_equal(time_parse(s, strlen(s), TIME_SEARCH, &tr), CW_OK);
+	v->prefix = pfx;
+	v->lo = tr.lo;
+	v->hi = tr.hi;
+}
+
+static void
+test_search_token(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+
+	load_search_data(f);
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+	v->system = "urn:mrn", v->code = "111";
+	assert_string_equal(ids_of(f, &q), "pa");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+	v->code = "111";
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+	v->system = "", v->code = "222";
+	assert_string_equal(ids_of(f, &q), "pc");
+	v->code = "111";
+	assert_string_equal(ids_of(f, &q), "");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+	v->system = "urn:other";
+	assert_string_equal(ids_of(f, &q), "pb");
+	/* ORed values. */
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 2);
+	v[0].code = "222", v[1].system = "urn:other", v[1].code = "111";
+	assert_string_equal(ids_of(f, &q), "pb,pc");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "gender", MOD_NOT, 1);
+	v->code = "male";
+	assert_string_equal(ids_of(f, &q), "pa,pc");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "gender", MOD_MISSING, 1);
+	v->missing = true;
+	assert_string_equal(ids_of(f, &q), "pc");
+	v->missing = false;
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "code", MOD_TEXT, 1);
+	v->text = "gluc";
+	assert_string_equal(ids_of(f, &q), "o1,o3");
+	/* _id */
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "_id", MOD_NONE, 2);
+	v[0].code = "pc", v[1].code = "pa";
+	assert_string_equal(ids_of(f, &q), "pa,pc");
+	/* ANDed params: code and patient. */
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "http://loinc.org", v->code = "1234-5";
+	v = q_add(f->a, &q, "subject", MOD_NONE, 1);
+	v->ref_type = "Patient", v->ref_id = "pb";
+	assert_string_equal(ids_of(f, &q), "o3");
+}
+
+static void
+test_search_string_ref_uri(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+
+	load_search_data(f);
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "name", MOD_NONE, 1);
+	v->text = "smi";
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "name", MOD_EXACT, 1);
+	v->raw = "Smith";
+	assert_string_equal(ids_of(f, &q), "pa");
+	v->raw = "smith";
+	assert_string_equal(ids_of(f, &q), "");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "name", MOD_CONTAINS, 1);
+	v->text = "ith";
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "family", MOD_NONE, 1);
+	v->text = fhir_normalize(f->a, "MUL", 3);
+	assert_string_equal(ids_of(f, &q), "pc");
+
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "subject", MOD_NONE, 1);
+	v->ref_type = "Patient", v->ref_id = "pa";
+	assert_string_equal(ids_of(f, &q), "o1,o2");
+	v->ref_type = NULL;
+	assert_string_equal(ids_of(f, &q), "o1,o2");
+	v->ref_type = "Group";
+	assert_string_equal(ids_of(f, &q), "");
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "subject", MOD_TYPE, 1);
+	q.params[0].mod_type = "Patient";
+	v->ref_id = "pb";
+	assert_string_equal(ids_of(f, &q), "o3");
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "patient", MOD_NONE, 1);
+	v->raw = "Patient/pb";
+	assert_string_equal(ids_of(f, &q), "o3");
+
+	q = q_new("Questionnaire");
+	v = q_add(f->a, &q, "url", MOD_NONE, 1);
+	v->raw = "http://example.org/q/phq9";
+	assert_string_equal(ids_of(f, &q), "q1");
+	q = q_new("Questionnaire");
+	v = q_add(f->a, &q, "url", MOD_BELOW, 1);
+	v->raw = "http://example.org/q/";
+	assert_string_equal(ids_of(f, &q), "q1,q2");
+	q = q_new("Questionnaire");
+	v = q_add(f->a, &q, "url", MOD_ABOVE, 1);
+	v->raw = "http://example.org/q/phq9/extra";
+	assert_string_equal(ids_of(f, &q), "q1");
+}
+
+static void
+test_search_date_quantity(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+	static const struct {
+		const char *type, *code;
+		enum fhir_prefix pfx;
+		const char *value, *want;
+	} cases[] = {
+		{"Observation", "date", PFX_EQ, "2021", "o1,o3"},
+		{"Observation", "date", PFX_GE, "2022", "o2"},
+		{"Observation", "date", PFX_LT, "2021-06", "o1"},
+		{"Observation", "date", PFX_EQ, "2021-06", "o3"},
+		{"Observation", "date", PFX_EQ, "2021-03-04T10:00:00Z", "o1"},
+		{"Observation", "date", PFX_GT, "2021-12-31", "o2"},
+		{"Observation", "date", PFX_LE, "2021-03-04", "o1"},
+		{"Patient", "birthdate", PFX_EQ, "1975", "pb"},
+		{"Patient", "birthdate", PFX_EB, "1976", "pb"},
+		{"Patient", "birthdate", PFX_SA, "1985", "pc"},
+		{"Patient", "birthdate", PFX_NE, "1980-05-10", "pb,pc"},
+		{"Patient", "birthdate", PFX_AP, "1980-05-11", "pa,pb"}, /* ±4.6 years */
+	};
+
+	load_search_data(f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		q = q_new(cases[i].type);
+		v = q_add(f->a, &q, cases[i].code, MOD_NONE, 1);
+		date_value(v, cases[i].pfx, cases[i].value);
+		assert_string_equal(ids_of(f, &q), cases[i].want);
+	}
+
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "value-quantity", MOD_NONE, 1);
+	v->num = 5.4, v->num_lo = 5.35, v->num_hi = 5.45;
+	v->system = "http://unitsofmeasure.org", v->code = "mg/dL";
+	assert_string_equal(ids_of(f, &q), "o1");
+	v->code = "mm[Hg]";
+	assert_string_equal(ids_of(f, &q), "");
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "value-quantity", MOD_NONE, 1);
+	v->prefix = PFX_GT, v->num = v->num_lo = v->num_hi = 6;
+	assert_string_equal(ids_of(f, &q), "o2,o3");
+	v->prefix = PFX_LT, v->num = v->num_lo = v->num_hi = 100, v->code = "mg/dL";
+	assert_string_equal(ids_of(f, &q), "o1,o3");
+	v->prefix = PFX_AP, v->num = 7, v->num_lo = 6.5, v->num_hi = 7.5;
+	assert_string_equal(ids_of(f, &q), "o3");
+}
+
+/* No served type has a number parameter; give Observation one. */
+static const struct fhir_path_step num_steps[] = {
+	{.name = "value", .as_type = "Quantity"}, {.name = "value"},
+};
+static const struct fhir_sp_path num_path = {.nsteps = 2, .steps = num_steps};
+static struct fhir_searchparam num_sp = {
+	.code = "value-num", .type = SP_NUMBER, .npaths = 1, .paths = &num_path,
+	.supported = true,
+};
+
+static void
+test_search_number(void **state)
+{
+	struct fx *f = *state;
+	const struct fhir_restype *obs = fhir_restype_find("Observation");
+	struct fhir_restype rt = *obs;
+	struct fhir_qparam p = {.sp = &num_sp};
+	struct fhir_qvalue v;
+	struct fhir_query q = {.rt = obs, .nparams = 1, .params = &p};
+	const char *json[3];
+	struct put_ctx c = {.a = f->a, .json = json, .n = 3, .rt = &rt};
+	static const struct {
+		enum fhir_prefix pfx;
+		double num, lo, hi;
+		const char *want;
+	} cases[] = {
+		{PFX_EQ, 2.5, 2.45, 2.55, "n1"},
+		{PFX_EQ, 100, 99.5, 100.5, "n2"},
+		{PFX_NE, 100, 99.5, 100.5, "n0,n1"},
+		{PFX_GT, 2, 1.5, 2.5, "n1,n2"},
+		{PFX_LE, 2.5, 2.45, 2.55, "n0,n1"},
+		{PFX_SA, 2, 1.5, 2.5, "n2"},
+		{PFX_EB, 3, 2.5, 3.5, "n0"},
+		{PFX_AP, 1, 0.5, 1.5, "n0"},
+	};
+
+	rt.nparams = 1;
+	rt.params = &num_sp;
+	json[0] = "{\"resourceType\":\"Observation\",\"id\":\"n0\",\"status\":"
+		  "\"final\",\"code\":{\"text\":\"x\"},\"valueQuantity\":{\"value\":1}}";
+	json[1] = "{\"resourceType\":\"Observation\",\"id\":\"n1\",\"status\":"
+		  "\"final\",\"code\":{\"text\":\"x\"},\"valueQuantity\":{\"value\":2.5}}";
+	json[2] = "{\"resourceType\":\"Observation\",\"id\":\"n2\",\"status\":"
+		  "\"final\",\"code\":{\"text\":\"x\"},\"valueQuantity\":{\"value\":100}}";
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	p.nvalues = 1;
+	p.values = &v;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		v = (struct fhir_qvalue){.prefix = cases[i].pfx, .num = cases[i].num,
+					 .num_lo = cases[i].lo, .num_hi = cases[i].hi};
+		assert_string_equal(ids_of(f, &q), cases[i].want);
+	}
+}
+
+static void
+test_search_chain_has(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q, cq;
+	struct fhir_qvalue *v;
+	struct fhir_qparam *chain, *has;
+
+	load_search_data(f);
+	/* Observation?subject:Patient.name=smithson */
+	cq = q_new("Patient");
+	v = q_add(f->a, &cq, "name", MOD_NONE, 1);
+	v->text = "smithson";
+	q = q_new("Observation");
+	q_add(f->a, &q, "subject", MOD_NONE, 0);
+	chain = &q.params[0];
+	chain->chain_rt = cq.rt;
+	chain->chain = &cq.params[0];
+	assert_string_equal(ids_of(f, &q), "o3");
+	v->text = "smith";
+	assert_string_equal(ids_of(f, &q), "o1,o2,o3");
+
+	/* Patient?_has:Observation:patient:code=1234-5 */
+	cq = q_new("Observation");
+	v = q_add(f->a, &cq, "code", MOD_NONE, 1);
+	v->code = "1234-5";
+	q = q_new("Patient");
+	has = arena_zalloc(f->a, sizeof(*has));
+	has->has_rt = cq.rt;
+	has->has_sp = fhir_sp_find(cq.rt, "patient");
+	has->has = &cq.params[0];
+	q.params = has;
+	q.nparams = 1;
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+	v->code = "9999-9";
+	assert_string_equal(ids_of(f, &q), "pa");
+}
+
+static void
+test_search_sort_include(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+	struct fhir_sort sort;
+	struct fhir_include inc[2];
+	struct store_page pg;
+	struct diag d;
+
+	diag_init(&d, f->a);
+	load_search_data(f);
+	q = q_new("Patient");
+	sort = (struct fhir_sort){.sp = fhir_sp_find(q.rt, "birthdate")};
+	q.sort = &sort;
+	q.nsort = 1;
+	assert_string_equal(ids_of(f, &q), "pb,pa,pc");
+	sort.desc = true;
+	assert_string_equal(ids_of(f, &q), "pc,pa,pb");
+	sort = (struct fhir_sort){.sp = fhir_sp_find(q.rt, "family")};
+	assert_string_equal(ids_of(f, &q), "pc,pa,pb");
+	sort = (struct fhir_sort){.sp = fhir_sp_find(q.rt, "gender")};
+	assert_string_equal(ids_of(f, &q), "pa,pb,pc"); /* no gender: last */
+	sort.desc = true;
+	assert_string_equal(ids_of(f, &q), "pb,pa,pc");
+	sort = (struct fhir_sort){.sp = NULL, .desc = true};
+	assert_string_equal(ids_of(f, &q), "pc,pb,pa");
+
+	/* Observation?code=1234-5&_include=Observation:subject&_total=accurate */
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->code = "1234-5";
+	inc[0] = (struct fhir_include){.src = q.rt,
+				       .sp = fhir_sp_find(q.rt, "subject")};
+	q.include = inc;
+	q.ninclude = 1;
+	q.total = TOTAL_ACCURATE;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 2);
+	assert_int_equal(pg.total, 2);
+	assert_int_equal(pg.nincluded, 2);
+	assert_string_equal(pg.included[0].id, "pa");
+	assert_string_equal(pg.included[1].id, "pb");
+	q.summary = SUMMARY_COUNT;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 0);
+	assert_int_equal(pg.total, 2);
+
+	/* Patient?_id=pa&_revinclude=Observation:subject */
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "_id", MOD_NONE, 1);
+	v->code = "pa";
+	inc[0] = (struct fhir_include){.rev = true,
+				       .src = fhir_restype_find("Observation"),
+				       .sp = fhir_sp_find(fhir_restype_find("Observation"),
+							  "subject")};
+	q.include = inc;
+	q.ninclude = 1;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 1);
+	assert_int_equal(pg.nincluded, 2);
+	assert_string_equal(pg.included[0].id, "o1");
+	assert_string_equal(pg.included[1].id, "o2");
+
+	/* Observation?_id=o1&_include=Observation:subject
+	 *   &_revinclude:iterate=Observation:subject: o2 comes through pa,
+	 *   o1 is not repeated. */
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "_id", MOD_NONE, 1);
+	v->code = "o1";
+	inc[0] = (struct fhir_include){.src = q.rt,
+				       .sp = fhir_sp_find(q.rt, "subject")};
+	inc[1] = (struct fhir_include){.rev = true, .iterate = true, .src = q.rt,
+				       .sp = fhir_sp_find(q.rt, "subject")};
+	q.include = inc;
+	q.ninclude = 2;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 1);
+	assert_int_equal(pg.nincluded, 2);
+	assert_string_equal(pg.included[0].id, "pa");
+	assert_string_equal(pg.included[1].id, "o2");
+}
+
+static void
+test_everything(void **state)
+{
+	struct fx *f = *state;
+	struct store_page pg;
+	struct diag d;
+	const char *obs[] = {"Observation"};
+
+	diag_init(&d, f->a);
+	load_search_data(f);
+	assert_int_equal(store_everything(f->s, f->a, "pa", NULL, 0, 0, 2, NULL,
+					  &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 2);
+	assert_string_equal(pg.res[0].id, "pa");
+	assert_string_equal(pg.res[1].id, "o1");
+	assert_non_null(pg.next);
+	assert_int_equal(store_everything(f->s, f->a, "pa", NULL, 0, 0, 2,
+					  pg.next, &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 1);
+	assert_string_equal(pg.res[0].id, "o2");
+	assert_null(pg.next);
+	assert_int_equal(store_everything(f->s, f->a, "pa", obs, 1, 0, 10, NULL,
+					  &pg, &d), CW_OK);
+	assert_int_equal(pg.n, 2);
+	assert_string_equal(pg.res[0].id, "o1");
+	assert_int_equal(store_everything(f->s, f->a, "nobody", NULL, 0, 0, 10,
+					  NULL, &pg, &d), CW_ENOTFOUND);
+}
+
+static void
+test_sql_text_as_values(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+	struct diag d;
+	long n;
+	static const char *const evil[] = {
+		"'; DROP TABLE res; --",
+		"x' OR '1'='1",
+		"\") OR 1=1 --",
+		"%",
+		"_",
+		"1); DELETE FROM ix_token; --",
+	};
+
+	diag_init(&d, f->a);
+	load_search_data(f);
+	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+		q = q_new("Patient");
+		v = q_add(f->a, &q, "name", MOD_CONTAINS, 1);
+		v->text = evil[i];
+		assert_string_equal(ids_of(f, &q), "");
+		q = q_new("Patient");
+		v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+		v->system = evil[i], v->code = evil[i];
+		assert_string_equal(ids_of(f, &q), "");
+		q = q_new("Patient");
+		v = q_add(f->a, &q, "_id", MOD_NONE, 1);
+		v->code = evil[i];
+		assert_string_equal(ids_of(f, &q), "");
+	}
+	assert_int_equal(store_count(f->s, NULL, &n), CW_OK);
+	assert_int_equal(n, 8);
+	assert_int_equal(store_check(f->s, &d), CW_OK);
+	q = q_new("Patient");
+	v = q_add(f->a, &q, "identifier", MOD_NONE, 1);
+	v->code = "111";
+	assert_string_equal(ids_of(f, &q), "pa,pb");
+}
+
+/* The same store paths through the real query parser. */
+static const char *
+ids_parsed(struct fx *f, const char *type, const char *key, const char *value)
+{
+	struct fhir_kv kv = {key, value};
+	struct fhir_query q;
+	struct diag d;
+
+	diag_init(&d, f->a);
+	if (fhir_query_parse(f->a, fhir_restype_find(type), &kv, 1, true, &q,
+			     &d) != CW_OK)
+		return "PARSE";
+	return ids_of(f, &q);
+}
+
+static void
+test_search_parsed(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *type, *key, *value, *want;
+	} cases[] = {
+		{"Patient", "identifier", "urn:mrn|111", "pa"},
+		{"Patient", "identifier", "|222", "pc"},
+		{"Patient", "gender:missing", "true", "pc"},
+		{"Patient", "name", "SMI", "pa,pb"},
+		{"Patient", "name:exact", "Smith", "pa"},
+		{"Patient", "name:contains", "thso", "pb"},
+		{"Patient", "birthdate", "lt1980", "pb"},
+		{"Patient", "_id", "pb,pc", "pb,pc"},
+		{"Observation", "subject", "Patient/pa", "o1,o2"},
+		{"Observation", "patient", "pb", "o3"},
+		{"Observation", "code", "http://loinc.org|1234-5", "o1,o3"},
+		{"Observation", "code:text", "blood", "o2"},
+		{"Observation", "value-quantity", "gt100||mm[Hg]", "o2"},
+		{"Observation", "date", "2021", "o1,o3"},
+		{"Observation", "subject:Patient.name", "smithson", "o3"},
+		{"Observation", "patient.family", "smith", "o1,o2,o3"},
+		{"Patient", "_has:Observation:patient:code", "9999-9", "pa"},
+		{"Questionnaire", "url:below", "http://example.org/", "q1,q2"},
+	};
+
+	load_search_data(f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got = ids_parsed(f, cases[i].type, cases[i].key,
+					     cases[i].value);
+
+		if (strcmp(got, cases[i].want) != 0)
+			print_error("%s?%s=%s\n", cases[i].type, cases[i].key,
+				    cases[i].value);
+		assert_string_equal(got, cases[i].want);
+	}
+}
+
+static void
+test_readonly(void **state)
+{
+	struct fx *f = *state;
+	struct store_options ro = {.readonly = true};
+	struct store_res r;
+	struct diag d;
+
+	put_ok(f, "{\"resourceType\":\"Patient\",\"id\":\"ro\"}");
+	store_close(f->s);
+	diag_init(&d, f->a);
+	f->s = store_open(f->path, &ro, &d);
+	assert_non_null(f->s);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "ro", &r), CW_OK);
+	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\"}", true, 0,
+			      NULL, NULL), CW_ENOTALLOWED);
+	assert_int_equal(store_check(f->s, &d), CW_OK);
+}
+
+/* ---- paging ------------------------------------------------------------ */
+
+#define NPAGE 1000
+
+static void
+load_paging_data(struct fx *f)
+{
+	const char **json = arena_alloc(f->a, NPAGE * sizeof(*json));
+	struct put_ctx c = {.a = f->a, .json = json, .n = NPAGE};
+
+	for (int i = 0; i < NPAGE; i++) {
+		if (i % 10 == 0)
+			json[i] = arena_printf(f->a,
+				"{\"resourceType\":\"Observation\",\"id\":\"pg-%04d\","
+				"\"status\":\"final\",\"code\":{\"coding\":[{"
+				"\"system\":\"urn:page\",\"code\":\"x\"}]}}", i);
+		else
+			json[i] = arena_printf(f->a,
+				"{\"resourceType\":\"Observation\",\"id\":\"pg-%04d\","
+				"\"status\":\"final\",\"code\":{\"coding\":[{"
+				"\"system\":\"urn:page\",\"code\":\"x\"}]},"
+				"\"valueQuantity\":{\"value\":%d}}", i, i % 7);
+	}
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+}
+
+/* Pages through q forward, then back from the last page, and checks both
+ * walks give want[] exactly. */
+static void
+walk_pages(struct fx *f, struct fhir_query *q, const int *want)
+{
+	int *got = calloc(NPAGE, sizeof(*got));
+	struct store_page pg;
+	struct diag d;
+	size_t n = 0, pos;
+	const char *last_prev = NULL;
+	int pages = 0;
+
+	diag_init(&d, f->a);
+	q->count = 37;
+	q->cursor = NULL;
+	for (;;) {
+		assert_int_equal(store_search(f->s, f->a, q, &pg, &d), CW_OK);
+		if (pages++ == 0)
+			assert_null(pg.prev);
+		else
+			assert_non_null(pg.prev);
+		for (size_t i = 0; i < pg.n; i++) {
+			assert_true(n < NPAGE);
+			got[n++] = atoi(pg.res[i].id + 3);
+		}
+		last_prev = pg.prev;
+		if (!pg.next)
+			break;
+		q->cursor = pg.next;
+	}
+	assert_int_equal(n, NPAGE);
+	for (size_t i = 0; i < NPAGE; i++)
+		assert_int_equal(got[i], want[i]);
+
+	/* Backwards from the last page's prev link. */
+	pos = NPAGE - (NPAGE % 37 ? NPAGE % 37 : 37);
+	q->cursor = last_prev;
+	while (q->cursor) {
+		assert_int_equal(store_search(f->s, f->a, q, &pg, &d), CW_OK);
+		assert_true(pg.n == 37);
+		assert_non_null(pg.next);
+		pos -= pg.n;
+		for (size_t i = 0; i < pg.n; i++)
+			assert_int_equal(atoi(pg.res[i].id + 3), want[pos + i]);
+		q->cursor = pg.prev;
+	}
+	assert_int_equal(pos, 0);
+	free(got);
+}
+
+static int *want_value_desc;
+
+static int
+cmp_value_desc(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	int vx = x % 10 ? x % 7 : -1, vy = y % 10 ? y % 7 : -1;
+
+	if (vx != vy) {
+		if (vx < 0 || vy < 0)
+			return vx < 0 ? 1 : -1; /* missing last */
+		return vy - vx;
+	}
+	return x - y;
+}
+
+static void
+test_paging(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+	struct fhir_sort sort;
+	int *want = calloc(NPAGE, sizeof(*want));
+
+	load_paging_data(f);
+	for (int i = 0; i < NPAGE; i++)
+		want[i] = i;
+	q = q_new("Observation");
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "urn:page", v->code = "x";
+	walk_pages(f, &q, want);
+
+	/* Sorted by value, descending, missing values last, many ties. */
+	sort = (struct fhir_sort){.sp = fhir_sp_find(q.rt, "value-quantity"),
+				  .desc = true};
+	q.sort = &sort;
+	q.nsort = 1;
+	want_value_desc = want;
+	qsort(want, NPAGE, sizeof(*want), cmp_value_desc);
+	walk_pages(f, &q, want);
+	free(want);
+}
+
+static void
+test_bad_cursor(void **state)
+{
+	struct fx *f = *state;
+	struct fhir_query q, sorted;
+	struct fhir_sort sort;
+	struct store_page pg;
+	struct diag d;
+	const char *good;
+	static const char *const bad[] = {
+		"!!!", "", "AAAA", "MTpzOm46MDAwMDAwMDA6NQ", /* 1:s:n:00000000:5 */
+		"MTpzOm46", "MTpzOnE6MDAwMDAwMDA6NQ==",
+	};
+
+	diag_init(&d, f->a);
+	load_search_data(f);
+	q = q_new("Patient");
+	q.count = 1;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_non_null(pg.next);
+	good = pg.next;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		q.cursor = bad[i];
+		diag_init(&d, f->a);
+		assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINVAL);
+		assert_int_equal(d.nerrors, 1);
+	}
+	/* A cursor of another sort order, or of another kind, is refused. */
+	sorted = q_new("Patient");
+	sort = (struct fhir_sort){.sp = fhir_sp_find(sorted.rt, "birthdate")};
+	sorted.sort = &sort;
+	sorted.nsort = 1;
+	sorted.cursor = good;
+	assert_int_equal(store_search(f->s, f->a, &sorted, &pg, &d), CW_EINVAL);
+	struct store_hist_opt ho = {.count = 5, .cursor = good};
+	assert_int_equal(store_history(f->s, f->a, NULL, NULL, &ho, &pg, &d),
+			 CW_EINVAL);
+	/* The good one still works, and a tampered copy does not. */
+	q.cursor = good;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	char *t = arena_strdup(f->a, good);
+	t[strlen(t) - 1] = t[strlen(t) - 1] == 'A' ? 'B' : 'A';
+	q.cursor = t;
+	assert_int_not_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINTERNAL);
+}
+
+/* ---- cost -------------------------------------------------------------- */
+
+/* Prints the store's cost per put inside big transactions (not asserted:
+ * this build has sanitizers; bench/ measures the release build). */
+static void
+test_put_cost(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 2000, BATCH = 500 };
+	const char **json = arena_alloc(f->a, BATCH * sizeof(*json));
+	struct timespec t0, t1;
+	long n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int b = 0; b < N / BATCH; b++) {
+		struct put_ctx c = {.a = f->a, .json = json, .n = BATCH};
+
+		for (int i = 0; i < BATCH; i++)
+			json[i] = arena_printf(f->a,
+				"{\"resourceType\":\"Observation\",\"id\":\"c%d-%d\","
+				"\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
+				"\"http://loinc.org\",\"code\":\"%d\"}]},\"subject\":"
+				"{\"reference\":\"Patient/p%d\"},\"effectiveDateTime\":"
+				"\"2021-03-04T10:00:00Z\",\"valueQuantity\":{\"value\":%d,"
+				"\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg\"}}",
+				b, i, i % 50, i % 100, i);
+		assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+		arena_reset(f->a);
+		json = arena_alloc(f->a, BATCH * sizeof(*json));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(store_count(f->s, "Observation", &n), CW_OK);
+	assert_int_equal(n, N);
+	print_message("store put (incl. JSON parse, sanitizers on): %.1f us/resource\n",
+		      ((t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3) / N);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_versions_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_if_match_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_string_ref_uri, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_date_quantity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_chain_has, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_sort_include, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sql_text_as_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_parsed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_cost, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
