@@ -100,9 +100,11 @@ api_status_text(struct arena *a, int status)
 
 /* ---- the route table ------------------------------------------------------ */
 
-/* Patterns are the path after /fhir, segment by segment. {type} and {id}
- * match a segment that does not start with '_' or '$'; {vid} any segment.
- * Routes that share a pattern are listed together. */
+/* Patterns are the path after /fhir, segment by segment. {type}, {comp}
+ * and {id} match a segment that does not start with '_' or '$'; {vid} any
+ * segment. {type} must be a served type (else 404); {comp} is the
+ * compartment's type in a compartment search (Patient/123/Observation),
+ * checked by its handler. Routes that share a pattern are listed together. */
 struct route {
 	const char *method;
 	const char *pattern;
@@ -127,13 +129,15 @@ static const struct route routes[] = {
 	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread},
 	{"GET",    "{type}/{id}/$everything",     api_h_everything},
 	{"POST",   "{type}/{id}/$everything",     api_h_everything},
+	{"GET",    "{comp}/{id}/{type}",          api_h_compartment},
+	{"POST",   "{comp}/{id}/{type}/_search",  api_h_compartment_post},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 #define MAX_SEGS 6
 
 struct captures {
-	const char *type, *id, *vid;
+	const char *type, *comp, *id, *vid;
 };
 
 static bool
@@ -154,6 +158,8 @@ route_match(const char *pattern, char **seg, size_t nseg, struct captures *c)
 			}
 			if (!strncmp(p, "{type}", len))
 				c->type = seg[i];
+			else if (!strncmp(p, "{comp}", len))
+				c->comp = seg[i];
 			else if (!strncmp(p, "{id}", len))
 				c->id = seg[i];
 			else
@@ -239,6 +245,7 @@ route(struct api_req *q)
 			q->id = c.id;
 		}
 		q->vid = c.vid;
+		q->comp = c.comp;
 		return routes[i].fn(q);
 	}
 	if (!pat)

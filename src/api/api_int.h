@@ -4,8 +4,9 @@
  *                 cw_err -> HTTP status table, response helpers
  *   rest.c        read, vread, create, update, delete (plain and
  *                 conditional) and the write-path core (struct api_op)
- *   search.c      search (GET and POST), history, $everything, and the
- *                 paged Bundle writer they share
+ *   search.c      search (GET and POST, also within a patient's
+ *                 compartment), history, $everything, and the paged
+ *                 Bundle writer they share
  *   bundle.c      batch and transaction Bundles (api_bundle)
  *   capability.c  the CapabilityStatement served at /metadata
  *
@@ -45,6 +46,7 @@ struct api_req {
 	const struct fhir_restype *rt; /* {type} */
 	const char *id;                /* {id} */
 	const char *vid;               /* {vid} */
+	const char *comp;              /* {comp}: compartment type, unchecked */
 	enum api_return ret;           /* Prefer: return= */
 	bool strict;                   /* Prefer: handling=strict */
 	bool internal;                 /* a batch entry: headers come from hdrs */
@@ -136,6 +138,9 @@ enum cw_err api_h_search(struct api_req *q);
 enum cw_err api_h_search_post(struct api_req *q);
 enum cw_err api_h_history(struct api_req *q);
 enum cw_err api_h_everything(struct api_req *q);
+/* Patient/{id}/{type}[/_search]: search within a patient's compartment. */
+enum cw_err api_h_compartment(struct api_req *q);
+enum cw_err api_h_compartment_post(struct api_req *q);
 
 /* ---- bundle.c --------------------------------------------------------- */
 

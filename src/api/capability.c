@@ -124,10 +124,14 @@ api_capability_build(struct api *api)
 
 	for (i = 0; i < fhir_restype_count(); i++)
 		json_array_append_new(resources, resource_entry(fhir_restype_at(i)));
-	rest = json_pack("[{s:s,s:o,s:o}]", "mode", "server",
+	/* compartment: the route table serves Patient/{id}/{type} searches
+	 * (search.c), over the compartment the store fills at write time. */
+	rest = json_pack("[{s:s,s:o,s:o,s:[s]}]", "mode", "server",
 			 "resource", resources,
 			 "interaction", interactions(system_interactions,
-				 sizeof(system_interactions) / sizeof(system_interactions[0])));
+				 sizeof(system_interactions) / sizeof(system_interactions[0])),
+			 "compartment",
+			 "http://hl7.org/fhir/CompartmentDefinition/patient");
 	time_format_instant(time_now_ms(), now);
 	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,"
 		       "s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:o}",

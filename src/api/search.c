@@ -10,7 +10,12 @@
  * Links are absolute and carry the request's parameters (minus those a
  * lenient search ignored, minus _cursor) plus _cursor=<the store's opaque
  * page token>, percent-encoded; the store pages by keyset, so the 10,000th
- * page costs what the first does. */
+ * page costs what the first does.
+ *
+ * A compartment search (GET Patient/123/Observation?code=x) is a search of
+ * Observation with the store told the compartment (fhir_query's
+ * compartment_patient); its links keep the compartment path. Only the
+ * Patient compartment is served. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,8 +208,11 @@ was_ignored(const struct fhir_query *fq, const char *key)
 	return false;
 }
 
+/* Searches q->rt with kv; pid (or NULL) restricts it to that patient's
+ * compartment. */
 static enum cw_err
-run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv)
+run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv,
+	   const char *pid)
 {
 	struct fhir_query fq;
 	struct store_page page;
@@ -217,6 +225,7 @@ run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv)
 	err = fhir_query_parse(q->a, q->rt, kv, nkv, q->strict, &fq, &q->d);
 	if (err)
 		return err;
+	fq.compartment_patient = pid;
 	memset(&page, 0, sizeof(page));
 	err = store_search(q->api->store, q->a, &fq, &page, &q->d);
 	if (err)
@@ -229,7 +238,10 @@ run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv)
 			continue;
 		keep[nkeep++] = kv[i];
 	}
-	ps.path = q->rt->name;
+	ps.path = pid ? arena_printf(q->a, "Patient/%s/%s", pid, q->rt->name) :
+		  q->rt->name;
+	if (!ps.path)
+		return CW_ENOMEM;
 	ps.kv = keep;
 	ps.nkv = nkeep;
 	ps.cursor = fq.cursor;
@@ -263,11 +275,12 @@ api_h_search(struct api_req *q)
 
 	if (!kv)
 		return CW_ENOMEM;
-	return run_search(q, kv, q->r->nquery);
+	return run_search(q, kv, q->r->nquery, NULL);
 }
 
-enum cw_err
-api_h_search_post(struct api_req *q)
+/* POST .../_search: the query string and the form body together. */
+static enum cw_err
+search_post(struct api_req *q, const char *pid)
 {
 	struct fhir_kv *form = NULL, *kv;
 	size_t nform = 0;
@@ -286,7 +299,76 @@ api_h_search_post(struct api_req *q)
 		return CW_ENOMEM;
 	if (nform)
 		memcpy(kv + q->r->nquery, form, nform * sizeof(*kv));
-	return run_search(q, kv, q->r->nquery + nform);
+	return run_search(q, kv, q->r->nquery + nform, pid);
+}
+
+enum cw_err
+api_h_search_post(struct api_req *q)
+{
+	return search_post(q, NULL);
+}
+
+/* ---- compartment search ---------------------------------------------------- */
+
+/* The other compartments FHIR R4 defines: asked for, they are "not
+ * supported" (400) rather than "no such thing" (404). */
+static const char *const other_compartments[] = {
+	"Encounter", "RelatedPerson", "Practitioner", "Device",
+};
+
+/* Checks a compartment search before it runs: the Patient compartment,
+ * a type that can be in it, a patient that exists. */
+static enum cw_err
+check_compartment(struct api_req *q)
+{
+	struct store_res pat;
+	enum cw_err err;
+	size_t i;
+
+	if (strcmp(q->comp, "Patient")) {
+		for (i = 0; i < sizeof(other_compartments) / sizeof(other_compartments[0]); i++)
+			if (!strcmp(q->comp, other_compartments[i]))
+				return diag_err(&q->d, CW_EINVAL, "not-supported", NULL,
+						"Only the Patient compartment is supported");
+		return diag_err(&q->d, CW_ENOTFOUND, "not-supported", NULL,
+				"'%.64s' is not a compartment", q->comp);
+	}
+	if (q->rt->ncompartment == 0 && strcmp(q->rt->name, "Patient"))
+		return diag_err(&q->d, CW_EINVAL, "not-supported", NULL,
+				"%s resources are not in the Patient compartment",
+				q->rt->name);
+	err = store_read(q->api->store, q->a, "Patient", q->id, &pat);
+	if (err == CW_ENOTFOUND)
+		return diag_err(&q->d, err, "not-found", NULL,
+				"Patient/%s is not known", q->id);
+	if (err == CW_EGONE)
+		return diag_err(&q->d, err, "deleted", NULL,
+				"Patient/%s is deleted", q->id);
+	return err;
+}
+
+enum cw_err
+api_h_compartment(struct api_req *q)
+{
+	struct fhir_kv *kv;
+	enum cw_err err = check_compartment(q);
+
+	if (err)
+		return err;
+	kv = query_kv(q, 0);
+	if (!kv)
+		return CW_ENOMEM;
+	return run_search(q, kv, q->r->nquery, q->id);
+}
+
+enum cw_err
+api_h_compartment_post(struct api_req *q)
+{
+	enum cw_err err = check_compartment(q);
+
+	if (err)
+		return err;
+	return search_post(q, q->id);
 }
 
 /* ---- history and $everything ----------------------------------------------- */

@@ -352,6 +352,13 @@ struct fhir_query {
 	const char *cursor;         /* _cursor: opaque page token from a link */
 	size_t nignored;            /* unknown params dropped under lenient handling */
 	const char **ignored;
+	/* Compartment search (GET Patient/123/Observation): NULL for none, else
+	 * the id of the Patient whose compartment the matches must be in (the
+	 * compartment the store fills at write time from rt's
+	 * compartment_params). fhir_query_parse never sets it; the caller does,
+	 * after parsing. The patient need not exist: then nothing matches. A
+	 * cursor belongs to its compartment and is refused in another. */
+	const char *compartment_patient;
 };
 
 /* Parses search parameters for type into q (arena memory). Unknown or

@@ -7,7 +7,10 @@
  * The most selective parameter drives the search as `r.rid IN (...)` over
  * its value index; the others are `EXISTS` probes on the (rid, param)
  * primary key of their tables, so a search by patient and code costs one
- * index range plus a few probes per candidate.
+ * index range plus a few probes per candidate. A compartment search
+ * (Patient/123/Observation) adds the patient's compartment rows as one
+ * more condition, and they drive the search when they are fewer than the
+ * best parameter's rows: one patient's compartment is usually small.
  *
  * Pages are keyset pages: a cursor names the last (or first) row's sort
  * key and rowid, and the next page starts strictly after it, so page 10,000
@@ -539,7 +542,7 @@ static enum cw_err
 cond_chain(struct qb *q, const struct fhir_qparam *p, const char *A, bool drive)
 {
 	const struct fhir_restype *crt = p->chain_rt;
-	const char *x, *t;
+	const char *x, *t, *op = q->drive_op;
 
 	if (!crt)
 		return qb_fail(q, CW_EINVAL, "invalid",
@@ -557,8 +560,17 @@ cond_chain(struct qb *q, const struct fhir_qparam *p, const char *A, bool drive)
 	   x, t, t, t);
 	qtext(q, crt->name);
 	qf(q, " AND %s.deleted = 0 AND ", t);
+	/* The keyset bound is on A's rowids, never the chained type's: keep
+	 * the nested driver from taking it. */
+	q->drive_op = NULL;
 	cond_param(q, p->chain, crt->name, t, drive_score(p->chain) >= DRIVE_MIN);
-	qs(q, "))");
+	q->drive_op = op;
+	qs(q, ")");
+	if (drive && q->drive_op) {
+		qf(q, " AND %s.rid%s", x, q->drive_op), qint(q, q->drive_rid);
+		q->drive_op = NULL;
+	}
+	qs(q, ")");
 	return q->err;
 }
 
@@ -568,7 +580,7 @@ static enum cw_err
 cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	 const char *A)
 {
-	const char *x, *h;
+	const char *x, *h, *op = q->drive_op;
 
 	if (!p->has_sp || !p->has)
 		return qb_fail(q, CW_EINVAL, "invalid", "_has needs a parameter");
@@ -580,7 +592,9 @@ cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	qf(q, " AND %s.ref_type = ", x), qtext(q, rtname);
 	qf(q, " AND %s.type = ", h), qtext(q, p->has_rt->name);
 	qf(q, " AND %s.deleted = 0 AND ", h);
+	q->drive_op = NULL; /* the keyset bound is not on h's rowids */
 	cond_param(q, p->has, p->has_rt->name, h, drive_score(p->has) >= DRIVE_MIN);
+	q->drive_op = op;
 	qs(q, ")");
 	return q->err;
 }
@@ -691,45 +705,124 @@ pick_driver(const struct fhir_query *fq)
 
 #define DRIVE_PROBE 2000
 
-/* A driver is materialized whole before the page is cut from it: worth it
- * for a patient's rows, not for status=final over every Observation. Count
- * the driver's index rows up to DRIVE_PROBE; past it, walking the type in
- * rowid order and probing each parameter finds a page sooner. */
+/* Runs a bound "SELECT count(*) FROM (... LIMIT n)" and releases q. 0
+ * when it fails: a plan is only a guess, the page query reports errors. */
 static long
-probe_driver(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
-	     long drv)
+count_rows(struct sq_conn *c, struct qb *q)
 {
-	const struct fhir_qparam *p;
-	struct qb q;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = qb_stmt(q, c);
 	long n = 0;
 
-	if (drv < 0)
-		return drv;
-	p = &fq->params[drv];
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		n = (long)sqlite3_column_int64(st, 0);
+	sq_done(st);
+	qb_release(q);
+	return n;
+}
+
+/* The driver's index rows, counted up to DRIVE_PROBE; -1 when they
+ * cannot be counted cheaply (a chain). */
+static long
+driver_rows(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
+	    long drv)
+{
+	const struct fhir_qparam *p = &fq->params[drv];
+	struct qb q;
+
 	if (p->chain || !param_table(p))
-		return drv;
+		return -1;
 	qb_init(&q, a, NULL);
 	qf(&q, "SELECT count(*) FROM (SELECT 1 FROM %s x WHERE ", param_table(p));
 	rows_where(&q, p, "x", false);
 	qs(&q, " LIMIT "), qint(&q, DRIVE_PROBE), qs(&q, ")");
-	st = qb_stmt(&q, c);
-	if (st && sqlite3_step(st) == SQLITE_ROW)
-		n = (long)sqlite3_column_int64(st, 0);
-	sq_done(st);
-	qb_release(&q);
-	return n >= DRIVE_PROBE ? -1 : drv;
+	return count_rows(c, &q);
 }
 
-/* The WHERE clause of q over alias r: type, not deleted, every param; drv
- * is the driving parameter or -1. */
+/* The patient's compartment rows (all types), counted up to DRIVE_PROBE:
+ * a range on the compartment's (patient_id, rid) primary key. */
+static long
+compartment_rows(struct sq_conn *c, struct arena *a, const char *pid)
+{
+	struct qb q;
+
+	qb_init(&q, a, NULL);
+	qs(&q, "SELECT count(*) FROM (SELECT 1 FROM compartment c"
+	       " WHERE c.patient_id = ");
+	qtext(&q, pid);
+	qs(&q, " LIMIT "), qint(&q, DRIVE_PROBE), qs(&q, ")");
+	return count_rows(c, &q);
+}
+
+/* What drives a page query: one parameter's value index (drv >= 0), the
+ * patient's compartment (comp), or neither (a walk of the type in rowid
+ * order, probing every condition). */
+struct plan {
+	long drv;
+	bool comp;
+};
+
+/* A driver is materialized whole before the page is cut from it: worth it
+ * for a patient's rows, not for status=final over every Observation. Count
+ * the driver's index rows up to DRIVE_PROBE; past it, walking the type in
+ * rowid order and probing each parameter finds a page sooner. In a
+ * compartment search the smaller of the driver's rows and the patient's
+ * compartment drives; the compartment also when both are large, since a
+ * walk of the type would probe every other patient's rows too. */
+static struct plan
+plan_search(struct sq_conn *c, struct arena *a, const struct fhir_query *fq)
+{
+	struct plan pl = {.drv = pick_driver(fq)};
+	long pn = pl.drv >= 0 ? driver_rows(c, a, fq, pl.drv) : -1;
+
+	if (!fq->compartment_patient) {
+		if (pn >= DRIVE_PROBE)
+			pl.drv = -1;
+		return pl;
+	}
+	if (pn >= 0 && pn < compartment_rows(c, a, fq->compartment_patient))
+		return pl;
+	pl.drv = -1;
+	pl.comp = true;
+	return pl;
+}
+
+/* The patient's compartment over alias r: driving (rowids from the
+ * compartment's primary key range, with the keyset bound inside) or a
+ * probe of that key for each candidate. */
 static void
-build_filter(struct qb *q, const struct fhir_query *fq, long drv)
+cond_compartment(struct qb *q, const char *pid, bool drive)
+{
+	const char *c = qalias(q, 'c');
+
+	if (drive)
+		qf(q, "r.rid IN (SELECT %s.rid FROM compartment %s WHERE "
+		   "%s.patient_id = ", c, c, c);
+	else
+		qf(q, "EXISTS (SELECT 1 FROM compartment %s WHERE %s.patient_id = ",
+		   c, c);
+	qtext(q, pid);
+	if (!drive) {
+		qf(q, " AND %s.rid = r.rid", c);
+	} else if (q->drive_op) {
+		qf(q, " AND %s.rid%s", c, q->drive_op), qint(q, q->drive_rid);
+		q->drive_op = NULL;
+	}
+	qs(q, ")");
+}
+
+/* The WHERE clause of q over alias r: type, not deleted, the compartment,
+ * every param; pl says what drives. */
+static void
+build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 {
 	qs(q, "r.type = "), qtext(q, fq->rt->name), qs(q, " AND r.deleted = 0");
+	if (fq->compartment_patient) {
+		qs(q, " AND ");
+		cond_compartment(q, fq->compartment_patient, pl.comp);
+	}
 	for (size_t i = 0; i < fq->nparams; i++) {
 		qs(q, " AND ");
-		cond_param(q, &fq->params[i], fq->rt->name, "r", (long)i == drv);
+		cond_param(q, &fq->params[i], fq->rt->name, "r", (long)i == pl.drv);
 	}
 }
 
@@ -739,7 +832,7 @@ build_filter(struct qb *q, const struct fhir_query *fq, long drv)
  *   1:<kind>:<dir>:<fingerprint>:<rowid>[:<key>]...
  * kind s (search), h (history), e (everything); dir n (after the anchor)
  * or p (before it); fingerprint 8 hex digits of what the cursor belongs to
- * (type and sort for a search); each key n (null), i<integer>, d<real> or
+ * (type, sort and compartment for a search); each key n (null), i<integer>, d<real> or
  * s<hex bytes>. */
 
 enum key_kind { KEY_NULL, KEY_INT, KEY_REAL, KEY_TEXT };
@@ -866,6 +959,8 @@ search_fp(const struct fhir_query *q)
 		h = fp_mix(h, q->sort[i].sp ? q->sort[i].sp->code : "_id");
 		h = fp_mix(h, q->sort[i].desc ? "-" : "+");
 	}
+	if (q->compartment_patient)
+		h = fp_mix(fp_mix(h, "Patient/"), q->compartment_patient);
 	return h;
 }
 
@@ -1219,7 +1314,7 @@ page_size(unsigned count)
 
 static enum cw_err
 run_total(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
-	  long *total, struct diag *d)
+	  struct plan pl, long *total, struct diag *d)
 {
 	struct qb q;
 	sqlite3_stmt *st;
@@ -1228,7 +1323,7 @@ run_total(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 
 	qb_init(&q, a, d);
 	qs(&q, "SELECT count(*) FROM res r WHERE ");
-	build_filter(&q, fq, pick_driver(fq));
+	build_filter(&q, fq, pl);
 	st = qb_stmt(&q, c);
 	err = q.err;
 	if (st) {
@@ -1246,8 +1341,8 @@ run_total(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 /* Fetches the page's matching rowids (and sort keys) in page order. */
 static enum cw_err
 run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
-	 const struct cursor *cur, unsigned limit, struct hit **out,
-	 size_t *nout, struct diag *d)
+	 struct plan pl, const struct cursor *cur, unsigned limit,
+	 struct hit **out, size_t *nout, struct diag *d)
 {
 	bool prev = cur && cur->dir == 'p';
 	enum sort_kind *kinds = NULL;
@@ -1256,7 +1351,7 @@ run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 	sqlite3_stmt *st;
 	enum cw_err err;
 	size_t n = 0;
-	long drv;
+	bool driven = pl.drv >= 0 || pl.comp;
 	int rc;
 
 	*out = NULL;
@@ -1266,16 +1361,15 @@ run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 		kinds = arena_alloc(a, fq->nsort * sizeof(*kinds));
 	if (!hits || (fq->nsort && !kinds))
 		return CW_ENOMEM;
-	drv = probe_driver(c, a, fq, pick_driver(fq));
 	qb_init(&q, a, d);
 	if (fq->nsort == 0) {
 		qs(&q, "SELECT r.rid FROM res r WHERE ");
-		if (cur && drv >= 0) {
+		if (cur && driven) {
 			q.drive_op = prev ? " < " : " > ";
 			q.drive_rid = cur->rid;
 		}
-		build_filter(&q, fq, drv);
-		if (cur && drv < 0)
+		build_filter(&q, fq, pl);
+		if (cur && !driven)
 			qs(&q, prev ? " AND r.rid < " : " AND r.rid > "),
 				qint(&q, cur->rid);
 		qs(&q, prev ? " ORDER BY r.rid DESC LIMIT " : " ORDER BY r.rid LIMIT ");
@@ -1290,7 +1384,7 @@ run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 			qf(&q, " AS k%zu", i);
 		}
 		qs(&q, " FROM res r WHERE ");
-		build_filter(&q, fq, drv);
+		build_filter(&q, fq, pl);
 		qs(&q, ")");
 		if (cur) {
 			for (size_t i = 0; i < cur->nkeys; i++)
@@ -1585,6 +1679,7 @@ search_in(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 	unsigned limit = page_size(fq->count);
 	uint32_t fp = search_fp(fq);
 	struct cursor cur, *curp = NULL;
+	struct plan pl = {.drv = -1};
 	struct hit *hits;
 	int64_t *rids;
 	size_t n, keep;
@@ -1597,14 +1692,21 @@ search_in(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 			return err;
 		curp = &cur;
 	}
+	if (fq->summary != SUMMARY_COUNT || fq->compartment_patient)
+		pl = plan_search(c, a, fq);
 	if (fq->total != TOTAL_NONE || fq->summary == SUMMARY_COUNT) {
-		err = run_total(c, a, fq, &out->total, d);
+		/* A count reads every match: without a compartment, any
+		 * driver (even a large one) beats a walk of the type. */
+		struct plan tpl = {.drv = pick_driver(fq)};
+
+		err = run_total(c, a, fq, fq->compartment_patient ? pl : tpl,
+				&out->total, d);
 		if (err)
 			return err;
 	}
 	if (fq->summary == SUMMARY_COUNT)
 		return CW_OK;
-	err = run_keys(c, a, fq, curp, limit, &hits, &n, d);
+	err = run_keys(c, a, fq, pl, curp, limit, &hits, &n, d);
 	if (err)
 		return err;
 	prev = curp && curp->dir == 'p';
@@ -1704,6 +1806,7 @@ store_tx_match(struct store_tx *tx, struct arena *a,
 {
 	struct sq_conn *c = tx->c;
 	struct qb q;
+	struct plan pl;
 	sqlite3_stmt *st;
 	const char **v;
 	enum cw_err err;
@@ -1721,7 +1824,9 @@ store_tx_match(struct store_tx *tx, struct arena *a,
 		return CW_ENOMEM;
 	qb_init(&q, a, d);
 	qs(&q, "SELECT r.id FROM res r WHERE ");
-	build_filter(&q, fq, pick_driver(fq));
+	pl.drv = pick_driver(fq);
+	pl.comp = fq->compartment_patient && pl.drv < 0;
+	build_filter(&q, fq, pl);
 	qs(&q, " ORDER BY r.rid LIMIT "), qint(&q, (int64_t)max);
 	st = qb_stmt(&q, c);
 	err = q.err;

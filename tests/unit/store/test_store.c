@@ -3,8 +3,8 @@
  * Versions, history, vread, deletes as versions, If-Match, create
  * conflicts, concurrent read-modify-write and conditional create through
  * the group-committing writer, every index type through search, sorting,
- * keyset paging both ways, includes, $everything, cursor validation and
- * SQL text as search values. Each test gets its own database in a fresh
+ * keyset paging both ways, includes, $everything, compartment search,
+ * cursor validation and SQL text as search values. Each test gets its own database in a fresh
  * temporary directory. Queries are built by hand (not by fhir_query_parse)
  * so the store is tested on exactly the fields it reads. */
 #include <dirent.h>
@@ -1200,6 +1200,236 @@ test_bad_cursor(void **state)
 	assert_int_not_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINTERNAL);
 }
 
+/* A chained parameter pages on the searched type's rowids, driving or not
+ * (its nested driver once took the keyset bound for the chained type's). */
+static void
+test_chain_paging(void **state)
+{
+	struct fx *f = *state;
+	static const struct fhir_kv kv[][2] = {
+		{{"subject:Patient.name", "smith"}, {"_count", "1"}},
+		{{"subject:Patient.name", "smith"}, {"status", "final,preliminary"}},
+	};
+	struct fhir_query q;
+	struct store_page pg;
+	struct sbuf sb = SBUF_INIT(1 << 10);
+	struct diag d;
+
+	diag_init(&d, f->a);
+	load_search_data(f);
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		assert_int_equal(fhir_query_parse(f->a, fhir_restype_find("Observation"),
+						  kv[i], 2, true, &q, &d), CW_OK);
+		q.count = 1;
+		sbuf_reset(&sb);
+		do {
+			assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+			for (size_t j = 0; j < pg.n; j++)
+				sbuf_addf(&sb, "%s%s", sb.len ? "," : "", pg.res[j].id);
+			q.cursor = pg.next;
+		} while (q.cursor && sb.len < 100);
+		assert_string_equal(sb.buf, "o1,o2,o3");
+	}
+	sbuf_release(&sb);
+}
+
+/* ---- compartment search ------------------------------------------------ */
+
+#define NCOMP 60
+
+/* Observations co-00..co-59: subject cp-a when i % 3 == 0, subject cp-b
+ * when i % 3 == 1, subject cp-b and performer cp-a (so in both
+ * compartments) when i % 6 == 2, no patient when i % 6 == 5. Code
+ * "common" on all, "rare" on co-09 and co-14. Five Conditions of cp-a
+ * put other types in its compartment. */
+static void
+load_compartment_data(struct fx *f)
+{
+	const char **json = arena_alloc(f->a, (NCOMP + 7) * sizeof(*json));
+	struct put_ctx c = {.a = f->a, .json = json, .n = NCOMP + 7};
+	size_t n = 0;
+
+	json[n++] = "{\"resourceType\":\"Patient\",\"id\":\"cp-a\"}";
+	json[n++] = "{\"resourceType\":\"Patient\",\"id\":\"cp-b\"}";
+	for (int i = 0; i < NCOMP; i++) {
+		const char *who = i % 3 == 0 ? ",\"subject\":{\"reference\":\"Patient/cp-a\"}" :
+				  i % 3 == 1 ? ",\"subject\":{\"reference\":\"Patient/cp-b\"}" :
+				  i % 6 == 2 ? ",\"subject\":{\"reference\":\"Patient/cp-b\"},"
+					       "\"performer\":[{\"reference\":\"Patient/cp-a\"}]" :
+				  "";
+
+		json[n++] = arena_printf(f->a,
+			"{\"resourceType\":\"Observation\",\"id\":\"co-%02d\","
+			"\"status\":\"final\",\"code\":{\"coding\":["
+			"{\"system\":\"urn:c\",\"code\":\"common\"}%s]}%s}", i,
+			i == 9 || i == 14 ? ",{\"system\":\"urn:c\",\"code\":\"rare\"}" : "",
+			who);
+		if (i < 5)
+			json[n++] = arena_printf(f->a,
+				"{\"resourceType\":\"Condition\",\"id\":\"cc-%d\","
+				"\"subject\":{\"reference\":\"Patient/cp-a\"}}", i);
+	}
+	assert_int_equal(n, NCOMP + 7);
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+}
+
+/* Every page of q (forward with _count 4, then backward from the last
+ * page), ids joined by ','; both walks must agree. */
+static const char *
+compartment_walk(struct fx *f, struct fhir_query *q)
+{
+	struct sbuf fw = SBUF_INIT(1 << 16);
+	const char **ids = arena_alloc(f->a, NCOMP * sizeof(*ids));
+	const char *out;
+	struct store_page pg;
+	struct diag d;
+	size_t n = 0, pos;
+
+	diag_init(&d, f->a);
+	q->count = 4;
+	q->cursor = NULL;
+	for (;;) {
+		assert_int_equal(store_search(f->s, f->a, q, &pg, &d), CW_OK);
+		assert_true(pg.n <= 4);
+		for (size_t i = 0; i < pg.n; i++) {
+			assert_true(n < NCOMP);
+			ids[n++] = pg.res[i].id;
+			sbuf_addf(&fw, "%s%s", fw.len ? "," : "", pg.res[i].id);
+		}
+		if (!pg.next)
+			break;
+		assert_int_equal(pg.n, 4);
+		q->cursor = pg.next;
+	}
+	/* Back from the last page's prev link to the first page. */
+	q->cursor = pg.prev;
+	pos = n - pg.n;
+	while (q->cursor) {
+		assert_int_equal(store_search(f->s, f->a, q, &pg, &d), CW_OK);
+		assert_int_equal(pg.n, 4);
+		assert_true(pos >= 4);
+		pos -= 4;
+		for (size_t i = 0; i < pg.n; i++)
+			assert_string_equal(pg.res[i].id, ids[pos + i]);
+		q->cursor = pg.prev;
+	}
+	assert_int_equal(pos, 0);
+	out = arena_strdup(f->a, fw.buf);
+	sbuf_release(&fw);
+	return out;
+}
+
+static void
+test_compartment_search(void **state)
+{
+	struct fx *f = *state;
+	struct del_ctx del = {.a = f->a, .type = "Observation", .id = "co-03"};
+	struct sbuf want = SBUF_INIT(1 << 16);
+	struct fhir_query q, qb;
+	struct fhir_qvalue *v;
+	struct fhir_sort sort;
+	struct store_page pg;
+	struct diag d;
+	const char *cur_a;
+	long nwant = 0;
+
+	diag_init(&d, f->a);
+	load_compartment_data(f);
+	assert_int_equal(store_write(f->s, del_fn, &del), CW_OK);
+	for (int i = 0; i < NCOMP; i++) {
+		if ((i % 3 == 0 || i % 6 == 2) && i != 3) {
+			sbuf_addf(&want, "%sco-%02d", want.len ? "," : "", i);
+			nwant++;
+		}
+	}
+
+	/* Every Observation of cp-a's compartment (by subject or by
+	 * performer), page by page both ways; the compartment drives. */
+	q = q_new("Observation");
+	q.compartment_patient = "cp-a";
+	assert_string_equal(compartment_walk(f, &q), want.buf);
+
+	/* The same with a parameter that has more rows than the compartment
+	 * (the compartment still drives) and one that has fewer (the
+	 * parameter drives, the compartment is probed). */
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "urn:c", v->code = "common";
+	assert_string_equal(compartment_walk(f, &q), want.buf);
+	v->code = "rare";
+	assert_string_equal(compartment_walk(f, &q), "co-09,co-14");
+	qb = q;
+	qb.compartment_patient = "cp-b";
+	assert_string_equal(compartment_walk(f, &qb), "co-14");
+	qb.params = NULL;
+	qb.nparams = 0;
+	qb.count = 1000;
+	qb.cursor = NULL;
+	assert_string_equal(ids_of(f, &qb),
+			    "co-01,co-02,co-04,co-07,co-08,co-10,co-13,co-14,co-16,"
+			    "co-19,co-20,co-22,co-25,co-26,co-28,co-31,co-32,co-34,"
+			    "co-37,co-38,co-40,co-43,co-44,co-46,co-49,co-50,co-52,"
+			    "co-55,co-56,co-58");
+
+	/* Counts and other types. */
+	q = q_new("Observation");
+	q.compartment_patient = "cp-a";
+	q.summary = SUMMARY_COUNT;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.total, nwant);
+	q = q_new("Condition");
+	q.compartment_patient = "cp-a";
+	q.total = TOTAL_ACCURATE;
+	assert_string_equal(ids_of(f, &q), "cc-0,cc-1,cc-2,cc-3,cc-4");
+	q.compartment_patient = "cp-b";
+	assert_string_equal(ids_of(f, &q), "");
+	q = q_new("Patient");
+	q.compartment_patient = "cp-b";
+	assert_string_equal(ids_of(f, &q), "cp-b");
+	q = q_new("Observation");
+	q.compartment_patient = "nobody";
+	assert_string_equal(ids_of(f, &q), "");
+
+	/* Sorted by _id descending within the compartment. */
+	q = q_new("Observation");
+	q.compartment_patient = "cp-a";
+	sort = (struct fhir_sort){.sp = NULL, .desc = true};
+	q.sort = &sort;
+	q.nsort = 1;
+	q.count = 1000;
+	assert_string_equal(ids_of(f, &q),
+			    "co-57,co-56,co-54,co-51,co-50,co-48,co-45,co-44,co-42,"
+			    "co-39,co-38,co-36,co-33,co-32,co-30,co-27,co-26,co-24,"
+			    "co-21,co-20,co-18,co-15,co-14,co-12,co-09,co-08,co-06,"
+			    "co-02,co-00");
+	q.count = 4;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	q.cursor = pg.next;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_string_equal(pg.res[0].id, "co-50");
+
+	/* A cursor belongs to its compartment: refused in another one and
+	 * in the plain search, and a plain search's cursor in a compartment. */
+	q = q_new("Observation");
+	q.compartment_patient = "cp-a";
+	q.count = 2;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	cur_a = pg.next;
+	assert_non_null(cur_a);
+	q.compartment_patient = "cp-b";
+	q.cursor = cur_a;
+	diag_init(&d, f->a);
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINVAL);
+	assert_int_equal(d.nerrors, 1);
+	q.compartment_patient = NULL;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINVAL);
+	q.cursor = NULL;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	q.cursor = pg.next;
+	q.compartment_patient = "cp-a";
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_EINVAL);
+	sbuf_release(&want);
+}
+
 /* ---- cost -------------------------------------------------------------- */
 
 /* Prints the store's cost per put inside big transactions (not asserted:
@@ -1258,6 +1488,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compartment_search, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_cost, setup, teardown),
 	};
 
