@@ -613,7 +613,8 @@ api_error_body(void *ctx, struct arena *a, int status, const char *msg,
 	diag_init(&d, a);
 	n = strcspn(msg, "\n");
 	diag_add(&d, DIAG_ERROR,
-		 status == 413 || status == 414 ? "too-long" :
+		 status == 413 || status == 414 || status == 431 ? "too-long" :
+		 status == 408 ? "timeout" :
 		 status < 500 ? "invalid" : "exception", NULL,
 		 "%.*s", (int)n, msg);
 	oo = fhir_outcome(&d);

@@ -236,7 +236,13 @@ run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv,
 	for (i = 0; i < nkv; i++) {
 		if (!strcmp(kv[i].key, "_cursor") || was_ignored(&fq, kv[i].key))
 			continue;
-		keep[nkeep++] = kv[i];
+		keep[nkeep] = kv[i];
+		/* The links say the page size actually used (_count is capped). */
+		if (!strcmp(kv[i].key, "_count") && fq.summary != SUMMARY_COUNT)
+			keep[nkeep].value = arena_printf(q->a, "%u", fq.count);
+		if (!keep[nkeep].value)
+			return CW_ENOMEM;
+		nkeep++;
 	}
 	ps.path = pid ? arena_printf(q->a, "Patient/%s/%s", pid, q->rt->name) :
 		  q->rt->name;

@@ -183,7 +183,9 @@ report(struct importer *im, size_t nfiles)
 {
 	double t = now_s() - im->t0;
 
-	qsort(im->types, im->ntypes, sizeof(*im->types), typecount_cmp);
+	/* qsort(NULL, 0, ...) is undefined: nothing was committed. */
+	if (im->ntypes)
+		qsort(im->types, im->ntypes, sizeof(*im->types), typecount_cmp);
 	printf("imported %ld resources from %zu file%s in %.1f s (%.0f/s)\n",
 	       im->committed, nfiles, nfiles == 1 ? "" : "s", t,
 	       t > 0 ? (double)im->committed / t : 0.0);
@@ -1038,7 +1040,8 @@ add_dir(struct filelist *fl, const char *cmd, const char *dir)
 	}
 	if (!n)
 		cli_err(cmd, "warning: no .json or .ndjson files in %s", dir);
-	qsort(names, n, sizeof(*names), strptr_cmp);
+	else
+		qsort(names, n, sizeof(*names), strptr_cmp);
 	for (size_t i = 0; i < n && rc == CLI_OK; i++)
 		rc = add_file(fl, cmd, names[i]);
 out:
@@ -1109,7 +1112,7 @@ cli_import_paths(const char *cmd, struct store *s, char **paths,
 			f->rank = json_rank(f->path);
 		}
 	}
-	if (!opt->keep_order)
+	if (!opt->keep_order && fl.n)
 		qsort(fl.f, fl.n, sizeof(*fl.f), ifile_cmp);
 
 	im.cmd = cmd;

@@ -19,6 +19,8 @@
 #include "http/http.h"
 #include "store/store.h"
 
+#define MAX_TIMEOUT_S 86400u
+
 struct trampoline {
 	_Atomic(struct api *) api;
 };
@@ -63,7 +65,8 @@ serve_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
-		"                       [--max-body BYTES] [--base-url URL]\n\n"
+		"                       [--max-body BYTES] [--base-url URL]\n"
+		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
@@ -71,6 +74,12 @@ serve_usage(FILE *f)
 		"  --threads N        worker threads (default: number of cores)\n"
 		"  --max-body BYTES   largest request body, k/M suffixes (default 16M)\n"
 		"  --base-url URL     absolute base for links (default http://ADDR:PORT/fhir)\n"
+		"  --idle-timeout SECONDS\n"
+		"                     close a connection after this long with no bytes\n"
+		"                     moving, keep-alive or mid-request (default 30)\n"
+		"  --request-timeout SECONDS\n"
+		"                     answer 408 and close when a request body is still\n"
+		"                     arriving this long after its request line (default 60)\n"
 		"\nPrints 'careweave listening on http://ADDR:PORT/fhir' once it serves.\n",
 		CLI_DEFAULT_DB);
 }
@@ -85,6 +94,8 @@ cli_serve(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"max-body", required_argument, NULL, 'm'},
 		{"base-url", required_argument, NULL, 'u'},
+		{"idle-timeout", required_argument, NULL, 'i'},
+		{"request-timeout", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -93,7 +104,7 @@ cli_serve(int argc, char **argv)
 				  .error_fn = api_error_body};
 	struct trampoline tramp;
 	struct http_server *srv;
-	struct api_options ao;
+	struct api_options ao = {0};
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -135,6 +146,22 @@ cli_serve(int argc, char **argv)
 			break;
 		case 'u':
 			base_url = optarg;
+			break;
+		case 'i':
+			if (!cli_parse_num(optarg, 1, MAX_TIMEOUT_S, false, &v)) {
+				cli_err("serve", "--idle-timeout wants seconds from 1 to %u, not '%s'",
+					MAX_TIMEOUT_S, optarg);
+				return CLI_EUSAGE;
+			}
+			ho.conn_timeout_s = (unsigned)v;
+			break;
+		case 'r':
+			if (!cli_parse_num(optarg, 1, MAX_TIMEOUT_S, false, &v)) {
+				cli_err("serve", "--request-timeout wants seconds from 1 to %u, not '%s'",
+					MAX_TIMEOUT_S, optarg);
+				return CLI_EUSAGE;
+			}
+			ho.request_timeout_s = (unsigned)v;
 			break;
 		case 'h':
 			serve_usage(stdout);

@@ -52,9 +52,10 @@ typedef void (*http_handler_fn)(void *ctx, struct http_req *r,
 				struct http_resp *w);
 
 /* Fills w for an answer http/ makes itself (413 for a body over the limit,
- * 500 when a handler fails or memory runs out), so that it looks like the
- * handler's own errors (for the API: an OperationOutcome). msg is a short
- * client-safe reason; memory for the body comes from a. */
+ * 408 for a body still arriving at request_timeout_s, 500 when a handler
+ * fails or memory runs out), so that it looks like the handler's own
+ * errors (for the API: an OperationOutcome). msg is a short client-safe
+ * reason; memory for the body comes from a. */
 typedef void (*http_error_fn)(void *ctx, struct arena *a, int status,
 			      const char *msg, struct http_resp *w);
 
@@ -64,6 +65,10 @@ struct http_options {
 	unsigned threads;          /* worker threads, 0: number of cores */
 	unsigned max_conns;        /* 0: 512 */
 	unsigned conn_timeout_s;   /* idle connection timeout, 0: 30 */
+	unsigned request_timeout_s; /* a body still arriving this long after
+				       the request line: 408 and close, 0: 60
+				       (checked as body bytes arrive; see
+				       server.c for what it does not bound) */
 	size_t max_body;           /* bytes, 0: 16 MiB; larger bodies get 413 */
 	size_t gzip_min;           /* compress bodies at least this big, 0: 1400 */
 	size_t arena_max;          /* per-request arena cap, 0: 256 MiB */

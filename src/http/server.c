@@ -20,10 +20,24 @@
  * against the running total of a chunked body (the rest is drained and
  * discarded, then 413; a client that keeps sending past max_body and 8 MiB
  * is cut off). Headers are bounded by MHD's per-connection memory
- * (CONN_MEMORY): MHD itself answers 431/413 past it. The request timeout is
- * MHD's connection timeout: a connection idle (no bytes moving) for
- * conn_timeout_s is closed, which also ends slowloris-style clients. There is
- * no deadline on the handler itself.
+ * (CONN_MEMORY): MHD itself answers 431/413 past it.
+ *
+ * Timeouts, two of them:
+ * - conn_timeout_s is MHD's idle timeout: a connection with no bytes moving
+ *   for that long is closed without an answer, whether it sits idle between
+ *   keep-alive requests or stalls mid-request.
+ * - request_timeout_s bounds the body: the clock starts when MHD has read the
+ *   request line (on_uri, the earliest moment it tells us of), and a body
+ *   chunk that arrives after the deadline with more still to come gets 408
+ *   (error_fn's body) and the connection is closed. It is checked only when
+ *   a chunk arrives; a client that sends nothing more is the idle timeout's.
+ *   A body is thus done within request_timeout_s + conn_timeout_s.
+ * What is not bounded by a deadline: headers that dribble in slowly are read
+ *   by MHD without calling us, so a client that sends a header byte just
+ *   inside every conn_timeout_s keeps its connection until CONN_MEMORY
+ *   fills (then MHD answers 431/413): at a byte every 29 s that is months.
+ *   max_conns caps how many such clients there can be. And there is no
+ *   deadline on the handler itself.
  *
  * Responses: gzip (one deflate stream per worker thread, reset per use) when
  * the client accepts it and the body is at least gzip_min bytes; Vary:
@@ -52,6 +66,7 @@
 
 #define DEFAULT_MAX_CONNS 512
 #define DEFAULT_TIMEOUT_S 30
+#define DEFAULT_REQUEST_TIMEOUT_S 60
 #define DEFAULT_MAX_BODY (16u << 20)
 #define DEFAULT_GZIP_MIN 1400
 #define CONN_MEMORY (256u << 10)      /* MHD memory per connection: headers, query */
@@ -71,6 +86,7 @@ struct http_server {
 	size_t max_body;
 	size_t gzip_min;
 	size_t arena_max;
+	unsigned request_timeout_s;
 	unsigned port;
 	atomic_long inflight; /* requests begun and not completed */
 };
@@ -90,7 +106,8 @@ struct conn {
 	size_t drained;
 	int status;
 	char method[12];
-	struct timespec t0;
+	struct timespec t0;      /* when the request line was read */
+	size_t content_length;   /* announced; SIZE_MAX when chunked or none */
 	struct http_req req;
 };
 
@@ -320,26 +337,73 @@ send_resp(struct conn *c, struct MHD_Connection *mc, struct http_resp *w)
 	return ret;
 }
 
-/* An answer made here rather than by the handler (413, 500). */
-static enum MHD_Result
-send_simple(struct conn *c, struct MHD_Connection *mc, int status,
-	    const char *text)
+/* Fills w with an answer made here rather than by the handler (413, 500):
+ * error_fn's body when there is one, else text. */
+static void
+simple_resp(struct conn *c, int status, const char *text, struct http_resp *w)
 {
-	struct http_resp w = {
+	*w = (struct http_resp){
 		.status = status,
 		.content_type = "text/plain; charset=utf-8",
 		.body = text,
 		.body_len = strlen(text),
 	};
-
 	if (c->srv->error_fn) {
 		struct http_resp e = {0};
 
 		c->srv->error_fn(c->srv->ctx, c->arena, status, text, &e);
 		if (e.status == status && e.body)
-			w = e;
+			*w = e;
 	}
+}
+
+static enum MHD_Result
+send_simple(struct conn *c, struct MHD_Connection *mc, int status,
+	    const char *text)
+{
+	struct http_resp w;
+
+	simple_resp(c, status, text, &w);
 	return send_resp(c, mc, &w);
+}
+
+/* The request ran past request_timeout_s with body bytes still to come:
+ * answer 408 and close. MHD 0.9.75 takes a response only before the first
+ * body byte or after the last (MHD_queue_response fails in between), so
+ * the answer is written to the socket here, while MHD is only reading from
+ * it, and MHD is then told to close the connection. The answer is small
+ * and the socket's send buffer empty, so one send() normally takes it
+ * whole; when it does not, the client sees the connection close. */
+static enum MHD_Result
+request_timed_out(struct conn *c, struct MHD_Connection *mc)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct sbuf sb = SBUF_INIT(64u << 10);
+	struct http_resp w;
+
+	c->status = 408;
+	log_debug("http %s: request body not complete after %u s, 408",
+		  c->method, c->srv->request_timeout_s);
+	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return MHD_NO;
+	simple_resp(c, 408, "request timeout: the body did not arrive in time\n", &w);
+	sbuf_addf(&sb, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+		  "Content-Length: %zu\r\n", w.body_len);
+	if (w.content_type)
+		sbuf_addf(&sb, "Content-Type: %s\r\n", w.content_type);
+	for (size_t i = 0; i < w.nheaders; i++)
+		sbuf_addf(&sb, "%s: %s\r\n", w.headers[i].key, w.headers[i].value);
+	for (size_t i = 0; i < sizeof(security_headers) / sizeof(security_headers[0]); i++)
+		if (!resp_has_header(&w, security_headers[i][0]))
+			sbuf_addf(&sb, "%s: %s\r\n", security_headers[i][0],
+				  security_headers[i][1]);
+	sbuf_adds(&sb, "\r\n");
+	if (sbuf_add(&sb, w.body, w.body_len) == CW_OK)
+		(void)send(ci->connect_fd, sb.buf, sb.len,
+			   MSG_NOSIGNAL | MSG_DONTWAIT);
+	sbuf_release(&sb);
+	return MHD_NO;
 }
 
 struct argfill {
@@ -448,6 +512,30 @@ body_add(struct conn *c, const char *p, size_t n)
 	c->body_len += n;
 }
 
+/* Is more of the body expected? A Content-Length body is complete when
+ * that many bytes came; a chunked one only MHD knows about. */
+static bool
+body_pending(const struct conn *c)
+{
+	return c->content_length == SIZE_MAX ||
+	       c->body_len + c->drained < c->content_length;
+}
+
+/* Has the request run past request_timeout_s since its request line? The
+ * coarse clock is read from the vDSO (no system call) and a tick of error
+ * does not matter for a deadline counted in seconds. */
+static bool
+past_deadline(const struct conn *c)
+{
+	struct timespec now;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	ns = (long long)(now.tv_sec - c->t0.tv_sec) * 1000000000 +
+	     (now.tv_nsec - c->t0.tv_nsec);
+	return ns >= (long long)c->srv->request_timeout_s * 1000000000;
+}
+
 static void
 request_begin(struct conn *c, struct MHD_Connection *mc, const char *method)
 {
@@ -463,7 +551,7 @@ request_begin(struct conn *c, struct MHD_Connection *mc, const char *method)
 		ml = sizeof(c->method) - 1;
 	memcpy(c->method, method, ml);
 	c->method[ml] = '\0';
-	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	c->content_length = SIZE_MAX;
 	atomic_fetch_add_explicit(&c->srv->inflight, 1, memory_order_relaxed);
 }
 
@@ -477,9 +565,16 @@ static char uri_too_long; /* marker returned as the request's context */
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 {
+	const union MHD_ConnectionInfo *ci;
 	char *q = strchr(uri, '?');
 	size_t params = 1;
 
+	/* The request's clock starts at its request line, the earliest
+	 * moment MHD tells us of: the request timeout counts from here. */
+	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci && ci->socket_context)
+		clock_gettime(CLOCK_MONOTONIC,
+			      &((struct conn *)ci->socket_context)->t0);
 	if (!q)
 		return NULL;
 	for (const char *p = q + 1; *p; p++)
@@ -543,6 +638,7 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 			if (errno || end == cl || n > srv->max_body + DRAIN_MAX)
 				return send_simple(c, mc, 413,
 						   "request body too large\n");
+			c->content_length = (size_t)n;
 			if (n > srv->max_body) {
 				/* A client waiting for 100 Continue is told
 				 * now and sends nothing. Any other client is
@@ -575,6 +671,8 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 		 * far past the limit is cut off. */
 		if (c->body_len + c->drained > srv->max_body + DRAIN_MAX)
 			return MHD_NO;
+		if (body_pending(c) && past_deadline(c))
+			return request_timed_out(c, mc);
 		return MHD_YES;
 	}
 	if (c->toobig || c->nomem)
@@ -730,6 +828,8 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		o.max_conns = o.threads;
 	if (!o.conn_timeout_s)
 		o.conn_timeout_s = DEFAULT_TIMEOUT_S;
+	if (!o.request_timeout_s)
+		o.request_timeout_s = DEFAULT_REQUEST_TIMEOUT_S;
 	if (!o.max_body)
 		o.max_body = DEFAULT_MAX_BODY;
 	if (!o.gzip_min)
@@ -749,6 +849,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 	srv->max_body = o.max_body;
 	srv->gzip_min = o.gzip_min;
 	srv->arena_max = o.arena_max;
+	srv->request_timeout_s = o.request_timeout_s;
 	atomic_init(&srv->inflight, 0);
 
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;

@@ -2,12 +2,14 @@
  *
  * Starts http/ on port 0 with an echo handler and talks raw HTTP/1.1 to it,
  * so what is checked is what goes over the wire: query parameters in order,
- * bodies, the 413 limits, gzip, security headers and keep-alive. */
+ * bodies, the 413 limits, the request timeout (408), gzip, security
+ * headers and keep-alive. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -390,6 +392,110 @@ test_abort_and_big_headers(void **state)
 	free(r.body);
 }
 
+/* error_fn for the timeout server: a recognizable body. */
+static void
+error_body(void *ctx, struct arena *a, int status, const char *msg,
+	   struct http_resp *w)
+{
+	w->status = status;
+	w->content_type = "application/x-test";
+	w->body = arena_printf(a, "error %d: %.*s", status,
+			       (int)strcspn(msg, "\n"), msg);
+	w->body_len = w->body ? strlen(w->body) : 0;
+}
+
+static struct http_server *
+start_timeout_server(void)
+{
+	struct arena *a = arena_new(0);
+	struct http_server *s;
+	struct diag d;
+	struct http_options o = {
+		.bind = "127.0.0.1",
+		.threads = 1,
+		.max_body = MAX_BODY,
+		.conn_timeout_s = 5,
+		.request_timeout_s = 1,
+		.error_fn = error_body,
+	};
+
+	diag_init(&d, a);
+	s = http_start(&o, echo, NULL, &d);
+	arena_free(a);
+	assert_non_null(s);
+	return s;
+}
+
+static void
+nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* request_timeout_s: a body chunk that arrives after the deadline with
+ * more to come gets 408 (error_fn's body) and the connection closes; a
+ * body that completes in time, or whose last chunk is the late one, is
+ * served. */
+static void
+test_request_timeout(void **state)
+{
+	const char *head = "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n";
+	struct http_server *saved = srv;
+	struct resp r;
+	char byte;
+	int fd;
+
+	srv = start_timeout_server();
+
+	/* Late and not finished: 408, then the server closes. */
+	fd = dial();
+	ncarry = 0;
+	send_all(fd, head, strlen(head));
+	send_all(fd, "0123456789", 10);
+	nap_ms(1200);
+	send_all(fd, "01234", 5);
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 408);
+	assert_true(has_header(&r, "\r\nConnection: close\r\n"));
+	assert_true(has_header(&r, "\r\nContent-Type: application/x-test\r\n"));
+	assert_true(has_header(&r, "\r\nX-Content-Type-Options: nosniff\r\n"));
+	assert_string_equal(r.body, "error 408: request timeout: the body did not "
+				    "arrive in time");
+	free(r.body);
+	assert_int_equal(recv(fd, &byte, 1, 0), 0);
+	close(fd);
+
+	/* Slow but in time: served. */
+	fd = dial();
+	ncarry = 0;
+	send_all(fd, head, strlen(head));
+	send_all(fd, "0123456789", 10);
+	nap_ms(300);
+	send_all(fd, "abcdefghij", 10);
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /slow\nbody(20):0123456789abcdefghij");
+	free(r.body);
+	close(fd);
+
+	/* The late chunk completes the body: nothing left to wait for, so
+	 * it is served rather than refused. */
+	fd = dial();
+	ncarry = 0;
+	send_all(fd, head, strlen(head));
+	nap_ms(1200);
+	send_all(fd, "0123456789abcdefghij", 20);
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	close(fd);
+
+	http_stop(srv);
+	srv = saved;
+}
+
 static void
 test_bad_bind(void **state)
 {
@@ -418,6 +524,7 @@ main(void)
 		cmocka_unit_test(test_no_status_is_500),
 		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_abort_and_big_headers),
+		cmocka_unit_test(test_request_timeout),
 		cmocka_unit_test(test_bad_bind),
 	};
 
