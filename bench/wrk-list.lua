@@ -1,0 +1,34 @@
+-- bench/wrk-list.lua: a wrk script that sends each request to a path picked
+-- at random from a list, so reads and searches do not hit one cached row.
+--
+--   BENCH_PATHS=file   request paths, one a line ("/fhir/Patient/123")
+--   BENCH_METHOD=POST  method (default GET)
+--   BENCH_BODY=file    request body (sent with Content-Type application/fhir+json)
+local paths = {}
+local method = os.getenv("BENCH_METHOD") or "GET"
+local body = nil
+local headers = { ["Accept"] = "application/fhir+json" }
+
+function init(args)
+	local list = os.getenv("BENCH_PATHS")
+	local f = assert(io.open(list, "r"), "cannot open BENCH_PATHS " .. tostring(list))
+	for line in f:lines() do
+		if #line > 0 then paths[#paths + 1] = line end
+	end
+	f:close()
+	assert(#paths > 0, "no paths in " .. list)
+	local bf = os.getenv("BENCH_BODY")
+	if bf and #bf > 0 then
+		local g = assert(io.open(bf, "rb"), "cannot open BENCH_BODY " .. bf)
+		body = g:read("*a")
+		g:close()
+		headers["Content-Type"] = "application/fhir+json"
+	end
+	-- one seed per thread: each wrk thread has its own Lua state
+	local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+	math.randomseed(os.time() + addr % 1000003)
+end
+
+function request()
+	return wrk.format(method, paths[math.random(#paths)], headers, body)
+end
