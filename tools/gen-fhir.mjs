@@ -192,6 +192,7 @@ function addStructure(sd) {
 				name: ename, choice, min: el.min || 0,
 				max: el.max === '*' ? -1 : parseInt(el.max, 10),
 				types: [], binding: binding(el, ep),
+				summary: !!el.isSummary,
 			};
 			if (children.has(ep)) {
 				const bt = mk(ep, 'FHIR_BACKBONE');
@@ -414,7 +415,7 @@ const elemDefs = [];
 for (const n of typeNames) {
 	const t = types.get(n);
 	if (!t.elems.length) continue;
-	const rows = t.elems.map((e) => `\t{${cstr(e.name)},${e.choice ? 1 : 0},${e.min},${e.max},${e.types.length},${etArray(e)},${e.binding ? '&' + e.binding.id : 'NULL'}},`);
+	const rows = t.elems.map((e) => `\t{${cstr(e.name)},${e.choice ? 1 : 0},${e.min},${e.max},${e.types.length},${etArray(e)},${e.binding ? '&' + e.binding.id : 'NULL'},${e.summary ? 1 : 0}},`);
 	elemDefs.push(`static const struct fhir_elem E_${cid(n)}[] = {`, ...rows, '};');
 }
 etDefs.forEach(w);

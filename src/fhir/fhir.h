@@ -82,6 +82,7 @@ struct fhir_elem {
 	uint8_t ntypes;
 	const struct fhir_elemtype *types;
 	const struct fhir_valueset *binding; /* required binding or NULL */
+	bool summary;           /* ElementDefinition.isSummary: kept by _summary=true */
 	/* contentReference (#Questionnaire.item) is resolved by the generator:
 	 * types[0].type points at the referenced backbone type. */
 };

@@ -5,26 +5,14 @@
  * and says so with the SUBSETTED tag in meta.tag, as the FHIR search page
  * requires.
  *
- * The generated model does not carry ElementDefinition.isSummary, so
- * _summary=true keeps an approximation: the mandatory elements plus a fixed
- * list of names that are summary elements in most R4 resources (identity,
- * status, code, subject/patient and the clinically relevant dates). */
+ * _summary=true keeps the top-level elements the official definitions mark
+ * isSummary (carried in the generated model), whole; _summary=text keeps
+ * text and the mandatory elements; _summary=data drops text. */
 #include <string.h>
 
 #include "fhir/fhir.h"
 
 #define SUBSETTED_SYSTEM "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
-
-/* Approximates isSummary (see the comment at the top). */
-static const char *const summary_names[] = {
-	"identifier", "name", "status", "code", "subject", "patient", "active",
-	"gender", "birthDate", "deceased", "date", "effective", "issued",
-	"authoredOn", "period", "onset", "abatement", "recordedDate",
-	"occurrence", "performed", "start", "end", "created", "lastModified",
-	"intent", "category", "clinicalStatus", "verificationStatus", "type",
-	"class", "medication", "vaccineCode", "implicitRules", "modifierExtension",
-	"url", "version", "title", "description",
-};
 
 static bool
 in_list(const char *name, const char *const *list, size_t n)
@@ -62,8 +50,7 @@ keep_key(const struct fhir_type *t, const char *key, const struct fhir_query *q)
 		return in_list(name, q->elements, q->nelements);
 	switch (q->summary) {
 	case SUMMARY_TRUE:
-		return in_list(name, summary_names,
-			       sizeof(summary_names) / sizeof(summary_names[0]));
+		return el && el->summary;
 	case SUMMARY_TEXT:
 		return strcmp(name, "text") == 0;
 	case SUMMARY_DATA:

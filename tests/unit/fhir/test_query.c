@@ -658,7 +658,8 @@ test_subset(void **state)
 		"\"text\":{\"status\":\"generated\",\"div\":\"<div/>\"},"
 		"\"name\":[{\"family\":\"Doe\"}],\"birthDate\":\"1970\",\"_birthDate\":{\"id\":\"b\"},"
 		"\"gender\":\"male\",\"telecom\":[{\"value\":\"1\"}],"
-		"\"address\":[{\"city\":\"X\"}]}");
+		"\"address\":[{\"city\":\"X\"}],"
+		"\"maritalStatus\":{\"text\":\"M\"},\"photo\":[{\"title\":\"p\"}]}");
 	json_t *obs = jparse(
 		"{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\","
 		"\"text\":{\"status\":\"generated\",\"div\":\"<div/>\"},"
@@ -714,6 +715,19 @@ test_subset(void **state)
 	assert_null(json_object_get(out, "note"));
 	assert_null(json_object_get(out, "text"));
 	assert_true(has_tag(out));
+	json_decref(out);
+	done(&f);
+
+	/* isSummary from the official definitions: Patient.address is a
+	 * summary element, maritalStatus and photo are not. */
+	parse(&f, "Patient", true, "_summary", "true", NULL);
+	out = fhir_subset(pat, &f.q);
+	assert_non_null(json_object_get(out, "name"));
+	assert_non_null(json_object_get(out, "address"));
+	assert_non_null(json_object_get(out, "gender"));
+	assert_null(json_object_get(out, "maritalStatus"));
+	assert_null(json_object_get(out, "photo"));
+	assert_null(json_object_get(out, "text"));
 	json_decref(out);
 	done(&f);
 
