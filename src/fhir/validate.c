@@ -410,6 +410,39 @@ static void check_object(struct vctx *v, const json_t *obj,
 			 const struct fhir_type *t, bool is_resource);
 static void check_resource(struct vctx *v, const json_t *res, bool contained);
 
+/* A required binding on a Coding or CodeableConcept: the code (for a
+ * CodeableConcept, some coding's code) must be in the value set. The
+ * generated value sets hold codes without their systems, so the system is
+ * not compared. */
+static void
+check_coded(struct vctx *v, const json_t *val, const char *code,
+	    const struct fhir_valueset *vs)
+{
+	const json_t *codings, *c;
+	size_t i;
+
+	if (strcmp(code, "Coding") == 0) {
+		const char *s = json_string_value(json_object_get(val, "code"));
+
+		if (s && !fhir_valueset_has(vs, s))
+			report(v, "code-invalid", "code",
+			       "The code '%.64s' is not in the required value set %s",
+			       s, vs->url);
+		return;
+	}
+	if (strcmp(code, "CodeableConcept") != 0)
+		return;
+	codings = json_object_get(val, "coding");
+	json_array_foreach(codings, i, c) {
+		const char *s = json_string_value(json_object_get(c, "code"));
+
+		if (s && fhir_valueset_has(vs, s))
+			return;
+	}
+	report(v, "code-invalid", NULL,
+	       "No coding is from the required value set %s", vs->url);
+}
+
 static void
 check_value(struct vctx *v, const json_t *val, const struct fhir_elem *e,
 	    const struct fhir_elemtype *et)
@@ -430,6 +463,8 @@ check_value(struct vctx *v, const json_t *val, const struct fhir_elem *e,
 		return;
 	}
 	check_object(v, val, t, false);
+	if (e->binding)
+		check_coded(v, val, et->code, e->binding);
 	if (strcmp(et->code, "Reference") == 0) {
 		const json_t *r = json_object_get(val, "reference");
 
