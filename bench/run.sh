@@ -14,7 +14,8 @@
 #   BENCH_WARMUP         warm-up before each careweave run (default 2s)
 #   BENCH_CONNS          wrk connections (default 32)
 #   BENCH_WRK_THREADS    wrk threads (default 2)
-#   BENCH_SERVER_THREADS careweave --threads (default 2)
+#   BENCH_SERVER_THREADS careweave --threads (default: none, careweave's own default
+#                        of 4 per core, 4 to 64)
 #   BENCH_KEEP_DB=1      reuse bench/out/bench.db if present (skips the import)
 #   BENCH_ONLY="a b"     run only scenarios whose name contains one of these words
 #                        ("read", "search", "create", "ingest", "conn", ...)
@@ -32,7 +33,16 @@ ROUNDS=${BENCH_ROUNDS:-2}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNS=${BENCH_CONNS:-32}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
-SERVER_THREADS=${BENCH_SERVER_THREADS:-2}
+SERVER_THREADS=${BENCH_SERVER_THREADS:-}
+if [ -n "$SERVER_THREADS" ]; then
+	THREAD_ARGS=(--threads "$SERVER_THREADS")
+	THREAD_DESC="--threads $SERVER_THREADS"
+else
+	# careweave's default (src/http/server.c): 4 per core, 4 to 64
+	n=$(( 4 * $(nproc) )); [ "$n" -lt 4 ] && n=4; [ "$n" -gt 64 ] && n=64
+	THREAD_ARGS=()
+	THREAD_DESC="default threads ($n)"
+fi
 ONLY=${BENCH_ONLY:-}
 NO_SERVER=${BENCH_NO_SERVER:-0}
 SERVE_LOG_LEVEL=${BENCH_LOG:-warn}
@@ -79,7 +89,7 @@ MACHINE="$(nproc) cores, $CPU, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}
 echo "== careweave bench $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: $MACHINE"
 echo "commit:  $COMMIT"
-echo "load:    wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency (keep-alive), best of $ROUNDS alternating rounds, careweave --threads $SERVER_THREADS (CAREWEAVE_LOG=$SERVE_LOG_LEVEL), nginx worker_processes 2"
+echo "load:    wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency (keep-alive), best of $ROUNDS alternating rounds, careweave $THREAD_DESC (CAREWEAVE_LOG=$SERVE_LOG_LEVEL), nginx worker_processes 2"
 
 # ---- data set ----------------------------------------------------------------------
 if [ ! -f "$OUT/manifest.json" ] || [ "$BENCH/make-dataset.mjs" -nt "$OUT/manifest.json" ]; then
@@ -118,7 +128,7 @@ fi
 BASE=""
 if [ "$NO_SERVER" != 1 ]; then
 	echo "== starting careweave"
-	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 --threads "$SERVER_THREADS" >"$OUT/serve.log" 2>&1 &
+	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &
 	CW_PID=$!
 	for _ in $(seq 600); do
 		BASE=$(grep -o -m1 'careweave listening on http://[^ ]*/fhir' "$OUT/serve.log" 2>/dev/null | sed 's/careweave listening on //' || true)
@@ -352,7 +362,7 @@ REPORT=$OUT/results.md
 	echo "careweave bench, $(date -u +%Y-%m-%d), commit $COMMIT"
 	echo "machine: $MACHINE"
 	echo "data: $TOTAL resources (bench/make-dataset.mjs); $IMPORT_LINE"
-	echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency, best of $ROUNDS rounds alternating with nginx, keep-alive, loopback; careweave --threads $SERVER_THREADS, CAREWEAVE_LOG=$SERVE_LOG_LEVEL; nginx 2 workers, access_log off, static file of the same bytes"
+	echo "load: wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency, best of $ROUNDS rounds alternating with nginx, keep-alive, loopback; careweave $THREAD_DESC, CAREWEAVE_LOG=$SERVE_LOG_LEVEL; nginx 2 workers, access_log off, static file of the same bytes"
 	echo
 	echo "| scenario | conns | bytes | req/s | p50 ms | p99 ms | errors | cw cpu% | others cpu% | nginx req/s | nginx p50 ms | nginx p99 ms | ratio |"
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -71,7 +71,7 @@ serve_usage(FILE *f)
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
 		"  --bind ADDR        IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
-		"  --threads N        worker threads (default: number of cores)\n"
+		"  --threads N        worker threads (default: 4 per core, 4 to 64)\n"
 		"  --max-body BYTES   largest request body, k/M suffixes (default 16M)\n"
 		"  --base-url URL     absolute base for links (default http://ADDR:PORT/fhir)\n"
 		"  --idle-timeout SECONDS\n"

@@ -62,7 +62,9 @@ typedef void (*http_error_fn)(void *ctx, struct arena *a, int status,
 struct http_options {
 	const char *bind;          /* address, default "127.0.0.1" */
 	unsigned port;             /* 0: pick a free port (see http_port) */
-	unsigned threads;          /* worker threads, 0: number of cores */
+	unsigned threads;          /* worker threads, 0: 4 per core, at least 4,
+				      at most 64 (a thread waiting on a
+				      commit is not using its core) */
 	unsigned max_conns;        /* 0: 512 */
 	unsigned conn_timeout_s;   /* idle connection timeout, 0: 30 */
 	unsigned request_timeout_s; /* a body still arriving this long after

@@ -3,6 +3,9 @@
  *
  * Threads: MHD runs a pool of `threads` polling threads (epoll, one per
  * thread) and calls the handler on them; nothing is created per request.
+ * The default is 4 per core (at least 4, at most 64): a handler blocks its
+ * thread while its write waits for the group commit, so the threads bound
+ * how many writes one commit can carry.
  *
  * Memory: each connection owns one arena, made when the connection opens and
  * freed when it closes. A request allocates its query array, its body and
@@ -65,6 +68,8 @@
 #include "http/http.h"
 
 #define DEFAULT_MAX_CONNS 512
+#define THREADS_MIN 4                 /* threads 0: 4 per core, 4 to 64 */
+#define THREADS_MAX 64
 #define DEFAULT_TIMEOUT_S 30
 #define DEFAULT_REQUEST_TIMEOUT_S 60
 #define DEFAULT_MAX_BODY (16u << 20)
@@ -819,8 +824,17 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		return NULL;
 	}
 	if (!o.threads) {
+		/* More threads than cores: a write blocks its thread until the
+		 * group commit is on disk, and a group can only hold as many
+		 * writes as there are threads waiting (2 threads: about 2,000
+		 * creates/s however many clients; 8: twice that). */
 		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = nc > 0 ? (unsigned)nc : 1;
+
+		o.threads = nc > 0 ? 4 * (unsigned)nc : THREADS_MIN;
+		if (o.threads < THREADS_MIN)
+			o.threads = THREADS_MIN;
+		if (o.threads > THREADS_MAX)
+			o.threads = THREADS_MAX;
 	}
 	if (!o.max_conns)
 		o.max_conns = DEFAULT_MAX_CONNS;

@@ -4,14 +4,16 @@
  * reader connections with their statement caches, and the one writer
  * thread that groups concurrent store_write calls into one durable commit:
  * BEGIN IMMEDIATE, one SAVEPOINT per caller, one COMMIT with
- * synchronous=FULL, then every caller is woken with its own result. Also
- * the single-row paths: read, vread, count, check and the store_tx_* writes
- * with their index rows. Search, history and $everything live in
+ * synchronous=FULL, then every caller is woken with its own result; and
+ * the checkpointer thread that copies the WAL into the database off the
+ * commit path. Also the single-row paths: read, vread, count, check and the
+ * store_tx_* writes with their index rows. Search, history and $everything live in
  * sqlite_search.c. The invariants are written down in store/README.md. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store_int.h"
 
@@ -39,7 +41,7 @@ static const char *const migrations[] = {
 	"  version INTEGER NOT NULL,"
 	"  updated INTEGER NOT NULL,"
 	"  deleted INTEGER NOT NULL,"
-	"  json TEXT NOT NULL,"
+	"  json TEXT,"
 	"  UNIQUE(type, id, version));"
 	"CREATE INDEX versions_type ON versions(type);"
 	"CREATE TABLE ix_token(rid INTEGER NOT NULL, param TEXT NOT NULL,"
@@ -91,15 +93,18 @@ static const char *const sq_fixed_sql[SQ_NFIXED] = {
 		    " WHERE type = ?1 AND id = ?2",
 	[SQ_READ_RID] = "SELECT type, id, version, updated, deleted, json"
 			" FROM res WHERE rid = ?1",
-	[SQ_VREAD] = "SELECT type, id, version, updated, deleted, json"
-		     " FROM versions WHERE type = ?1 AND id = ?2"
-		     " AND version = ?3",
+	[SQ_VREAD] = "SELECT v.type, v.id, v.version, v.updated, v.deleted, "
+		     VERSION_JSON " FROM versions v WHERE v.type = ?1"
+		     " AND v.id = ?2 AND v.version = ?3",
 	[SQ_INS_RES] = "INSERT INTO res(type, id, version, updated, deleted,"
 		       " json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[SQ_UPD_RES] = "UPDATE res SET version = ?2, updated = ?3,"
 		       " deleted = ?4, json = ?5 WHERE rid = ?1",
 	[SQ_INS_VER] = "INSERT INTO versions(type, id, version, updated,"
 		       " deleted, json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_KEEP_VER] = "UPDATE versions SET json = (SELECT json FROM res"
+			" WHERE rid = ?1) WHERE type = ?2 AND id = ?3"
+			" AND version = ?4 AND json IS NULL",
 	[SQ_DEL_TOKEN] = "DELETE FROM ix_token WHERE rid = ?1",
 	[SQ_DEL_STRING] = "DELETE FROM ix_string WHERE rid = ?1",
 	[SQ_DEL_REF] = "DELETE FROM ix_ref WHERE rid = ?1",
@@ -137,6 +142,26 @@ static const enum sq_fixed index_deletes[] = {
 };
 
 /* ---- connections and statements -------------------------------------- */
+
+/* Page caches (negative: KiB) and the readers' mmap window. A reader's
+ * cache holds what mmap cannot serve: pages still in the WAL. */
+#define WRITER_CACHE "-262144"       /* 256 MiB */
+#define READER_CACHE "-65536"        /* 64 MiB */
+#define READER_MMAP "1073741824"     /* 1 GiB */
+/* The WAL: the checkpointer is woken past CKPT_FRAMES (SQLite's own
+ * autocheckpoint point) and rests CKPT_GAP_MS between checkpoints (each
+ * costs two fsyncs, which slow the writer's own: checkpointing after every
+ * small commit halved creates/s). Past CKPT_HARD_FRAMES the writer
+ * checkpoints after its commit itself: by then the checkpointer has copied
+ * most frames, and only a checkpoint with no write in flight lets the next
+ * transaction start the WAL over. On restart the file is cut back to
+ * WAL_KEEP_BYTES; after CKPT_IDLE_MS without a commit the checkpointer
+ * truncates it. */
+#define CKPT_FRAMES 1000
+#define CKPT_GAP_MS 100
+#define CKPT_HARD_FRAMES 8192        /* 32 MiB of 4 KiB pages */
+#define WAL_KEEP_BYTES "67108864"    /* 64 MiB */
+#define CKPT_IDLE_MS 1000
 
 enum cw_err
 sq_err(struct sq_conn *c, int rc, const char *what)
@@ -287,13 +312,21 @@ exec_sql(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+enum conn_kind { CONN_READER, CONN_WRITER, CONN_CKPT };
+
 /* Opens one connection. The writer creates the file and runs in WAL with
- * synchronous=FULL; readers are query_only. */
+ * synchronous=FULL and a page cache large enough to hold the hot part of
+ * every index (a bundle of 1,000 resources dirties ~3,500 pages and reads
+ * more; at 32 MiB a third of its B-tree descents went to pread). Readers are
+ * query_only and read the file through mmap. The checkpointer only copies
+ * WAL frames into the file: no cache to speak of, and no busy wait (a
+ * checkpoint that meets a busy lock is just tried again later). */
 static struct sq_conn *
-conn_open(struct store *s, bool writer, struct diag *d)
+conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 {
 	struct sq_conn *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	bool writer = kind == CONN_WRITER;
 	int rc;
 
 	if (!c) {
@@ -304,7 +337,7 @@ conn_open(struct store *s, bool writer, struct diag *d)
 	if (writer)
 		flags |= SQLITE_OPEN_CREATE;
 	rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
-	if (rc != SQLITE_OK && !writer) {
+	if (rc != SQLITE_OK && kind == CONN_READER) {
 		/* A read-only file: readers can live with that. */
 		sqlite3_close_v2(c->db);
 		c->db = NULL;
@@ -316,17 +349,26 @@ conn_open(struct store *s, bool writer, struct diag *d)
 		goto out_fail;
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, (int)s->opt.busy_timeout_ms);
-	if (writer) {
+	switch (kind) {
+	case CONN_WRITER:
 		rc = exec_sql(c->db, "PRAGMA journal_mode=WAL");
 		if (rc == SQLITE_OK)
 			rc = exec_sql(c->db, "PRAGMA synchronous=FULL;"
 					     "PRAGMA foreign_keys=OFF;"
 					     "PRAGMA temp_store=MEMORY;"
-					     "PRAGMA cache_size=-32000");
-	} else {
+					     "PRAGMA cache_size=" WRITER_CACHE ";"
+					     "PRAGMA journal_size_limit=" WAL_KEEP_BYTES);
+		break;
+	case CONN_READER:
 		rc = exec_sql(c->db, "PRAGMA query_only=1;"
 				     "PRAGMA temp_store=MEMORY;"
-				     "PRAGMA cache_size=-16000");
+				     "PRAGMA cache_size=" READER_CACHE ";"
+				     "PRAGMA mmap_size=" READER_MMAP);
+		break;
+	case CONN_CKPT:
+		sqlite3_busy_timeout(c->db, 0);
+		rc = exec_sql(c->db, "PRAGMA synchronous=FULL");
+		break;
 	}
 	if (rc != SQLITE_OK)
 		goto out_fail;
@@ -349,7 +391,7 @@ sq_reader(struct store *s, struct diag *d)
 
 	if (c)
 		return c;
-	c = conn_open(s, false, d);
+	c = conn_open(s, CONN_READER, d);
 	if (!c)
 		return NULL;
 	if (pthread_setspecific(s->key, c) != 0) {
@@ -603,6 +645,134 @@ store_tx_arena(struct store_tx *tx)
 	return tx->s->tx_arena;
 }
 
+/* ---- the checkpointer ------------------------------------------------- */
+
+/* Called by SQLite on the writer thread after each commit, with the WAL's
+ * frame count. It replaces SQLite's autocheckpoint, which copied the WAL
+ * into the database inside the commit (9% of a bundle's time): wake the
+ * checkpointer instead, and checkpoint here only when it falls far behind,
+ * so the WAL stays bounded. */
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->ck_mu);
+	s->wal_frames = nframes;
+	s->commits++;
+	if (nframes >= CKPT_FRAMES && !s->ck_wanted) {
+		s->ck_wanted = true;
+		pthread_cond_signal(&s->ck_cv);
+	}
+	pthread_mutex_unlock(&s->ck_mu);
+	if (nframes >= CKPT_HARD_FRAMES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+	return SQLITE_OK;
+}
+
+/* Runs one checkpoint on the checkpointer's connection. Busy is normal (a
+ * reader or the writer holds what it needs): the next round retries. */
+static int
+checkpoint(struct store *s, int mode)
+{
+	int rc = sqlite3_wal_checkpoint_v2(s->cconn->db, NULL, mode, NULL, NULL);
+
+	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY &&
+	    (rc & 0xff) != SQLITE_LOCKED)
+		sq_err(s->cconn, rc, "checkpoint");
+	return rc;
+}
+
+static void
+deadline(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* The checkpointer thread: a PASSIVE checkpoint (never blocks the writer
+ * or readers) when the WAL has passed CKPT_FRAMES, at most one per
+ * CKPT_GAP_MS, and a TRUNCATE once the store has been idle for
+ * CKPT_IDLE_MS, so an idle store leaves an empty WAL. Checkpoints never
+ * weaken durability: a commit is durable in the WAL (synchronous=FULL)
+ * before it is acknowledged, and a checkpoint syncs the database before the
+ * WAL is reused. */
+static void *
+ckpt_main(void *arg)
+{
+	struct store *s = arg;
+	uint64_t truncated_at = 0, before;
+	struct timespec ts;
+	int rc;
+
+	pthread_mutex_lock(&s->ck_mu);
+	while (!s->ck_stopping) {
+		if (!s->ck_wanted) {
+			before = s->commits;
+			deadline(&ts, CKPT_IDLE_MS);
+			pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts);
+			if (s->ck_stopping)
+				break;
+			if (!s->ck_wanted) {
+				if (s->commits != before || s->commits == truncated_at ||
+				    s->wal_frames == 0)
+					continue;
+				pthread_mutex_unlock(&s->ck_mu);
+				rc = checkpoint(s, SQLITE_CHECKPOINT_TRUNCATE);
+				pthread_mutex_lock(&s->ck_mu);
+				if (rc == SQLITE_OK)
+					truncated_at = before;
+				continue;
+			}
+		}
+		s->ck_wanted = false;
+		pthread_mutex_unlock(&s->ck_mu);
+		checkpoint(s, SQLITE_CHECKPOINT_PASSIVE);
+		pthread_mutex_lock(&s->ck_mu);
+		deadline(&ts, CKPT_GAP_MS);
+		while (!s->ck_stopping &&
+		       pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) == 0)
+			;
+	}
+	pthread_mutex_unlock(&s->ck_mu);
+	return NULL;
+}
+
+/* Opens the checkpointer's connection, starts it and hands the WAL to it.
+ * Before the writer thread starts: the hook runs on the writer. */
+static enum cw_err
+ckpt_start(struct store *s, struct diag *d)
+{
+	s->cconn = conn_open(s, CONN_CKPT, d);
+	if (!s->cconn)
+		return CW_EIO;
+	if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0)
+		return diag_err(d, CW_EINTERNAL, "exception", NULL,
+				"the checkpointer thread cannot start");
+	s->has_ckpt = true;
+	sqlite3_wal_hook(s->wconn->db, wal_hook, s);
+	return CW_OK;
+}
+
+static void
+ckpt_stop(struct store *s)
+{
+	if (!s->has_ckpt)
+		return;
+	pthread_mutex_lock(&s->ck_mu);
+	s->ck_stopping = true;
+	pthread_cond_signal(&s->ck_cv);
+	pthread_mutex_unlock(&s->ck_mu);
+	pthread_join(s->ckpt, NULL);
+	s->has_ckpt = false;
+}
+
 /* ---- open and close --------------------------------------------------- */
 
 static void
@@ -614,11 +784,15 @@ store_free(struct store *s)
 		next = c->next;
 		conn_close(c);
 	}
+	ckpt_stop(s);
+	conn_close(s->cconn);
 	conn_close(s->wconn);
 	pthread_key_delete(s->key);
 	pthread_mutex_destroy(&s->conns_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->ck_mu);
+	pthread_cond_destroy(&s->ck_cv);
 	if (s->tx_arena)
 		arena_free(s->tx_arena);
 	if (s->scratch)
@@ -646,6 +820,7 @@ store_open(const char *path, const struct store_options *opt,
 {
 	struct store *s;
 	struct sq_conn *c;
+	pthread_condattr_t ca;
 	int have = 0;
 
 	pthread_once(&sqlite_once, sqlite_global_init);
@@ -666,11 +841,18 @@ store_open(const char *path, const struct store_options *opt,
 	pthread_mutex_init(&s->conns_mu, NULL);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->ck_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->ck_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (pthread_key_create(&s->key, NULL) != 0) {
 		diag_err(d, CW_ENOMEM, "exception", NULL, "out of thread keys");
 		pthread_mutex_destroy(&s->conns_mu);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->ck_mu);
+		pthread_cond_destroy(&s->ck_cv);
 		free(s->path);
 		free(s);
 		return NULL;
@@ -694,10 +876,12 @@ store_open(const char *path, const struct store_options *opt,
 		diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
 		goto out_free;
 	}
-	s->wconn = conn_open(s, true, d);
+	s->wconn = conn_open(s, CONN_WRITER, d);
 	if (!s->wconn)
 		goto out_free;
 	if (migrate(s->wconn, d) != CW_OK)
+		goto out_free;
+	if (ckpt_start(s, d) != CW_OK)
 		goto out_free;
 	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
 		diag_err(d, CW_EINTERNAL, "exception", NULL,
@@ -723,6 +907,7 @@ store_close(struct store *s)
 		pthread_cond_signal(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->writer, NULL);
+		ckpt_stop(s);
 		/* A passive checkpoint keeps the WAL short for the next open. */
 		sqlite3_wal_checkpoint_v2(s->wconn->db, NULL,
 					  SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -982,8 +1167,14 @@ indexed_elsewhere(const struct fhir_searchparam *sp)
 				      strcmp(sp->code, "_lastUpdated") == 0);
 }
 
+/* Index rows are keyed by the type-qualified parameter name
+ * ("Condition.patient"): a code like "patient" is shared by every type, and
+ * one value index over all of them made a patient's rows of every type the
+ * driver's rows of a Condition search. */
+#define PNAME_MAX 128
+
 static enum cw_err
-write_index_row(struct sq_conn *c, int64_t rid, int seq,
+write_index_row(struct sq_conn *c, int64_t rid, int seq, const char *pname,
 		const struct fhir_idx *r)
 {
 	const struct fhir_searchparam *sp = r->sp;
@@ -1020,7 +1211,7 @@ write_index_row(struct sq_conn *c, int64_t rid, int seq,
 	if (!(st = sq_fixed(c, which)))
 		return CW_EINTERNAL;
 	sqlite3_bind_int64(st, 1, rid);
-	sqlite3_bind_text(st, 2, sp->code, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, pname, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, seq);
 	switch (which) {
 	case SQ_INS_TOKEN:
@@ -1066,16 +1257,25 @@ write_index(struct sq_conn *c, struct arena *a, int64_t rid,
 {
 	struct fhir_idx *rows;
 	const char **ids;
-	size_t n, nids;
+	char pname[PNAME_MAX];
+	size_t n, nids, tn = strlen(rt->name), cn;
 	enum cw_err err;
 
 	err = fhir_extract(a, res, rt, &rows, &n);
 	if (err)
 		return err;
+	if (tn + 2 > sizeof(pname))
+		return CW_EINTERNAL;
+	memcpy(pname, rt->name, tn);
+	pname[tn] = '.';
 	for (size_t i = 0; i < n; i++) {
 		if (!rows[i].sp || indexed_elsewhere(rows[i].sp))
 			continue;
-		err = write_index_row(c, rid, (int)i, &rows[i]);
+		cn = strlen(rows[i].sp->code);
+		if (tn + 1 + cn + 1 > sizeof(pname))
+			return CW_EINTERNAL;
+		memcpy(pname + tn + 1, rows[i].sp->code, cn + 1);
+		err = write_index_row(c, rid, (int)i, pname, &rows[i]);
 		if (err)
 			return err;
 	}
@@ -1100,6 +1300,23 @@ static int
 dump_cb(const char *buf, size_t n, void *data)
 {
 	return sbuf_add(data, buf, n) == CW_OK ? 0 : -1;
+}
+
+/* The current version's text is stored once, in res; its versions row has
+ * NULL json. Before res is overwritten, the text moves to that row. */
+static enum cw_err
+keep_version(struct sq_conn *c, int64_t rid, const char *type,
+	     const char *id, long version)
+{
+	sqlite3_stmt *st = sq_fixed(c, SQ_KEEP_VER);
+
+	if (!st)
+		return CW_EINTERNAL;
+	sqlite3_bind_int64(st, 1, rid);
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, version);
+	return step_write(c, st, "keep version");
 }
 
 /* Sets id and meta in res: the stored text carries them. */
@@ -1165,6 +1382,9 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		return CW_ENOMEM;
 
 	if (cur->exists) {
+		if (!cur->deleted &&
+		    (err = keep_version(c, rid, rt->name, id, cur->version)))
+			return err;
 		if (!(st = sq_fixed(c, SQ_UPD_RES)))
 			return CW_EINTERNAL;
 		sqlite3_bind_int64(st, 1, rid);
@@ -1196,7 +1416,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sqlite3_bind_int64(st, 3, version);
 	sqlite3_bind_int64(st, 4, ms);
 	sqlite3_bind_int(st, 5, 0);
-	sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
+	sqlite3_bind_null(st, 6); /* the text is in res (keep_version) */
 	if ((err = step_write(c, st, "insert version")))
 		return err;
 	err = write_index(c, s->scratch, rid, put->res, rt);
@@ -1311,6 +1531,8 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 		return CW_OK;
 	}
 	ms = next_ms(tx->s, cur.updated);
+	if ((err = keep_version(c, cur.rid, rt->name, id, cur.version)))
+		goto out_sp;
 	if (!(st = sq_fixed(c, SQ_UPD_RES))) {
 		err = CW_EINTERNAL;
 		goto out_sp;

@@ -216,6 +216,19 @@ is_code(const struct fhir_searchparam *sp, const char *code)
 	return sp && strcmp(sp->code, code) == 0;
 }
 
+/* Binds the name index rows carry for sp of type: "Condition.patient".
+ * The bare code is shared by every type ("patient"); the type keeps one
+ * type's rows together in the value indexes. */
+static void
+qparam(struct qb *q, const char *type, const struct fhir_searchparam *sp)
+{
+	const char *s = arena_printf(q->a, "%s.%s", type, sp->code);
+
+	if (!s && !q->err)
+		q->err = CW_ENOMEM;
+	qtext(q, s);
+}
+
 /* How well a parameter narrows a search when it drives it from its value
  * index; 0 means never drive from it (it would scan its whole index). */
 static int
@@ -539,7 +552,8 @@ cond_updated(struct qb *q, const struct fhir_qparam *p, const char *A)
 /* subject:Patient.name=x: the reference rows of A whose target is a
  * current resource of the chained type matching the chained parameter. */
 static enum cw_err
-cond_chain(struct qb *q, const struct fhir_qparam *p, const char *A, bool drive)
+cond_chain(struct qb *q, const struct fhir_qparam *p, const char *rtname,
+	   const char *A, bool drive)
 {
 	const struct fhir_restype *crt = p->chain_rt;
 	const char *x, *t, *op = q->drive_op;
@@ -554,7 +568,7 @@ cond_chain(struct qb *q, const struct fhir_qparam *p, const char *A, bool drive)
 	else
 		qf(q, "EXISTS (SELECT 1 FROM ix_ref %s WHERE %s.rid = %s.rid AND +",
 		   x, x, A);
-	qf(q, "%s.param = ", x), qtext(q, p->sp->code);
+	qf(q, "%s.param = ", x), qparam(q, rtname, p->sp);
 	qf(q, " AND %s.ref_type = ", x), qtext(q, crt->name);
 	qf(q, " AND %s.ref_id IN (SELECT %s.id FROM res %s WHERE %s.type = ",
 	   x, t, t, t);
@@ -588,7 +602,7 @@ cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	h = qalias(q, 'h');
 	qf(q, "%s.id IN (SELECT %s.ref_id FROM ix_ref %s JOIN res %s ON %s.rid = %s.rid"
 	   " WHERE %s.param = ", A, x, x, h, h, x, x);
-	qtext(q, p->has_sp->code);
+	qparam(q, p->has_rt->name, p->has_sp);
 	qf(q, " AND %s.ref_type = ", x), qtext(q, rtname);
 	qf(q, " AND %s.type = ", h), qtext(q, p->has_rt->name);
 	qf(q, " AND %s.deleted = 0 AND ", h);
@@ -617,10 +631,10 @@ param_table(const struct fhir_qparam *p)
  * param) primary key, and without the + it may prefer walking the value
  * index over every row of the param for each candidate. */
 static void
-rows_where(struct qb *q, const struct fhir_qparam *p, const char *x,
-	   bool probe)
+rows_where(struct qb *q, const struct fhir_qparam *p, const char *rtname,
+	   const char *x, bool probe)
 {
-	qf(q, "%s%s.param = ", probe ? "+" : "", x), qtext(q, p->sp->code);
+	qf(q, "%s%s.param = ", probe ? "+" : "", x), qparam(q, rtname, p->sp);
 	qs(q, " AND (");
 	for (size_t i = 0; i < p->nvalues; i++) {
 		if (i)
@@ -651,7 +665,7 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	if (is_code(sp, "_lastUpdated"))
 		return cond_updated(q, p, A);
 	if (p->chain)
-		return cond_chain(q, p, A, drive);
+		return cond_chain(q, p, rtname, A, drive);
 	table = param_table(p);
 	if (!table)
 		return qb_fail(q, CW_EINVAL, "not-supported",
@@ -661,7 +675,7 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 		x = qalias(q, 'x');
 		qf(q, "%sEXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid"
 		   " AND +%s.param = ", missing ? "NOT " : "", table, x, x, A, x);
-		qtext(q, sp->code);
+		qparam(q, rtname, sp);
 		qs(q, ")");
 		return q->err;
 	}
@@ -676,7 +690,7 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	else
 		qf(q, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND ",
 		   table, x, x, A);
-	rows_where(q, p, x, !drive || p->mod == MOD_NOT);
+	rows_where(q, p, rtname, x, !drive || p->mod == MOD_NOT);
 	if (drive && q->drive_op) {
 		qf(q, " AND %s.rid%s", x, q->drive_op), qint(q, q->drive_rid);
 		q->drive_op = NULL;
@@ -704,6 +718,7 @@ pick_driver(const struct fhir_query *fq)
 }
 
 #define DRIVE_PROBE 2000
+#define PLAN_MAX 128 /* parameters considered as drivers (queries have <= 100) */
 
 /* Runs a bound "SELECT count(*) FROM (... LIMIT n)" and releases q. 0
  * when it fails: a plan is only a guess, the page query reports errors. */
@@ -720,11 +735,11 @@ count_rows(struct sq_conn *c, struct qb *q)
 	return n;
 }
 
-/* The driver's index rows, counted up to DRIVE_PROBE; -1 when they
+/* A candidate driver's index rows, counted up to limit; -1 when they
  * cannot be counted cheaply (a chain). */
 static long
 driver_rows(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
-	    long drv)
+	    long drv, long limit)
 {
 	const struct fhir_qparam *p = &fq->params[drv];
 	struct qb q;
@@ -733,8 +748,8 @@ driver_rows(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 		return -1;
 	qb_init(&q, a, NULL);
 	qf(&q, "SELECT count(*) FROM (SELECT 1 FROM %s x WHERE ", param_table(p));
-	rows_where(&q, p, "x", false);
-	qs(&q, " LIMIT "), qint(&q, DRIVE_PROBE), qs(&q, ")");
+	rows_where(&q, p, fq->rt->name, "x", false);
+	qs(&q, " LIMIT "), qint(&q, limit), qs(&q, ")");
 	return count_rows(c, &q);
 }
 
@@ -762,24 +777,55 @@ struct plan {
 };
 
 /* A driver is materialized whole before the page is cut from it: worth it
- * for a patient's rows, not for status=final over every Observation. Count
- * the driver's index rows up to DRIVE_PROBE; past it, walking the type in
- * rowid order and probing each parameter finds a page sooner. In a
- * compartment search the smaller of the driver's rows and the patient's
- * compartment drives; the compartment also when both are large, since a
- * walk of the type would probe every other patient's rows too. */
+ * for a patient's rows, not for status=final over every Observation. Every
+ * parameter that may drive is probed: its index rows counted up to the
+ * fewest found so far (at most DRIVE_PROBE), best-scored first, so after
+ * the first probe the others stop early. The one with the fewest rows
+ * drives; when every count reaches DRIVE_PROBE, walking the type in rowid
+ * order and probing each parameter finds a page sooner (a chain, which
+ * cannot be counted, drives only when it is the best-scored parameter and
+ * nothing counted is under the limit). In a compartment search the smaller
+ * of the driver's rows and the patient's compartment drives; the
+ * compartment also when both are large, since a walk of the type would
+ * probe every other patient's rows too. */
 static struct plan
 plan_search(struct sq_conn *c, struct arena *a, const struct fhir_query *fq)
 {
 	struct plan pl = {.drv = pick_driver(fq)};
-	long pn = pl.drv >= 0 ? driver_rows(c, a, fq, pl.drv) : -1;
+	long top = pl.drv, best = -1, bestn = DRIVE_PROBE;
+	bool done[PLAN_MAX] = {false};
 
-	if (!fq->compartment_patient) {
-		if (pn >= DRIVE_PROBE)
-			pl.drv = -1;
-		return pl;
+	/* Probe in score order: the likeliest driver first sets the bound. */
+	for (size_t k = 0; k < fq->nparams && k < PLAN_MAX; k++) {
+		long cand = -1, n;
+		int cs = DRIVE_MIN - 1;
+
+		for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
+			int sc = done[i] ? 0 : drive_score(&fq->params[i]);
+
+			if (sc > cs) {
+				cs = sc;
+				cand = (long)i;
+			}
+		}
+		if (cand < 0)
+			break;
+		done[cand] = true;
+		n = driver_rows(c, a, fq, cand, bestn);
+		if (n >= 0 && n < bestn) {
+			best = cand;
+			bestn = n;
+		}
+		if (bestn == 0)
+			break;
 	}
-	if (pn >= 0 && pn < compartment_rows(c, a, fq->compartment_patient))
+	if (best >= 0)
+		pl.drv = best;
+	else if (top >= 0 && !fq->params[top].chain)
+		pl.drv = -1;
+	if (!fq->compartment_patient)
+		return pl;
+	if (best >= 0 && bestn < compartment_rows(c, a, fq->compartment_patient))
 		return pl;
 	pl.drv = -1;
 	pl.comp = true;
@@ -1142,7 +1188,7 @@ enum sort_kind { SK_TEXT, SK_INT, SK_REAL };
 
 /* The sort key of one _sort entry over alias r, as a bound expression. */
 static enum sort_kind
-sort_expr(struct qb *q, const struct fhir_sort *s)
+sort_expr(struct qb *q, const char *rtname, const struct fhir_sort *s)
 {
 	const struct fhir_searchparam *sp = s->sp;
 	const char *agg = s->desc ? "max" : "min";
@@ -1182,7 +1228,8 @@ sort_expr(struct qb *q, const struct fhir_sort *s)
 			"sorting by this parameter is not supported");
 		return SK_TEXT;
 	}
-	qs(q, " WHERE x.rid = r.rid AND +x.param = "), qtext(q, sp->code), qs(q, ")");
+	qs(q, " WHERE x.rid = r.rid AND +x.param = "), qparam(q, rtname, sp);
+	qs(q, ")");
 	switch (sp->type) {
 	case SP_DATE:
 		return SK_INT;
@@ -1380,7 +1427,7 @@ run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 		qs(&q, " FROM (SELECT r.rid AS rid");
 		for (size_t i = 0; i < fq->nsort; i++) {
 			qs(&q, ", ");
-			kinds[i] = sort_expr(&q, &fq->sort[i]);
+			kinds[i] = sort_expr(&q, fq->rt->name, &fq->sort[i]);
 			qf(&q, " AS k%zu", i);
 		}
 		qs(&q, " FROM res r WHERE ");
@@ -1544,7 +1591,7 @@ include_params(struct qb *q, const struct fhir_include *inc)
 	size_t k = 0;
 
 	if (inc->sp) {
-		qs(q, "x.param = "), qtext(q, inc->sp->code);
+		qs(q, "x.param = "), qparam(q, inc->src->name, inc->sp);
 		return;
 	}
 	qs(q, "x.param IN (");
@@ -1553,7 +1600,7 @@ include_params(struct qb *q, const struct fhir_include *inc)
 			continue;
 		if (k++)
 			qs(q, ", ");
-		qtext(q, inc->src->params[i].code);
+		qparam(q, inc->src->name, &inc->src->params[i]);
 	}
 	if (!k)
 		qtext(q, "");
@@ -1699,8 +1746,9 @@ search_in(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 		 * driver (even a large one) beats a walk of the type. */
 		struct plan tpl = {.drv = pick_driver(fq)};
 
-		err = run_total(c, a, fq, fq->compartment_patient ? pl : tpl,
-				&out->total, d);
+		if (fq->compartment_patient || pl.drv >= 0)
+			tpl = pl;
+		err = run_total(c, a, fq, tpl, &out->total, d);
 		if (err)
 			return err;
 	}
@@ -1882,19 +1930,19 @@ history_in(struct sq_conn *c, struct arena *a, const char *type,
 	if (!out->res || !vids)
 		return CW_ENOMEM;
 	qb_init(&q, a, d);
-	qs(&q, "SELECT vid, type, id, version, updated, deleted, json"
-	       " FROM versions WHERE 1");
+	qs(&q, "SELECT v.vid, v.type, v.id, v.version, v.updated, v.deleted, "
+	       VERSION_JSON " FROM versions v WHERE 1");
 	if (type)
-		qs(&q, " AND type = "), qtext(&q, type);
+		qs(&q, " AND v.type = "), qtext(&q, type);
 	if (type && id)
-		qs(&q, " AND id = "), qtext(&q, id);
+		qs(&q, " AND v.id = "), qtext(&q, id);
 	if (opt && opt->since)
-		qs(&q, " AND updated >= "), qint(&q, opt->since);
+		qs(&q, " AND v.updated >= "), qint(&q, opt->since);
 	if (opt && opt->at)
-		qs(&q, " AND updated <= "), qint(&q, opt->at);
+		qs(&q, " AND v.updated <= "), qint(&q, opt->at);
 	if (curp)
-		qs(&q, prev ? " AND vid > " : " AND vid < "), qint(&q, curp->rid);
-	qs(&q, prev ? " ORDER BY vid ASC LIMIT " : " ORDER BY vid DESC LIMIT ");
+		qs(&q, prev ? " AND v.vid > " : " AND v.vid < "), qint(&q, curp->rid);
+	qs(&q, prev ? " ORDER BY v.vid ASC LIMIT " : " ORDER BY v.vid DESC LIMIT ");
 	qint(&q, (int64_t)limit + 1);
 	st = qb_stmt(&q, c);
 	err = q.err;

@@ -1,7 +1,8 @@
 /* store/store_int.h: what sqlite.c and sqlite_search.c share, nothing more.
  *
  * A store is one database file, one writer connection owned by the writer
- * thread, and one reader connection per thread that reads (opened lazily,
+ * thread, one checkpointer connection owned by the checkpointer thread,
+ * and one reader connection per thread that reads (opened lazily,
  * found through a pthread key, closed by store_close). Every connection
  * caches its prepared statements: a fixed table for the write and lookup
  * paths, and a small LRU keyed by SQL text for generated search SQL. None of
@@ -31,6 +32,7 @@ enum sq_fixed {
 	SQ_INS_RES,
 	SQ_UPD_RES,
 	SQ_INS_VER,
+	SQ_KEEP_VER,
 	SQ_DEL_TOKEN,
 	SQ_DEL_STRING,
 	SQ_DEL_REF,
@@ -53,6 +55,12 @@ enum sq_fixed {
 };
 
 #define SQ_DYN_CACHE 64
+
+/* The text of a version over alias v: the current version's text lives
+ * only in res (its versions.json is NULL), older ones in versions. */
+#define VERSION_JSON                                                   \
+	"coalesce(v.json, (SELECT r.json FROM res r WHERE r.type = v.type" \
+	" AND r.id = v.id))"
 
 struct sq_dyn {
 	char *sql;     /* heap copy, the cache key */
@@ -92,6 +100,18 @@ struct store {
 	pthread_cond_t cv;
 	struct sq_job *head, *tail;
 	bool stopping;
+
+	/* checkpointer: copies the WAL into the database off the commit
+	 * path; everything below ck_mu is guarded by it */
+	bool has_ckpt;
+	pthread_t ckpt;
+	struct sq_conn *cconn;     /* used by the checkpointer thread only */
+	pthread_mutex_t ck_mu;
+	pthread_cond_t ck_cv;
+	int wal_frames;            /* frames in the WAL after the last commit */
+	uint64_t commits;          /* commits so far (the idle clock) */
+	bool ck_wanted;            /* the WAL passed CKPT_FRAMES */
+	bool ck_stopping;
 };
 
 struct store_tx {

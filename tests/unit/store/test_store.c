@@ -205,6 +205,17 @@ test_versions_history(void **state)
 		assert_int_equal(pg.res[i].version, 4 - (long)i);
 	assert_true(pg.res[1].deleted);
 	assert_null(pg.next);
+	/* The current version's text lives in res only, older ones in
+	 * versions (moved there by the update and the delete). */
+	assert_non_null(strstr(pg.res[0].json.p, "\"versionId\":\"4\""));
+	assert_int_equal(pg.res[1].json.n, 0);
+	assert_non_null(strstr(pg.res[2].json.p, "\"male\""));
+	assert_non_null(strstr(pg.res[2].json.p, "\"versionId\":\"2\""));
+	assert_non_null(strstr(pg.res[3].json.p, "\"female\""));
+	assert_int_equal(store_vread(f->s, f->a, "Patient", "p1", 2, &r), CW_OK);
+	assert_non_null(strstr(r.json.p, "\"versionId\":\"2\""));
+	assert_int_equal(store_vread(f->s, f->a, "Patient", "p1", 4, &r), CW_OK);
+	assert_non_null(strstr(r.json.p, "\"versionId\":\"4\""));
 
 	/* Paged history: 2 per page, newest first, then back. */
 	ho.count = 3;
