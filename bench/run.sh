@@ -5,7 +5,8 @@
 # fresh bench/out/bench.db, serves it with the release build on loopback,
 # and runs each scenario with wrk (keep-alive) against careweave and the same
 # load against a static file of the same bytes served by nginx on this
-# machine: the ceiling. Ends with transaction ingest of 10,000 resources.
+# machine: the ceiling. Ends with transaction ingest of 10,000 resources,
+# over 1 connection, then again over 2.
 #
 # Environment (all optional):
 #   CAREWEAVE_BIN        binary (default build/rel/careweave)
@@ -326,32 +327,44 @@ for s in "${SCENARIOS[@]}"; do
 done
 
 # ---- transaction ingest -------------------------------------------------------------
-INGEST=""
-if [ "$NO_SERVER" != 1 ] && [ -z "$DIED" ] && selected "ingest"; then
-	echo "== transaction ingest: ${#BUNDLES[@]} bundles, $INGEST_TOTAL resources, sequential ($(elapsed))"
-	args=()
-	for f in "${BUNDLES[@]}"; do args+=("$OUT/$f"); done
+# Twice: over one connection, bundle after bundle (the target row), then over
+# 2 connections, so one bundle is parsed while the previous one commits (as
+# a bulk loader would run). Each run POSTs the same bundles: POST entries get
+# new ids, so the second run adds another $INGEST_TOTAL resources.
+INGESTS=()
+run_ingest() { # conns
+	local conns=$1 c0 c1 b0 b1 n0 n1 s0 s1 out cpu others
+	echo "== transaction ingest: ${#BUNDLES[@]} bundles, $INGEST_TOTAL resources, $conns connection(s) ($(elapsed))"
 	c0=$(cpu_ticks "$CW_PID")
 	read -r b0 n0 < <(sys_ticks)
 	s0=$(date +%s.%N)
-	INGEST=$(/usr/bin/time -f 'node-cpu %U %S' -o "$NGX_PREFIX/ingest.time" timeout 600 node "$BENCH/ingest.mjs" "$BASE" "${args[@]}" ||
+	out=$(/usr/bin/time -f 'node-cpu %U %S' -o "$NGX_PREFIX/ingest.time" timeout 600 node "$BENCH/ingest.mjs" --conns "$conns" "$BASE" "${args[@]}" ||
 		echo '{"error":"ingest script failed"}')
 	s1=$(date +%s.%N)
 	read -r b1 n1 < <(sys_ticks)
 	c1=$(cpu_ticks "$CW_PID")
-	echo "   $INGEST"
+	echo "   $out"
 	if ! kill -0 "$CW_PID" 2>/dev/null; then
 		DIED="careweave exited during transaction ingest ($(cw_status)): $(tail -3 "$OUT/serve.log" | tr '\n' ' ')"
 		echo "bench: $DIED" >&2
 	fi
 	# careweave's CPU over the POSTs; others: the machine's busy time over the
 	# whole node run less careweave's and node's
-	INGEST_CPU=$(node -e 'const r=JSON.parse(process.argv[1]);console.log(r.seconds?Math.round(100*(+process.argv[2])/(+process.argv[3])/r.seconds):"-")' "$INGEST" "$((c1 - c0))" "$CLK_TCK" 2>/dev/null || echo -)
-	INGEST_OTHERS=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v s0="$s0" -v s1="$s1" -v b0="$b0" -v b1="$b1" \
+	cpu=$(node -e 'const r=JSON.parse(process.argv[1]);console.log(r.seconds?Math.round(100*(+process.argv[2])/(+process.argv[3])/r.seconds):"-")' "$out" "$((c1 - c0))" "$CLK_TCK" 2>/dev/null || echo -)
+	others=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v s0="$s0" -v s1="$s1" -v b0="$b0" -v b1="$b1" \
 		-v n0="$n0" -v n1="$n1" -v ncpu="$(nproc)" '$1 == "node-cpu" { node = $2 + $3 }
 		END { secs = s1 - s0; o = 100 * ncpu * (b1 - b0) / (n1 - n0) - 100 * c / hz / secs - 100 * node / secs;
 		      printf "%.0f\n", o < 0 ? 0 : o }' "$NGX_PREFIX/ingest.time" 2>/dev/null || echo -)
+	INGESTS+=("$conns|${cpu:--}|${others:--}|$out")
+}
+if [ "$NO_SERVER" != 1 ] && [ -z "$DIED" ] && selected "ingest"; then
+	args=()
+	for f in "${BUNDLES[@]}"; do args+=("$OUT/$f"); done
+	run_ingest 1
+	[ -n "$DIED" ] || run_ingest 2
 fi
+INGEST=""
+[ ${#INGESTS[@]} -gt 0 ] && INGEST=${INGESTS[0]#*|*|*|}
 
 # ---- report -------------------------------------------------------------------------
 if [ "$NO_SERVER" != 1 ]; then
@@ -373,14 +386,17 @@ REPORT=$OUT/results.md
 		ratio=$(awk -v a="$rps" -v b="$nrps" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }')
 		echo "| $name | $c | $size | $rps | $p50 | $p99 | $err | $cpu | $others | $nrps | $np50 | $np99 | $ratio |"
 	done
-	if [ -n "$INGEST" ]; then
+	for ing in "${INGESTS[@]}"; do
+		IFS='|' read -r conns cpu others out <<<"$ing"
 		node -e '
 			const r = JSON.parse(process.argv[1]);
-			if (r.error) { console.log(`| transaction ingest | 1 | - | ${r.error} | | | | | | - | - | - | - |`); process.exit(0); }
-			console.log(`| transaction ingest (${r.bundles} x ${Math.round(Number(process.argv[2]) / r.bundles)} entries) | 1 | - | ${(r.resources / r.seconds).toFixed(0)} resources/s | ${r.p50Ms} /bundle | ${r.p99Ms} /bundle | ${r.errors.length} | ${process.argv[3]} | ${process.argv[4]} | - | - | - | - |`);
+			const c = Number(process.argv[5]);
+			const label = c === 1 ? "transaction ingest" : `transaction ingest, ${c} conns`;
+			if (r.error) { console.log(`| ${label} | ${c} | - | ${r.error} | | | | | | - | - | - | - |`); process.exit(0); }
+			console.log(`| ${label} (${r.bundles} x ${Math.round(Number(process.argv[2]) / r.bundles)} entries) | ${c} | - | ${(r.resources / r.seconds).toFixed(0)} resources/s | ${r.p50Ms} /bundle | ${r.p99Ms} /bundle | ${r.errors.length} | ${process.argv[3]} | ${process.argv[4]} | - | - | - | - |`);
 			for (const e of r.errors.slice(0, 3)) console.error("ingest error: " + e);
-		' "$INGEST" "$INGEST_TOTAL" "${INGEST_CPU:--}" "${INGEST_OTHERS:--}"
-	fi
+		' "$out" "$INGEST_TOTAL" "$cpu" "$others" "$conns"
+	done
 	echo
 	# targets
 	node -e '
