@@ -16,7 +16,7 @@
 #   BENCH_CONNS          wrk connections (default 32)
 #   BENCH_WRK_THREADS    wrk threads (default 2)
 #   BENCH_SERVER_THREADS careweave --threads (default: none, careweave's own default
-#                        of 4 per core, 4 to 64)
+#                        of one poll thread per core, at most 64; 32 workers)
 #   BENCH_KEEP_DB=1      reuse bench/out/bench.db if present (skips the import)
 #   BENCH_ONLY="a b"     run only scenarios whose name contains one of these words
 #                        ("read", "search", "create", "ingest", "conn", ...)
@@ -39,10 +39,11 @@ if [ -n "$SERVER_THREADS" ]; then
 	THREAD_ARGS=(--threads "$SERVER_THREADS")
 	THREAD_DESC="--threads $SERVER_THREADS"
 else
-	# careweave's default (src/http/server.c): 4 per core, 4 to 64
-	n=$(( 4 * $(nproc) )); [ "$n" -lt 4 ] && n=4; [ "$n" -gt 64 ] && n=64
+	# careweave's default (src/http/server.c): one poll thread per core,
+	# at most 64, and 32 workers for writes
+	n=$(nproc); [ "$n" -gt 64 ] && n=64
 	THREAD_ARGS=()
-	THREAD_DESC="default threads ($n)"
+	THREAD_DESC="default threads ($n poll, 32 workers)"
 fi
 ONLY=${BENCH_ONLY:-}
 NO_SERVER=${BENCH_NO_SERVER:-0}

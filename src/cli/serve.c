@@ -1,7 +1,7 @@
 /* cli/serve.c: `careweave serve`, the long-running server.
  *
  * Order matters: SIGINT and SIGTERM are blocked before any thread starts
- * (the store's writer, MHD's pool inherit the mask), so the main thread is
+ * (the store's writer, MHD's pool and http/'s workers inherit the mask), so the main thread is
  * the only one that sees them, in sigwait. The HTTP server starts before the
  * API so that port 0 can be resolved to the real port for the base URL; the
  * few microseconds in between are covered by a trampoline that answers 503.
@@ -65,13 +65,16 @@ serve_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
-		"                       [--max-body BYTES] [--base-url URL]\n"
+		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
 		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
 		"  --bind ADDR        IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
-		"  --threads N        worker threads (default: 4 per core, 4 to 64)\n"
+		"  --threads N        poll threads: read requests, serve reads, send\n"
+		"                     answers; never wait (default: one per core)\n"
+		"  --workers N        threads for writes (POST, PUT, DELETE), which wait\n"
+		"                     for the commit; 1 to 256 (default 32)\n"
 		"  --max-body BYTES   largest request body, k/M suffixes (default 16M)\n"
 		"  --base-url URL     absolute base for links (default http://ADDR:PORT/fhir)\n"
 		"  --idle-timeout SECONDS\n"
@@ -92,6 +95,7 @@ cli_serve(int argc, char **argv)
 		{"port", required_argument, NULL, 'p'},
 		{"bind", required_argument, NULL, 'b'},
 		{"threads", required_argument, NULL, 't'},
+		{"workers", required_argument, NULL, 'w'},
 		{"max-body", required_argument, NULL, 'm'},
 		{"base-url", required_argument, NULL, 'u'},
 		{"idle-timeout", required_argument, NULL, 'i'},
@@ -136,6 +140,13 @@ cli_serve(int argc, char **argv)
 				return CLI_EUSAGE;
 			}
 			ho.threads = (unsigned)v;
+			break;
+		case 'w':
+			if (!cli_parse_num(optarg, 1, 256, false, &v)) {
+				cli_err("serve", "--workers wants a number from 1 to 256, not '%s'", optarg);
+				return CLI_EUSAGE;
+			}
+			ho.workers = (unsigned)v;
 			break;
 		case 'm':
 			if (!cli_parse_num(optarg, 1, 1ull << 30, true, &v)) {

@@ -2,7 +2,9 @@
  *
  * http/ knows HTTP and nothing of FHIR: it accepts connections, reads a
  * request (refusing bodies over max_body with 413 before reading them),
- * hands it to one handler function, and sends what the handler filled in,
+ * hands it to one handler function (inline on a poll thread for GET, HEAD
+ * and OPTIONS, on a blocking worker for every other method, which may wait
+ * on a commit), and sends what the handler filled in,
  * gzip-compressed when the client accepts it and the body is large, with the
  * security headers every response carries. Every limit is an explicit option. */
 #ifndef CW_HTTP_H
@@ -47,7 +49,10 @@ struct http_resp {
  * static). Silently ignored past HTTP_MAX_HEADERS. */
 void http_resp_header(struct http_resp *w, const char *key, const char *value);
 
-/* Serves one request. Called on one of the server's worker threads. */
+/* Serves one request. Called on a poll thread for GET, HEAD and OPTIONS
+ * (it must not block there: every connection of that thread waits) and on
+ * a worker thread for other methods (it may block, e.g. on a commit). Any
+ * thread may call it at any time; r and w stay valid until it returns. */
 typedef void (*http_handler_fn)(void *ctx, struct http_req *r,
 				struct http_resp *w);
 
@@ -62,9 +67,13 @@ typedef void (*http_error_fn)(void *ctx, struct arena *a, int status,
 struct http_options {
 	const char *bind;          /* address, default "127.0.0.1" */
 	unsigned port;             /* 0: pick a free port (see http_port) */
-	unsigned threads;          /* worker threads, 0: 4 per core, at least 4,
-				      at most 64 (a thread waiting on a
-				      commit is not using its core) */
+	unsigned threads;          /* poll threads, 0: one per core, at most
+				      64; they run GET/HEAD/OPTIONS inline
+				      and never wait */
+	unsigned workers;          /* blocking worker threads for the other
+				      methods, 0: 32, at most 256; each
+				      write waiting on a group commit holds
+				      one, so they bound a commit's size */
 	unsigned max_conns;        /* 0: 512 */
 	unsigned conn_timeout_s;   /* idle connection timeout, 0: 30 */
 	unsigned request_timeout_s; /* a body still arriving this long after

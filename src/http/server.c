@@ -1,11 +1,40 @@
 /* http/server.c: the HTTP server on libmicrohttpd, its limits and response
  * encoding.
  *
- * Threads: MHD runs a pool of `threads` polling threads (epoll, one per
- * thread) and calls the handler on them; nothing is created per request.
- * The default is 4 per core (at least 4, at most 64): a handler blocks its
- * thread while its write waits for the group commit, so the threads bound
- * how many writes one commit can carry.
+ * Threads, two kinds:
+ * - poll threads: MHD runs a pool of `threads` of them (epoll, one per
+ *   thread, default one per core). They read requests, run GET, HEAD and
+ *   OPTIONS handlers inline (reads are fast and never wait on a commit)
+ *   and send every response. They must never block.
+ * - workers: `workers` plain threads (default 32) that run the handler for
+ *   every other method. Such a request may write, and a write blocks until
+ *   the group commit is on disk; run on a poll thread it would stall every
+ *   other connection that thread owns. So on the final access-handler call
+ *   the connection is suspended (MHD_suspend_connection), queued, and a
+ *   worker runs the handler into c->resp, then resumes it; MHD calls the
+ *   access handler again and the poll thread sends c->resp. The number of
+ *   workers bounds how many writes one group commit can carry.
+ * Nothing is created per request: the queue is a list linked through the
+ * conns themselves.
+ *
+ * The hand-off invariant. A conn is owned by exactly one side at a time:
+ *   poll thread --(suspend, then enqueue, under pool.lock)--> queue
+ *   queue --(dequeue)--> one worker --(MHD_resume_connection)--> poll thread
+ * Between the suspend and the resume MHD neither polls the socket nor
+ * applies the idle timeout to it, so it calls none of our callbacks for
+ * that connection (no on_access, no on_completed, no on_connection close)
+ * and frees neither the MHD_Connection nor our conn: a client that hangs up
+ * meanwhile is noticed only after the resume, when sending the answer
+ * fails, and then on_completed and on_connection run on the poll thread as
+ * for any other closed connection. The conn's arena, body and request are
+ * therefore valid for the whole job, and the worker reads request headers
+ * (http_req_header) from a connection no other thread touches. The worker's
+ * last access to c or mc is the MHD_resume_connection call; after it the
+ * conn may be freed at any time. MHD_stop_daemon panics on a connection
+ * still suspended, so http_stop first closes the queue to new jobs (a
+ * request arriving after that runs inline on its poll thread), lets the
+ * workers finish every queued job (each ending in a resume) and joins them,
+ * and only then stops MHD, which takes pending resumes first.
  *
  * Memory: each connection owns one arena, made when the connection opens and
  * freed when it closes. A request allocates its query array, its body and
@@ -16,14 +45,18 @@
  * pointer bump per allocation and no malloc beyond what MHD itself does.
  * Requests on one connection are strictly sequential (MHD does not run two
  * requests of a connection at once), so the connection state doubles as the
- * request state.
+ * request state; a suspended request keeps its connection (and arena) to
+ * itself until the response has gone.
  *
  * Limits: max_body is checked against Content-Length before any of the body
- * is read (413 at once, the connection is closed after the answer), and
- * against the running total of a chunked body (the rest is drained and
- * discarded, then 413; a client that keeps sending past max_body and 8 MiB
- * is cut off). Headers are bounded by MHD's per-connection memory
- * (CONN_MEMORY): MHD itself answers 431/413 past it.
+ * is read: a client that asked for 100 Continue gets 413 at once; any other
+ * is already sending, so the body is read and dropped, then 413 (closing
+ * with it unread would reset the connection and lose the answer). A chunked
+ * body is checked against its running total the same way; a client that
+ * keeps sending past max_body + DRAIN_MAX is cut off. A query string over
+ * MAX_QUERY_BYTES or MAX_QUERY_PARAMS gets 414 (measured in on_uri, before
+ * MHD parses it), request headers over MAX_HEADER_BYTES 431, and a %00 in a
+ * query parameter 400.
  *
  * Timeouts, two of them:
  * - conn_timeout_s is MHD's idle timeout: a connection with no bytes moving
@@ -42,7 +75,7 @@
  *   max_conns caps how many such clients there can be. And there is no
  *   deadline on the handler itself.
  *
- * Responses: gzip (one deflate stream per worker thread, reset per use) when
+ * Responses: gzip (one deflate stream per poll thread, reset per use) when
  * the client accepts it and the body is at least gzip_min bytes; Vary:
  * Accept-Encoding and the security headers on every response unless the
  * handler set its own value for one of them.
@@ -68,8 +101,9 @@
 #include "http/http.h"
 
 #define DEFAULT_MAX_CONNS 512
-#define THREADS_MIN 4                 /* threads 0: 4 per core, 4 to 64 */
-#define THREADS_MAX 64
+#define THREADS_MAX 64                /* threads 0: one per core, at most 64 */
+#define DEFAULT_WORKERS 32            /* workers 0: 32 */
+#define WORKERS_MAX 256
 #define DEFAULT_TIMEOUT_S 30
 #define DEFAULT_REQUEST_TIMEOUT_S 60
 #define DEFAULT_MAX_BODY (16u << 20)
@@ -94,6 +128,20 @@ struct http_server {
 	unsigned request_timeout_s;
 	unsigned port;
 	atomic_long inflight; /* requests begun and not completed */
+	/* the blocking workers and their queue of suspended conns */
+	pthread_mutex_t lock;
+	pthread_cond_t more;      /* a job was queued, or closing */
+	struct conn *head, *tail; /* queued jobs, oldest first */
+	bool closing;             /* no new jobs; workers exit when empty */
+	unsigned nworkers;        /* started */
+	pthread_t *workers;
+};
+
+/* Where the current request's handler stands. */
+enum job {
+	JOB_NONE,   /* inline, or not yet served */
+	JOB_QUEUED, /* suspended: queued or running on a worker */
+	JOB_DONE,   /* resumed: c->resp is ready to send */
 };
 
 /* One per connection; also the state of its current request. */
@@ -114,6 +162,11 @@ struct conn {
 	struct timespec t0;      /* when the request line was read */
 	size_t content_length;   /* announced; SIZE_MAX when chunked or none */
 	struct http_req req;
+	/* hand-off to a worker (see the invariant at the top) */
+	enum job job;
+	struct MHD_Connection *mc;
+	struct conn *next;       /* in the srv queue */
+	struct http_resp resp;   /* filled by the worker */
 };
 
 static const char *const security_headers[][2] = {
@@ -437,13 +490,14 @@ on_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
 	return MHD_YES;
 }
 
-static enum MHD_Result
-serve(struct conn *c, struct MHD_Connection *mc, const char *url,
-      const char *method)
+/* Fills c->req for the handler. On a problem with the request itself
+ * (memory, a NUL in the query) fills c->resp with the answer and returns
+ * false. Runs on the poll thread: it reads MHD's connection state. */
+static bool
+req_prepare(struct conn *c, struct MHD_Connection *mc, const char *url,
+	    const char *method)
 {
-	struct http_server *srv = c->srv;
 	struct http_req *r = &c->req;
-	struct http_resp w = {0};
 	int nargs;
 
 	memset(r, 0, sizeof(*r));
@@ -457,13 +511,17 @@ serve(struct conn *c, struct MHD_Connection *mc, const char *url,
 		struct argfill f = {0};
 
 		f.kv = arena_alloc(c->arena, (size_t)nargs * sizeof(*f.kv));
-		if (!f.kv)
-			return send_simple(c, mc, 500, "out of memory\n");
+		if (!f.kv) {
+			simple_resp(c, 500, "out of memory\n", &c->resp);
+			return false;
+		}
 		f.cap = (size_t)nargs;
 		MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, on_arg, &f);
-		if (f.nul)
-			return send_simple(c, mc, 400,
-					   "query parameters must not contain NUL (%00)\n");
+		if (f.nul) {
+			simple_resp(c, 400, "query parameters must not contain "
+				    "NUL (%00)\n", &c->resp);
+			return false;
+		}
 		r->query = f.kv;
 		r->nquery = f.n;
 	}
@@ -475,8 +533,102 @@ serve(struct conn *c, struct MHD_Connection *mc, const char *url,
 		r->body = "";
 		r->body_len = 0;
 	}
-	srv->fn(srv->ctx, r, &w);
-	return send_resp(c, mc, &w);
+	return true;
+}
+
+/* May the handler for this method wait (on a commit)? Everything but the
+ * methods that only read goes to a worker. */
+static bool
+may_block(const char *method)
+{
+	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	       strcmp(method, "OPTIONS") != 0;
+}
+
+/* Suspends the connection and queues it for a worker. False (nothing
+ * done) once http_stop has closed the queue: the caller serves inline.
+ * The suspend happens under the lock so that http_stop cannot close the
+ * queue between it and the enqueue and leave the connection suspended. */
+static bool
+job_queue(struct conn *c, struct MHD_Connection *mc)
+{
+	struct http_server *srv = c->srv;
+	bool queued = false;
+
+	pthread_mutex_lock(&srv->lock);
+	if (!srv->closing) {
+		c->job = JOB_QUEUED;
+		c->mc = mc;
+		c->next = NULL;
+		MHD_suspend_connection(mc);
+		if (srv->tail)
+			srv->tail->next = c;
+		else
+			srv->head = c;
+		srv->tail = c;
+		pthread_cond_signal(&srv->more);
+		queued = true;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return queued;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct http_server *srv = arg;
+
+	pthread_mutex_lock(&srv->lock);
+	for (;;) {
+		struct conn *c;
+		struct MHD_Connection *mc;
+
+		while (!srv->head && !srv->closing)
+			pthread_cond_wait(&srv->more, &srv->lock);
+		c = srv->head;
+		if (!c)
+			break; /* closing and drained */
+		srv->head = c->next;
+		if (!srv->head)
+			srv->tail = NULL;
+		pthread_mutex_unlock(&srv->lock);
+
+		c->resp = (struct http_resp){0};
+		srv->fn(srv->ctx, &c->req, &c->resp);
+		c->job = JOB_DONE;
+		mc = c->mc;
+		/* The last touch of c: once resumed, the poll thread owns it
+		 * and may free it (MHD_resume_connection takes MHD's lock,
+		 * which orders the writes above before its next look). */
+		MHD_resume_connection(mc);
+
+		pthread_mutex_lock(&srv->lock);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+/* The final call for a complete request: answer inline, or hand the
+ * handler to a worker and answer when MHD calls again after the resume. */
+static enum MHD_Result
+serve(struct conn *c, struct MHD_Connection *mc, const char *url,
+      const char *method)
+{
+	struct http_server *srv = c->srv;
+
+	if (c->job == JOB_DONE) {
+		c->job = JOB_NONE;
+		return send_resp(c, mc, &c->resp);
+	}
+	if (c->job == JOB_QUEUED)
+		return MHD_YES; /* not expected: MHD does not call a suspended conn */
+	if (!req_prepare(c, mc, url, method))
+		return send_resp(c, mc, &c->resp);
+	if (may_block(method) && job_queue(c, mc))
+		return MHD_YES;
+	c->resp = (struct http_resp){0};
+	srv->fn(srv->ctx, &c->req, &c->resp);
+	return send_resp(c, mc, &c->resp);
 }
 
 /* Appends upload bytes to the body, in the arena. */
@@ -557,6 +709,7 @@ request_begin(struct conn *c, struct MHD_Connection *mc, const char *method)
 	memcpy(c->method, method, ml);
 	c->method[ml] = '\0';
 	c->content_length = SIZE_MAX;
+	c->job = JOB_NONE;
 	atomic_fetch_add_explicit(&c->srv->inflight, 1, memory_order_relaxed);
 }
 
@@ -769,6 +922,45 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start and stop --------------------------------------------------- */
 
+/* Closes the queue, lets the workers finish every job already queued (each
+ * ends in a resume) and joins them. After this a blocking request runs
+ * inline on its poll thread. */
+static void
+workers_stop(struct http_server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	srv->closing = true;
+	pthread_cond_broadcast(&srv->more);
+	pthread_mutex_unlock(&srv->lock);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i], NULL);
+	srv->nworkers = 0;
+}
+
+static void
+srv_free(struct http_server *srv)
+{
+	workers_stop(srv);
+	pthread_cond_destroy(&srv->more);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv->workers);
+	free(srv);
+}
+
+static enum cw_err
+workers_start(struct http_server *srv, unsigned n)
+{
+	srv->workers = calloc(n, sizeof(*srv->workers));
+	if (!srv->workers)
+		return CW_ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0)
+			return CW_EIO;
+		srv->nworkers++;
+	}
+	return CW_OK;
+}
+
 static bool
 parse_bind(const char *bind, unsigned port, struct sockaddr_storage *ss,
 	   bool *v6)
@@ -824,18 +1016,20 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		return NULL;
 	}
 	if (!o.threads) {
-		/* More threads than cores: a write blocks its thread until the
-		 * group commit is on disk, and a group can only hold as many
-		 * writes as there are threads waiting (2 threads: about 2,000
-		 * creates/s however many clients; 8: twice that). */
+		/* Poll threads never wait (writes go to the workers), so one
+		 * per core keeps every core busy. */
 		long nc = sysconf(_SC_NPROCESSORS_ONLN);
 
-		o.threads = nc > 0 ? 4 * (unsigned)nc : THREADS_MIN;
-		if (o.threads < THREADS_MIN)
-			o.threads = THREADS_MIN;
+		o.threads = nc > 0 ? (unsigned)nc : 1;
 		if (o.threads > THREADS_MAX)
 			o.threads = THREADS_MAX;
 	}
+	/* A write holds its worker until the group commit is on disk, and a
+	 * group can only carry as many writes as there are workers waiting. */
+	if (!o.workers)
+		o.workers = DEFAULT_WORKERS;
+	if (o.workers > WORKERS_MAX)
+		o.workers = WORKERS_MAX;
 	if (!o.max_conns)
 		o.max_conns = DEFAULT_MAX_CONNS;
 	if (o.max_conns < o.threads)
@@ -865,8 +1059,17 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 	srv->arena_max = o.arena_max;
 	srv->request_timeout_s = o.request_timeout_s;
 	atomic_init(&srv->inflight, 0);
+	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->more, NULL);
+	if (workers_start(srv, o.workers) != CW_OK) {
+		diag_err(d, CW_ENOMEM, "exception", NULL,
+			 "cannot start %u worker threads", o.workers);
+		srv_free(srv);
+		return NULL;
+	}
 
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_ALLOW_SUSPEND_RESUME;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
 		flags |= MHD_USE_EPOLL;
 	else
@@ -902,7 +1105,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 
 		diag_err(d, CW_EIO, "exception", NULL, "cannot listen on %s port %u%s%s",
 			 o.bind, o.port, e ? ": " : "", e ? strerror(e) : "");
-		free(srv);
+		srv_free(srv);
 		return NULL;
 	}
 	di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -925,15 +1128,18 @@ http_stop(struct http_server *srv)
 	if (!srv)
 		return;
 	/* Stop accepting, let requests in flight finish (bounded), then
-	 * close everything, idle keep-alive connections included. */
+	 * close everything, idle keep-alive connections included. The
+	 * workers are drained and joined before MHD stops: MHD_stop_daemon
+	 * must find no connection suspended (see the top of this file). */
 	ls = MHD_quiesce_daemon(srv->mhd);
 	for (int ms = 0; ms < STOP_GRACE_MS; ms += 10) {
 		if (atomic_load(&srv->inflight) <= 0)
 			break;
 		nanosleep(&nap, NULL);
 	}
+	workers_stop(srv);
 	MHD_stop_daemon(srv->mhd);
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
-	free(srv);
+	srv_free(srv);
 }

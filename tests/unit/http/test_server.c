@@ -3,7 +3,9 @@
  * Starts http/ on port 0 with an echo handler and talks raw HTTP/1.1 to it,
  * so what is checked is what goes over the wire: query parameters in order,
  * bodies, the 413 limits, the request timeout (408), gzip, security
- * headers and keep-alive. */
+ * headers and keep-alive; and the hand-off of writes to the workers: a POST
+ * that blocks does not hold up a GET on the same poll thread, clients that
+ * hang up mid-job, and stopping with jobs in flight. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <strings.h>
@@ -22,7 +24,26 @@
 
 static struct http_server *srv;
 
-/* Echo: method, path, each query pair, then the body. */
+static void
+nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Echo: method, path, each query pair, then the body. /sleep and /nap
+ * first block the thread for 300 ms and 20 ms (a write waiting on a
+ * commit). */
 static void
 echo(void *ctx, struct http_req *r, struct http_resp *w)
 {
@@ -32,6 +53,10 @@ echo(void *ctx, struct http_req *r, struct http_resp *w)
 
 	if (strcmp(r->path, "/nostatus") == 0)
 		return;
+	if (strcmp(r->path, "/sleep") == 0)
+		nap_ms(300);
+	else if (strcmp(r->path, "/nap") == 0)
+		nap_ms(20);
 	if (strcmp(r->path, "/big") == 0) {
 		char *big = arena_alloc(r->arena, 8000);
 
@@ -426,14 +451,6 @@ start_timeout_server(void)
 	return s;
 }
 
-static void
-nap_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* request_timeout_s: a body chunk that arrives after the deadline with
  * more to come gets 408 (error_fn's body) and the connection closes; a
  * body that completes in time, or whose last chunk is the late one, is
@@ -496,6 +513,203 @@ test_request_timeout(void **state)
 	srv = saved;
 }
 
+/* One poll thread, so that a handler blocking it would hold up every
+ * other connection. */
+static struct http_server *
+start_one_poll_thread(unsigned workers)
+{
+	struct arena *a = arena_new(0);
+	struct http_server *s;
+	struct diag d;
+	struct http_options o = {
+		.bind = "127.0.0.1",
+		.threads = 1,
+		.workers = workers,
+		.max_body = MAX_BODY,
+		.conn_timeout_s = 5,
+	};
+
+	diag_init(&d, a);
+	s = http_start(&o, echo, NULL, &d);
+	arena_free(a);
+	assert_non_null(s);
+	return s;
+}
+
+static const char sleep_req[] =
+	"POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+
+/* A POST whose handler blocks for 300 ms runs on a worker: a GET on
+ * another connection, on the same (only) poll thread, is answered at once,
+ * and the POST is answered after its handler returns. */
+static void
+test_blocking_post_does_not_delay_get(void **state)
+{
+	struct http_server *saved = srv;
+	const char *req;
+	struct resp r;
+	long t0, t;
+	int fd;
+
+	srv = start_one_poll_thread(4);
+	fd = dial();
+	t0 = now_ms();
+	send_all(fd, sleep_req, strlen(sleep_req));
+	nap_ms(30); /* let it reach its worker */
+
+	t = now_ms();
+	roundtrip("GET /quick HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	t = now_ms() - t;
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "GET /quick\nbody(0):");
+	free(r.body);
+	assert_true(t < 150);
+
+	ncarry = 0;
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /sleep\nbody(3):abc");
+	free(r.body);
+	assert_true(now_ms() - t0 >= 300);
+
+	/* The connection stays usable after its suspended request. */
+	req = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+	send_all(fd, req, strlen(req));
+	ncarry = 0;
+	read_resp(fd, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "GET /next\nbody(0):");
+	free(r.body);
+	close(fd);
+	http_stop(srv);
+	srv = saved;
+}
+
+#define NCONC 48
+
+/* Many POSTs at once, more than there are workers, two per keep-alive
+ * connection: every one answered, each with its own body. */
+static void
+test_many_concurrent_posts(void **state)
+{
+	struct http_server *saved = srv;
+	int fds[NCONC];
+	char req[160], want[64];
+	struct resp r;
+
+	srv = start_one_poll_thread(8);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < NCONC; i++) {
+			if (!round)
+				fds[i] = dial();
+			snprintf(req, sizeof(req), "%s /nap HTTP/1.1\r\nHost: x\r\n"
+				 "Content-Length: 6\r\n\r\nb%02d-%02d",
+				 i % 3 == 2 ? "DELETE" : i % 3 ? "PUT" : "POST", round, i);
+			send_all(fds[i], req, strlen(req));
+		}
+		for (int i = 0; i < NCONC; i++) {
+			ncarry = 0;
+			read_resp(fds[i], &r);
+			assert_int_equal(r.status, 200);
+			snprintf(want, sizeof(want), "%s /nap\nbody(6):b%02d-%02d",
+				 i % 3 == 2 ? "DELETE" : i % 3 ? "PUT" : "POST", round, i);
+			assert_string_equal(r.body, want);
+			free(r.body);
+		}
+	}
+	for (int i = 0; i < NCONC; i++)
+		close(fds[i]);
+	http_stop(srv);
+	srv = saved;
+}
+
+/* Closes with a reset, so the server's next send fails at once. */
+static void
+hang_up(int fd)
+{
+	struct linger l = {1, 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+}
+
+/* Clients that go away while their POST runs on a worker, or waits in the
+ * queue behind a busy one: the server stays up and keeps serving (and
+ * under ASan, nothing touches a freed connection). */
+static void
+test_client_gone_during_job(void **state)
+{
+	struct http_server *saved = srv;
+	struct resp r;
+	int running, queued, fin;
+
+	srv = start_one_poll_thread(1);
+	running = dial();
+	send_all(running, sleep_req, strlen(sleep_req));
+	nap_ms(30);
+	queued = dial();
+	send_all(queued, sleep_req, strlen(sleep_req));
+	fin = dial(); /* a polite close (FIN) while queued */
+	send_all(fin, sleep_req, strlen(sleep_req));
+	nap_ms(30);
+	hang_up(running);
+	hang_up(queued);
+	close(fin);
+
+	/* Reads go on meanwhile... */
+	roundtrip("GET /alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	/* ...and once the three jobs are done, writes too. */
+	nap_ms(1000);
+	roundtrip("POST /after HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+		  "Connection: close\r\n\r\nok", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "POST /after\nbody(2):ok");
+	free(r.body);
+	http_stop(srv);
+	srv = saved;
+}
+
+/* http_stop with a POST running, more queued, one whose client left: the
+ * jobs finish (the clients still within the grace period get their
+ * answer), and then the server stops without a crash. */
+static void
+test_stop_with_posts_in_flight(void **state)
+{
+	struct http_server *saved = srv;
+	struct resp r;
+	int fds[3], gone;
+
+	srv = start_one_poll_thread(1);
+	for (int i = 0; i < 3; i++) {
+		fds[i] = dial();
+		send_all(fds[i], sleep_req, strlen(sleep_req));
+	}
+	gone = dial();
+	send_all(gone, sleep_req, strlen(sleep_req));
+	nap_ms(50);
+	hang_up(gone);
+	http_stop(srv);
+	srv = saved;
+	for (int i = 0; i < 3; i++) {
+		ncarry = 0;
+		read_resp(fds[i], &r);
+		assert_int_equal(r.status, 200);
+		assert_string_equal(r.body, "POST /sleep\nbody(3):abc");
+		free(r.body);
+		close(fds[i]);
+	}
+
+	/* Stopped at once, before the worker got to the job. */
+	srv = start_one_poll_thread(2);
+	fds[0] = dial();
+	send_all(fds[0], sleep_req, strlen(sleep_req));
+	http_stop(srv);
+	close(fds[0]);
+	srv = saved;
+}
+
 static void
 test_bad_bind(void **state)
 {
@@ -525,6 +739,10 @@ main(void)
 		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_abort_and_big_headers),
 		cmocka_unit_test(test_request_timeout),
+		cmocka_unit_test(test_blocking_post_does_not_delay_get),
+		cmocka_unit_test(test_many_concurrent_posts),
+		cmocka_unit_test(test_client_gone_during_job),
+		cmocka_unit_test(test_stop_with_posts_in_flight),
 		cmocka_unit_test(test_bad_bind),
 	};
 
