@@ -145,6 +145,9 @@ write_page(struct api_req *q, const struct page_spec *ps)
 		  "{\"lastUpdated\":\"%s\"},\"type\":\"%s\"", id, now, ps->btype);
 	if (pg->total >= 0)
 		sbuf_addf(&sb, ",\"total\":%ld", pg->total);
+	else if (!ps->history && !ps->cursor && !pg->next && !pg->prev)
+		/* Everything fits on this first page: the total costs nothing. */
+		sbuf_addf(&sb, ",\"total\":%zu", pg->n);
 	sbuf_adds(&sb, ",\"link\":[");
 	add_link(&sb, q->api, ps, "self", ps->cursor, &first);
 	if (!ps->count_only && pg->next)

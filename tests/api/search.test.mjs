@@ -354,6 +354,14 @@ describe('_count, _include, _revinclude, _summary, _elements, _total', () => {
     const o = await client.search({ resourceType: 'Observation', searchParams: { code: '4548-4', _summary: 'count' } });
     assert.equal(o.total, 3);
   });
+  test('a result that fits on one page carries its total; a paged one does not guess', async () => {
+    const b = await client.search({ resourceType: 'Patient', searchParams: { _tag: tag.param } });
+    assert.equal(b.total, 8);
+    assert.equal(b.entry.length, 8);
+    const p = await client.search({ resourceType: 'Patient', searchParams: { _tag: tag.param, _count: 3 } });
+    assert.equal(p.entry.length, 3);
+    assert.equal(p.total, undefined);
+  });
   test('_summary=true marks the resources SUBSETTED', async () => {
     const b = await client.search({ resourceType: 'Patient', searchParams: { _id: P.p1.id, _summary: 'true' } });
     const r = b.entry[0].resource;
