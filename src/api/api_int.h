@@ -111,6 +111,13 @@ struct api_op {
 	struct store_res out;
 };
 
+/* References that only a transaction can resolve. api_bundle_name: a
+ * "urn:uuid:..." or "urn:oid:..." name of a Bundle entry. api_conditional_ref:
+ * the length of Type in "Type?criteria" (no '/' or ':' before the '?'),
+ * 0 if ref is not a conditional reference. */
+bool api_bundle_name(const char *ref);
+size_t api_conditional_ref(const char *ref);
+
 enum cw_err api_op_resolve(struct store_tx *tx, struct arena *a,
 			   struct api_op *op, struct diag *d);
 enum cw_err api_op_exec(struct store_tx *tx, struct arena *a,

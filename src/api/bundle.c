@@ -393,13 +393,13 @@ fix_reference(struct bctx *b, struct store_tx *tx, struct bentry *e,
 		json_string_set(ref, hit->val);
 		return CW_OK;
 	}
-	if (!strncmp(s, "urn:uuid:", 9) || !strncmp(s, "urn:oid:", 8))
+	if (api_bundle_name(s))
 		return diag_err(b->d, CW_EINVAL, "not-found",
 				arena_printf(b->a, "%s.resource", e->loc),
 				"The reference %s names no entry of this Bundle", s);
-	qm = strchr(s, '?');
-	if (!qm || memchr(s, '/', (size_t)(qm - s)) || !strncmp(s, "urn:", 4))
+	if (!api_conditional_ref(s))
 		return CW_OK;
+	qm = s + api_conditional_ref(s);
 	rt = fhir_restype_findn(s, (size_t)(qm - s));
 	if (!rt)
 		return CW_OK;

@@ -289,15 +289,24 @@ parse_body(struct api_req *q, json_t **out)
  * (they mean something only inside a Bundle) and conditional references
  * (Patient?identifier=..., resolved only in transactions). Storing them
  * would leave a reference that points nowhere. */
+bool
+api_bundle_name(const char *ref)
+{
+	return !strncmp(ref, "urn:uuid:", 9) || !strncmp(ref, "urn:oid:", 8);
+}
+
+size_t
+api_conditional_ref(const char *ref)
+{
+	size_t n = strcspn(ref, "?/:");
+
+	return ref[n] == '?' ? n : 0;
+}
+
 static bool
 unresolvable_ref(const char *s)
 {
-	const char *qm;
-
-	if (!strncmp(s, "urn:uuid:", 9) || !strncmp(s, "urn:oid:", 8))
-		return true;
-	qm = strchr(s, '?');
-	return qm && !memchr(s, '/', (size_t)(qm - s)) && !strchr(s, ':');
+	return api_bundle_name(s) || api_conditional_ref(s) > 0;
 }
 
 static void

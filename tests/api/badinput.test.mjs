@@ -131,6 +131,12 @@ describe('types and ids', () => {
   rejects('POST to an instance -> 405/400', [400, 405], post(`Patient/${pid}`, { resourceType: 'Patient', id: pid }));
   rejects('a Bundle posted to a type endpoint -> 400', [400, 422], post('Patient', { resourceType: 'Bundle', type: 'transaction', entry: [] }));
   rejects('a non-Bundle posted to [base] -> 400', [400, 422, 405], post('', { resourceType: 'Patient' }));
+  rejects('a conditional reference outside a transaction -> 422', [422],
+    post('Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' },
+      subject: { reference: 'Patient?identifier=http://hospital.example/mrn|123' } }));
+  rejects('a urn:uuid reference outside a Bundle -> 422', [422],
+    post('Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' },
+      subject: { reference: 'urn:uuid:11111111-1111-4111-8111-111111111111' } }));
   rejects('vread with a non-numeric version -> 400/404', [400, 404], () => raw(srv.base, 'GET', `Patient/${pid}/_history/abc`));
 });
 
