@@ -336,7 +336,8 @@ conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 	}
 	if (writer)
 		flags |= SQLITE_OPEN_CREATE;
-	rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+	rc = sqlite3_open_v2(s->path, &c->db, flags,
+			     writer ? sq_vfs_name() : NULL);
 	if (rc != SQLITE_OK && kind == CONN_READER) {
 		/* A read-only file: readers can live with that. */
 		sqlite3_close_v2(c->db);

@@ -139,6 +139,10 @@ enum cw_err sq_err(struct sq_conn *c, int rc, const char *what);
  * type, id, version, updated, deleted, json. Strings copied into a. */
 enum cw_err sq_row_res(struct arena *a, sqlite3_stmt *st, int col,
 		       struct store_res *out);
+/* The name of the VFS the writer opens the database with: the default
+ * VFS with the WAL appends of a transaction gathered into few large writes
+ * (sqlite_vfs.c). NULL if it could not be registered (use the default). */
+const char *sq_vfs_name(void);
 /* Reads the resource with this rowid into out (current version). */
 enum cw_err sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
 			struct store_res *out);

@@ -302,6 +302,50 @@ test_failed_job_rolls_back(void **state)
 	assert_int_equal(store_read(f->s, f->a, "Patient", "rb2", &r), CW_OK);
 }
 
+/* A transaction of several MiB of WAL goes through the writer's VFS,
+ * which gathers the WAL appends into large writes: what a commit wrote
+ * must be what a reader and a reopened store see, and a failed one must
+ * leave nothing. */
+#define BIG_TX 2000
+
+static void
+test_large_transaction(void **state)
+{
+	struct fx *f = *state;
+	const char **json = calloc(BIG_TX, sizeof(*json));
+	struct put_ctx c = {.a = f->a, .n = BIG_TX};
+	struct store_res r;
+	struct diag d;
+	long n;
+
+	assert_non_null(json);
+	for (size_t i = 0; i < BIG_TX; i++)
+		json[i] = arena_printf(f->a, "{\"resourceType\":\"Patient\",\"id\":\"big%zu\","
+				       "\"name\":[{\"family\":\"Family%zu\",\"given\":[\"Given%zu\"]}],"
+				       "\"birthDate\":\"19%02zu-01-01\"}", i, i, i, i % 100);
+	c.json = json;
+	c.fail_with = CW_EINVALID;
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_EINVALID);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, 0);
+	c.fail_with = CW_OK;
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, BIG_TX);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "big1999", &r), CW_OK);
+	assert_non_null(strstr(r.json.p, "Family1999"));
+
+	store_close(f->s);
+	diag_init(&d, f->a);
+	f->s = store_open(f->path, NULL, &d);
+	assert_non_null(f->s);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, BIG_TX);
+	assert_int_equal(store_read(f->s, f->a, "Patient", "big0", &r), CW_OK);
+	assert_int_equal(store_check(f->s, &d), CW_OK);
+	free(json);
+}
+
 /* ---- concurrency ------------------------------------------------------- */
 
 #define RMW_THREADS 16
@@ -1485,6 +1529,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_versions_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_if_match_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_token, setup, teardown),
