@@ -196,7 +196,7 @@ enum cw_err fhir_validate(const json_t *res, const char *expected_type,
 /* FHIR decimals keep their written precision ("7.20" is not "7.2"), which a
  * double cannot. fhir_parse_json turns every JSON number with a fraction or
  * exponent into a string of FHIR_DECIMAL_MARK and the literal; fhir_dump
- * and fhir_restore_decimals write them back as numbers. Read numbers with
+ * and fhir_dump_to write them back as numbers. Read numbers with
  * fhir_number(), write JSON with fhir_dump(). */
 #define FHIR_DECIMAL_MARK "\xEE\x80\x80" /* U+E000, private use */
 
@@ -211,12 +211,12 @@ enum cw_err fhir_parse_json(const char *body, size_t n, json_t **out,
 bool fhir_number(const json_t *v, double *out, const char **literal);
 /* Is v a decimal kept as its literal? */
 bool fhir_is_decimal_literal(const json_t *v);
-/* json_dumps with FHIR_JSON_FLAGS and decimals written as numbers again.
- * Caller frees; *len (if not NULL) gets the length. NULL on failure. */
+/* Compact JSON text of v (json_dumps with FHIR_JSON_FLAGS would give the
+ * same) with decimals written as the numbers they were. Caller frees;
+ * *len (if not NULL) gets the length. NULL on failure. */
 char *fhir_dump(const json_t *v, size_t *len);
-/* Turns marked decimals in text jansson wrote back into numbers, in place;
- * returns the new length. */
-size_t fhir_restore_decimals(char *text, size_t n);
+/* The same, appended to sb: CW_ETOOBIG when sb's cap is reached. */
+enum cw_err fhir_dump_to(const json_t *v, struct sbuf *sb);
 
 /* ---- search index extraction ----------------------------------------- */
 

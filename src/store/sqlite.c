@@ -1297,12 +1297,6 @@ write_index(struct sq_conn *c, struct arena *a, int64_t rid,
 	return CW_OK;
 }
 
-static int
-dump_cb(const char *buf, size_t n, void *data)
-{
-	return sbuf_add(data, buf, n) == CW_OK ? 0 : -1;
-}
-
 /* The current version's text is stored once, in res; its versions row has
  * NULL json. Before res is overwritten, the text moves to that row. */
 static enum cw_err
@@ -1375,9 +1369,8 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	if (err)
 		return err;
 	sbuf_reset(&s->jbuf);
-	if (json_dump_callback(put->res, dump_cb, &s->jbuf, FHIR_JSON_FLAGS) != 0)
-		return s->jbuf.toobig ? CW_ETOOBIG : CW_ENOMEM;
-	s->jbuf.len = fhir_restore_decimals(s->jbuf.buf, s->jbuf.len);
+	if ((err = fhir_dump_to(put->res, &s->jbuf)))
+		return err;
 	text = arena_strndup(a, s->jbuf.buf, s->jbuf.len);
 	if (!text)
 		return CW_ENOMEM;

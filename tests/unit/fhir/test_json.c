@@ -99,6 +99,61 @@ a_decimal_where_a_string_belongs_is_invalid(void **state)
 	arena_free(a);
 }
 
+/* fhir_dump is careweave's own writer: it must give what jansson's compact
+ * dump gives, so stored text reads the same whoever wrote it. */
+static void
+dump_matches_jansson(void **state)
+{
+	json_t *v = json_pack("{s:s,s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:b,s:b,s:n,s:{},s:[],s:[i,{s:[s]}]}",
+			      "plain", "Walter Moss", "escapes", "quote\" back\\ slash/ tab\t nl\n cr\r é ü 日本",
+			      "int", (json_int_t)-42, "big", (json_int_t)9007199254740993LL,
+			      "real", 2.5, "exp", 1e20, "small", 1.5e-7, "whole", 3.0, "t", 1, "f", 0,
+			      "null", "empty_obj", "empty_arr", "nested", 1, "k", "v");
+	char *ours, *theirs;
+	size_t n;
+
+	assert_non_null(v);
+	ours = fhir_dump(v, &n);
+	theirs = json_dumps(v, FHIR_JSON_FLAGS);
+	assert_non_null(ours);
+	assert_string_equal(ours, theirs);
+	assert_int_equal(n, strlen(theirs));
+	free(ours);
+	free(theirs);
+	json_decref(v);
+}
+
+/* Other control characters are written as \u escapes and read back the
+ * same. */
+static void
+dump_control_characters_round_trip(void **state)
+{
+	json_t *v = json_object(), *back;
+	char *text;
+
+	json_object_set_new(v, "c", json_stringn("a\x01\b\f\x1fz", 6));
+	text = fhir_dump(v, NULL);
+	assert_non_null(text);
+	assert_int_equal(fhir_parse_json(text, strlen(text), &back, NULL), CW_OK);
+	assert_int_equal(json_string_length(json_object_get(back, "c")), 6);
+	assert_memory_equal(json_string_value(json_object_get(back, "c")), "a\x01\b\f\x1fz", 6);
+	json_decref(back);
+	free(text);
+	json_decref(v);
+}
+
+/* fhir_dump_to stops at the sbuf's cap with CW_ETOOBIG. */
+static void
+dump_to_respects_the_cap(void **state)
+{
+	json_t *v = json_pack("{s:s}", "s", "0123456789012345678901234567890123456789");
+	struct sbuf sb = SBUF_INIT(16);
+
+	assert_int_equal(fhir_dump_to(v, &sb), CW_ETOOBIG);
+	sbuf_release(&sb);
+	json_decref(v);
+}
+
 int
 main(void)
 {
@@ -108,6 +163,9 @@ main(void)
 		cmocka_unit_test(the_mark_character_is_refused),
 		cmocka_unit_test(bad_numbers_stay_errors),
 		cmocka_unit_test(a_decimal_where_a_string_belongs_is_invalid),
+		cmocka_unit_test(dump_matches_jansson),
+		cmocka_unit_test(dump_control_characters_round_trip),
+		cmocka_unit_test(dump_to_respects_the_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
