@@ -455,6 +455,25 @@ emit_string(struct xctx *x, const char *s)
 	}
 }
 
+/* Whether the rows from first on (one CodeableConcept's codings) already
+ * answer every :text search its text would: :text matches a substring of
+ * a row's text, so a text that is part of a coding's display needs no row
+ * of its own. Most real concepts repeat their first display as text; the
+ * row saved is one of the costliest kinds to write (a random insert into
+ * the token value index). */
+static bool
+text_covered(struct xctx *x, size_t first, const char *text)
+{
+	const char *t = norm(x, text);
+
+	if (!t)
+		return false;
+	for (size_t k = first; k < x->n; k++)
+		if (x->rows[k].text && strstr(x->rows[k].text, t))
+			return true;
+	return false;
+}
+
 /* Each string of an element that may be one string or an array of them. */
 static void
 emit_strings(struct xctx *x, const json_t *v)
@@ -559,10 +578,11 @@ emit(struct xctx *x, const json_t *v, const char *t)
 			emit_coding(x, v, NULL);
 		} else if (is(t, "CodeableConcept")) {
 			const char *text = str_of(v, "text");
+			size_t first = x->n;
 
 			json_array_foreach(json_object_get(v, "coding"), i, e)
 				emit_coding(x, e, NULL);
-			if (text && *text)
+			if (text && *text && !text_covered(x, first, text))
 				emit_token(x, NULL, NULL, text);
 		} else if (is(t, "Identifier")) {
 			const json_t *ty = json_object_get(v, "type");

@@ -347,6 +347,34 @@ test_observation_period(void **state)
 	unload(&f);
 }
 
+/* A concept text that is part of a coding's display needs no row of its
+ * own (:text matches substrings of the display already); one that says
+ * more keeps its row. */
+static void
+test_concept_text_folded(void **state)
+{
+	struct fx f;
+	const struct fhir_idx *r;
+
+	load(&f, "Condition",
+	     "{\"resourceType\":\"Condition\",\"subject\":{\"reference\":\"Patient/p1\"},"
+	     "\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"44054006\","
+	     "\"display\":\"Diabetes mellitus type 2 (disorder)\"}],\"text\":\"Diabetes Mellitus Type 2\"},"
+	     "\"category\":[{\"coding\":[{\"code\":\"problem-list-item\",\"display\":\"Problem\"}],"
+	     "\"text\":\"Problem list item\"}]}");
+	r = find_token(&f, "code", "http://snomed.info/sct", "44054006");
+	assert_non_null(r);
+	assert_string_equal(r->text, "diabetes mellitus type 2 (disorder)");
+	assert_null(find_token(&f, "code", NULL, NULL));
+	assert_int_equal(count(&f, "code"), 1);
+	/* "problem list item" is not inside "problem": it keeps its row */
+	r = find_token(&f, "category", NULL, NULL);
+	assert_non_null(r);
+	assert_string_equal(r->text, "problem list item");
+	assert_int_equal(count(&f, "category"), 2);
+	unload(&f);
+}
+
 static void
 test_encounter_refs(void **state)
 {
@@ -552,6 +580,7 @@ main(void)
 		cmocka_unit_test(test_observation),
 		cmocka_unit_test(test_observation_period),
 		cmocka_unit_test(test_encounter_refs),
+		cmocka_unit_test(test_concept_text_folded),
 		cmocka_unit_test(test_medication_request),
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_numbers),
