@@ -4,6 +4,7 @@
  * read top to bottom; main only picks the row. Each command parses its own
  * options with getopt_long and answers its own --help. Exit codes are the
  * same for all (cli.h): 0 ok, 1 data errors, 2 usage, 3 I/O or database. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,20 @@ set_log_level(void)
 		log_set_level(LOG_ERROR);
 }
 
+/* A request's memory (a parsed Bundle is tens of MiB of small jansson
+ * blocks) is freed when it ends and needed again by the next one. glibc's
+ * defaults hand it back to the kernel each time (trimming the heap top,
+ * mmap for big blocks) and fault it in again: measured, page faults and
+ * heap trimming were a tenth of a transaction Bundle's time. Keep up to
+ * 256 MiB of freed heap per arena instead; mmap only past 32 MiB. */
+static void
+tune_malloc(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_TOP_PAD, 16 << 20);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -72,6 +87,7 @@ main(int argc, char **argv)
 		return CLI_OK;
 	}
 	set_log_level();
+	tune_malloc();
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		static char prog[64];
 
