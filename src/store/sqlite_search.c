@@ -216,17 +216,13 @@ is_code(const struct fhir_searchparam *sp, const char *code)
 	return sp && strcmp(sp->code, code) == 0;
 }
 
-/* Binds the name index rows carry for sp of type: "Condition.patient".
- * The bare code is shared by every type ("patient"); the type keeps one
- * type's rows together in the value indexes. */
+/* Binds the number index rows carry for sp of type ("Condition.patient",
+ * sq_param_id). The bare code is shared by every type ("patient"); the
+ * type keeps one type's rows together in the value indexes. */
 static void
 qparam(struct qb *q, const char *type, const struct fhir_searchparam *sp)
 {
-	const char *s = arena_printf(q->a, "%s.%s", type, sp->code);
-
-	if (!s && !q->err)
-		q->err = CW_ENOMEM;
-	qtext(q, s);
+	qint(q, sq_param_id(type, sp->code));
 }
 
 /* How well a parameter narrows a search when it drives it from its value
@@ -1603,7 +1599,7 @@ include_params(struct qb *q, const struct fhir_include *inc)
 		qparam(q, inc->src->name, &inc->src->params[i]);
 	}
 	if (!k)
-		qtext(q, "");
+		qint(q, -1); /* no reference parameters: matches nothing */
 	qs(q, ")");
 }
 

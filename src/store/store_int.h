@@ -139,6 +139,9 @@ enum cw_err sq_err(struct sq_conn *c, int rc, const char *what);
  * type, id, version, updated, deleted, json. Strings copied into a. */
 enum cw_err sq_row_res(struct arena *a, sqlite3_stmt *st, int col,
 		       struct store_res *out);
+/* The number that names search parameter code of type in the index
+ * tables' param column (a hash of "Type.code"; stored, so never changed). */
+int64_t sq_param_id(const char *type, const char *code);
 /* The name of the VFS the writer opens the database with: the default
  * VFS with the WAL appends of a transaction gathered into few large writes
  * (sqlite_vfs.c). NULL if it could not be registered (use the default). */
