@@ -103,6 +103,7 @@ struct api_op {
 	const struct fhir_query *cond; /* If-None-Exist or conditional criteria */
 	long if_match;                 /* >0: version required */
 	bool create_with_id;           /* conditional update, no match, body id */
+	bool fresh_id;                 /* create: id made by id_new in api_op_resolve */
 	bool noop;                     /* matched existing (create), none (delete) */
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
 	/* results */

@@ -121,6 +121,7 @@ api_op_resolve(struct store_tx *tx, struct arena *a, struct api_op *op,
 		op->id = arena_strdup(a, buf);
 		if (!op->id)
 			return CW_ENOMEM;
+		op->fresh_id = true;
 	}
 	return CW_OK;
 }
@@ -151,6 +152,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		put.res = op->res;
 		put.create = op->kind == OP_CREATE || op->create_with_id;
 		put.if_match = op->if_match;
+		put.fresh_id = op->kind == OP_CREATE && op->fresh_id;
 		err = store_tx_put(tx, a, &put, &op->out, &created);
 		if (err)
 			return op_fail(d, before, err, op);

@@ -1536,8 +1536,9 @@ store_tx_put(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	id = arena_strdup(a, id);
 	if (!id)
 		return CW_ENOMEM;
-	err = get_cur(tx->c, rt->name, id, &cur);
-	if (err)
+	if (put->create && put->fresh_id)
+		memset(&cur, 0, sizeof(cur));
+	else if ((err = get_cur(tx->c, rt->name, id, &cur)))
 		return err;
 	if (put->create && cur.exists && !cur.deleted)
 		return CW_ECONFLICT;

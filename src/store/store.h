@@ -123,6 +123,9 @@ struct store_put {
 	bool create;            /* a create: assign a new id if res has none;
 	                           with an id, fail CW_ECONFLICT if it exists */
 	long if_match;          /* >0: fail CW_EPRECOND unless current version is this */
+	bool fresh_id;          /* create whose id the caller just made with
+	                           id_new: no version can exist, so the store
+	                           skips looking (UNIQUE(type, id) still holds) */
 	const struct fhir_restype *rt;
 };
 
