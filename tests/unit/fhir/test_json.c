@@ -99,6 +99,105 @@ a_decimal_where_a_string_belongs_is_invalid(void **state)
 	arena_free(a);
 }
 
+/* The reader takes what jansson takes (RFC 8259, valid UTF-8, no
+ * duplicate keys) and nothing else; fuzz/fuzz_json.c compares the two on
+ * arbitrary bytes, these are the cases worth naming. */
+static void
+reader_accepts_and_refuses(void **state)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+	} cases[] = {
+		{"{}", true},
+		{" [ ] ", true},
+		{"{\"a\":[true,false,null,-0,0,12,\"\"]}", true},
+		{"[\"\\ud83d\\ude00\"]", true},            /* a surrogate pair */
+		{"[\"\\ud83d\"]", false},                    /* high alone */
+		{"[\"\\ude00\"]", false},                    /* low alone */
+		{"[\"\\u0000\"]", false},
+		{"[\"a\tb\"]", false},                        /* raw control character */
+		{"[\"\xc0\xaf\"]", false},                   /* overlong UTF-8 */
+		{"[\"\xed\xa0\x80\"]", false},               /* a surrogate in UTF-8 */
+		{"[\"\xf4\x90\x80\x80\"]", false},           /* past U+10FFFF */
+		{"[\"\xc3\"]", false},                        /* cut short */
+		{"[\"\\x\"]", false},                        /* unknown escape */
+		{"[01]", false},
+		{"[1.]", false},
+		{"[.5]", false},
+		{"[1e]", false},
+		{"[9223372036854775807,-9223372036854775808]", true},
+		{"[9223372036854775808]", false},
+		{"[1,]", false},
+		{"{\"a\":1,}", false},
+		{"{\"a\" 1}", false},
+		{"{\"a\":1} x", false},
+		{"\"just a string\"", false},
+		{"42", false},
+		{"", false},
+		{"[tru]", false},
+		{"[\"unterminated]", false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *v = NULL;
+		enum cw_err err = fhir_parse_json(cases[i].in, strlen(cases[i].in), &v, NULL);
+
+		if ((err == CW_OK) != cases[i].ok)
+			fail_msg("case %zu (%s): expected %s", i, cases[i].in,
+				 cases[i].ok ? "accepted" : "refused");
+		json_decref(v);
+	}
+}
+
+/* Escapes decode to UTF-8; a key with escapes survives a value with
+ * escapes of its own (both use the reader's scratch buffer), also when
+ * the key is long. */
+static void
+reader_decodes_escapes(void **state)
+{
+	char long_key[600], *in;
+	struct arena *a = arena_new(0);
+	json_t *v;
+
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = '\0';
+	long_key[0] = '\\';
+	long_key[1] = 'n'; /* "\nkkk...": a key with an escape */
+	in = arena_printf(a, "{\"k\\u00e9y\":\"v\\u00e9\\n\\\"\\/\\ud83d\\ude00\","
+			  "\"%s\":\"x\\ty\"}", long_key);
+	assert_int_equal(fhir_parse_json(in, strlen(in), &v, NULL), CW_OK);
+	assert_string_equal(json_string_value(json_object_get(v, "k\xc3\xa9y")),
+			    "v\xc3\xa9\n\"/\xf0\x9f\x98\x80");
+	long_key[0] = '\n';
+	memmove(long_key + 1, long_key + 2, sizeof(long_key) - 2);
+	assert_string_equal(json_string_value(json_object_get(v, long_key)), "x\ty");
+	json_decref(v);
+	arena_free(a);
+}
+
+/* Nesting is limited to 2,048 levels, as jansson limits it. */
+static void
+reader_limits_depth(void **state)
+{
+	struct sbuf sb = SBUF_INIT(0);
+	json_t *v;
+
+	for (int i = 0; i < 2048; i++)
+		sbuf_addch(&sb, '[');
+	for (int i = 0; i < 2048; i++)
+		sbuf_addch(&sb, ']');
+	assert_int_equal(fhir_parse_json(sb.buf, sb.len, &v, NULL), CW_OK);
+	json_decref(v);
+	sbuf_reset(&sb);
+	for (int i = 0; i < 2049; i++)
+		sbuf_addch(&sb, '[');
+	for (int i = 0; i < 2049; i++)
+		sbuf_addch(&sb, ']');
+	assert_int_equal(fhir_parse_json(sb.buf, sb.len, &v, NULL), CW_EINVAL);
+	sbuf_release(&sb);
+}
+
 /* fhir_dump is careweave's own writer: it must give what jansson's compact
  * dump gives, so stored text reads the same whoever wrote it. */
 static void
@@ -163,6 +262,9 @@ main(void)
 		cmocka_unit_test(the_mark_character_is_refused),
 		cmocka_unit_test(bad_numbers_stay_errors),
 		cmocka_unit_test(a_decimal_where_a_string_belongs_is_invalid),
+		cmocka_unit_test(reader_accepts_and_refuses),
+		cmocka_unit_test(reader_decodes_escapes),
+		cmocka_unit_test(reader_limits_depth),
 		cmocka_unit_test(dump_matches_jansson),
 		cmocka_unit_test(dump_control_characters_round_trip),
 		cmocka_unit_test(dump_to_respects_the_cap),
