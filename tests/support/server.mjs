@@ -150,15 +150,20 @@ export async function startServer(opts = {}) {
   };
 }
 
-/** Runs `careweave ARGS...`; resolves {code, stdout, stderr} (never rejects on exit status). */
-export function runCli(args, { timeoutMs = 120000, bin = binPath() } = {}) {
+/**
+ * Runs `careweave ARGS...`; resolves {code, stdout, stderr} (never rejects on
+ * exit status). input: text written to its standard input (then closed).
+ */
+export function runCli(args, { timeoutMs = 120000, bin = binPath(), input } = {}) {
   return new Promise((resolve, reject) => {
-    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+    const child = execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
       if (error && typeof error.code !== 'number' && error.code !== null && !error.killed) {
         if (error.code === 'ENOENT') return reject(error);
       }
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr, signal: error?.signal ?? null });
     });
+    child.stdin.on('error', () => {}); // it may exit before reading
+    child.stdin.end(input ?? '');
   });
 }
 
