@@ -34,6 +34,8 @@ function post(body) {
       headers: {
         'content-type': 'application/fhir+json', accept: 'application/fhir+json',
         'content-length': body.length,
+        // run.sh signs in; every /fhir request needs the session
+        ...(process.env.BENCH_TOKEN ? { authorization: `Bearer ${process.env.BENCH_TOKEN}` } : {}),
       },
     }, (res) => {
       const chunks = [];

@@ -130,7 +130,15 @@ fi
 BASE=""
 if [ "$NO_SERVER" != 1 ]; then
 	echo "== starting careweave"
-	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &
+	# Every /fhir request needs a session: a bench user of this run (random
+	# password, never printed), signed in once below; the Bearer token goes
+	# to curl, wrk (wrk-list.lua) and ingest.mjs as BENCH_TOKEN.
+	BENCH_USER=bench-$$-$(date +%s)
+	BENCH_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+	printf '%s\n' "$BENCH_PW" | "$BIN" user add --db "$DB" --username "$BENCH_USER" --admin \
+		--password-stdin >/dev/null || die "cannot add the bench user to $DB"
+	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 \
+		--session-idle 43200 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &
 	CW_PID=$!
 	for _ in $(seq 600); do
 		BASE=$(grep -o -m1 'careweave listening on http://[^ ]*/fhir' "$OUT/serve.log" 2>/dev/null | sed 's/careweave listening on //' || true)
@@ -140,6 +148,11 @@ if [ "$NO_SERVER" != 1 ]; then
 	done
 	[ -n "$BASE" ] || { cat "$OUT/serve.log" >&2; die "careweave did not say it was listening within 60 s"; }
 	ORIGIN=${BASE%/fhir}
+	BENCH_TOKEN=$(curl -s -X POST -H 'Content-Type: application/json' \
+		-d "{\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PW\"}" "$ORIGIN/auth/login" |
+		sed -E 's/.*"token":"([0-9a-f]+)".*/\1/')
+	[[ "$BENCH_TOKEN" =~ ^[0-9a-f]{64}$ ]] || die "cannot sign in to careweave as the bench user"
+	export BENCH_TOKEN
 	echo "careweave: $BASE (pid $CW_PID)"
 fi
 
@@ -175,9 +188,11 @@ for s in "${SCENARIOS[@]}"; do
 		p=$(head -1 "$OUT/paths/$list")
 		if [ "$method" = POST ]; then
 			code=$(curl -s -o "$f" -w '%{http_code}' -X POST -H 'Content-Type: application/fhir+json' \
-				-H 'Accept: application/fhir+json' --data-binary "@$OUT/$body" "$ORIGIN$p" || echo 000)
+				-H 'Accept: application/fhir+json' -H "Authorization: Bearer $BENCH_TOKEN" \
+				--data-binary "@$OUT/$body" "$ORIGIN$p" || echo 000)
 		else
-			code=$(curl -s -o "$f" -w '%{http_code}' -H 'Accept: application/fhir+json' "$ORIGIN$p" || echo 000)
+			code=$(curl -s -o "$f" -w '%{http_code}' -H 'Accept: application/fhir+json' \
+				-H "Authorization: Bearer $BENCH_TOKEN" "$ORIGIN$p" || echo 000)
 		fi
 		STATIC_STATUS[$i]=$code
 		if [ "${code:0:1}" != 2 ]; then

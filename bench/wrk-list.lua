@@ -4,6 +4,7 @@
 --   BENCH_PATHS=file   request paths, one a line ("/fhir/Patient/123")
 --   BENCH_METHOD=POST  method (default GET)
 --   BENCH_BODY=file    request body (sent with Content-Type application/fhir+json)
+--   BENCH_TOKEN=hex    session token, sent as Authorization: Bearer (run.sh signs in)
 local paths = {}
 local method = os.getenv("BENCH_METHOD") or "GET"
 local body = nil
@@ -24,6 +25,8 @@ function init(args)
 		g:close()
 		headers["Content-Type"] = "application/fhir+json"
 	end
+	local tok = os.getenv("BENCH_TOKEN")
+	if tok and #tok > 0 then headers["Authorization"] = "Bearer " .. tok end
 	-- one seed per thread: each wrk thread has its own Lua state
 	local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
 	math.randomseed(os.time() + addr % 1000003)

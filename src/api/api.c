@@ -40,6 +40,7 @@ static const struct {
 	[CW_EUNSUPPORTED] = {501, "not-supported"},
 	[CW_EBUSY]        = {503, "transient"},
 	[CW_ETIMEOUT]     = {503, "timeout"},
+	[CW_ERATE]        = {429, "throttled"},
 	[CW_ENOMEM]       = {500, "exception"},
 	[CW_EIO]          = {500, "exception"},
 	[CW_EINTERNAL]    = {500, "exception"},
@@ -81,6 +82,7 @@ static const struct {
 	{413, "Payload Too Large"},
 	{415, "Unsupported Media Type"},
 	{422, "Unprocessable Entity"},
+	{429, "Too Many Requests"},
 	{500, "Internal Server Error"},
 	{501, "Not Implemented"},
 	{503, "Service Unavailable"},
@@ -657,6 +659,7 @@ api_handle(void *ctx, struct http_req *r, struct http_resp *w)
 {
 	struct api_req q;
 	int64_t t0 = time_now_ms();
+	enum cw_err err;
 
 	memset(&q, 0, sizeof(q));
 	q.api = ctx;
@@ -665,7 +668,20 @@ api_handle(void *ctx, struct http_req *r, struct http_resp *w)
 	q.a = r->arena;
 	q.route = "?"; /* no route matched */
 	diag_init(&q.d, q.a);
-	if (!negotiate(&q)) {
+	if (api_auth_path(r->path)) {
+		api_auth_serve(&q);
+		log_info("auth %s /%s -> %d in %lld ms", r->method, q.route,
+			 w->status, (long long)(time_now_ms() - t0));
+		return;
+	}
+	/* The one place a FHIR request is let in: before content negotiation
+	 * and the route table, so an unauthenticated caller learns nothing
+	 * about routes, types or ids. */
+	err = api_auth_gate(&q);
+	if (err) {
+		q.route = "(sign-in)";
+		api_reply_outcome(&q, api_status_of(err), err);
+	} else if (!negotiate(&q)) {
 		q.route = "(negotiation)";
 		diag_add(&q.d, DIAG_ERROR, "not-supported", NULL,
 			 "Only JSON is supported (application/fhir+json)");
@@ -694,8 +710,15 @@ api_new(struct store *s, const struct api_options *opt)
 			   "http://127.0.0.1:8080/fhir";
 	size_t n = strlen(base);
 
+	/* Fail closed: an API for a socket without sessions is a bug. */
+	if (!opt || (!opt->access && !opt->local)) {
+		free(api);
+		return NULL;
+	}
 	if (!api)
 		return NULL;
+	api->access = opt->access;
+	api->local = opt->local;
 	while (n && base[n - 1] == '/')
 		n--;
 	api->store = s;

@@ -4,7 +4,12 @@
  * delete, history, search, batch/transaction, metadata, $everything). Every
  * change, whatever door it came in by (REST, a transaction Bundle, the CLI
  * import, later HL7 v2), goes through the same write path:
- * validate (fhir/) -> store transaction (store/) -> commit. */
+ * validate (fhir/) -> store transaction (store/) -> commit.
+ *
+ * Sign-in: POST /auth/login, POST /auth/logout and GET /auth/session are
+ * served here too (api/auth.c, over access/). Every request under /fhir
+ * except GET /fhir/metadata must carry a session; the check is made once,
+ * in api_handle, before the route table. */
 #ifndef CW_API_H
 #define CW_API_H
 
@@ -16,12 +21,21 @@
 
 struct api; /* opaque */
 
+struct access;
+
 struct api_options {
 	const char *base_url; /* absolute base for links and Location:
 	                         "http://127.0.0.1:8080/fhir" */
+	struct access *access; /* sessions (borrowed): every /fhir request
+	                          but GET metadata must carry one */
+	bool local;           /* an in-process door (CLI export and import,
+	                         unit tests): requests need no session and
+	                         /auth is not served. Never set for a socket. */
 };
 
-/* A new API over s (borrowed: the caller closes it after api_free). */
+/* A new API over s (borrowed: the caller closes it after api_free). NULL
+ * when out of memory, or when opt has neither access nor local: an API
+ * that would serve the network without sign-in is refused. */
 struct api *api_new(struct store *s, const struct api_options *opt);
 void api_free(struct api *api);
 

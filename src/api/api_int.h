@@ -9,6 +9,8 @@
  *                 Bundle writer they share
  *   bundle.c      batch and transaction Bundles (api_bundle)
  *   capability.c  the CapabilityStatement served at /metadata
+ *   auth.c        /auth/login, /auth/logout, /auth/session, and the one
+ *                 check every /fhir request passes (api_auth_gate)
  *
  * Handlers take a struct api_req and return a cw_err: on CW_OK they have
  * filled the response, otherwise api_handle turns the error and the issues
@@ -16,6 +18,7 @@
 #ifndef CW_API_INT_H
 #define CW_API_INT_H
 
+#include "access/access.h"
 #include "api/api.h"
 
 #define API_CT_FHIR "application/fhir+json; charset=utf-8"
@@ -30,6 +33,8 @@ struct api {
 	size_t base_len;
 	char *capability;      /* CapabilityStatement text, built once */
 	size_t capability_len;
+	struct access *access; /* sessions (borrowed); NULL only when local */
+	bool local;            /* api_options.local: no sign-in (CLI doors) */
 };
 
 enum api_return { RET_REPRESENTATION, RET_MINIMAL, RET_OUTCOME };
@@ -42,6 +47,8 @@ struct api_req {
 	struct http_resp *w;
 	struct arena *a;
 	struct diag d;
+	const struct access_who *who;  /* the signed-in caller; NULL on a
+					  local API (CLI) */
 	const char *route;             /* the matched pattern, for the log */
 	const struct fhir_restype *rt; /* {type} */
 	const char *id;                /* {id} */
@@ -153,6 +160,18 @@ enum cw_err api_h_compartment_post(struct api_req *q);
 /* ---- bundle.c --------------------------------------------------------- */
 
 enum cw_err api_h_bundle(struct api_req *q);
+
+/* ---- auth.c ----------------------------------------------------------- */
+
+/* Whether path is under /auth/ (served by api_auth_serve, not the FHIR
+ * route table). */
+bool api_auth_path(const char *path);
+/* Serves /auth/login, /auth/logout and /auth/session. */
+void api_auth_serve(struct api_req *q);
+/* The one check in front of the FHIR route table: a valid session, except
+ * for GET /fhir/metadata and a local API. On CW_OK q->who is set; on an
+ * error q->d says why (and a 401 carries WWW-Authenticate). */
+enum cw_err api_auth_gate(struct api_req *q);
 
 /* ---- capability.c ----------------------------------------------------- */
 

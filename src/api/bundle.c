@@ -139,6 +139,7 @@ struct bctx {
 	bool lenient_refs;
 	enum bret ret;
 	const char *prefer;       /* Prefer passed on to batch entries */
+	const struct access_who *who; /* the caller, passed on to entries */
 	size_t n;
 	struct bentry *e;
 	struct hmap urls;         /* fullUrl -> "Type/id" */
@@ -664,6 +665,7 @@ run_internal(struct bctx *b, struct bentry *e)
 #undef HDR
 	r.remote = "internal";
 	q.api = b->api;
+	q.who = b->who;
 	q.r = &r;
 	q.w = &w;
 	q.a = b->a;
@@ -869,9 +871,10 @@ run_batch(struct bctx *b, json_t *entries, json_t **out)
 static enum cw_err
 bundle_run(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, enum bret ret, const char *prefer,
-	   json_t **out, struct diag *d)
+	   const struct access_who *who, json_t **out, struct diag *d)
 {
-	struct bctx b = {.api = api, .a = a, .d = d, .ret = ret, .prefer = prefer};
+	struct bctx b = {.api = api, .a = a, .d = d, .ret = ret, .prefer = prefer,
+			 .who = who};
 	const char *rtype, *type;
 	json_t *entries;
 
@@ -906,7 +909,7 @@ enum cw_err
 api_bundle(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, json_t **out, struct diag *d)
 {
-	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, out, d);
+	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, NULL, out, d);
 }
 
 enum cw_err
@@ -938,7 +941,8 @@ api_h_bundle(struct api_req *q)
 		ret = BRET_MINIMAL;
 	else if (prefer && strstr(prefer, "return=OperationOutcome"))
 		ret = BRET_OUTCOME;
-	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, &out, &q->d);
+	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, q->who, &out,
+			 &q->d);
 	if (err)
 		return err;
 	if (!api_json_own(q->a, out))

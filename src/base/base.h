@@ -34,6 +34,7 @@ enum cw_err {
 	CW_EUNSUPPORTED, /* 501 */
 	CW_EBUSY,        /* 503 */
 	CW_ETIMEOUT,     /* 503 */
+	CW_ERATE,        /* 429 too many attempts from one place */
 	CW_ENOMEM,       /* 500 */
 	CW_EIO,          /* 500 */
 	CW_EINTERNAL,    /* 500 */

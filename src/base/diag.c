@@ -24,6 +24,7 @@ static const char *const err_names[CW_ERR_COUNT] = {
 	[CW_EUNSUPPORTED] = "not supported",
 	[CW_EBUSY] = "busy",
 	[CW_ETIMEOUT] = "timed out",
+	[CW_ERATE] = "too many requests",
 	[CW_ENOMEM] = "out of memory",
 	[CW_EIO] = "input/output error",
 	[CW_EINTERNAL] = "internal error",

@@ -27,6 +27,7 @@ int cli_import(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_user(int argc, char **argv);
 
 struct store;
 struct api;
@@ -42,6 +43,11 @@ bool cli_parse_num(const char *s, unsigned long long min,
 /* Opens the store at path, creating its folder when writable. On failure
  * prints why (naming the command and the path) and returns NULL. */
 struct store *cli_open_store(const char *cmd, const char *path, bool readonly);
+
+/* Adds the demo's users (one per role of the demo care teams, user.c) with
+ * random passwords printed once to stdout; users already there are left
+ * as they are. Returns an exit code. */
+int cli_demo_users(struct store *s);
 
 /* The import engine (import.c), shared by import and demo. */
 struct cli_import_opt {

@@ -1080,7 +1080,8 @@ int
 cli_import_paths(const char *cmd, struct store *s, char **paths,
 		 size_t npaths, const struct cli_import_opt *opt)
 {
-	struct api_options ao = {.base_url = IMPORT_BASE_URL};
+	/* An operator door: runs with the database file's permissions. */
+	struct api_options ao = {.base_url = IMPORT_BASE_URL, .local = true};
 	struct filelist fl = {0};
 	struct importer im = {0};
 	int rc = CLI_OK;
@@ -1267,6 +1268,10 @@ demo_usage(FILE *f)
 		"Loads the demo Bundles (DIR/*.json in name order, DIR defaults to\n"
 		"data/demo) through the import path. The Bundles PUT fixed ids, so\n"
 		"running it again leaves the same data.\n\n"
+		"Then adds one user per role of the demo care teams (admin, grace the\n"
+		"coordinator, anita the physician, denise, priya, luis, tom, walter the\n"
+		"patient and ellen his daughter) with random passwords, printed this\n"
+		"once; users that exist are left as they are.\n\n"
 		"  --db PATH   database file (default %s)\n"
 		"  --dir DIR   folder of demo Bundles\n",
 		CLI_DEFAULT_DB);
@@ -1323,6 +1328,8 @@ cli_demo(int argc, char **argv)
 		return CLI_EIO;
 	paths[0] = (char *)dir;
 	rc = cli_import_paths("demo", s, paths, 1, &opt);
+	if (rc == CLI_OK)
+		rc = cli_demo_users(s);
 	store_close(s);
 	return rc;
 }

@@ -22,7 +22,8 @@ static const struct cmd commands[] = {
 	{"serve", cli_serve, "serve the FHIR R4 API over HTTP"},
 	{"import", cli_import, "load FHIR Bundles (.json) and NDJSON files (.ndjson)"},
 	{"export", cli_export, "write one patient's record ($everything) as a Bundle"},
-	{"demo", cli_demo, "load the demo data (data/demo/*.json)"},
+	{"demo", cli_demo, "load the demo data (data/demo/*.json) and its users"},
+	{"user", cli_user, "add, list, disable users; reset a password"},
 	{"check", cli_check, "check the database's integrity"},
 };
 

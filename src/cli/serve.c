@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access/access.h"
 #include "api/api.h"
 #include "cli/cli.h"
 #include "http/http.h"
@@ -66,7 +67,8 @@ serve_usage(FILE *f)
 	fprintf(f,
 		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
 		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
-		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n\n"
+		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
+		"                       [--session-idle SECONDS]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
@@ -83,8 +85,15 @@ serve_usage(FILE *f)
 		"  --request-timeout SECONDS\n"
 		"                     answer 408 and close when a request body is still\n"
 		"                     arriving this long after its request line (default 60)\n"
+		"  --session-idle SECONDS\n"
+		"                     sign a session out after this long without a\n"
+		"                     request (default %u; every session ends 12 h\n"
+		"                     after sign-in)\n"
+		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
+		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
+		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
 		"\nPrints 'careweave listening on http://ADDR:PORT/fhir' once it serves.\n",
-		CLI_DEFAULT_DB);
+		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S);
 }
 
 int
@@ -100,6 +109,7 @@ cli_serve(int argc, char **argv)
 		{"base-url", required_argument, NULL, 'u'},
 		{"idle-timeout", required_argument, NULL, 'i'},
 		{"request-timeout", required_argument, NULL, 'r'},
+		{"session-idle", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -109,6 +119,8 @@ cli_serve(int argc, char **argv)
 	struct trampoline tramp;
 	struct http_server *srv;
 	struct api_options ao = {0};
+	struct access_options aco = {0};
+	struct access *ac = NULL;
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -174,6 +186,14 @@ cli_serve(int argc, char **argv)
 			}
 			ho.request_timeout_s = (unsigned)v;
 			break;
+		case 's':
+			if (!cli_parse_num(optarg, 1, ACCESS_ABSOLUTE_S, false, &v)) {
+				cli_err("serve", "--session-idle wants seconds from 1 to %u, not '%s'",
+					ACCESS_ABSOLUTE_S, optarg);
+				return CLI_EUSAGE;
+			}
+			aco.idle_s = (unsigned)v;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return CLI_OK;
@@ -206,6 +226,15 @@ cli_serve(int argc, char **argv)
 		return CLI_EIO;
 	}
 	diag_init(&d, a);
+	{
+		struct store_user *users;
+		size_t nusers = 0;
+
+		/* Without a user nobody can sign in: say how to make one. */
+		if (store_user_list(s, a, &users, &nusers) == CW_OK && nusers == 0)
+			log_warn("no users yet: nobody can sign in; create the first "
+				 "with 'careweave user add --admin --username NAME'");
+	}
 	atomic_init(&tramp.api, NULL);
 	srv = http_start(&ho, serve_handle, &tramp, &d);
 	if (!srv) {
@@ -221,6 +250,13 @@ cli_serve(int argc, char **argv)
 		snprintf(host, sizeof(host), "%s", ho.bind);
 	snprintf(url, sizeof(url), "http://%s:%u/fhir", host, http_port(srv));
 	ao.base_url = base_url ? base_url : url;
+	ac = access_new(s, &aco);
+	if (!ac) {
+		cli_err("serve", "cannot start sign-in (libsodium)");
+		rc = CLI_EIO;
+		goto out_http;
+	}
+	ao.access = ac;
 	api = api_new(s, &ao);
 	if (!api) {
 		cli_err("serve", "cannot start the API");
@@ -238,9 +274,11 @@ cli_serve(int argc, char **argv)
 	http_stop(srv);
 	srv = NULL;
 	api_free(api);
-	goto out_store;
+	goto out_access;
 out_http:
 	http_stop(srv);
+out_access:
+	access_free(ac);
 out_store:
 	store_close(s);
 	arena_free(a);

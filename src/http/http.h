@@ -29,7 +29,10 @@ struct http_req {
 	struct http_kv *query;   /* decoded query parameters in order, repeats kept */
 	const char *body;        /* NUL-terminated; "" when none */
 	size_t body_len;
-	const char *remote;      /* peer address text */
+	const char *remote;      /* peer address text ("127.0.0.1", "::1") */
+	bool tls;                /* came over TLS. Always false until http/
+				    serves TLS; api/ adds Secure to its
+				    cookies when set, so that is the hook */
 	void *conn;              /* for http_req_header */
 };
 

@@ -106,6 +106,31 @@ static const char *const migrations[] = {
 		      "num REAL, lo REAL, hi REAL, system TEXT, code TEXT",
 		      "num, lo, hi, system, code", "param, code, num")
 	MIGRATE_PARAM("ix_uri", "raw TEXT", "raw", "param, raw"),
+
+	/* 3: people who sign in, and their sessions (access/). Kept apart
+	 * from res: they are not FHIR resources and are never served as
+	 * such. A session is stored only as the hash of its token, so a
+	 * copy of this file gives no live tokens. */
+	"CREATE TABLE users("
+	"  uid INTEGER PRIMARY KEY,"
+	"  username TEXT NOT NULL UNIQUE,"
+	"  role TEXT NOT NULL,"
+	"  link TEXT,"
+	"  hash TEXT NOT NULL,"
+	"  disabled INTEGER NOT NULL DEFAULT 0,"
+	"  failed INTEGER NOT NULL DEFAULT 0,"
+	"  lockouts INTEGER NOT NULL DEFAULT 0,"
+	"  locked_until INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE sessions("
+	"  hash BLOB PRIMARY KEY,"
+	"  uid INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL,"
+	"  revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+	"CREATE INDEX sessions_uid ON sessions(uid);"
+	"CREATE INDEX sessions_expires ON sessions(expires);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

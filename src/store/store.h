@@ -153,6 +153,75 @@ enum cw_err store_tx_match(struct store_tx *tx, struct arena *a,
 /* The arena of the transaction's own scratch memory, reset after commit. */
 struct arena *store_tx_arena(struct store_tx *tx);
 
+/* ---- people and sessions (for access/) -------------------------------- */
+
+/* A person who signs in. Not a FHIR resource: users live in their own
+ * table and are never served, searched or exported. Strings point into
+ * arena memory on the way out. */
+struct store_user {
+	int64_t uid;
+	const char *username;
+	const char *role;     /* access/ checks the name */
+	const char *link;     /* "Practitioner/abc", or NULL (admins) */
+	const char *hash;     /* argon2id PHC string; never logged or printed */
+	bool disabled;
+	int failed;           /* consecutive failed sign-ins since the last lock */
+	int lockouts;         /* locks since the last successful sign-in */
+	int64_t locked_until; /* ms since epoch, 0 when not locked */
+	int64_t created;      /* ms */
+};
+
+#define STORE_SESSION_HASH 32
+
+/* A session as stored: the hash of its token, never the token itself. */
+struct store_session {
+	unsigned char hash[STORE_SESSION_HASH];
+	int64_t uid;
+	int64_t created;   /* ms */
+	int64_t last_seen; /* ms; written coarsely, see access/README.md */
+	int64_t expires;   /* ms: the absolute end, whatever the activity */
+	bool revoked;
+	struct store_user user; /* filled by store_session_get */
+};
+
+/* Adds u (uid and created are set by the store). CW_ECONFLICT if the
+ * username is taken. Waits for the commit. */
+enum cw_err store_user_add(struct store *s, const struct store_user *u);
+/* The user with this (already normalized) username; CW_ENOTFOUND. */
+enum cw_err store_user_get(struct store *s, struct arena *a,
+			   const char *username, struct store_user *out);
+/* Every user, ordered by username, into an arena array. */
+enum cw_err store_user_list(struct store *s, struct arena *a,
+			    struct store_user **out, size_t *n);
+/* Disables (or enables) a user. Disabling also revokes all the user's
+ * sessions in the same transaction. CW_ENOTFOUND if there is no such user. */
+enum cw_err store_user_set_disabled(struct store *s, const char *username,
+				    bool disabled);
+/* Replaces the password hash, clears the failure count and any lock, and
+ * revokes every session of the user (a reset signs everyone out). */
+enum cw_err store_user_set_hash(struct store *s, const char *username,
+				const char *hash);
+/* Records the failure state after a failed sign-in. */
+enum cw_err store_user_set_failures(struct store *s, int64_t uid, int failed,
+				    int lockouts, int64_t locked_until);
+
+/* A successful sign-in, in one transaction: inserts the session, clears
+ * the user's failure count and lockouts, and deletes sessions whose
+ * absolute end is before now (ms), so the table does not grow. */
+enum cw_err store_session_add(struct store *s, const struct store_session *ss,
+			      int64_t now);
+/* The session with this hash, joined with its user. CW_ENOTFOUND. */
+enum cw_err store_session_get(struct store *s, struct arena *a,
+			      const unsigned char hash[STORE_SESSION_HASH],
+			      struct store_session *out);
+/* Moves last_seen forward (never back). */
+enum cw_err store_session_touch(struct store *s,
+				const unsigned char hash[STORE_SESSION_HASH],
+				int64_t last_seen);
+/* Marks the session revoked (sign-out). CW_OK also when there is none. */
+enum cw_err store_session_revoke(struct store *s,
+				 const unsigned char hash[STORE_SESSION_HASH]);
+
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);
 

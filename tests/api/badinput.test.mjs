@@ -4,7 +4,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startServer, raw, httpOf, fhirError, assertOutcome, snapshot } from '../support/server.mjs';
+import { startServer, raw, httpOf, fhirError, assertOutcome, snapshot, authHeader } from '../support/server.mjs';
 
 let srv;
 let client;
@@ -206,7 +206,7 @@ describe('robustness: odd URLs, many parameters, many elements', () => {
 function sendBig(url, size, { chunked = false } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const headers = { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
+    const headers = { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', ...authHeader(srv.base) };
     if (!chunked) headers['content-length'] = String(size);
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers });
     let done = false;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, raw, httpOf, fhirError, assertOutcome, runTag, sleep, repoRoot,
+  startServer, raw, httpOf, fhirError, assertOutcome, runTag, sleep, repoRoot, authHeader,
 } from '../support/server.mjs';
 
 let srv;
@@ -506,7 +506,7 @@ describe('HTTP details', () => {
     const { gunzipSync } = await import('node:zlib');
     const u = new URL(`${srv.base}/Patient?_count=200`);
     const res = await new Promise((resolve, reject) => {
-      const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, headers: { 'accept-encoding': 'gzip', accept: 'application/fhir+json' } }, (r) => {
+      const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, headers: { 'accept-encoding': 'gzip', accept: 'application/fhir+json', ...authHeader(srv.base) } }, (r) => {
         const chunks = [];
         r.on('data', (d) => chunks.push(d));
         r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }));

@@ -128,7 +128,7 @@ test('no acknowledged write is lost when the server is killed', { timeout: 12000
       }
       srv = await startServer({ db });
       const stopFlag = { stop: false };
-      const client = new Client({ baseUrl: srv.base });
+      const client = new Client({ baseUrl: srv.base, bearerToken: srv.token });
       const writers = [...Array.from({ length: WRITERS }, (_, w) => writer(w, client, stopFlag)), txWriter(client, stopFlag)];
       const wait = 300 + Math.floor(rand() * 600);
       await sleep(wait);
@@ -140,7 +140,7 @@ test('no acknowledged write is lost when the server is killed', { timeout: 12000
 
     // verify on a fresh start
     srv = await startServer({ db });
-    const client = new Client({ baseUrl: srv.base });
+    const client = new Client({ baseUrl: srv.base, bearerToken: srv.token });
     const lost = [];
     const wrong = [];
     let i = 0;

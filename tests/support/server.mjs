@@ -2,12 +2,17 @@
 // black-box tests, run its CLI, and the small HTTP/FHIR helpers the test
 // files share.
 //
-// startServer() runs `$CAREWEAVE_BIN serve --db PATH --port 0 --bind
-// 127.0.0.1` on a database in a fresh temporary directory (or the given
-// one), waits for "careweave listening on http://...:PORT/fhir" on stdout
-// and returns { base, client, stop(), kill(), db, dir, proc, stderr() }.
+// startServer() adds a user to the database with `careweave user add
+// --password-stdin` (an admin with a fresh name and a random password),
+// runs `$CAREWEAVE_BIN serve --db PATH --port 0 --bind 127.0.0.1` on a
+// database in a fresh temporary directory (or the given one), waits for
+// "careweave listening on http://...:PORT/fhir" on stdout, signs in with
+// POST /auth/login and returns { base, client, token, user, stop(), kill(),
+// db, dir, proc, stderr() }. client and raw() send the session as a Bearer
+// token (raw: unless told auth: false or given an Authorization header).
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +58,11 @@ export async function startServer(opts = {}) {
     dir = path.dirname(db);
   }
   const timeoutMs = opts.timeoutMs ?? 15000;
+  // every start signs in as its own user, so a database reused across
+  // starts (the crash test) gets one more user, never a clash
+  const user = { username: `test-${process.pid}-${++userSeq}-${randomBytes(3).toString('hex')}`,
+    password: randomBytes(18).toString('base64url') };
+  await addUser(db, user.username, user.password, ['--admin'], { bin });
   const args = ['serve', '--db', db, '--port', '0', '--bind', '127.0.0.1', ...(opts.args ?? [])];
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -107,8 +117,16 @@ export async function startServer(opts = {}) {
   // keep draining stdout
   proc.stdout.on('data', () => {});
 
-  const client = new Client({ baseUrl: base });
   const origin = new URL(base).origin;
+  let token;
+  try {
+    token = (await login(origin, user.username, user.password)).token;
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw new Error(`signing in to the new server failed: ${e.message}\nstderr:\n${err}`);
+  }
+  tokens.set(base, token);
+  const client = new Client({ baseUrl: base, bearerToken: token });
 
   /**
    * SIGTERM, then wait (10 s, then SIGKILL). Returns {code, signal, stderr}.
@@ -116,6 +134,7 @@ export async function startServer(opts = {}) {
    * (non-zero status, killed, or a sanitizer report in its stderr).
    */
   async function stop({ check = true, keep = false } = {}) {
+    tokens.delete(base);
     if (!exited) {
       proc.kill('SIGTERM');
       const t = setTimeout(() => { if (!exited) proc.kill('SIGKILL'); }, 10000);
@@ -144,22 +163,59 @@ export async function startServer(opts = {}) {
   }
 
   return {
-    base, origin, client, db, dir, proc, stop, kill,
+    base, origin, client, token, user, db, dir, proc, stop, kill,
     stderr: () => err,
     alive: () => !exited,
   };
 }
 
-/** Runs `careweave ARGS...`; resolves {code, stdout, stderr} (never rejects on exit status). */
-export function runCli(args, { timeoutMs = 120000, bin = binPath() } = {}) {
+/**
+ * Runs `careweave ARGS...`; resolves {code, stdout, stderr} (never rejects on
+ * exit status). input: text written to its standard input (then closed).
+ */
+export function runCli(args, { timeoutMs = 120000, bin = binPath(), input } = {}) {
   return new Promise((resolve, reject) => {
-    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+    const child = execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
       if (error && typeof error.code !== 'number' && error.code !== null && !error.killed) {
         if (error.code === 'ENOENT') return reject(error);
       }
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr, signal: error?.signal ?? null });
     });
+    child.stdin.on('error', () => {}); // it may exit before reading
+    child.stdin.end(input ?? '');
   });
+}
+
+let userSeq = 0;
+/** base URL -> the Bearer token its startServer() signed in with. */
+const tokens = new Map();
+
+/**
+ * `careweave user add --db DB --username NAME --password-stdin ...extra`;
+ * throws unless it exits 0. extra: ['--admin'] or ['--role', R, '--link', L].
+ */
+export async function addUser(db, username, password, extra = ['--admin'], { bin } = {}) {
+  const r = await runCli(['user', 'add', '--db', db, '--username', username, '--password-stdin', ...extra],
+    { input: `${password}\n`, ...(bin ? { bin } : {}) });
+  if (r.code !== 0) throw new Error(`careweave user add ${username} failed (code ${r.code}): ${r.stderr}`);
+  return r;
+}
+
+/** POST /auth/login at origin; resolves the JSON answer, throws unless 200. */
+export async function login(origin, username, password) {
+  const res = await fetch(`${origin}/auth/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`POST /auth/login: ${res.status} ${text.slice(0, 300)}`);
+  return JSON.parse(text);
+}
+
+/** The Authorization header startServer() signed in with at base ({} if none). */
+export function authHeader(base) {
+  const t = tokens.get(String(base).replace(/\/$/, ''));
+  return t ? { authorization: `Bearer ${t}` } : {};
 }
 
 /** `careweave check --db PATH`: asserts exit 0 and an "ok" in the output. */
@@ -188,9 +244,10 @@ export function sqliteIntegrity(db) {
  * JSON), string or Buffer; timeoutMs: fail if no response by then.
  * Returns {status, headers, text, json}.
  */
-export async function raw(base, method, url, { headers = {}, body, timeoutMs } = {}) {
+export async function raw(base, method, url, { headers = {}, body, timeoutMs, auth = true } = {}) {
   const full = /^https?:/i.test(url) ? url : base.replace(/\/$/, '') + '/' + url.replace(/^\//, '');
-  const h = { accept: 'application/fhir+json', ...headers };
+  const given = Object.keys(headers).some((k) => k.toLowerCase() === 'authorization');
+  const h = { accept: 'application/fhir+json', ...(auth && !given ? authHeader(base) : {}), ...headers };
   let b = body;
   if (b !== undefined && typeof b === 'object' && !Buffer.isBuffer(b) && !(b instanceof Uint8Array)) {
     b = JSON.stringify(b);

@@ -25,7 +25,7 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct api_options opt = {.base_url = BASE};
+	struct api_options opt = {.base_url = BASE, .local = true};
 	struct arena *a = arena_new(0);
 	struct diag d;
 

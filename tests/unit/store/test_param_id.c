@@ -3,7 +3,11 @@
  *
  * They are stored in every database, so they must never change (a few are
  * pinned here), and no two parameters of the served types may share one
- * (their index rows would mix). */
+ * (their index rows would mix). A database of schema 1, which named them
+ * by text, is migrated at open and answers the same searches. */
+#include <sqlite3.h>
+#include <unistd.h>
+
 #include "unit.h"
 
 #include "fhir/fhir.h"
@@ -55,12 +59,158 @@ served_parameters_do_not_collide(void **state)
 	free(ids);
 }
 
+static const char *const v1_docs[] = {
+	"{\"resourceType\":\"Patient\",\"id\":\"m1\",\"name\":[{\"family\":\"Moss\"}],"
+	"\"birthDate\":\"1951-03-02\"}",
+	"{\"resourceType\":\"Patient\",\"id\":\"d1\",\"name\":[{\"family\":\"Delgado\"}]}",
+	"{\"resourceType\":\"Condition\",\"id\":\"c1\",\"subject\":{\"reference\":\"Patient/m1\"},"
+	"\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"44054006\"}]}}",
+};
+
+static enum cw_err
+put_docs(struct store_tx *tx, void *arg)
+{
+	struct arena *a = arg;
+
+	for (size_t i = 0; i < sizeof(v1_docs) / sizeof(v1_docs[0]); i++) {
+		json_t *r = json_loads(v1_docs[i], 0, NULL);
+		struct store_put p = {.res = r};
+		struct store_res out;
+		enum cw_err err = r ? store_tx_put(tx, a, &p, &out, NULL) : CW_EINVAL;
+
+		json_decref(r);
+		if (err)
+			return err;
+	}
+	return CW_OK;
+}
+
+/* ids of type matching code=value (a string or token search). */
+static const char *
+ids_of(struct store *s, struct arena *a, const char *type, const char *code,
+       const char *text, const char *sys, const char *tok)
+{
+	struct fhir_qvalue v = {.text = text, .system = sys, .code = tok};
+	struct fhir_qparam p = {.nvalues = 1, .values = &v};
+	struct fhir_query q = {.rt = fhir_restype_find(type), .nparams = 1,
+			       .params = &p};
+	struct store_page pg;
+	struct diag d;
+	char *out = arena_strdup(a, "");
+
+	p.sp = fhir_sp_find(q.rt, code);
+	assert_non_null(p.sp);
+	diag_init(&d, a);
+	assert_int_equal(store_search(s, a, &q, &pg, &d), CW_OK);
+	for (size_t i = 0; i < pg.n; i++)
+		out = arena_printf(a, "%s%s%s", out, i ? "," : "", pg.res[i].id);
+	return out;
+}
+
+static void
+exec_ok(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+}
+
+/* Makes the file what schema 1 wrote: index rows named by text, no users
+ * or sessions tables. */
+static void
+back_to_schema_1(const char *path)
+{
+	static const char *const tables[] = {"ix_token", "ix_string", "ix_ref",
+					     "ix_date", "ix_number", "ix_quantity",
+					     "ix_uri"};
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	exec_ok(db, "BEGIN; CREATE TEMP TABLE names(id INTEGER PRIMARY KEY, name TEXT)");
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO names VALUES(?1, ?2)",
+					    -1, &st, NULL), SQLITE_OK);
+	for (size_t i = 0; i < fhir_restype_count(); i++) {
+		const struct fhir_restype *rt = fhir_restype_at(i);
+
+		for (size_t k = 0; k < rt->nparams; k++) {
+			char name[160];
+
+			snprintf(name, sizeof(name), "%s.%s", rt->name, rt->params[k].code);
+			sqlite3_bind_int64(st, 1, sq_param_id(rt->name, rt->params[k].code));
+			sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+			assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+			sqlite3_reset(st);
+		}
+	}
+	sqlite3_finalize(st);
+	/* A text column holds text: rewrite param in place as its name. */
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		char *sql = sqlite3_mprintf("UPDATE %s SET param = (SELECT name FROM names"
+					    " WHERE id = %s.param)", tables[i], tables[i]);
+
+		exec_ok(db, sql);
+		sqlite3_free(sql);
+	}
+	exec_ok(db, "DROP TABLE sessions; DROP TABLE users;"
+		    " UPDATE schema_version SET version = 1; COMMIT");
+	sqlite3_close(db);
+}
+
+static void
+schema_1_is_migrated(void **state)
+{
+	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64], p2[80];
+	struct arena *a = arena_new(0);
+	struct store *s;
+	struct diag d;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/v1.db", dir);
+	diag_init(&d, a);
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_int_equal(store_write(s, put_docs, a), CW_OK);
+	store_close(s);
+	back_to_schema_1(path);
+
+	/* schema 1 really holds names now */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM ix_string"
+					    " WHERE param = 'Patient.name'", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_string_equal(ids_of(s, a, "Patient", "name", "moss", NULL, NULL), "m1");
+	assert_string_equal(ids_of(s, a, "Patient", "family", "delg", NULL, NULL), "d1");
+	assert_string_equal(ids_of(s, a, "Condition", "code", NULL,
+				   "http://snomed.info/sct", "44054006"), "c1");
+	assert_int_equal(store_check(s, &d), CW_OK);
+	store_close(s);
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(p2, sizeof(p2), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
+		unlink(p2);
+	}
+	rmdir(dir);
+	arena_free(a);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(numbers_are_stable),
 		cmocka_unit_test(served_parameters_do_not_collide),
+		cmocka_unit_test(schema_1_is_migrated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

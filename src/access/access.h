@@ -1,0 +1,219 @@
+/* access/access.h: who is calling. Users, passwords, sign-in and sessions.
+ *
+ * This is the first slice of access/: people stored in the database
+ * (store_user_*), each with one role and linked to the FHIR resource that
+ * is that person (Practitioner, Patient or RelatedPerson; admins may have
+ * none), argon2id password hashes, sign-in with lockout and a per-address
+ * limit, and sessions held server-side as the hash of an opaque token.
+ * The states a session and an account go through are in access/README.md.
+ *
+ * access/ knows nothing of HTTP: api/ reads the Authorization header and
+ * the cookies and hands the token to access_authenticate, which sits on
+ * the one request path (api_handle) so that no route can bypass it.
+ *
+ * KNOWN GAP (this slice): a signed-in user of any role may do everything
+ * the API allows. Roles, care-team relationships, consent, security labels
+ * and audit come in the next slices of issue 3; access_authenticate hands
+ * api/ the user (struct access_who) so those checks have what they need.
+ * Non-HTTP doors (careweave import, demo, export, user) are operator tools:
+ * they run with the database file's permissions and sign in as nobody.
+ *
+ * Limits (also in docs/ARCHITECTURE.md):
+ *   password              12 to 1024 bytes, at least 12 characters
+ *   password hash         argon2id, 19 MiB, 2 passes, 1 lane (OWASP minimum)
+ *   hashing at once       ACCESS_HASH_PARALLEL (4) sign-ins hash at a time,
+ *                         the rest wait: at most 76 MiB for argon2id
+ *   failed sign-ins       5 in a row lock the account for 1 min, then 2, 4,
+ *                         ... at most 1 h; a success clears the count
+ *   failed sign-in time   answered no sooner than ACCESS_FAIL_FLOOR_MS after
+ *                         it arrived, known user or not
+ *   per-address attempts  a bucket of 30, one back every 2 s (30 a minute
+ *                         sustained), ACCESS_RL_SLOTS addresses remembered;
+ *                         over it: CW_ERATE (429) before any hashing
+ *   idle sessions         end after ACCESS_IDLE_DEFAULT_S (900 s) without a
+ *                         request (`careweave serve --session-idle`)
+ *   any session           ends ACCESS_ABSOLUTE_S (12 h) after sign-in
+ *   activity memory       ACCESS_ACT_SLOTS sessions' last request time kept
+ *                         in memory; see README.md for what is on disk
+ *
+ * Thread safety: a struct access may be used from every HTTP thread at
+ * once; its tables are guarded by one mutex held for a few comparisons. */
+#ifndef CW_ACCESS_H
+#define CW_ACCESS_H
+
+#include "base/base.h"
+#include "store/store.h"
+
+struct access; /* opaque */
+
+enum access_role {
+	ACCESS_ADMIN,
+	ACCESS_COORDINATOR,
+	ACCESS_PHYSICIAN,
+	ACCESS_NURSE,
+	ACCESS_PHARMACIST,
+	ACCESS_THERAPIST,
+	ACCESS_SOCIAL_WORKER,
+	ACCESS_PATIENT,
+	ACCESS_CAREGIVER,
+	ACCESS_ROLE_COUNT
+};
+
+#define ACCESS_PASSWORD_MIN 12    /* characters (UTF-8 code points) */
+#define ACCESS_PASSWORD_MAX 1024  /* bytes */
+#define ACCESS_USERNAME_MAX 64
+#define ACCESS_TOKEN_HEX 64       /* a token is 32 random bytes as hex */
+#define ACCESS_HASH_MAX 128       /* crypto_pwhash_STRBYTES */
+#define ACCESS_PWHASH_OPS 2
+#define ACCESS_PWHASH_MEM (19u << 20)
+#define ACCESS_HASH_PARALLEL 4
+#define ACCESS_FAILS_TO_LOCK 5
+#define ACCESS_LOCK_FIRST_MS (60 * 1000)
+#define ACCESS_LOCK_MAX_MS (60 * 60 * 1000)
+#define ACCESS_FAIL_FLOOR_MS 250
+#define ACCESS_RL_SLOTS 1024
+#define ACCESS_RL_BURST 30
+#define ACCESS_RL_REFILL_MS 2000
+#define ACCESS_IDLE_DEFAULT_S 900
+#define ACCESS_ABSOLUTE_S (12 * 3600)
+#define ACCESS_ACT_SLOTS 4096
+/* last_seen is written to the database at most this often per session. */
+#define ACCESS_TOUCH_MS (60 * 1000)
+/* A demo password: 4 groups of 5 base32 characters and dashes (100 bits). */
+#define ACCESS_DEMO_PASSWORD_LEN 23
+
+/* "social-worker" for ACCESS_SOCIAL_WORKER. Static storage. */
+const char *access_role_name(enum access_role role);
+/* Parses a role name; false when it is not one of ours. */
+bool access_role_parse(const char *s, enum access_role *out);
+/* The resource type a user of role links to ("Practitioner"), NULL for
+ * admin (which links to nothing). */
+const char *access_role_link_type(enum access_role role);
+
+/* ---- clock ------------------------------------------------------------- */
+
+/* Time source of struct access, in ms since the epoch.
+ *
+ * Production uses the wall clock. Tests set access_options.clock (unit
+ * tests), or, for the black-box tests, run a test build (make's
+ * build/test, compiled with -DCW_TEST_HOOKS) with
+ * CAREWEAVE_TEST_CLOCK_FILE=PATH: the whole seconds written in that file
+ * are added to the wall clock, re-read on every use. A release build has no
+ * such code at all, so neither the environment nor any request can move
+ * its clock. */
+typedef int64_t (*access_clock_fn)(void *ctx);
+
+struct access_options {
+	unsigned idle_s;       /* 0: ACCESS_IDLE_DEFAULT_S */
+	unsigned absolute_s;   /* 0: ACCESS_ABSOLUTE_S */
+	access_clock_fn clock; /* NULL: the wall clock (see above) */
+	void *clock_ctx;
+};
+
+/* A new access service over s (borrowed; close it after access_free).
+ * Computes the dummy hash unknown users are checked against (one argon2id
+ * run, tens of ms). NULL if libsodium cannot start or memory runs out. */
+struct access *access_new(struct store *s, const struct access_options *opt);
+void access_free(struct access *ac);
+/* The access clock now, in ms. */
+int64_t access_now(const struct access *ac);
+
+/* ---- passwords and tokens ---------------------------------------------- */
+
+/* Checks the policy (length) of a password; CW_EINVAL with an issue. */
+enum cw_err access_password_policy(const char *pw, size_t n, struct diag *d);
+/* Hashes pw with argon2id into out (a PHC string, "$argon2id$v=19$..."). */
+enum cw_err access_password_hash(const char *pw, size_t n,
+				 char out[ACCESS_HASH_MAX]);
+/* Whether pw matches the PHC string hash (constant time in the password). */
+bool access_password_ok(const char *hash, const char *pw, size_t n);
+/* The stored form of a token: BLAKE2b-256 of its 32 bytes. false when tok
+ * is not 64 hex digits. */
+bool access_token_hash(const char *tok, unsigned char out[STORE_SESSION_HASH]);
+/* The CSRF token of a session token: a keyed hash of it, so the server can
+ * check X-CSRF-Token without storing anything and a cookie planted by
+ * someone else cannot carry a matching one. out gets 64 hex digits + NUL. */
+bool access_csrf_of(const char *tok, char out[ACCESS_TOKEN_HEX + 1]);
+/* How long the lockouts-th lock in a row lasts: 1 min doubling, capped. */
+int64_t access_lock_ms(int lockouts);
+/* A random demo password: "ABCDE-FGHIJ-KLMNO-PQRST" (libsodium random). */
+void access_demo_password(char out[ACCESS_DEMO_PASSWORD_LEN + 1]);
+
+/* ---- users (the CLI's door) -------------------------------------------- */
+
+/* Lower-cases username into out and checks it: 1 to 64 of [a-z0-9._@-].
+ * CW_EINVAL with an issue otherwise. */
+enum cw_err access_username_norm(const char *username,
+				 char out[ACCESS_USERNAME_MAX + 1],
+				 struct diag *d);
+/* Adds a user: checks the username, that link ("Type/id") names an
+ * existing resource of the type role links to (admins: NULL, or any of the
+ * three types), the password policy; hashes the password. CW_EINVAL
+ * (issue in d) for bad input, CW_ECONFLICT if the username is taken. The
+ * caller wipes pw. */
+enum cw_err access_user_add(struct store *s, struct arena *a,
+			    const char *username, enum access_role role,
+			    const char *link, const char *pw, size_t n,
+			    struct diag *d);
+/* Sets a new password, clears any lock and signs the user out everywhere.
+ * CW_ENOTFOUND if there is no such user. */
+enum cw_err access_user_reset_password(struct store *s, const char *username,
+				       const char *pw, size_t n,
+				       struct diag *d);
+/* Disables a user and signs them out everywhere. */
+enum cw_err access_user_disable(struct store *s, const char *username,
+				struct diag *d);
+
+/* ---- sign-in and sessions ---------------------------------------------- */
+
+/* Who is calling: the signed-in user of a request. Strings in the
+ * request's arena. */
+struct access_who {
+	const char *username;
+	enum access_role role;
+	const char *link;      /* "Practitioner/abc" or NULL */
+	int64_t expires;       /* ms: the sooner of idle end and absolute end */
+	int64_t absolute;      /* ms: the absolute end */
+	unsigned char sid[STORE_SESSION_HASH]; /* the stored hash */
+};
+
+/* A new session from access_login. */
+struct access_login {
+	char token[ACCESS_TOKEN_HEX + 1]; /* give it to the client, keep nothing */
+	char csrf[ACCESS_TOKEN_HEX + 1];
+	struct access_who who;
+};
+
+/* Signs in. remote is the client address (the per-address limit). Every
+ * failure (unknown user, wrong password, locked or disabled account) is
+ * the same CW_EUNAUTH with the same message, takes the same argon2id run
+ * and answers no sooner than ACCESS_FAIL_FLOOR_MS; CW_ERATE when remote is
+ * over its limit (d says when to retry, *retry_s too). Blocks (hashing, a
+ * commit): call it from a thread that may wait. */
+enum cw_err access_login(struct access *ac, struct arena *a, const char *remote,
+			 const char *username, const char *pw, size_t n,
+			 struct access_login *out, unsigned *retry_s,
+			 struct diag *d);
+
+/* What a request presents. api/ fills it from the headers. */
+struct access_cred {
+	const char *token;       /* Bearer value or cw_session cookie, or NULL */
+	bool from_cookie;        /* token came from the cookie */
+	const char *csrf_cookie; /* cw_csrf cookie or NULL */
+	const char *csrf_header; /* X-CSRF-Token or NULL */
+	bool changes_state;      /* not GET, HEAD or OPTIONS */
+	bool may_block;          /* on a worker: may write last_seen */
+};
+
+/* Checks a credential and fills who. CW_EUNAUTH (401) for no token, an
+ * unknown or malformed one, a revoked, expired or disabled user's session;
+ * CW_EFORBIDDEN (403) for a cookie-authenticated state change without the
+ * matching X-CSRF-Token. d says which, in words a client may read. Marks
+ * the session active now. */
+enum cw_err access_authenticate(struct access *ac, struct arena *a,
+				const struct access_cred *cred,
+				struct access_who *who, struct diag *d);
+/* Signs out the session who came from: revoked on disk before it returns. */
+enum cw_err access_logout(struct access *ac, const struct access_who *who);
+
+#endif
