@@ -455,6 +455,18 @@ api_json_own(struct arena *a, json_t *v)
 	return v;
 }
 
+json_t *
+api_json_own_done(struct arena *a, json_t *v)
+{
+	if (!v)
+		return NULL;
+	if (!arena_on_done(a, decref_cb, v)) {
+		json_decref(v);
+		return NULL;
+	}
+	return v;
+}
+
 void *
 api_free_own(struct arena *a, void *p)
 {

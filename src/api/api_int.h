@@ -79,6 +79,10 @@ enum cw_err api_reply_json(struct api_req *q, int status, const json_t *v);
 void api_reply_outcome(struct api_req *q, int status, enum cw_err err);
 /* Takes ownership of v: json_decref when the arena is freed. */
 json_t *api_json_own(struct arena *a, json_t *v);
+/* The same for a value nothing points into once the handler has returned
+ * (a parsed request body; a response already written out as text): it may
+ * be released before the answer is sent (arena_on_done). */
+json_t *api_json_own_done(struct arena *a, json_t *v);
 /* Takes ownership of malloc'd p. */
 void *api_free_own(struct arena *a, void *p);
 /* Splits and decodes an application/x-www-form-urlencoded string (also a

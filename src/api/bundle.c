@@ -933,7 +933,7 @@ api_h_bundle(struct api_req *q)
 	err = fhir_parse_json(q->r->body, q->r->body_len, &bundle, &q->d);
 	if (err)
 		return err;
-	if (!api_json_own(q->a, bundle))
+	if (!api_json_own_done(q->a, bundle))
 		return CW_ENOMEM;
 	if (prefer && strstr(prefer, "return=representation"))
 		ret = BRET_REPR;
@@ -945,7 +945,7 @@ api_h_bundle(struct api_req *q)
 			 &q->d);
 	if (err)
 		return err;
-	if (!api_json_own(q->a, out))
+	if (!api_json_own_done(q->a, out))
 		return CW_ENOMEM;
 	return api_reply_json(q, 200, out);
 }

@@ -270,7 +270,7 @@ parse_body(struct api_req *q, json_t **out)
 	err = fhir_parse_json(q->r->body, q->r->body_len, &res, &q->d);
 	if (err)
 		return err;
-	if (!api_json_own(q->a, res))
+	if (!api_json_own_done(q->a, res))
 		return CW_ENOMEM;
 	if (!json_is_object(res))
 		return diag_err(&q->d, CW_EINVAL, "structure", NULL,

@@ -31,6 +31,7 @@ struct arena_cleanup {
 struct arena {
 	struct arena_block *head; /* newest block first */
 	struct arena_cleanup *cleanups;
+	struct arena_cleanup *done; /* arena_on_done: may run before reset */
 	size_t max;
 	size_t held;  /* bytes in blocks */
 	size_t given; /* bytes handed out */
@@ -50,6 +51,12 @@ arena_new(size_t max_bytes)
 static void
 run_cleanups(struct arena *a)
 {
+	while (a->done) {
+		struct arena_cleanup *c = a->done;
+
+		a->done = c->next;
+		c->fn(c->arg);
+	}
 	while (a->cleanups) {
 		struct arena_cleanup *c = a->cleanups;
 
@@ -225,6 +232,62 @@ arena_on_free(struct arena *a, void (*fn)(void *), void *arg)
 	c->next = a->cleanups;
 	a->cleanups = c;
 	return true;
+}
+
+bool
+arena_on_done(struct arena *a, void (*fn)(void *), void *arg)
+{
+	struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
+
+	if (!c)
+		return false;
+	c->fn = fn;
+	c->arg = arg;
+	c->next = a->done;
+	a->done = c;
+	return true;
+}
+
+struct arena_done {
+	size_t n;
+	struct {
+		void (*fn)(void *);
+		void *arg;
+	} run[];
+};
+
+struct arena_done *
+arena_take_done(struct arena *a)
+{
+	struct arena_done *d;
+	struct arena_cleanup *c;
+	size_t n = 0;
+
+	for (c = a->done; c; c = c->next)
+		n++;
+	if (!n)
+		return NULL;
+	d = malloc(sizeof(*d) + n * sizeof(d->run[0]));
+	if (!d)
+		return NULL; /* they stay, and run at reset */
+	d->n = 0;
+	for (c = a->done; c; c = c->next) {
+		d->run[d->n].fn = c->fn;
+		d->run[d->n].arg = c->arg;
+		d->n++;
+	}
+	a->done = NULL;
+	return d;
+}
+
+void
+arena_done_run(struct arena_done *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		d->run[i].fn(d->run[i].arg);
+	free(d);
 }
 
 size_t

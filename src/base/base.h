@@ -82,6 +82,19 @@ char *arena_printf(struct arena *a, const char *fmt, ...) CW_PRINTF(2, 3);
  * how statements, files and jansson values hang on a request. Returns false
  * (and runs nothing) if the cleanup record cannot be allocated. */
 bool arena_on_free(struct arena *a, void (*fn)(void *), void *arg);
+/* The same for what nothing needs once the request's handler has returned
+ * (a parsed request body: the answer is text of its own). The HTTP server
+ * takes these with arena_take_done before it hands the answer over and
+ * runs them with arena_done_run on the worker meanwhile, so freeing a big
+ * request costs neither the next request's thread nor the client's wait;
+ * whatever is not taken runs at reset, before the other cleanups. */
+bool arena_on_done(struct arena *a, void (*fn)(void *), void *arg);
+struct arena_done; /* opaque, malloc'd */
+/* Moves the done cleanups out of a (NULL when there are none, or when
+ * memory is short: then they stay and run at reset). */
+struct arena_done *arena_take_done(struct arena *a);
+/* Runs and frees them; touches nothing of the arena they came from. */
+void arena_done_run(struct arena_done *d);
 /* Bytes handed out so far. */
 size_t arena_used(const struct arena *a);
 

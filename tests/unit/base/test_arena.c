@@ -54,6 +54,34 @@ arena_cleanups_run_newest_first_once(void **state)
 	assert_int_equal(cleanup_calls, 11);
 }
 
+/* Done cleanups can be taken out and run apart from the arena (the HTTP
+ * worker runs them while the answer is sent); untaken ones run at reset,
+ * and taking twice gives nothing. */
+static void
+arena_done_cleanups_run_once(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct arena_done *d;
+	int one = 1, ten = 10, hundred = 100;
+
+	cleanup_calls = 0;
+	assert_null(arena_take_done(a));
+	assert_true(arena_on_done(a, count_cleanup, &one));
+	assert_true(arena_on_done(a, count_cleanup, &ten));
+	assert_true(arena_on_free(a, count_cleanup, &hundred));
+	d = arena_take_done(a);
+	assert_non_null(d);
+	assert_null(arena_take_done(a));
+	arena_reset(a); /* the on_free one only */
+	assert_int_equal(cleanup_calls, 100);
+	arena_done_run(d);
+	assert_int_equal(cleanup_calls, 111);
+	assert_true(arena_on_done(a, count_cleanup, &one));
+	arena_free(a); /* not taken: runs at free */
+	assert_int_equal(cleanup_calls, 112);
+	arena_done_run(NULL);
+}
+
 static void
 arena_realloc_keeps_content(void **state)
 {
@@ -148,6 +176,7 @@ main(void)
 		cmocka_unit_test(arena_allocates_aligned_and_grows),
 		cmocka_unit_test(arena_cap_refuses_past_max),
 		cmocka_unit_test(arena_cleanups_run_newest_first_once),
+		cmocka_unit_test(arena_done_cleanups_run_once),
 		cmocka_unit_test(arena_realloc_keeps_content),
 		cmocka_unit_test(sbuf_appends_and_caps),
 		cmocka_unit_test(sbuf_escapes_json),
