@@ -109,6 +109,7 @@ struct store {
 	pthread_mutex_t ck_mu;
 	pthread_cond_t ck_cv;
 	int wal_frames;            /* frames in the WAL after the last commit */
+	int last_commit_frames;    /* frames the last commit added */
 	uint64_t commits;          /* commits so far (the idle clock) */
 	bool ck_wanted;            /* the WAL passed CKPT_FRAMES */
 	bool ck_stopping;
