@@ -40,6 +40,11 @@ void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);
 bool cli_parse_num(const char *s, unsigned long long min,
 		   unsigned long long max, bool size, unsigned long long *out);
 
+/* The whole file at path, NUL-terminated (caller frees), *len its size.
+ * NULL with *err an errno value when it cannot be read or is larger than
+ * max bytes (EFBIG). */
+char *cli_read_file(const char *path, size_t max, size_t *len, int *err);
+
 /* Opens the store at path, creating its folder when writable. On failure
  * prints why (naming the command and the path) and returns NULL. */
 struct store *cli_open_store(const char *cmd, const char *path, bool readonly);

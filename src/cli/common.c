@@ -119,3 +119,40 @@ cli_open_store(const char *cmd, const char *path, bool readonly)
 	arena_free(a);
 	return s;
 }
+
+char *
+cli_read_file(const char *path, size_t max, size_t *len, int *err)
+{
+	FILE *fp = fopen(path, "rb");
+	struct stat st;
+	char *buf;
+	size_t n;
+
+	*err = 0;
+	if (!fp) {
+		*err = errno;
+		return NULL;
+	}
+	if (fstat(fileno(fp), &st) != 0 || (size_t)st.st_size > max) {
+		*err = errno ? errno : EFBIG;
+		fclose(fp);
+		return NULL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		*err = ENOMEM;
+		fclose(fp);
+		return NULL;
+	}
+	n = fread(buf, 1, (size_t)st.st_size, fp);
+	if (n != (size_t)st.st_size && ferror(fp)) {
+		*err = errno ? errno : EIO;
+		free(buf);
+		fclose(fp);
+		return NULL;
+	}
+	fclose(fp);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}

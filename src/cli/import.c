@@ -640,42 +640,6 @@ out:
 
 /* ---- Bundles and single resources (.json) ------------------------------ */
 
-static char *
-read_file(const char *path, size_t *len, int *err)
-{
-	FILE *fp = fopen(path, "rb");
-	struct stat st;
-	char *buf;
-	size_t n;
-
-	*err = 0;
-	if (!fp) {
-		*err = errno;
-		return NULL;
-	}
-	if (fstat(fileno(fp), &st) != 0 || (size_t)st.st_size > MAX_JSON_FILE) {
-		*err = errno ? errno : EFBIG;
-		fclose(fp);
-		return NULL;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		*err = ENOMEM;
-		fclose(fp);
-		return NULL;
-	}
-	n = fread(buf, 1, (size_t)st.st_size, fp);
-	if (n != (size_t)st.st_size && ferror(fp)) {
-		*err = errno ? errno : EIO;
-		free(buf);
-		fclose(fp);
-		return NULL;
-	}
-	fclose(fp);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
 
 /* A collection (or searchset, document, message) as a transaction of PUTs
  * by id. Entries of searchset mode "outcome" are dropped. */
@@ -789,7 +753,7 @@ import_json(struct importer *im, const struct ifile *f)
 	int e, rc = CLI_OK;
 	bool batch = false;
 
-	text = read_file(f->path, &len, &e);
+	text = cli_read_file(f->path, MAX_JSON_FILE, &len, &e);
 	if (!text) {
 		progress_end(im);
 		cli_err(im->cmd, "cannot read %s: %s", f->path, strerror(e));

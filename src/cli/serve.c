@@ -12,7 +12,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "access/access.h"
 #include "api/api.h"
@@ -21,6 +24,8 @@
 #include "store/store.h"
 
 #define MAX_TIMEOUT_S 86400u
+/* A PEM certificate chain or key is a few KiB; anything this big is not one. */
+#define TLS_FILE_MAX (1u << 20)
 
 struct trampoline {
 	_Atomic(struct api *) api;
@@ -68,7 +73,8 @@ serve_usage(FILE *f)
 		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
 		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
 		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
-		"                       [--session-idle SECONDS]\n\n"
+		"                       [--session-idle SECONDS]\n"
+		"                       [--tls-cert FILE --tls-key FILE]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
@@ -89,10 +95,12 @@ serve_usage(FILE *f)
 		"                     sign a session out after this long without a\n"
 		"                     request (default %u; every session ends 12 h\n"
 		"                     after sign-in)\n"
+		"  --tls-cert FILE    serve HTTPS (TLS 1.2/1.3) with this PEM certificate\n"
+		"                     chain; needs --tls-key FILE, the PEM private key\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
 		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
 		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
-		"\nPrints 'careweave listening on http://ADDR:PORT/fhir' once it serves.\n",
+		"\nPrints 'careweave listening on http[s]://ADDR:PORT/fhir' once it serves.\n",
 		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S);
 }
 
@@ -110,10 +118,14 @@ cli_serve(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 'i'},
 		{"request-timeout", required_argument, NULL, 'r'},
 		{"session-idle", required_argument, NULL, 's'},
+		{"tls-cert", required_argument, NULL, 'C'},
+		{"tls-key", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *db = CLI_DEFAULT_DB, *base_url = NULL;
+	const char *cert_path = NULL, *key_path = NULL;
+	char *cert = NULL, *key = NULL;
 	struct http_options ho = {.bind = "127.0.0.1", .port = 8080,
 				  .error_fn = api_error_body};
 	struct trampoline tramp;
@@ -194,6 +206,12 @@ cli_serve(int argc, char **argv)
 			}
 			aco.idle_s = (unsigned)v;
 			break;
+		case 'C':
+			cert_path = optarg;
+			break;
+		case 'K':
+			key_path = optarg;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return CLI_OK;
@@ -210,6 +228,27 @@ cli_serve(int argc, char **argv)
 		cli_err("serve", "--bind wants an IPv4 or IPv6 address, not '%s'", ho.bind);
 		return CLI_EUSAGE;
 	}
+	if (!cert_path != !key_path) {
+		cli_err("serve", "--tls-cert and --tls-key go together");
+		return CLI_EUSAGE;
+	}
+	if (cert_path) {
+		size_t n;
+		int e;
+
+		if (!(cert = cli_read_file(cert_path, TLS_FILE_MAX, &n, &e))) {
+			cli_err("serve", "cannot read the certificate %s: %s", cert_path,
+				strerror(e));
+			return CLI_EIO;
+		}
+		if (!(key = cli_read_file(key_path, TLS_FILE_MAX, &n, &e))) {
+			cli_err("serve", "cannot read the key %s: %s", key_path, strerror(e));
+			free(cert);
+			return CLI_EIO;
+		}
+		ho.tls_cert = cert;
+		ho.tls_key = key;
+	}
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -218,12 +257,15 @@ cli_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	s = cli_open_store("serve", db, false);
-	if (!s)
-		return CLI_EIO;
+	if (!s) {
+		rc = CLI_EIO;
+		goto out_tls;
+	}
 	a = arena_new(0);
 	if (!a) {
 		store_close(s);
-		return CLI_EIO;
+		rc = CLI_EIO;
+		goto out_tls;
 	}
 	diag_init(&d, a);
 	{
@@ -248,7 +290,8 @@ cli_serve(int argc, char **argv)
 		snprintf(host, sizeof(host), "[%s]", ho.bind);
 	else
 		snprintf(host, sizeof(host), "%s", ho.bind);
-	snprintf(url, sizeof(url), "http://%s:%u/fhir", host, http_port(srv));
+	snprintf(url, sizeof(url), "%s://%s:%u/fhir", cert ? "https" : "http",
+		 host, http_port(srv));
 	ao.base_url = base_url ? base_url : url;
 	ac = access_new(s, &aco);
 	if (!ac) {
@@ -282,5 +325,10 @@ out_access:
 out_store:
 	store_close(s);
 	arena_free(a);
+out_tls:
+	if (key)
+		sodium_memzero(key, strlen(key));
+	free(key);
+	free(cert);
 	return rc;
 }

@@ -30,9 +30,8 @@ struct http_req {
 	const char *body;        /* NUL-terminated; "" when none */
 	size_t body_len;
 	const char *remote;      /* peer address text ("127.0.0.1", "::1") */
-	bool tls;                /* came over TLS. Always false until http/
-				    serves TLS; api/ adds Secure to its
-				    cookies when set, so that is the hook */
+	bool tls;                /* came over TLS (http_options.tls_cert):
+				    api/ adds Secure to its cookies */
 	void *conn;              /* for http_req_header */
 };
 
@@ -87,6 +86,11 @@ struct http_options {
 	size_t gzip_min;           /* compress bodies at least this big, 0: 1400 */
 	size_t arena_max;          /* per-request arena cap, 0: 256 MiB */
 	http_error_fn error_fn;    /* NULL: plain-text bodies for http/'s own answers */
+	/* TLS: both PEM texts (certificate chain, private key) or neither.
+	 * With them every connection is TLS 1.2 or 1.3 (GnuTLS through
+	 * libmicrohttpd) and every answer carries Strict-Transport-Security. */
+	const char *tls_cert;
+	const char *tls_key;
 };
 
 /* Starts listening and serving. NULL (with d filled) if it cannot bind. */

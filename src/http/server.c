@@ -127,6 +127,7 @@ struct http_server {
 	size_t arena_max;
 	unsigned request_timeout_s;
 	unsigned port;
+	bool tls;
 	atomic_long inflight; /* requests begun and not completed */
 	/* the blocking workers and their queue of suspended conns */
 	pthread_mutex_t lock;
@@ -168,6 +169,11 @@ struct conn {
 	struct conn *next;       /* in the srv queue */
 	struct http_resp resp;   /* filled by the worker */
 };
+
+/* One year; no preload: that is the operator's choice for the domain. */
+#define HSTS "max-age=31536000; includeSubDomains"
+/* TLS 1.2 and 1.3 only (GnuTLS priority string). */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 static const char *const security_headers[][2] = {
 	{"X-Content-Type-Options", "nosniff"},
@@ -389,6 +395,10 @@ send_resp(struct conn *c, struct MHD_Connection *mc, struct http_resp *w)
 		if (!resp_has_header(w, security_headers[i][0]))
 			MHD_add_response_header(resp, security_headers[i][0],
 						security_headers[i][1]);
+	/* Only over TLS: a browser ignores it on plain HTTP, and sending it
+	 * there would promise what this port does not do. */
+	if (c->srv->tls)
+		MHD_add_response_header(resp, "Strict-Transport-Security", HSTS);
 	c->status = w->status;
 	ret = MHD_queue_response(mc, (unsigned)w->status, resp);
 	MHD_destroy_response(resp);
@@ -442,6 +452,10 @@ request_timed_out(struct conn *c, struct MHD_Connection *mc)
 	c->status = 408;
 	log_debug("http %s: request body not complete after %u s, 408",
 		  c->method, c->srv->request_timeout_s);
+	/* Over TLS the socket carries records, not text: nothing can be
+	 * written past MHD, so the client only sees the connection close. */
+	if (c->srv->tls)
+		return MHD_NO;
 	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (!ci)
 		return MHD_NO;
@@ -505,6 +519,7 @@ req_prepare(struct conn *c, struct MHD_Connection *mc, const char *url,
 	r->method = method;
 	r->path = url;
 	r->remote = c->remote;
+	r->tls = c->srv->tls;
 	r->conn = mc;
 	nargs = MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, NULL, NULL);
 	if (nargs > 0) {
@@ -1018,6 +1033,11 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		diag_err(d, CW_EINVAL, "value", NULL, "port %u is out of range", o.port);
 		return NULL;
 	}
+	if (!o.tls_cert != !o.tls_key) {
+		diag_err(d, CW_EINVAL, "value", NULL,
+			 "TLS needs both a certificate and a key");
+		return NULL;
+	}
 	if (!parse_bind(o.bind, o.port, &ss, &v6)) {
 		diag_err(d, CW_EINVAL, "value", NULL,
 			 "bind address '%s' is not an IPv4 or IPv6 literal", o.bind);
@@ -1066,6 +1086,7 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 	srv->gzip_min = o.gzip_min;
 	srv->arena_max = o.arena_max;
 	srv->request_timeout_s = o.request_timeout_s;
+	srv->tls = o.tls_cert != NULL;
 	atomic_init(&srv->inflight, 0);
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->more, NULL);
@@ -1104,15 +1125,31 @@ http_start(const struct http_options *opt, http_handler_fn fn, void *ctx,
 		{MHD_OPTION_END, 0, NULL},
 	};
 
+	struct MHD_OptionItem tls[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o.tls_cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o.tls_key},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+		{MHD_OPTION_END, 0, NULL},
+	};
+
+	if (srv->tls)
+		flags |= MHD_USE_TLS;
 	errno = 0;
 	srv->mhd = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL,
 				    on_access, srv, MHD_OPTION_ARRAY, mo,
+				    MHD_OPTION_ARRAY, srv->tls ? tls : tls + 3,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
 		int e = errno;
 
-		diag_err(d, CW_EIO, "exception", NULL, "cannot listen on %s port %u%s%s",
-			 o.bind, o.port, e ? ": " : "", e ? strerror(e) : "");
+		if (srv->tls)
+			diag_err(d, CW_EIO, "exception", NULL,
+				 "cannot listen on %s port %u with TLS: is the "
+				 "certificate and key PEM, and do they match?%s%s",
+				 o.bind, o.port, e ? " " : "", e ? strerror(e) : "");
+		else
+			diag_err(d, CW_EIO, "exception", NULL, "cannot listen on %s port %u%s%s",
+				 o.bind, o.port, e ? ": " : "", e ? strerror(e) : "");
 		srv_free(srv);
 		return NULL;
 	}
