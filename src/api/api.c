@@ -481,18 +481,6 @@ api_free_own(struct arena *a, void *p)
 
 /* ---- forms and URLs -------------------------------------------------------- */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static char *
 url_decode(struct arena *a, const char *s, size_t n)
 {
@@ -504,9 +492,9 @@ url_decode(struct arena *a, const char *s, size_t n)
 	for (i = 0; i < n; i++) {
 		if (s[i] == '+') {
 			*o++ = ' ';
-		} else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-			   hexval(s[i + 2]) >= 0) {
-			*o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		} else if (s[i] == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 &&
+			   hex_value(s[i + 2]) >= 0) {
+			*o++ = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
 			i += 2;
 		} else {
 			*o++ = s[i];

@@ -55,6 +55,19 @@ struct span {
 #define SPAN_LIT(s) ((struct span){(s), sizeof(s) - 1})
 bool span_eq(struct span a, const char *s);
 
+/* The value of hex digit c (either case), -1 if it is not one. */
+static inline int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* ---- arena ----------------------------------------------------------- */
 
 /* One arena per HTTP request, HL7 message, import batch or rule run.
