@@ -12,8 +12,8 @@
  * the one request path (api_handle) so that no route can bypass it.
  *
  * KNOWN GAP (this slice): a signed-in user of any role may do everything
- * the API allows. Roles, care-team relationships, consent, security labels
- * and audit come in the next slices of issue 3; access_authenticate hands
+ * the API allows. Roles, care-team relationships, consent and security
+ * labels come in the next slices of issue 3 (audit is audit/); access_authenticate hands
  * api/ the user (struct access_who) so those checks have what they need.
  * Non-HTTP doors (careweave import, demo, export, user) are operator tools:
  * they run with the database file's permissions and sign in as nobody.
@@ -189,7 +189,9 @@ struct access_login {
  * the same CW_EUNAUTH with the same message, takes the same argon2id run
  * and answers no sooner than ACCESS_FAIL_FLOOR_MS; CW_ERATE when remote is
  * over its limit (d says when to retry, *retry_s too). Blocks (hashing, a
- * commit): call it from a thread that may wait. */
+ * commit): call it from a thread that may wait. On CW_EUNAUTH out->who
+ * names the user when the username was someone's (for the audit record;
+ * never for the client), and is all zero when it named nobody. */
 enum cw_err access_login(struct access *ac, struct arena *a, const char *remote,
 			 const char *username, const char *pw, size_t n,
 			 struct access_login *out, unsigned *retry_s,
