@@ -56,6 +56,8 @@ enum access_role {
 	ACCESS_SOCIAL_WORKER,
 	ACCESS_PATIENT,
 	ACCESS_CAREGIVER,
+	ACCESS_SERVICE,   /* another system (an EHR interface): all data,
+			     always audited as such; see access/README.md */
 	ACCESS_ROLE_COUNT
 };
 
@@ -87,7 +89,7 @@ const char *access_role_name(enum access_role role);
 /* Parses a role name; false when it is not one of ours. */
 bool access_role_parse(const char *s, enum access_role *out);
 /* The resource type a user of role links to ("Practitioner"), NULL for
- * admin (which links to nothing). */
+ * admin (which links to nothing) and service (nothing, or a Device). */
 const char *access_role_link_type(enum access_role role);
 
 /* ---- clock ------------------------------------------------------------- */
