@@ -11,10 +11,10 @@
  * the cookies and hands the token to access_authenticate, which sits on
  * the one request path (api_handle) so that no route can bypass it.
  *
- * KNOWN GAP (this slice): a signed-in user of any role may do everything
- * the API allows. Roles, care-team relationships, consent, security labels
- * and audit come in the next slices of issue 3; access_authenticate hands
- * api/ the user (struct access_who) so those checks have what they need.
+ * What each signed-in user may see and change is decided in policy.c
+ * (the authorization section below): roles, care-team membership, the
+ * patient's Consent and security labels. api/ asks it on every read,
+ * search and write path; the rules and the why are in access/README.md.
  * Non-HTTP doors (careweave import, demo, export, user) are operator tools:
  * they run with the database file's permissions and sign in as nobody.
  *
