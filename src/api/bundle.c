@@ -675,6 +675,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	r.remote = "internal";
 	q.api = b->api;
 	q.who = b->who;
+	q.scope = b->scope; /* one scope for every entry: the rules read once */
 	q.r = &r;
 	q.w = &w;
 	q.a = b->a;

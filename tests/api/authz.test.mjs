@@ -198,6 +198,51 @@ describe('the matrix: every role, every interaction, a patient in and out of rea
   });
 });
 
+describe('other doors', () => {
+  test('batch entries are checked one by one, with the same answers', async () => {
+    const r = await as('physician', 'POST', '', {
+      resourceType: 'Bundle', type: 'batch', entry: [
+        { request: { method: 'GET', url: `Observation/${ids.obsA}` } },
+        { request: { method: 'GET', url: `Observation/${ids.obsB}` } },
+        { resource: obs(ids.patB), request: { method: 'POST', url: 'Observation' } },
+        { resource: obs(ids.patA), request: { method: 'POST', url: 'Observation' } },
+      ],
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.entry.map((e) => e.response.status.slice(0, 3)), ['200', '404', '404', '201']);
+  });
+
+  test('_include never brings in another patient\'s data', async () => {
+    // a service-made Observation of A that points at B's Observation
+    const link = (await svc('POST', 'Observation', obs(ids.patA, { hasMember: [{ reference: `Observation/${ids.obsB}` }] }))).id;
+    const r = await as('nurse', 'GET', `Observation?_id=${link}&_include=Observation:has-member`);
+    assert.deepEqual(matchIds(r.json), [link]);
+    assert.ok(!(r.json.entry ?? []).some((e) => e.resource?.id === ids.obsB));
+    assert.equal((r.json.entry ?? []).filter((e) => e.search?.mode === 'outcome').length, 1, 'withheld said');
+  });
+
+  test('a condition matches only within the caller\'s patients', async () => {
+    const tag = `tag-${Date.now()}`;
+    const b = await svc('POST', 'Observation', obs(ids.patB, { identifier: [{ system: 'urn:t', value: tag }] }));
+    // If-None-Exist does not see B's match, and creating for B is out of reach
+    const r = await as('coordinator', 'POST', 'Observation', obs(ids.patB, { identifier: [{ system: 'urn:t', value: tag }] }), { 'if-none-exist': `identifier=urn:t|${tag}` });
+    assert.equal(r.status, 404);
+    const d = await as('coordinator', 'DELETE', `Observation?identifier=urn:t|${tag}`);
+    assert.equal(d.status, 404);
+    assert.equal((await svc('GET', `Observation/${b.id}`)).id, b.id, 'still there');
+    const u = await as('coordinator', 'GET', `Observation?identifier=urn:t|${tag}&_summary=count`);
+    assert.equal(u.json.total, 0);
+  });
+
+  test('system history shows only what the caller may see', async () => {
+    const h = await as('patient', 'GET', '_history?_count=1000');
+    assert.equal(h.status, 200);
+    const seen = new Set((h.json.entry ?? []).map((e) => e.resource?.id));
+    assert.ok(!seen.has(ids.obsB) && !seen.has(ids.patB));
+    assert.ok(seen.has(ids.obsA));
+  });
+});
+
 describe('role escalation and consent', () => {
   test('a clinician cannot add themselves to a stranger\'s CareTeam', async () => {
     const team = await svc('GET', `CareTeam/${ids.teamB}`);
