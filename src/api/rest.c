@@ -648,10 +648,12 @@ read_allowed(struct api_req *q, enum cw_err err, const struct store_res *res,
 	struct access_scope *sc = api_scope(q);
 
 	*ok = true;
-	if (!q->who || access_scope_all(sc))
+	if (!q->who)
 		return CW_OK;
 	if (!sc)
-		return CW_ENOMEM;
+		return CW_ENOMEM; /* fail closed */
+	if (access_scope_all(sc))
+		return CW_OK;
 	if (err) {
 		*ok = err != CW_EGONE;
 		return CW_OK;
