@@ -135,7 +135,10 @@ if [ "$NO_SERVER" != 1 ]; then
 	# to curl, wrk (wrk-list.lua) and ingest.mjs as BENCH_TOKEN.
 	BENCH_USER=bench-$$-$(date +%s)
 	BENCH_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-	printf '%s\n' "$BENCH_PW" | "$BIN" user add --db "$DB" --username "$BENCH_USER" --admin \
+	# A system client (role service): admins see no clinical data, and the
+	# bench reads and writes every patient.
+	printf '%s\n' "$BENCH_PW" | "$BIN" user add --db "$DB" --username "$BENCH_USER" \
+		--role service --system-client \
 		--password-stdin >/dev/null || die "cannot add the bench user to $DB"
 	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 \
 		--session-idle 43200 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &

@@ -36,6 +36,7 @@ static const struct {
 	[ACCESS_SOCIAL_WORKER] = {"social-worker", "Practitioner"},
 	[ACCESS_PATIENT]       = {"patient", "Patient"},
 	[ACCESS_CAREGIVER]     = {"caregiver", "RelatedPerson"},
+	[ACCESS_SERVICE]       = {"service", NULL},
 };
 
 const char *
@@ -324,6 +325,9 @@ check_link(struct store *s, struct arena *a, enum access_role role,
 	for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++)
 		if (want ? !strcmp(type, want) : !strcmp(type, any[i]))
 			type_ok = true;
+	/* A system client may be a Device (an interface engine). */
+	if (role == ACCESS_SERVICE && !strcmp(type, "Device"))
+		type_ok = true;
 	if (!type_ok)
 		return diag_err(d, CW_EINVAL, "value", NULL,
 				"A %s links to %s, not %s",

@@ -11,10 +11,10 @@
  * the cookies and hands the token to access_authenticate, which sits on
  * the one request path (api_handle) so that no route can bypass it.
  *
- * KNOWN GAP (this slice): a signed-in user of any role may do everything
- * the API allows. Roles, care-team relationships, consent and security
- * labels come in the next slices of issue 3 (audit is audit/); access_authenticate hands
- * api/ the user (struct access_who) so those checks have what they need.
+ * What each signed-in user may see and change is decided in policy.c
+ * (the authorization section below): roles, care-team membership, the
+ * patient's Consent and security labels. api/ asks it on every read,
+ * search and write path; the rules and the why are in access/README.md.
  * Non-HTTP doors (careweave import, demo, export, user) are operator tools:
  * they run with the database file's permissions and sign in as nobody.
  *
@@ -56,6 +56,8 @@ enum access_role {
 	ACCESS_SOCIAL_WORKER,
 	ACCESS_PATIENT,
 	ACCESS_CAREGIVER,
+	ACCESS_SERVICE,   /* another system (an EHR interface): all data,
+			     always audited as such; see access/README.md */
 	ACCESS_ROLE_COUNT
 };
 
@@ -87,7 +89,7 @@ const char *access_role_name(enum access_role role);
 /* Parses a role name; false when it is not one of ours. */
 bool access_role_parse(const char *s, enum access_role *out);
 /* The resource type a user of role links to ("Practitioner"), NULL for
- * admin (which links to nothing). */
+ * admin (which links to nothing) and service (nothing, or a Device). */
 const char *access_role_link_type(enum access_role role);
 
 /* ---- clock ------------------------------------------------------------- */
@@ -217,5 +219,108 @@ enum cw_err access_authenticate(struct access *ac, struct arena *a,
 				struct access_who *who, struct diag *d);
 /* Signs out the session who came from: revoked on disk before it returns. */
 enum cw_err access_logout(struct access *ac, const struct access_who *who);
+
+/* ---- authorization (policy.c) ------------------------------------------ */
+
+/* What one user may do with one patient's compartment. Arrays in the
+ * request's arena. A type or label is covered when it is allowed (all_*
+ * or listed) and not denied. */
+struct access_grant {
+	bool read;
+	bool write;
+	bool all_types;            /* no class restriction */
+	size_t ntypes;
+	const char **types;        /* covered types when !all_types */
+	bool all_labels;           /* every sensitive label (own record, service) */
+	size_t nlabels;
+	const char **labels;       /* sensitive codes a permit names */
+	size_t ndeny_types;
+	const char **deny_types;   /* denied classes (deny wins) */
+	size_t ndeny_labels;
+	const char **deny_labels;  /* denied labels (deny wins) */
+};
+
+/* The per-request memo of one user's access: whose patients they reach
+ * and the grant for each, computed on first use from CareTeam, Consent,
+ * PractitionerRole and RelatedPerson through store_search. Lives in a
+ * (the request's arena), so a Consent change takes effect at the next
+ * request. */
+struct access_scope;
+
+/* A scope for who over s (the store access reads). NULL on no memory. */
+struct access_scope *access_scope_new(struct access *ac, struct store *s,
+				      struct arena *a,
+				      const struct access_who *who);
+/* Whether the scope sees and writes everything (the service role). */
+bool access_scope_all(const struct access_scope *sc);
+/* Whether the role may read non-compartment resources (the care
+ * directory: Practitioner, Organization, Medication...). */
+bool access_scope_directory_read(const struct access_scope *sc);
+
+/* The grant of the scope's user for patient_id (never NULL: a patient
+ * out of reach gets a grant with read and write false). */
+enum cw_err access_patient_scope(struct access_scope *sc,
+				 const char *patient_id,
+				 struct access_grant *out);
+/* The patients the user may read at all, for a search restriction
+ * (fhir_query.allowed_patients). *all is true when no restriction
+ * applies (service). */
+enum cw_err access_reachable(struct access_scope *sc, const char *const **ids,
+			     size_t *n, bool *all);
+
+/* Whether g covers a resource of type with these meta.security codes
+ * (system|code pairs read from res; res may be NULL for none). */
+bool access_grant_covers(const struct access_grant *g, const char *type,
+			 const json_t *res);
+/* Whether a meta.security coding is sensitive (withheld unless a
+ * consent names it): confidentiality R or V, or a v3-ActCode
+ * sensitivity code (PSY, ETH, HIV, SEX, ...). */
+bool access_label_sensitive(const char *system, const char *code);
+
+/* Whether the scope may read res (a stored resource of rt). Parses
+ * nothing itself: the caller gives the parsed value. */
+enum cw_err access_may_read_res(struct access_scope *sc,
+				const struct fhir_restype *rt, const json_t *res,
+				bool *ok);
+/* The same for stored JSON text (a search match, an include). */
+enum cw_err access_may_read_text(struct access_scope *sc, const char *type,
+				 const char *json, size_t n, bool *ok);
+
+/* Checks a write: the compartment patients of the new content (res, NULL
+ * for a delete) and of the current version (cur, NULL when there is
+ * none) must all be writable, and the same patients. CW_ENOTFOUND (as a
+ * missing resource) when the caller may not read the current version or
+ * a patient; CW_EFORBIDDEN (403) when they may see it but not write it.
+ * The issue goes to d with loc. */
+enum cw_err access_check_write(struct access_scope *sc,
+			       const struct fhir_restype *rt, const json_t *res,
+			       const json_t *cur, const char *loc,
+			       struct diag *d);
+
+/* ---- the pure parts, for the unit tests ---- */
+
+/* What a patient's Consents say about one actor set (the user's
+ * Practitioner, PractitionerRoles, Organizations and CareTeams, or a
+ * RelatedPerson), at now (ms). */
+struct access_consent {
+	bool permit;        /* some permit provision names the actor */
+	bool permit_all;    /* ... without class or label restriction */
+	bool deny_all;      /* a deny for all data covers the actor */
+	size_t ntypes, nlabels, ndeny_types, ndeny_labels;
+	const char **types, **labels, **deny_types, **deny_labels;
+};
+
+/* Adds what one Consent resource says to out (zero it first). Consents
+ * that are not active patient-privacy ones say nothing. A provision
+ * without an actor of its own takes its parent's; one without any actor
+ * covers everyone when it denies and nobody when it permits. */
+enum cw_err access_consent_eval(struct arena *a, const json_t *consent,
+				const char *const *actors, size_t nactors,
+				int64_t now, struct access_consent *out);
+/* Whether member (one of actors) is an active participant of an active
+ * CareTeam at now: team status active, team period and the
+ * participant's period (when given) covering now. */
+bool access_careteam_member(const json_t *careteam, const char *const *actors,
+			    size_t nactors, int64_t now);
 
 #endif

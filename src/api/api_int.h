@@ -55,6 +55,7 @@ struct api_req {
 	struct diag d;
 	const struct access_who *who;  /* the signed-in caller; NULL on a
 					  local API (CLI) */
+	struct access_scope *scope;    /* what who may see: api_scope() */
 	const char *route;             /* the matched pattern, for the log */
 	const struct fhir_restype *rt; /* {type} */
 	const char *id;                /* {id} */
@@ -112,6 +113,13 @@ void api_dispatch(struct api_req *q);
 /* Parses an ETag / If-Match value W/"3", "3" or 3. -1 if malformed. */
 long api_parse_etag(const char *s);
 
+/* The caller's access scope (made on first use, in the request's arena);
+ * NULL on a local API, which may do everything. */
+struct access_scope *api_scope(struct api_req *q);
+/* Restricts fq (may be NULL: only loads the scope) to the patients sc
+ * reaches; nothing for a NULL or unrestricted scope. */
+enum cw_err api_restrict_query(struct access_scope *sc, struct fhir_query *fq);
+
 /* ---- rest.c ----------------------------------------------------------- */
 
 enum api_op_kind { OP_CREATE, OP_UPDATE, OP_DELETE };
@@ -133,6 +141,7 @@ struct api_op {
 	const char **patients;         /* compartment of the target (audit) */
 	size_t npatients;
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
+	struct access_scope *scope;    /* the writer's access; NULL: local */
 	/* results */
 	int status;                    /* 200, 201, 204 */
 	bool has_out;

@@ -129,6 +129,10 @@ api_auth_gate(struct api_req *q)
 	if (err)
 		return err;
 	q->who = who;
+	/* Admins manage users (the CLI, /auth); clinical data is not theirs. */
+	if (who->role == ACCESS_ADMIN)
+		return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
+				"An admin account does not see clinical data");
 	return CW_OK;
 }
 

@@ -141,6 +141,7 @@ struct bctx {
 	const char *prefer;       /* Prefer passed on to batch entries */
 	const struct access_who *who; /* the caller, passed on to entries */
 	const char *remote;       /* the caller's address, for audit records */
+	struct access_scope *scope;   /* who's access, checked on each write */
 	size_t n;
 	struct bentry *e;
 	struct hmap urls;         /* fullUrl -> "Type/id" */
@@ -309,6 +310,10 @@ tx_prep(struct bctx *b, struct bentry *e)
 		e->op.kind = OP_DELETE;
 		e->op.id = id;
 		e->op.cond = cond;
+		e->op.scope = b->scope;
+		err = api_restrict_query(b->scope, cond);
+		if (err)
+			return err;
 		return CW_OK;
 	}
 	if (!e->res)
@@ -343,6 +348,10 @@ tx_prep(struct bctx *b, struct bentry *e)
 	}
 	e->op.res = e->res;
 	e->op.cond = cond;
+	e->op.scope = b->scope;
+	err = api_restrict_query(b->scope, cond);
+	if (err)
+		return err;
 	diag_init(&sub, b->a);
 	err = fhir_validate(e->res, rt->name, &sub);
 	relocate_issues(b, e, &sub, rt->name);
@@ -717,6 +726,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	r.remote = b->remote ? b->remote : "internal";
 	q.api = b->api;
 	q.who = b->who;
+	q.scope = b->scope; /* one scope for every entry: the rules read once */
 	q.r = &r;
 	q.w = &w;
 	q.a = b->a;
@@ -935,6 +945,11 @@ bundle_run(struct api *api, struct arena *a, json_t *bundle,
 	enum cw_err err;
 
 	*out = NULL;
+	if (who) {
+		b.scope = access_scope_new(api->access, api->store, a, who);
+		if (!b.scope)
+			return CW_ENOMEM;
+	}
 	b.lenient_refs = opt && opt->lenient_refs;
 	rtype = json_string_value(json_object_get(bundle, "resourceType"));
 	if (!json_is_object(bundle) || !rtype || strcmp(rtype, "Bundle"))

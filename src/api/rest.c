@@ -127,6 +127,143 @@ api_op_resolve(struct store_tx *tx, struct arena *a, struct api_op *op,
 }
 
 enum cw_err
+api_restrict_query(struct access_scope *sc, struct fhir_query *fq)
+{
+	const char *const *ids;
+	size_t n;
+	bool all;
+	enum cw_err err;
+
+	if (!sc)
+		return CW_OK;
+	/* Loads the scope here, on the caller's thread, not the writer's. */
+	err = access_reachable(sc, &ids, &n, &all);
+	if (err || all || !fq)
+		return err;
+	fq->restrict_patients = true;
+	fq->allowed = ids;
+	fq->nallowed = n;
+	return CW_OK;
+}
+
+struct access_scope *
+api_scope(struct api_req *q)
+{
+	if (!q->who)
+		return NULL;
+	if (!q->scope)
+		q->scope = access_scope_new(q->api->access, q->api->store, q->a,
+					    q->who);
+	return q->scope;
+}
+
+/* The current version of op's target as a value, or NULL when there is
+ * none (never written, deleted). */
+static enum cw_err
+current_of(struct store_tx *tx, struct arena *a, const struct api_op *op,
+	   json_t **out)
+{
+	struct store_res cur;
+	enum cw_err err;
+
+	*out = NULL;
+	if (!op->id || op->fresh_id)
+		return CW_OK;
+	err = store_tx_read(tx, a, op->rt->name, op->id, &cur);
+	if (err == CW_ENOTFOUND || err == CW_EGONE)
+		return CW_OK;
+	if (err)
+		return err;
+	if (fhir_parse_json(cur.json.p, cur.json.n, out, NULL))
+		return CW_EINTERNAL;
+	if (!api_json_own(a, *out))
+		return CW_ENOMEM;
+	return CW_OK;
+}
+
+/* Every actor a Consent names must exist: a grant to nobody in
+ * particular is a mistake the patient would not see. */
+static enum cw_err
+check_consent_actors(struct store_tx *tx, struct arena *a, const json_t *prov,
+		     const char *loc, struct diag *d, int depth)
+{
+	struct store_res r;
+	json_t *v;
+	size_t i;
+	enum cw_err err;
+
+	if (!json_is_object(prov) || depth > 8)
+		return CW_OK;
+	json_array_foreach(json_object_get(prov, "actor"), i, v) {
+		const char *ref = json_string_value(
+			json_object_get(json_object_get(v, "reference"), "reference"));
+		const char *slash = ref ? strchr(ref, '/') : NULL;
+		char type[64];
+
+		if (!slash || (size_t)(slash - ref) >= sizeof(type))
+			continue;
+		memcpy(type, ref, (size_t)(slash - ref));
+		type[slash - ref] = '\0';
+		err = fhir_restype_find(type) ?
+		      store_tx_read(tx, a, type, slash + 1, &r) : CW_ENOTFOUND;
+		if (err == CW_ENOTFOUND || err == CW_EGONE)
+			return diag_err(d, CW_EINVALID, "invalid", loc,
+					"Consent.provision.actor %.128s does not exist",
+					ref);
+		if (err)
+			return err;
+	}
+	json_array_foreach(json_object_get(prov, "provision"), i, v) {
+		err = check_consent_actors(tx, a, v, loc, d, depth + 1);
+		if (err)
+			return err;
+	}
+	return CW_OK;
+}
+
+/* The access check of one write, inside the write transaction so that it
+ * sees the version the write replaces (access/ decides). */
+static enum cw_err
+authorize_op(struct store_tx *tx, struct arena *a, struct api_op *op,
+	     struct diag *d)
+{
+	json_t *cur = NULL;
+	enum cw_err err;
+
+	if (!op->scope)
+		return CW_OK;
+	if (op->res && !strcmp(op->rt->name, "Consent")) {
+		err = check_consent_actors(tx, a, json_object_get(op->res, "provision"),
+					   op->loc, d, 0);
+		if (err)
+			return err;
+	}
+	if (access_scope_all(op->scope))
+		return CW_OK;
+	err = current_of(tx, a, op, &cur);
+	if (err)
+		return err;
+	/* A delete of nothing the caller may see is "not known", whether it
+	 * exists or not, so the answer tells nothing. */
+	if (op->kind == OP_DELETE && !cur)
+		return diag_err(d, CW_ENOTFOUND, "not-found", op->loc,
+				"%s/%.64s is not known", op->rt->name,
+				op->id ? op->id : "?");
+	if (op->kind == OP_CREATE && op->noop) {
+		bool ok = false;
+
+		err = access_may_read_res(op->scope, op->rt, cur, &ok);
+		if (err)
+			return err;
+		return ok ? CW_OK : diag_err(d, CW_ENOTFOUND, "not-found", op->loc,
+					     "%s is not known", op->rt->name);
+	}
+	return access_check_write(op->scope, op->rt,
+				  op->kind == OP_DELETE ? NULL : op->res, cur,
+				  op->loc, d);
+}
+
+enum cw_err
 api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	    struct diag *d)
 {
@@ -135,6 +272,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	bool created = false, existed = false;
 	enum cw_err err;
 
+	err = authorize_op(tx, a, op, d);
+	if (err)
+		return err;
 	switch (op->kind) {
 	case OP_CREATE:
 		if (op->noop) {
@@ -208,6 +348,13 @@ write_one(struct api_req *q, struct api_op *op)
 	struct one_write w = {q->a, op, &q->d, q};
 	enum cw_err err;
 
+	/* Fail closed: a signed-in caller without a scope writes nothing. */
+	if (q->who && !op->scope)
+		return CW_ENOMEM;
+	/* The condition was parsed for this request: ours to narrow. */
+	err = api_restrict_query(op->scope, (struct fhir_query *)op->cond);
+	if (err)
+		return err;
 	err = store_write(q->api->store, one_write_cb, &w);
 	/* Committed: the record is on disk with the change. Otherwise both
 	 * were rolled back and serve() records the failure. */
@@ -506,13 +653,44 @@ read_failed(struct api_req *q, enum cw_err err, const char *vid)
 	return err;
 }
 
+/* A version the caller may not see reads as one that does not exist. A
+ * delete version has no content to decide by, so a restricted caller
+ * gets "not known" for it too (410 would say the id once existed). */
+static enum cw_err
+read_allowed(struct api_req *q, enum cw_err err, const struct store_res *res,
+	     bool *ok)
+{
+	struct access_scope *sc = api_scope(q);
+
+	*ok = true;
+	if (!q->who)
+		return CW_OK;
+	if (!sc)
+		return CW_ENOMEM; /* fail closed */
+	if (access_scope_all(sc))
+		return CW_OK;
+	if (err) {
+		*ok = err != CW_EGONE;
+		return CW_OK;
+	}
+	return access_may_read_text(sc, res->type, res->json.p, res->json.n, ok);
+}
+
 enum cw_err
 api_h_read(struct api_req *q)
 {
 	struct store_res res;
-	enum cw_err err;
+	enum cw_err err, aerr;
+	bool ok;
 
 	err = store_read(q->api->store, q->a, q->rt->name, q->id, &res);
+	if (err && err != CW_ENOTFOUND && err != CW_EGONE)
+		return err;
+	aerr = read_allowed(q, err, &res, &ok);
+	if (aerr)
+		return aerr;
+	if (!ok)
+		err = CW_ENOTFOUND;
 	if (err)
 		return read_failed(q, err, NULL);
 	return reply_version(q, &res);
@@ -524,13 +702,21 @@ api_h_vread(struct api_req *q)
 	struct store_res res;
 	char *end;
 	long v;
-	enum cw_err err;
+	enum cw_err err, aerr;
+	bool ok;
 
 	v = strtol(q->vid, &end, 10);
 	if (*end || v <= 0 || q->vid[0] < '0' || q->vid[0] > '9')
 		return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
 				"'%s' is not a version id", strlen(q->vid) < 32 ? q->vid : "?");
 	err = store_vread(q->api->store, q->a, q->rt->name, q->id, v, &res);
+	if (err && err != CW_ENOTFOUND && err != CW_EGONE)
+		return err;
+	aerr = read_allowed(q, err, &res, &ok);
+	if (aerr)
+		return aerr;
+	if (!ok)
+		err = CW_ENOTFOUND;
 	if (err)
 		return read_failed(q, err, q->vid);
 	return reply_version(q, &res);
@@ -541,7 +727,7 @@ api_h_vread(struct api_req *q)
 enum cw_err
 api_h_create(struct api_req *q)
 {
-	struct api_op op = {.kind = OP_CREATE, .rt = q->rt};
+	struct api_op op = {.kind = OP_CREATE, .rt = q->rt, .scope = api_scope(q)};
 	struct fhir_query *cond = NULL;
 	const char *ine;
 	json_t *res;
@@ -571,7 +757,7 @@ api_h_create(struct api_req *q)
 enum cw_err
 api_h_update(struct api_req *q)
 {
-	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt, .id = q->id};
+	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt, .id = q->id, .scope = api_scope(q)};
 	const char *body_id;
 	json_t *res;
 	enum cw_err err;
@@ -604,7 +790,7 @@ api_h_update(struct api_req *q)
 enum cw_err
 api_h_delete(struct api_req *q)
 {
-	struct api_op op = {.kind = OP_DELETE, .rt = q->rt, .id = q->id};
+	struct api_op op = {.kind = OP_DELETE, .rt = q->rt, .id = q->id, .scope = api_scope(q)};
 	enum cw_err err;
 
 	err = if_match(q, &op.if_match);
@@ -646,7 +832,7 @@ url_condition(struct api_req *q, struct fhir_query **out)
 enum cw_err
 api_h_cond_update(struct api_req *q)
 {
-	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt};
+	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt, .scope = api_scope(q)};
 	struct fhir_query *cond;
 	json_t *res;
 	enum cw_err err;
@@ -674,7 +860,7 @@ api_h_cond_update(struct api_req *q)
 enum cw_err
 api_h_cond_delete(struct api_req *q)
 {
-	struct api_op op = {.kind = OP_DELETE, .rt = q->rt};
+	struct api_op op = {.kind = OP_DELETE, .rt = q->rt, .scope = api_scope(q)};
 	struct fhir_query *cond;
 	enum cw_err err;
 

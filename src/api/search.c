@@ -31,6 +31,8 @@ struct page_spec {
 	const struct fhir_query *subset; /* _elements/_summary for matches */
 	bool history;
 	bool count_only;
+	struct access_scope *scope;     /* entries the caller may not see are
+					   withheld; NULL: local, all */
 };
 
 static void
@@ -133,21 +135,43 @@ write_page(struct api_req *q, const struct page_spec *ps)
 	struct sbuf sb = SBUF_INIT(API_RESP_MAX);
 	const struct store_page *pg = ps->page;
 	char id[ID_LEN + 1], now[32];
-	bool first = true;
-	size_t i;
+	bool first = true, any = false, *keep;
+	size_t i, withheld = 0;
 	char *text;
 	size_t len;
 	enum cw_err err = CW_OK;
 
+	/* Which entries the caller may see, decided before anything is
+	 * written: access/ looks at each one's patients, type and labels. */
+	keep = arena_alloc(q->a, pg->n + pg->nincluded + 1);
+	if (!keep)
+		return CW_ENOMEM;
+	for (i = 0; i < pg->n + pg->nincluded && !err; i++) {
+		const struct store_res *r = i < pg->n ? &pg->res[i] :
+					    &pg->included[i - pg->n];
+
+		keep[i] = true;
+		if (ps->scope && !access_scope_all(ps->scope))
+			err = access_may_read_text(ps->scope, r->type, r->json.p,
+						   r->json.n, &keep[i]);
+		withheld += !keep[i];
+	}
+	if (err)
+		return err;
 	id_new(id);
 	time_format_instant(time_now_ms(), now);
 	sbuf_addf(&sb, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":"
 		  "{\"lastUpdated\":\"%s\"},\"type\":\"%s\"", id, now, ps->btype);
 	if (pg->total >= 0)
 		sbuf_addf(&sb, ",\"total\":%ld", pg->total);
-	else if (!ps->history && !ps->cursor && !pg->next && !pg->prev)
+	else if (!ps->history && !ps->cursor && !pg->next && !pg->prev) {
 		/* Everything fits on this first page: the total costs nothing. */
-		sbuf_addf(&sb, ",\"total\":%zu", pg->n);
+		size_t kept = 0;
+
+		for (i = 0; i < pg->n; i++)
+			kept += keep[i];
+		sbuf_addf(&sb, ",\"total\":%zu", kept);
+	}
 	sbuf_adds(&sb, ",\"link\":[");
 	add_link(&sb, q->api, ps, "self", ps->cursor, &first);
 	if (!ps->count_only && pg->next)
@@ -155,13 +179,17 @@ write_page(struct api_req *q, const struct page_spec *ps)
 	if (!ps->count_only && pg->prev)
 		add_link(&sb, q->api, ps, "previous", pg->prev, &first);
 	sbuf_addch(&sb, ']');
-	if (!ps->count_only && pg->n + pg->nincluded) {
+	if (!ps->count_only && (pg->n + pg->nincluded > withheld ||
+				(withheld && !ps->history))) {
 		sbuf_adds(&sb, ",\"entry\":[");
 		for (i = 0; i < pg->n && !err; i++) {
 			const struct store_res *r = &pg->res[i];
 
-			if (i)
+			if (!keep[i])
+				continue;
+			if (any)
 				sbuf_addch(&sb, ',');
+			any = true;
 			add_full_url(&sb, q->api, r);
 			if (!r->deleted && r->json.n)
 				err = add_resource(&sb, q->a, r, ps->subset, &q->d);
@@ -172,12 +200,24 @@ write_page(struct api_req *q, const struct page_spec *ps)
 			sbuf_addch(&sb, '}');
 		}
 		for (i = 0; i < pg->nincluded && !err; i++) {
-			if (i || pg->n)
+			if (!keep[pg->n + i])
+				continue;
+			if (any)
 				sbuf_addch(&sb, ',');
+			any = true;
 			add_full_url(&sb, q->api, &pg->included[i]);
 			err = add_resource(&sb, q->a, &pg->included[i], NULL, &q->d);
 			sbuf_adds(&sb, ",\"search\":{\"mode\":\"include\"}}");
 		}
+		/* Says that something was withheld, never what or how much. */
+		if (withheld && !ps->history)
+			sbuf_adds(&sb, any ? "," : "");
+		if (withheld && !ps->history)
+			sbuf_adds(&sb, "{\"resource\":{\"resourceType\":\"OperationOutcome\","
+				  "\"issue\":[{\"severity\":\"information\",\"code\":\"suppressed\","
+				  "\"diagnostics\":\"Some entries were withheld: the patient's "
+				  "consent or the data's sensitivity does not let you see them\"}]},"
+				  "\"search\":{\"mode\":\"outcome\"}}");
 		sbuf_addch(&sb, ']');
 	}
 	sbuf_addch(&sb, '}');
@@ -244,6 +284,12 @@ run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv,
 	if (err)
 		return err;
 	fq.compartment_patient = pid;
+	ps.scope = api_scope(q);
+	if (q->who && !ps.scope)
+		return CW_ENOMEM;
+	err = api_restrict_query(ps.scope, &fq);
+	if (err)
+		return err;
 	memset(&page, 0, sizeof(page));
 	err = store_search(q->api->store, q->a, &fq, &page, &q->d);
 	if (err)
@@ -340,6 +386,28 @@ static const char *const other_compartments[] = {
 	"Encounter", "RelatedPerson", "Practitioner", "Device",
 };
 
+/* A patient the caller may not read is, to them, one that does not exist
+ * (404 either way, so the answer does not tell them apart). */
+static enum cw_err
+patient_reachable(struct api_req *q)
+{
+	struct access_scope *sc = api_scope(q);
+	struct access_grant g;
+	enum cw_err err;
+
+	if (!q->who)
+		return CW_OK;
+	if (!sc)
+		return CW_ENOMEM;
+	err = access_patient_scope(sc, q->id, &g);
+	if (err)
+		return err;
+	if (!g.read)
+		return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
+				"Patient/%s is not known", q->id);
+	return CW_OK;
+}
+
 /* Checks a compartment search before it runs: the Patient compartment,
  * a type that can be in it, a patient that exists. */
 static enum cw_err
@@ -361,6 +429,9 @@ check_compartment(struct api_req *q)
 		return diag_err(&q->d, CW_EINVAL, "not-supported", NULL,
 				"%s resources are not in the Patient compartment",
 				q->rt->name);
+	err = patient_reachable(q);
+	if (err)
+		return err;
 	err = store_read(q->api->store, q->a, "Patient", q->id, &pat);
 	if (err == CW_ENOTFOUND)
 		return diag_err(&q->d, err, "not-found", NULL,
@@ -460,6 +531,26 @@ api_h_history(struct api_req *q)
 	}
 	if (err)
 		return err;
+	ps.scope = api_scope(q);
+	if (q->who && !ps.scope)
+		return CW_ENOMEM;
+	if (q->id && !access_scope_all(ps.scope)) {
+		/* Instance history of something hidden is "not known". */
+		struct store_res cur;
+		bool ok = false;
+
+		err = store_read(q->api->store, q->a, q->rt->name, q->id, &cur);
+		if (!err)
+			err = access_may_read_text(ps.scope, cur.type, cur.json.p,
+						   cur.json.n, &ok);
+		else if (err == CW_ENOTFOUND || err == CW_EGONE)
+			err = CW_OK;
+		if (err)
+			return err;
+		if (!ok)
+			return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
+					"%s/%s is not known", q->rt->name, q->id);
+	}
 	memset(&page, 0, sizeof(page));
 	err = store_history(q->api->store, q->a, q->rt ? q->rt->name : NULL,
 			    q->id, &ho, &page, &q->d);
@@ -536,6 +627,10 @@ api_h_everything(struct api_req *q)
 	}
 	if (err)
 		return err;
+	err = patient_reachable(q);
+	if (err)
+		return err;
+	ps.scope = q->scope;
 	memset(&page, 0, sizeof(page));
 	err = store_everything(q->api->store, q->a, q->id, types, ntypes, since,
 			       count, cursor, &page, &q->d);

@@ -145,12 +145,16 @@ add_usage(FILE *f)
 		"%d characters. There are no default passwords.\n\n"
 		"  --username NAME    1 to 64 of a-z 0-9 . _ @ - (letters are lower-cased)\n"
 		"  --role ROLE        admin, coordinator, physician, nurse, pharmacist,\n"
-		"                     therapist, social-worker, patient, caregiver\n"
+		"                     therapist, social-worker, patient, caregiver,\n"
+		"                     service (another system: needs --system-client)\n"
 		"  --link TYPE/ID     the resource this person is: Practitioner/ID for\n"
 		"                     clinical roles, Patient/ID for a patient,\n"
 		"                     RelatedPerson/ID for a caregiver; it must exist.\n"
-		"                     Admins need none.\n"
+		"                     Admins need none; a service may link to a Device.\n"
 		"  --admin            the same as --role admin (the first user)\n"
+		"  --system-client    confirms --role service: a system-to-system client\n"
+		"                     (an EHR interface) that reads and writes every\n"
+		"                     patient's record; never give it to a person\n"
 		"  --password-stdin   read the password from standard input\n"
 		"  --db PATH          database file (default %s)\n",
 		ACCESS_PASSWORD_MIN, CLI_DEFAULT_DB);
@@ -165,6 +169,7 @@ user_add(int argc, char **argv)
 		{"role", required_argument, NULL, 'r'},
 		{"link", required_argument, NULL, 'l'},
 		{"admin", no_argument, NULL, 'A'},
+		{"system-client", no_argument, NULL, 'S'},
 		{"password-stdin", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -173,7 +178,7 @@ user_add(int argc, char **argv)
 		   *link = NULL;
 	enum access_role role;
 	char pw[PW_BUF];
-	bool from_stdin = false, admin = false;
+	bool from_stdin = false, admin = false, system_client = false;
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -189,6 +194,7 @@ user_add(int argc, char **argv)
 		case 'r': role_s = optarg; break;
 		case 'l': link = optarg; break;
 		case 'A': admin = true; break;
+		case 'S': system_client = true; break;
 		case 'P': from_stdin = true; break;
 		case 'h': add_usage(stdout); return CLI_OK;
 		default: add_usage(stderr); return CLI_EUSAGE;
@@ -214,6 +220,13 @@ user_add(int argc, char **argv)
 	}
 	if (!access_role_parse(role_s, &role)) {
 		cli_err("user add", "--role: '%s' is not a role (see --help)", role_s);
+		return CLI_EUSAGE;
+	}
+	/* A service account sees every record: nobody makes one by accident. */
+	if ((role == ACCESS_SERVICE) != system_client) {
+		cli_err("user add", role == ACCESS_SERVICE ?
+			"--role service sees every patient's record; confirm with --system-client" :
+			"--system-client goes with --role service only");
 		return CLI_EUSAGE;
 	}
 	if ((rc = get_password("user add", from_stdin, pw, &n)))

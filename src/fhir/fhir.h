@@ -360,6 +360,14 @@ struct fhir_query {
 	 * after parsing. The patient need not exist: then nothing matches. A
 	 * cursor belongs to its compartment and is refused in another. */
 	const char *compartment_patient;
+	/* Access restriction (api/ sets it from access/, never the client):
+	 * when restrict_patients, a resource matches only if every patient
+	 * whose compartment it is in is one of allowed[] (a resource in no
+	 * compartment still matches). Applied in the SQL, so paging and
+	 * totals stay right. */
+	bool restrict_patients;
+	size_t nallowed;
+	const char *const *allowed;
 };
 
 /* Parses search parameters for type into q (arena memory). Unknown or

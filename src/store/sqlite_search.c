@@ -852,12 +852,46 @@ cond_compartment(struct qb *q, const char *pid, bool drive)
 	qs(q, ")");
 }
 
+/* The access restriction over alias r: no compartment row of r names a
+ * patient outside the allowed list, which is bound as one JSON array
+ * (json_each), so any number of patients is one parameter. */
+static void
+cond_allowed(struct qb *q, const struct fhir_query *fq)
+{
+	const char *c = qalias(q, 'c');
+	json_t *arr = json_array();
+	char *text = NULL;
+
+	for (size_t i = 0; arr && i < fq->nallowed; i++)
+		if (json_array_append_new(arr, json_string(fq->allowed[i])))
+			break;
+	if (arr)
+		text = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (!text) {
+		if (!q->err)
+			q->err = CW_ENOMEM;
+		return;
+	}
+	qf(q, "NOT EXISTS (SELECT 1 FROM compartment %s WHERE %s.rid = r.rid AND "
+	   "%s.patient_id NOT IN (SELECT value FROM json_each(", c, c, c);
+	qtext(q, arena_strdup(q->a, text));
+	qs(q, ")))");
+	free(text);
+}
+
 /* The WHERE clause of q over alias r: type, not deleted, the compartment,
- * every param; pl says what drives. */
+ * the access restriction, every param; pl says what drives. */
 static void
 build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 {
 	qs(q, "r.type = "), qtext(q, fq->rt->name), qs(q, " AND r.deleted = 0");
+	/* Types outside the Patient compartment have no compartment rows. */
+	if (fq->restrict_patients &&
+	    (fq->rt->ncompartment || !strcmp(fq->rt->name, "Patient"))) {
+		qs(q, " AND ");
+		cond_allowed(q, fq);
+	}
 	if (fq->compartment_patient) {
 		qs(q, " AND ");
 		cond_compartment(q, fq->compartment_patient, pl.comp);

@@ -74,7 +74,7 @@ describe('audit trail', () => {
     assert.equal(c.action, 'C');
     assert.equal(c.outcome, '0');
     assert.equal(c.agent[0].who.identifier.value, srv.user.username);
-    assert.equal(c.agent[0].role[0].coding[0].code, 'admin');
+    assert.equal(c.agent[0].role[0].coding[0].code, 'service', 'the role the suite signed in with');
     assert.equal(c.agent[0].requestor, true);
     assert.equal(c.agent[0].network.address, '127.0.0.1');
     assert.equal(c.source.observer.display, 'careweave');

@@ -270,7 +270,8 @@ describe('lockout and expiry (test clock)', () => {
     setClock(clock, 0);
     srv = await startServer({ env: { CAREWEAVE_TEST_CLOCK_FILE: clock } });
     await addUser(srv.db, 'lock-me', PW);
-    await addUser(srv.db, 'idle-me', PW);
+    // a system client: admins get 403 on /fhir, this test is about sessions
+    await addUser(srv.db, 'idle-me', PW, ['--role', 'service', '--system-client']);
     await addUser(srv.db, 'cli-me', PW);
   });
   after(async () => { await srv?.stop(); });

@@ -49,6 +49,10 @@ describe('careweave user', () => {
     await cli(['user', 'add', '--db', db, '--username', 'x', '--role', 'surgeon'], 2, `${PW}\n`);
     await cli(['user', 'add', '--db', db, '--username', 'x', '--admin', '--role', 'nurse'], 2, `${PW}\n`);
     await cli(['user', 'disable', '--db', db], 2);
+    // a service account sees every record: it takes --system-client, and only it does
+    const svc = await cli(['user', 'add', '--db', db, '--username', 'x', '--role', 'service'], 2, `${PW}\n`);
+    assert.match(svc.stderr, /--system-client/);
+    await cli(['user', 'add', '--db', db, '--username', 'x', '--admin', '--system-client'], 2, `${PW}\n`);
     const short = await cli(['user', 'add', '--db', db, '--username', 'x', '--admin'], 1, 'short\n');
     assert.match(short.stderr, /at least 12 characters/);
     const nolink = await cli(['user', 'add', '--db', db, '--username', 'x', '--role', 'nurse'], 1, `${PW}\n`);

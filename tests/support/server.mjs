@@ -3,7 +3,7 @@
 // files share.
 //
 // startServer() adds a user to the database with `careweave user add
-// --password-stdin` (an admin with a fresh name and a random password),
+// --password-stdin` (a service user, or opts.role, with a fresh name and a random password),
 // runs `$CAREWEAVE_BIN serve --db PATH --port 0 --bind 127.0.0.1` on a
 // database in a fresh temporary directory (or the given one), waits for
 // "careweave listening on http://...:PORT/fhir" on stdout, signs in with
@@ -45,7 +45,9 @@ const SANITIZER_RE = /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime erro
  * careweave.db); opts.timeoutMs (15 s); opts.args: extra serve arguments;
  * opts.env: extra environment; opts.signIn (default true): false skips the
  * sign-in (a server whose certificate fetch cannot check, say): token and
- * client are then undefined and user is what to sign in with.
+ * client are then undefined and user is what to sign in with; opts.role:
+ * the `user add` arguments of that user (default: --role service
+ * --system-client).
  */
 export async function startServer(opts = {}) {
   const bin = opts.bin ?? binPath();
@@ -64,7 +66,11 @@ export async function startServer(opts = {}) {
   // starts (the crash test) gets one more user, never a clash
   const user = { username: `test-${process.pid}-${++userSeq}-${randomBytes(3).toString('hex')}`,
     password: randomBytes(18).toString('base64url') };
-  await addUser(db, user.username, user.password, ['--admin'], { bin });
+  // The API suites sign in as a system-to-system client (role service):
+  // admins do not see clinical data, and these tests create patients
+  // freely. The authorization tests sign in as the real roles instead.
+  const role = opts.role ?? ['--role', 'service', '--system-client'];
+  await addUser(db, user.username, user.password, role, { bin });
   const args = ['serve', '--db', db, '--port', '0', '--bind', '127.0.0.1', ...(opts.args ?? [])];
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1374,6 +1374,63 @@ compartment_walk(struct fx *f, struct fhir_query *q)
 	return out;
 }
 
+/* The access restriction (fhir_query.allowed): a resource matches only if
+ * every patient whose compartment it is in is allowed; one in no
+ * compartment always does. Paging both ways and the total agree. */
+static void
+test_allowed_patients(void **state)
+{
+	static const char *const only_a[] = {"cp-a"};
+	static const char *const both[] = {"cp-a", "cp-b"};
+	struct fx *f = *state;
+	struct sbuf want = SBUF_INIT(1 << 16), none = SBUF_INIT(1 << 16);
+	struct fhir_query q;
+	struct store_page pg;
+	struct diag d;
+	long nwant = 0;
+
+	diag_init(&d, f->a);
+	load_compartment_data(f);
+	for (int i = 0; i < NCOMP; i++) {
+		if (i % 3 == 0 || i % 6 == 5) {
+			sbuf_addf(&want, "%sco-%02d", want.len ? "," : "", i);
+			nwant++;
+		}
+		if (i % 6 == 5)
+			sbuf_addf(&none, "%sco-%02d", none.len ? "," : "", i);
+	}
+	q = q_new("Observation");
+	q.restrict_patients = true;
+	q.allowed = only_a;
+	q.nallowed = 1;
+	assert_string_equal(compartment_walk(f, &q), want.buf);
+	q.cursor = NULL;
+	q.total = TOTAL_ACCURATE;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.total, nwant);
+	q.total = TOTAL_NONE;
+	/* within a compartment too */
+	q.compartment_patient = "cp-b";
+	assert_string_equal(compartment_walk(f, &q), "");
+	q.compartment_patient = NULL;
+	q.nallowed = 0;
+	assert_string_equal(compartment_walk(f, &q), none.buf);
+	q.allowed = both;
+	q.nallowed = 2;
+	q.cursor = NULL;
+	q.total = TOTAL_ACCURATE;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.total, NCOMP);
+	/* Patients are in their own compartment */
+	q = q_new("Patient");
+	q.restrict_patients = true;
+	q.allowed = only_a;
+	q.nallowed = 1;
+	assert_string_equal(compartment_walk(f, &q), "cp-a");
+	sbuf_release(&want);
+	sbuf_release(&none);
+}
+
 static void
 test_compartment_search(void **state)
 {
@@ -1546,6 +1603,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compartment_search, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allowed_patients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_cost, setup, teardown),
 	};
 
