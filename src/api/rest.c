@@ -661,24 +661,35 @@ read_allowed(struct api_req *q, enum cw_err err, const struct store_res *res,
 	return access_may_read_text(sc, res->type, res->json.p, res->json.n, ok);
 }
 
-enum cw_err
-api_h_read(struct api_req *q)
+/* The answer to a read or vread whose store lookup gave err and res: the
+ * version, or "not known"/"deleted", with what the caller may not see
+ * answered as not known. */
+static enum cw_err
+answer_read(struct api_req *q, enum cw_err err, const struct store_res *res,
+	    const char *vid)
 {
-	struct store_res res;
-	enum cw_err err, aerr;
+	enum cw_err aerr;
 	bool ok;
 
-	err = store_read(q->api->store, q->a, q->rt->name, q->id, &res);
 	if (err && err != CW_ENOTFOUND && err != CW_EGONE)
 		return err;
-	aerr = read_allowed(q, err, &res, &ok);
-	if (aerr)
+	if ((aerr = read_allowed(q, err, res, &ok)))
 		return aerr;
 	if (!ok)
 		err = CW_ENOTFOUND;
 	if (err)
-		return read_failed(q, err, NULL);
-	return reply_version(q, &res);
+		return read_failed(q, err, vid);
+	return reply_version(q, res);
+}
+
+enum cw_err
+api_h_read(struct api_req *q)
+{
+	struct store_res res;
+	enum cw_err err;
+
+	err = store_read(q->api->store, q->a, q->rt->name, q->id, &res);
+	return answer_read(q, err, &res, NULL);
 }
 
 enum cw_err
@@ -687,24 +698,14 @@ api_h_vread(struct api_req *q)
 	struct store_res res;
 	char *end;
 	long v;
-	enum cw_err err, aerr;
-	bool ok;
+	enum cw_err err;
 
 	v = strtol(q->vid, &end, 10);
 	if (*end || v <= 0 || q->vid[0] < '0' || q->vid[0] > '9')
 		return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
 				"'%s' is not a version id", strlen(q->vid) < 32 ? q->vid : "?");
 	err = store_vread(q->api->store, q->a, q->rt->name, q->id, v, &res);
-	if (err && err != CW_ENOTFOUND && err != CW_EGONE)
-		return err;
-	aerr = read_allowed(q, err, &res, &ok);
-	if (aerr)
-		return aerr;
-	if (!ok)
-		err = CW_ENOTFOUND;
-	if (err)
-		return read_failed(q, err, q->vid);
-	return reply_version(q, &res);
+	return answer_read(q, err, &res, q->vid);
 }
 
 /* ---- create, update, delete ----------------------------------------------- */
