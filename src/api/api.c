@@ -443,12 +443,14 @@ decref_cb(void *p)
 	json_decref((json_t *)p);
 }
 
-json_t *
-api_json_own(struct arena *a, json_t *v)
+/* Hangs v's decref on a with on (arena_on_free or arena_on_done). */
+static json_t *
+json_own_with(struct arena *a, json_t *v,
+	      bool (*on)(struct arena *, void (*)(void *), void *))
 {
 	if (!v)
 		return NULL;
-	if (!arena_on_free(a, decref_cb, v)) {
+	if (!on(a, decref_cb, v)) {
 		json_decref(v);
 		return NULL;
 	}
@@ -456,15 +458,15 @@ api_json_own(struct arena *a, json_t *v)
 }
 
 json_t *
+api_json_own(struct arena *a, json_t *v)
+{
+	return json_own_with(a, v, arena_on_free);
+}
+
+json_t *
 api_json_own_done(struct arena *a, json_t *v)
 {
-	if (!v)
-		return NULL;
-	if (!arena_on_done(a, decref_cb, v)) {
-		json_decref(v);
-		return NULL;
-	}
-	return v;
+	return json_own_with(a, v, arena_on_done);
 }
 
 void *

@@ -49,20 +49,22 @@ arena_new(size_t max_bytes)
 }
 
 static void
+run_list(struct arena_cleanup **list)
+{
+	while (*list) {
+		struct arena_cleanup *c = *list;
+
+		*list = c->next;
+		c->fn(c->arg);
+	}
+}
+
+/* The done list first: it is what the request would have run earlier. */
+static void
 run_cleanups(struct arena *a)
 {
-	while (a->done) {
-		struct arena_cleanup *c = a->done;
-
-		a->done = c->next;
-		c->fn(c->arg);
-	}
-	while (a->cleanups) {
-		struct arena_cleanup *c = a->cleanups;
-
-		a->cleanups = c->next;
-		c->fn(c->arg);
-	}
+	run_list(&a->done);
+	run_list(&a->cleanups);
 }
 
 void
@@ -220,8 +222,10 @@ arena_printf(struct arena *a, const char *fmt, ...)
 	return p;
 }
 
-bool
-arena_on_free(struct arena *a, void (*fn)(void *), void *arg)
+/* Pushes fn(arg) on list (newest first). */
+static bool
+push_cleanup(struct arena *a, struct arena_cleanup **list,
+	     void (*fn)(void *), void *arg)
 {
 	struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
 
@@ -229,23 +233,21 @@ arena_on_free(struct arena *a, void (*fn)(void *), void *arg)
 		return false;
 	c->fn = fn;
 	c->arg = arg;
-	c->next = a->cleanups;
-	a->cleanups = c;
+	c->next = *list;
+	*list = c;
 	return true;
+}
+
+bool
+arena_on_free(struct arena *a, void (*fn)(void *), void *arg)
+{
+	return push_cleanup(a, &a->cleanups, fn, arg);
 }
 
 bool
 arena_on_done(struct arena *a, void (*fn)(void *), void *arg)
 {
-	struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
-
-	if (!c)
-		return false;
-	c->fn = fn;
-	c->arg = arg;
-	c->next = a->done;
-	a->done = c;
-	return true;
+	return push_cleanup(a, &a->done, fn, arg);
 }
 
 struct arena_done {
