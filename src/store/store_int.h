@@ -82,6 +82,7 @@ struct sq_job;
 
 struct store {
 	char *path;
+	struct sq_crypt *crypt;    /* NULL: the file is not encrypted */
 	struct store_options opt;
 	pthread_key_t key;         /* this thread's reader sq_conn */
 	pthread_mutex_t conns_mu;
@@ -147,6 +148,37 @@ int64_t sq_param_id(const char *type, const char *code);
  * VFS with the WAL appends of a transaction gathered into few large writes
  * (sqlite_vfs.c). NULL if it could not be registered (use the default). */
 const char *sq_vfs_name(void);
+/* ---- encryption at rest (sqlite_crypt.c) ---- */
+
+#define SQ_CRYPT_KEY STORE_KEY_BYTES /* XChaCha20-Poly1305 key bytes */
+#define SQ_CRYPT_PAGE 4096  /* the page size of an encrypted database */
+#define SQ_CRYPT_RESERVE 40 /* nonce (24) and tag (16) at each page's end */
+
+struct sq_crypt;
+/* Copies key (SQ_CRYPT_KEY bytes) into locked memory and registers the two
+ * VFSes that seal this store's pages: one over the writer's WAL shim, one
+ * over the default VFS. NULL on failure. */
+struct sq_crypt *sq_crypt_new(const unsigned char *key);
+/* Unregisters the VFSes and wipes the key. After every connection closed. */
+void sq_crypt_free(struct sq_crypt *c);
+/* The VFS name a connection of this store opens the database with. */
+const char *sq_crypt_vfs(const struct sq_crypt *c, bool writer);
+/* Before anything opens path: CW_EFORBIDDEN with a clear issue when key
+ * (NULL: none) does not fit the file: a key for a plain file, no key for
+ * an encrypted one, or a key that does not open it. A missing or empty
+ * file fits both. Reads only. */
+enum cw_err sq_crypt_probe(const char *path, const unsigned char *key,
+			   struct diag *d);
+/* Seals one plain page (src, SQ_CRYPT_PAGE bytes, whose reserved tail is
+ * zeros) into dst; kind 'D' (index: page number) or 'W' (frame number).
+ * -1 when the reserved bytes are not zeros. */
+int sq_crypt_seal(const unsigned char *key, char kind, uint64_t index,
+		  const unsigned char *src, unsigned char *dst);
+/* Opens a sealed page in place (its reserved tail reads as zeros); -1 when
+ * it does not authenticate under key, kind and index. */
+int sq_crypt_open(const unsigned char *key, char kind, uint64_t index,
+		  unsigned char *page);
+
 /* Reads the resource with this rowid into out (current version). */
 enum cw_err sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
 			struct store_res *out);
