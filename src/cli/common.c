@@ -112,7 +112,7 @@ cli_load_key(const char *cmd, const char *path, unsigned char **key)
 		cli_err(cmd, "the key file name is empty");
 		return false;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		cli_err(cmd, "cannot read the key file %s: %s", path, strerror(errno));
 		goto out_close;

@@ -62,6 +62,7 @@
 
 #include "store/store_int.h"
 
+#define REAL(f) ((f)->sh.real)
 #define NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES /* 24 */
 #define TAG crypto_aead_xchacha20poly1305_ietf_ABYTES      /* 16 */
 #define BODY (SQ_CRYPT_PAGE - SQ_CRYPT_RESERVE)           /* 4056 */
@@ -74,8 +75,7 @@ _Static_assert(NONCE + TAG == SQ_CRYPT_RESERVE, "reserve holds nonce and tag");
 enum file_kind { FILE_DB, FILE_WAL, FILE_JOURNAL };
 
 struct crypt_vfs {
-	sqlite3_vfs vfs;
-	sqlite3_vfs *lower;
+	sqlite3_vfs vfs; /* pAppData: the lower VFS */
 	const unsigned char *key;
 	char name[64];
 	bool registered;
@@ -88,8 +88,7 @@ struct sq_crypt {
 };
 
 struct crypt_file {
-	sqlite3_file base;
-	sqlite3_file *real; /* the lower VFS's file, right after us */
+	struct sq_shim_file sh; /* real: the lower VFS's file, right after us */
 	const unsigned char *key;
 	enum file_kind kind;
 	unsigned char *buf; /* one page of scratch, allocated on first use */
@@ -164,7 +163,7 @@ db_read(struct crypt_file *f, unsigned char *dst, int n, sqlite3_int64 off)
 
 		if (!p)
 			return SQLITE_NOMEM;
-		rc = f->real->pMethods->xRead(f->real, p, SQ_CRYPT_PAGE, start);
+		rc = REAL(f)->pMethods->xRead(REAL(f), p, SQ_CRYPT_PAGE, start);
 		if (rc == SQLITE_IOERR_SHORT_READ) {
 			/* past the end (or a torn last page): zeros, as SQLite
 			 * expects of a short read */
@@ -207,7 +206,7 @@ db_write(struct crypt_file *f, const unsigned char *src, int n,
 				  (unsigned long long)pgno);
 			return SQLITE_IOERR_WRITE;
 		}
-		rc = f->real->pMethods->xWrite(f->real, p, SQ_CRYPT_PAGE, off + i);
+		rc = REAL(f)->pMethods->xWrite(REAL(f), p, SQ_CRYPT_PAGE, off + i);
 		if (rc != SQLITE_OK)
 			return rc;
 	}
@@ -232,7 +231,7 @@ wal_read(struct crypt_file *f, unsigned char *dst, int n, sqlite3_int64 off)
 			 (off - WAL_HDR) % FRAME == FRAME_HDR);
 	int rc, lrc;
 
-	lrc = f->real->pMethods->xRead(f->real, dst, n, off);
+	lrc = REAL(f)->pMethods->xRead(REAL(f), dst, n, off);
 	if (lrc != SQLITE_OK && lrc != SQLITE_IOERR_SHORT_READ)
 		return lrc;
 	if (end <= WAL_HDR + FRAME_HDR)
@@ -250,7 +249,7 @@ wal_read(struct crypt_file *f, unsigned char *dst, int n, sqlite3_int64 off)
 		if (!p)
 			return SQLITE_NOMEM;
 		if (!whole) {
-			rc = f->real->pMethods->xRead(f->real, p, SQ_CRYPT_PAGE, start);
+			rc = REAL(f)->pMethods->xRead(REAL(f), p, SQ_CRYPT_PAGE, start);
 			if (rc != SQLITE_OK && rc != SQLITE_IOERR_SHORT_READ)
 				return rc;
 		}
@@ -297,7 +296,7 @@ wal_write(struct crypt_file *f, const unsigned char *src, int n,
 					  "reserved bytes", (long long)i);
 				return SQLITE_IOERR_WRITE;
 			}
-			rc = f->real->pMethods->xWrite(f->real, p, SQ_CRYPT_PAGE, pos);
+			rc = REAL(f)->pMethods->xWrite(REAL(f), p, SQ_CRYPT_PAGE, pos);
 			pos += SQ_CRYPT_PAGE;
 		} else {
 			/* a header (of the WAL or of a frame): plain */
@@ -305,7 +304,7 @@ wal_write(struct crypt_file *f, const unsigned char *src, int n,
 
 			if (upto > end)
 				upto = end;
-			rc = f->real->pMethods->xWrite(f->real, s, (int)(upto - pos), pos);
+			rc = REAL(f)->pMethods->xWrite(REAL(f), s, (int)(upto - pos), pos);
 			pos = upto;
 		}
 		if (rc != SQLITE_OK)
@@ -333,9 +332,7 @@ journal_header(const unsigned char *src, int n, sqlite3_int64 off)
 	return true;
 }
 
-/* ---- io methods ---------------------------------------------------------- */
-
-#define REAL(p) (((struct crypt_file *)(p))->real)
+/* ---- io methods: those not here pass through (sqlite_shim.c) ----------- */
 
 static int
 cf_close(sqlite3_file *p)
@@ -347,7 +344,7 @@ cf_close(sqlite3_file *p)
 		sqlite3_free(f->buf);
 		f->buf = NULL;
 	}
-	return f->real->pMethods->xClose(f->real);
+	return REAL(f)->pMethods->xClose(REAL(f));
 }
 
 static int
@@ -361,7 +358,7 @@ cf_read(sqlite3_file *p, void *dst, int n, sqlite3_int64 off)
 	case FILE_WAL:
 		return wal_read(f, dst, n, off);
 	default:
-		return f->real->pMethods->xRead(f->real, dst, n, off);
+		return REAL(f)->pMethods->xRead(REAL(f), dst, n, off);
 	}
 }
 
@@ -381,127 +378,46 @@ cf_write(sqlite3_file *p, const void *src, int n, sqlite3_int64 off)
 				  "encrypted database (%d bytes)", n);
 			return SQLITE_IOERR_WRITE;
 		}
-		return f->real->pMethods->xWrite(f->real, src, n, off);
+		return REAL(f)->pMethods->xWrite(REAL(f), src, n, off);
 	}
-}
-
-static int
-cf_truncate(sqlite3_file *p, sqlite3_int64 size)
-{
-	return REAL(p)->pMethods->xTruncate(REAL(p), size);
-}
-
-static int
-cf_sync(sqlite3_file *p, int flags)
-{
-	return REAL(p)->pMethods->xSync(REAL(p), flags);
-}
-
-static int
-cf_file_size(sqlite3_file *p, sqlite3_int64 *size)
-{
-	return REAL(p)->pMethods->xFileSize(REAL(p), size);
-}
-
-static int
-cf_lock(sqlite3_file *p, int lock)
-{
-	return REAL(p)->pMethods->xLock(REAL(p), lock);
-}
-
-static int
-cf_unlock(sqlite3_file *p, int lock)
-{
-	return REAL(p)->pMethods->xUnlock(REAL(p), lock);
-}
-
-static int
-cf_check_reserved(sqlite3_file *p, int *out)
-{
-	return REAL(p)->pMethods->xCheckReservedLock(REAL(p), out);
 }
 
 static int
 cf_file_control(sqlite3_file *p, int op, void *arg)
 {
+	struct crypt_file *f = (struct crypt_file *)p;
+
 	/* SQLite asks the VFS stack for its names with VFSNAME: ours first */
 	if (op == SQLITE_FCNTL_VFSNAME) {
 		char *below = NULL;
 
-		REAL(p)->pMethods->xFileControl(REAL(p), op, &below);
+		REAL(f)->pMethods->xFileControl(REAL(f), op, &below);
 		*(char **)arg = sqlite3_mprintf("careweave-crypt/%z", below);
 		return SQLITE_OK;
 	}
-	return REAL(p)->pMethods->xFileControl(REAL(p), op, arg);
-}
-
-static int
-cf_sector_size(sqlite3_file *p)
-{
-	return REAL(p)->pMethods->xSectorSize(REAL(p));
-}
-
-static int
-cf_device_characteristics(sqlite3_file *p)
-{
-	return REAL(p)->pMethods->xDeviceCharacteristics(REAL(p));
-}
-
-static int
-cf_shm_map(sqlite3_file *p, int region, int size, int extend,
-	   void volatile **out)
-{
-	return REAL(p)->pMethods->xShmMap(REAL(p), region, size, extend, out);
-}
-
-static int
-cf_shm_lock(sqlite3_file *p, int offset, int n, int flags)
-{
-	return REAL(p)->pMethods->xShmLock(REAL(p), offset, n, flags);
-}
-
-static void
-cf_shm_barrier(sqlite3_file *p)
-{
-	REAL(p)->pMethods->xShmBarrier(REAL(p));
-}
-
-static int
-cf_shm_unmap(sqlite3_file *p, int del)
-{
-	return REAL(p)->pMethods->xShmUnmap(REAL(p), del);
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
 }
 
 /* Version 2: no xFetch/xUnfetch, so no memory map bypasses the sealing. */
-static const sqlite3_io_methods cf_methods = {
-	.iVersion = 2,
-	.xClose = cf_close,
-	.xRead = cf_read,
-	.xWrite = cf_write,
-	.xTruncate = cf_truncate,
-	.xSync = cf_sync,
-	.xFileSize = cf_file_size,
-	.xLock = cf_lock,
-	.xUnlock = cf_unlock,
-	.xCheckReservedLock = cf_check_reserved,
-	.xFileControl = cf_file_control,
-	.xSectorSize = cf_sector_size,
-	.xDeviceCharacteristics = cf_device_characteristics,
-	.xShmMap = cf_shm_map,
-	.xShmLock = cf_shm_lock,
-	.xShmBarrier = cf_shm_barrier,
-	.xShmUnmap = cf_shm_unmap,
-};
+static sqlite3_io_methods cf_methods;
+static pthread_once_t cf_once = PTHREAD_ONCE_INIT;
+
+static void
+cf_init(void)
+{
+	sq_shim_io(&cf_methods, 2);
+	cf_methods.xClose = cf_close;
+	cf_methods.xRead = cf_read;
+	cf_methods.xWrite = cf_write;
+	cf_methods.xFileControl = cf_file_control;
+}
 
 /* ---- the VFS ------------------------------------------------------------- */
-
-#define LOWER(v) (((struct crypt_vfs *)(v))->lower)
 
 static int
 cv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int flags,
 	int *out_flags)
 {
-	struct crypt_vfs *cv = (struct crypt_vfs *)vfs;
 	struct crypt_file *f = (struct crypt_file *)p;
 	int rc;
 
@@ -519,126 +435,25 @@ cv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int flags,
 			  "for an encrypted database", (unsigned)flags);
 		return SQLITE_CANTOPEN;
 	}
-	f->key = cv->key;
-	f->real = (sqlite3_file *)(f + 1);
-	rc = cv->lower->xOpen(cv->lower, name, f->real, flags, out_flags);
-	if (rc != SQLITE_OK || !f->real->pMethods) {
-		if (f->real->pMethods)
-			f->real->pMethods->xClose(f->real);
-		f->base.pMethods = NULL;
-		return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
-	}
-	if (f->real->pMethods->iVersion < 2) {
-		f->real->pMethods->xClose(f->real);
-		f->base.pMethods = NULL;
-		return SQLITE_CANTOPEN;
-	}
-	f->base.pMethods = &cf_methods;
+	f->key = ((struct crypt_vfs *)vfs)->key;
+	/* version 2 below us is enough: we never pass xFetch down */
+	rc = sq_shim_open_lower(vfs, &f->sh, sizeof(*f), name, flags, out_flags, 2);
+	if (rc != SQLITE_OK)
+		return rc;
+	f->sh.base.pMethods = &cf_methods;
 	return SQLITE_OK;
-}
-
-static int
-cv_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
-{
-	return LOWER(vfs)->xDelete(LOWER(vfs), name, sync_dir);
-}
-
-static int
-cv_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
-{
-	return LOWER(vfs)->xAccess(LOWER(vfs), name, flags, out);
-}
-
-static int
-cv_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
-{
-	return LOWER(vfs)->xFullPathname(LOWER(vfs), name, n, out);
-}
-
-static void *
-cv_dlopen(sqlite3_vfs *vfs, const char *name)
-{
-	return LOWER(vfs)->xDlOpen(LOWER(vfs), name);
-}
-
-static void
-cv_dlerror(sqlite3_vfs *vfs, int n, char *out)
-{
-	LOWER(vfs)->xDlError(LOWER(vfs), n, out);
-}
-
-static void (*cv_dlsym(sqlite3_vfs *vfs, void *h, const char *sym))(void)
-{
-	return LOWER(vfs)->xDlSym(LOWER(vfs), h, sym);
-}
-
-static void
-cv_dlclose(sqlite3_vfs *vfs, void *h)
-{
-	LOWER(vfs)->xDlClose(LOWER(vfs), h);
-}
-
-static int
-cv_randomness(sqlite3_vfs *vfs, int n, char *out)
-{
-	return LOWER(vfs)->xRandomness(LOWER(vfs), n, out);
-}
-
-static int
-cv_sleep(sqlite3_vfs *vfs, int us)
-{
-	return LOWER(vfs)->xSleep(LOWER(vfs), us);
-}
-
-static int
-cv_current_time(sqlite3_vfs *vfs, double *out)
-{
-	return LOWER(vfs)->xCurrentTime(LOWER(vfs), out);
-}
-
-static int
-cv_get_last_error(sqlite3_vfs *vfs, int n, char *out)
-{
-	return LOWER(vfs)->xGetLastError ? LOWER(vfs)->xGetLastError(LOWER(vfs), n, out)
-					 : 0;
-}
-
-static int
-cv_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out)
-{
-	return LOWER(vfs)->xCurrentTimeInt64(LOWER(vfs), out);
 }
 
 static int
 register_vfs(struct crypt_vfs *cv, const struct sq_crypt *c,
 	     sqlite3_vfs *lower, const char *suffix)
 {
-	if (!lower || lower->iVersion < 2 || !lower->xCurrentTimeInt64)
-		return SQLITE_ERROR;
 	snprintf(cv->name, sizeof(cv->name), "careweave-crypt-%p-%s",
 		 (const void *)c, suffix);
-	cv->lower = lower;
 	cv->key = c->key;
-	cv->vfs = (sqlite3_vfs){
-		.iVersion = 2,
-		.szOsFile = (int)sizeof(struct crypt_file) + lower->szOsFile,
-		.mxPathname = lower->mxPathname,
-		.zName = cv->name,
-		.xOpen = cv_open,
-		.xDelete = cv_delete,
-		.xAccess = cv_access,
-		.xFullPathname = cv_full_pathname,
-		.xDlOpen = cv_dlopen,
-		.xDlError = cv_dlerror,
-		.xDlSym = cv_dlsym,
-		.xDlClose = cv_dlclose,
-		.xRandomness = cv_randomness,
-		.xSleep = cv_sleep,
-		.xCurrentTime = cv_current_time,
-		.xGetLastError = cv_get_last_error,
-		.xCurrentTimeInt64 = cv_current_time_int64,
-	};
-	if (sqlite3_vfs_register(&cv->vfs, 0) != SQLITE_OK)
+	if (!sq_shim_vfs(&cv->vfs, lower, cv->name, sizeof(struct crypt_file),
+			 cv_open) ||
+	    sqlite3_vfs_register(&cv->vfs, 0) != SQLITE_OK)
 		return SQLITE_ERROR;
 	cv->registered = true;
 	return SQLITE_OK;
@@ -650,6 +465,7 @@ sq_crypt_new(const unsigned char *key)
 	struct sq_crypt *c;
 	const char *wal = sq_vfs_name();
 
+	pthread_once(&cf_once, cf_init);
 	if (sodium_init() < 0 || !(c = calloc(1, sizeof(*c))))
 		return NULL;
 	c->key = sodium_malloc(SQ_CRYPT_KEY);
@@ -757,9 +573,18 @@ sq_crypt_probe(const char *path, const unsigned char *key, struct diag *d)
 				"libsodium cannot start");
 	if (!(page = sodium_malloc(SQ_CRYPT_PAGE)))
 		return diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
-	if (!first_page(path, page, &where))
-		goto out; /* a new database: either way is fine */
-	plain = memcmp(page, sqlite_magic, sizeof(sqlite_magic)) == 0;
+	/* A server may be checkpointing into page 1 as we read it, outside
+	 * SQLite's locks: a torn read does not open, so read again before
+	 * calling the key wrong. */
+	for (int tries = 0;; tries++) {
+		if (!first_page(path, page, &where))
+			goto out; /* a new database: either way is fine */
+		plain = memcmp(page, sqlite_magic, sizeof(sqlite_magic)) == 0;
+		if (plain || !key || tries == 3 ||
+		    sq_crypt_open(key, where, where == 'D' ? 1 : 0, page) == 0)
+			break;
+		usleep(20000);
+	}
 	if (plain && key)
 		err = diag_err(d, CW_EFORBIDDEN, "security", NULL,
 			       "the database is not encrypted, but a key was "
@@ -769,8 +594,7 @@ sq_crypt_probe(const char *path, const unsigned char *key, struct diag *d)
 			       "the database is encrypted (or is not a "
 			       "careweave database): give its key with "
 			       "--key-file or CAREWEAVE_KEY_FILE");
-	else if (key && (sq_crypt_open(key, where, where == 'D' ? 1 : 0, page) != 0 ||
-			 memcmp(page, sqlite_magic, sizeof(sqlite_magic)) != 0))
+	else if (key && memcmp(page, sqlite_magic, sizeof(sqlite_magic)) != 0)
 		err = diag_err(d, CW_EFORBIDDEN, "security", NULL,
 			       "this key does not open the database");
 out:

@@ -148,6 +148,32 @@ int64_t sq_param_id(const char *type, const char *code);
  * VFS with the WAL appends of a transaction gathered into few large writes
  * (sqlite_vfs.c). NULL if it could not be registered (use the default). */
 const char *sq_vfs_name(void);
+/* ---- VFS shims (sqlite_shim.c) ---- */
+
+/* The head of every file a careweave VFS shim opens: SQLite's file, and
+ * the lower VFS's file, which sits in the same allocation right after
+ * the shim's own struct (the shim's szOsFile counts both). */
+struct sq_shim_file {
+	sqlite3_file base;
+	sqlite3_file *real;
+};
+/* Fills m with io methods (version 2: no xFetch, or 3) that each pass
+ * the call down to the lower file; the shim then sets those it does. */
+void sq_shim_io(sqlite3_io_methods *m, int version);
+/* Fills vfs: named name, xOpen open, files of file_size bytes (the shim's
+ * struct) plus lower's; every other call passes to lower (in pAppData).
+ * False when lower cannot carry a shim. */
+bool sq_shim_vfs(sqlite3_vfs *vfs, sqlite3_vfs *lower, const char *name,
+		 size_t file_size,
+		 int (*open)(sqlite3_vfs *, sqlite3_filename, sqlite3_file *, int, int *));
+/* For the shim's xOpen: opens name on the lower VFS into f->real, placed
+ * size bytes after f. On failure (or a lower file whose io methods are
+ * older than min_version) it is closed again and f->base.pMethods is
+ * NULL, as SQLite wants of a failed open. */
+int sq_shim_open_lower(sqlite3_vfs *vfs, struct sq_shim_file *f, size_t size,
+		       sqlite3_filename name, int flags, int *out_flags,
+		       int min_version);
+
 /* ---- encryption at rest (sqlite_crypt.c) ---- */
 
 #define SQ_CRYPT_KEY STORE_KEY_BYTES /* XChaCha20-Poly1305 key bytes */

@@ -8,7 +8,6 @@
  * the files untouched. A flipped byte in the file: a read fails, never
  * wrong data. A backup is encrypted too and opens with the key.
  * (tests/unit/store/test_store.c runs again encrypted: make unit.) */
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,19 +110,8 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	struct dirent *e;
-	DIR *dir = opendir(f->dir);
-	char p[400];
 
-	while (dir && (e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-		unlink(p);
-	}
-	if (dir)
-		closedir(dir);
-	rmdir(f->dir);
+	unit_rm_dir(f->dir);
 	arena_free(f->a);
 	free(f);
 	return 0;

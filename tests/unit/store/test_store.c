@@ -60,21 +60,9 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	struct dirent *e;
-	DIR *dir;
-	char p[400];
 
 	store_close(f->s);
-	dir = opendir(f->dir);
-	while (dir && (e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-		unlink(p);
-	}
-	if (dir)
-		closedir(dir);
-	rmdir(f->dir);
+	unit_rm_dir(f->dir);
 	arena_free(f->a);
 	free(f);
 	return 0;
