@@ -31,7 +31,14 @@ struct store_options {
 	bool readonly;          /* open without the writer (export, tools) */
 	unsigned busy_timeout_ms; /* 0: 5000 */
 	unsigned max_group;     /* writers grouped into one commit; 0: 64 */
+	/* STORE_KEY_BYTES bytes, or NULL: the database file, its WAL and
+	 * backups are encrypted page by page with this key (sqlite_crypt.c).
+	 * The store keeps its own copy in locked memory and wipes it at
+	 * close; the caller may wipe this one once store_open returns. */
+	const unsigned char *key;
 };
+
+#define STORE_KEY_BYTES 32
 
 /* Opens (creating and migrating if needed) the database at path. On failure
  * returns NULL and fills d with why. Close with store_close(). */
@@ -221,6 +228,15 @@ enum cw_err store_session_touch(struct store *s,
 /* Marks the session revoked (sign-out). CW_OK also when there is none. */
 enum cw_err store_session_revoke(struct store *s,
 				 const unsigned char hash[STORE_SESSION_HASH]);
+
+/* Copies the database, online (writers and other processes go on), into a
+ * new file at out: written to out.tmp, synced, renamed over out, the
+ * folder synced. Encrypted with the store's key when it has one. One read
+ * transaction: the copy is the database as of one commit. */
+enum cw_err store_backup(struct store *s, const char *out, struct diag *d);
+
+/* True when the store's file is encrypted (store_options.key). */
+bool store_is_encrypted(const struct store *s);
 
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);
