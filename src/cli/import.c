@@ -1235,7 +1235,8 @@ demo_usage(FILE *f)
 		"Then adds one user per role of the demo care teams (admin, grace the\n"
 		"coordinator, anita the physician, denise, priya, luis, tom, walter the\n"
 		"patient and ellen his daughter) with random passwords, printed this\n"
-		"once; users that exist are left as they are.\n\n"
+		"once, and the admin's TOTP secret for one-time codes with them;\n"
+		"users that exist are left as they are.\n\n"
 		"  --db PATH   database file (default %s)\n"
 		"  --dir DIR   folder of demo Bundles\n",
 		CLI_DEFAULT_DB);
