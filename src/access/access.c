@@ -5,7 +5,8 @@
  * token hashes are stored), a guesser learns nothing from the answers (the
  * same message, the same argon2id run and the same minimum time for every
  * failure) and gets few guesses (account lockout and a per-address limit,
- * both checked before any comparison is trusted), and the poll threads
+ * both checked before any comparison is trusted; a one-time code is
+ * looked at only after the password was right, see totp.c), and the poll threads
  * never wait (reading a session is a read; its last-activity time is
  * kept in memory and written only from threads that may block). The
  * state table is in access/README.md. Nothing here logs a username,
@@ -402,6 +403,19 @@ revocation_settle(void)
 }
 
 enum cw_err
+access_user_revoked(enum cw_err err, const char *name, const char *what,
+		    struct diag *d)
+{
+	if (err == CW_ENOTFOUND)
+		return diag_err(d, err, "not-found", NULL, "No user %s", name);
+	if (err)
+		return diag_err(d, err, "exception", NULL, "Cannot store the %s",
+				what);
+	revocation_settle();
+	return CW_OK;
+}
+
+enum cw_err
 access_user_reset_password(struct store *s, const char *username,
 			   const char *pw, size_t n, struct diag *d)
 {
@@ -416,12 +430,7 @@ access_user_reset_password(struct store *s, const char *username,
 				"Cannot hash the password (out of memory)");
 	err = store_user_set_hash(s, name, hash);
 	sodium_memzero(hash, sizeof(hash));
-	if (err == CW_ENOTFOUND)
-		return diag_err(d, err, "not-found", NULL, "No user %s", name);
-	if (err)
-		return diag_err(d, err, "exception", NULL, "Cannot store the password");
-	revocation_settle();
-	return CW_OK;
+	return access_user_revoked(err, name, "password", d);
 }
 
 enum cw_err
@@ -432,13 +441,8 @@ access_user_disable(struct store *s, const char *username, struct diag *d)
 
 	if ((err = access_username_norm(username, name, d)))
 		return err;
-	err = store_user_set_disabled(s, name, true);
-	if (err == CW_ENOTFOUND)
-		return diag_err(d, err, "not-found", NULL, "No user %s", name);
-	if (err)
-		return diag_err(d, err, "exception", NULL, "Cannot store the change");
-	revocation_settle();
-	return CW_OK;
+	return access_user_revoked(store_user_set_disabled(s, name, true), name,
+				   "change", d);
 }
 
 /* ---- the per-address limit ---------------------------------------------- */
@@ -678,13 +682,69 @@ fail_floor(int64_t t0)
 		;
 }
 
+/* A refusal: after the floor, msg or the one message that says nothing. */
 static enum cw_err
-login_failed(struct diag *d, int64_t t0)
+login_failed(struct diag *d, int64_t t0, const char *msg)
 {
 	fail_floor(t0);
-	return diag_err(d, CW_EUNAUTH, "login", NULL,
-			"Sign-in failed: wrong username or password, or the "
-			"account is locked or disabled");
+	return diag_err(d, CW_EUNAUTH, "login", NULL, "%s",
+			msg ? msg : "Sign-in failed: wrong username, password or "
+				    "one-time code, or the account is locked "
+				    "or disabled");
+}
+
+/* Counts a failed sign-in of u at now: the 5th in a row locks it. */
+static void
+count_failure(struct access *ac, const struct store_user *u, int64_t now)
+{
+	int failed = u->failed + 1, lockouts = u->lockouts;
+	int64_t until = 0;
+
+	if (failed >= ACCESS_FAILS_TO_LOCK) {
+		lockouts++;
+		until = now + access_lock_ms(lockouts);
+		failed = 0;
+		log_warn("access: uid %lld locked for %lld s after %d failed sign-ins",
+			 (long long)u->uid, (long long)(access_lock_ms(lockouts) / 1000),
+			 ACCESS_FAILS_TO_LOCK);
+	}
+	if (store_user_set_failures(ac->store, u->uid, failed, lockouts, until))
+		log_error("access: cannot record a failed sign-in of uid %lld",
+			  (long long)u->uid);
+}
+
+/* The second factor, once the password was right: CW_OK with *step the
+ * TOTP step to take (0: the user has none), else the refusal. */
+static enum cw_err
+check_second_factor(struct access *ac, struct store_user *u,
+		    enum access_role role, const char *code, int64_t now,
+		    int64_t t0, int64_t *step, struct diag *d)
+{
+	bool ok;
+
+	*step = 0;
+	if (!u->totp && role == ACCESS_ADMIN) {
+		log_info("access: sign-in refused: admin uid %lld has no TOTP",
+			 (long long)u->uid);
+		fail_floor(t0);
+		return diag_err(d, CW_EUNAUTH, "login", NULL,
+				"An admin account signs in with a one-time code "
+				"too, and %s has none set up: run 'careweave user "
+				"totp %s' on the server", u->username, u->username);
+	}
+	if (!u->totp)
+		return CW_OK;
+	ok = code && *code &&
+	     access_totp_verify(u->totp, code, now, u->totp_step, step);
+	sodium_memzero((unsigned char *)u->totp, STORE_TOTP_KEY);
+	if (ok)
+		return CW_OK;
+	log_info("access: sign-in refused: uid %lld gave %s one-time code",
+		 (long long)u->uid, code && *code ? "a wrong or used" : "no");
+	count_failure(ac, u, now);
+	return login_failed(d, t0, code && *code ? NULL :
+		"A one-time code is required: send it as \"totp\" with the "
+		"username and password");
 }
 
 static void
@@ -700,10 +760,10 @@ who_of(const struct store_user *u, enum access_role role, int64_t expires,
 
 enum cw_err
 access_login(struct access *ac, struct arena *a, const char *remote,
-	     const char *username, const char *pw, size_t n,
+	     const char *username, const char *pw, size_t n, const char *totp,
 	     struct access_login *out, unsigned *retry_s, struct diag *d)
 {
-	int64_t t0 = mono_ms(), now = access_now(ac), retry = 0;
+	int64_t t0 = mono_ms(), now = access_now(ac), retry = 0, step = 0;
 	char name[ACCESS_USERNAME_MAX + 1];
 	unsigned char raw[32];
 	struct store_session ss = {0};
@@ -734,35 +794,24 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	ok = n <= ACCESS_PASSWORD_MAX &&
 	     verify_bounded(ac, known ? u.hash : ac->dummy, pw, n) && known;
 	if (!known)
-		return login_failed(d, t0);
+		return login_failed(d, t0, NULL);
 	if (u.disabled) {
 		log_info("access: sign-in refused: uid %lld is disabled",
 			 (long long)u.uid);
-		return login_failed(d, t0);
+		return login_failed(d, t0, NULL);
 	}
 	if (u.locked_until > now) {
 		log_info("access: sign-in refused: uid %lld is locked",
 			 (long long)u.uid);
-		return login_failed(d, t0);
+		return login_failed(d, t0, NULL);
 	}
 	if (!ok) {
-		int failed = u.failed + 1, lockouts = u.lockouts;
-		int64_t until = 0;
-
-		if (failed >= ACCESS_FAILS_TO_LOCK) {
-			lockouts++;
-			until = now + access_lock_ms(lockouts);
-			failed = 0;
-			log_warn("access: uid %lld locked for %lld s after %d failed sign-ins",
-				 (long long)u.uid,
-				 (long long)(access_lock_ms(lockouts) / 1000),
-				 ACCESS_FAILS_TO_LOCK);
-		}
-		if (store_user_set_failures(ac->store, u.uid, failed, lockouts, until))
-			log_error("access: cannot record a failed sign-in of uid %lld",
-				  (long long)u.uid);
-		return login_failed(d, t0);
+		count_failure(ac, &u, now);
+		return login_failed(d, t0, NULL);
 	}
+	/* The password was right: only now may an answer say more. */
+	if ((err = check_second_factor(ac, &u, role, totp, now, t0, &step, d)))
+		return err;
 
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(out->token, sizeof(out->token), raw, sizeof(raw));
@@ -776,7 +825,14 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	ss.created = now;
 	ss.last_seen = now;
 	ss.expires = now + ac->absolute_ms;
+	ss.totp_step = step;
 	err = store_session_add(ac->store, &ss, now);
+	if (err == CW_ECONFLICT) {
+		/* another sign-in took this code's step first: a replay */
+		sodium_memzero(out, sizeof(*out));
+		count_failure(ac, &u, now);
+		return login_failed(d, t0, NULL);
+	}
 	if (err)
 		goto out_wipe;
 	act_set(ac, ss.hash, now);

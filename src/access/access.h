@@ -3,8 +3,8 @@
  * This is the first slice of access/: people stored in the database
  * (store_user_*), each with one role and linked to the FHIR resource that
  * is that person (Practitioner, Patient or RelatedPerson; admins may have
- * none), argon2id password hashes, sign-in with lockout and a per-address
- * limit, and sessions held server-side as the hash of an opaque token.
+ * none), argon2id password hashes, one-time codes (TOTP) as a second
+ * factor, sign-in with lockout and a per-address limit, and sessions held server-side as the hash of an opaque token.
  * The states a session and an account go through are in access/README.md.
  *
  * access/ knows nothing of HTTP: api/ reads the Authorization header and
@@ -24,7 +24,10 @@
  *   hashing at once       ACCESS_HASH_PARALLEL (4) sign-ins hash at a time,
  *                         the rest wait: at most 76 MiB for argon2id
  *   failed sign-ins       5 in a row lock the account for 1 min, then 2, 4,
- *                         ... at most 1 h; a success clears the count
+ *                         ... at most 1 h; a success clears the count; a
+ *                         wrong or missing one-time code is a failure
+ *   one-time codes        TOTP, 6 digits, 30 s, one step either side;
+ *                         required for admins (totp.c)
  *   failed sign-in time   answered no sooner than ACCESS_FAIL_FLOOR_MS after
  *                         it arrived, known user or not
  *   per-address attempts  a bucket of 30, one back every 2 s (30 a minute
@@ -176,6 +179,51 @@ enum cw_err access_user_reset_password(struct store *s, const char *username,
 enum cw_err access_user_disable(struct store *s, const char *username,
 				struct diag *d);
 
+/* ---- one-time codes (totp.c) --------------------------------------------- */
+
+/* TOTP (RFC 6238) with HMAC-SHA1, what authenticator apps compute: 6
+ * digits, a 30 s step, codes of the step before and after now accepted,
+ * never a step at or before the last one accepted (a code works once).
+ * Admins must have it; any other user may (`careweave user totp`). */
+#define ACCESS_SHA1_LEN 20
+#define ACCESS_TOTP_KEY 20        /* secret bytes (160 bits, RFC 4226) */
+#define ACCESS_TOTP_B32 32        /* its base32, no padding */
+#define ACCESS_TOTP_DIGITS 6
+#define ACCESS_TOTP_PERIOD_S 30
+#define ACCESS_TOTP_WINDOW 1      /* steps either side of now */
+
+/* A new secret, shown once: base32 and the otpauth:// URI of the user. */
+struct access_totp {
+	char secret[ACCESS_TOTP_B32 + 1];
+	char uri[256];
+};
+
+/* SHA-1 (RFC 3174) and HMAC-SHA1 (RFC 2104) of msg; for TOTP only. */
+void access_sha1(const void *msg, size_t n, unsigned char out[ACCESS_SHA1_LEN]);
+void access_hmac_sha1(const void *key, size_t kn, const void *msg, size_t n,
+		      unsigned char out[ACCESS_SHA1_LEN]);
+/* The HOTP value (RFC 4226) of counter: digits (1 to 9) decimal digits. */
+uint32_t access_hotp(const void *key, size_t kn, uint64_t counter, int digits);
+/* The TOTP time step of now (ms): now / 30 s. */
+int64_t access_totp_step(int64_t now_ms);
+/* Whether code (ACCESS_TOTP_DIGITS ASCII digits) is the code of a step
+ * within ACCESS_TOTP_WINDOW of now that is later than last_step; then
+ * *step is that step (the latest, should two match). Costs three HMACs
+ * whatever the answer. */
+bool access_totp_verify(const unsigned char key[ACCESS_TOTP_KEY],
+			const char *code, int64_t now_ms, int64_t last_step,
+			int64_t *step);
+/* RFC 4648 base32 of n bytes, no padding, into out (8n/5 rounded up + 1). */
+void access_base32(const unsigned char *in, size_t n, char *out);
+/* Gives username a new random secret (on), replacing any, and fills out
+ * (may be NULL) with it for the operator; or removes it (!on). Either way
+ * every session of the user ends, and like reset-password it returns
+ * ACCESS_SESSION_RECHECK_MS after the commit. CW_ENOTFOUND if there is no
+ * such user. The secret is kept only in the users table. */
+enum cw_err access_user_totp_set(struct store *s, const char *username,
+				 bool on, struct access_totp *out,
+				 struct diag *d);
+
 /* ---- sign-in and sessions ---------------------------------------------- */
 
 /* Who is calling: the signed-in user of a request. Strings in the
@@ -196,16 +244,20 @@ struct access_login {
 	struct access_who who;
 };
 
-/* Signs in. remote is the client address (the per-address limit). Every
- * failure (unknown user, wrong password, locked or disabled account) is
- * the same CW_EUNAUTH with the same message, takes the same argon2id run
- * and answers no sooner than ACCESS_FAIL_FLOOR_MS; CW_ERATE when remote is
- * over its limit (d says when to retry, *retry_s too). Blocks (hashing, a
- * commit): call it from a thread that may wait. */
+/* Signs in. remote is the client address (the per-address limit); totp
+ * the one-time code, or NULL. Every failure (unknown user, wrong password,
+ * locked or disabled account, a wrong or replayed code) is the same
+ * CW_EUNAUTH with the same message, takes the same argon2id run and
+ * answers no sooner than ACCESS_FAIL_FLOOR_MS. Only after the right
+ * password does the message say more: that a code is required (a user
+ * with TOTP who sent none; counted as a failure), or that an admin has no
+ * TOTP set up (refused, not counted). CW_ERATE when remote is over its
+ * limit (d says when to retry, *retry_s too). Blocks (hashing, a commit):
+ * call it from a thread that may wait. */
 enum cw_err access_login(struct access *ac, struct arena *a, const char *remote,
 			 const char *username, const char *pw, size_t n,
-			 struct access_login *out, unsigned *retry_s,
-			 struct diag *d);
+			 const char *totp, struct access_login *out,
+			 unsigned *retry_s, struct diag *d);
 
 /* What a request presents. api/ fills it from the headers. */
 struct access_cred {

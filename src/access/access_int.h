@@ -1,4 +1,5 @@
-/* access/access_int.h: what access.c shares with its unit tests, nothing more.
+/* access/access_int.h: what access.c shares with totp.c and its unit tests,
+ * nothing more.
  *
  * The per-address attempt limit is a small fixed table: an open-addressed
  * hash of the address text, probed ACCESS_RL_PROBE slots, each a token
@@ -23,6 +24,13 @@ struct access_rl_slot {
 struct access_rl {
 	struct access_rl_slot slot[ACCESS_RL_SLOTS];
 };
+
+/* After a store_user_* change that revoked the sessions of user name:
+ * the issue for err (CW_ENOTFOUND: "No user", else "Cannot store the
+ * <what>"), or, on CW_OK, waits ACCESS_SESSION_RECHECK_MS so that no
+ * running server still serves those sessions when the caller returns. */
+enum cw_err access_user_revoked(enum cw_err err, const char *name,
+				const char *what, struct diag *d);
 
 /* Takes one attempt for addr at now. true if allowed; otherwise false and
  * *retry_ms is how long until the next one is. */

@@ -175,7 +175,7 @@ h_login(struct api_req *q)
 {
 	struct access_login lg;
 	json_error_t jerr;
-	json_t *body, *u, *p, *out;
+	json_t *body, *u, *p, *c, *out;
 	char when[32];
 	unsigned retry = 0;
 	enum cw_err err;
@@ -185,22 +185,29 @@ h_login(struct api_req *q)
 	sodium_memzero((char *)q->r->body, q->r->body_len);
 	if (!body)
 		return diag_err(&q->d, CW_EINVAL, "invalid", NULL,
-				"Send {\"username\": ..., \"password\": ...} as JSON");
+				"Send {\"username\": ..., \"password\": ..., "
+				"\"totp\": ...} as JSON (totp: the one-time "
+				"code, when the user has one)");
 	api_json_own(q->a, body);
 	u = json_object_get(body, "username");
 	p = json_object_get(body, "password");
-	if (!json_is_string(u) || !json_is_string(p)) {
+	c = json_object_get(body, "totp");
+	if (!json_is_string(u) || !json_is_string(p) ||
+	    (c && !json_is_null(c) && !json_is_string(c))) {
 		if (json_is_string(p))
 			sodium_memzero((char *)json_string_value(p),
 				       json_string_length(p));
 		return diag_err(&q->d, CW_EINVAL, "required", NULL,
-				"username and password are required strings");
+				"username and password are required strings; "
+				"totp, when sent, is a string of %d digits",
+				ACCESS_TOTP_DIGITS);
 	}
 	/* Anything else in the body (a "role", say) is ignored: who a user
 	 * is comes from the database, never from the request. */
 	err = access_login(q->api->access, q->a, q->r->remote,
 			   json_string_value(u), json_string_value(p),
-			   json_string_length(p), &lg, &retry, &q->d);
+			   json_string_length(p), json_string_value(c), &lg,
+			   &retry, &q->d);
 	sodium_memzero((char *)json_string_value(p), json_string_length(p));
 	if (err == CW_ERATE)
 		http_resp_header(q->w, "Retry-After", arena_printf(q->a, "%u", retry));

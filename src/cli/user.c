@@ -1,4 +1,5 @@
-/* cli/user.c: `careweave user add|list|disable|reset-password`, and the demo users.
+/* cli/user.c: `careweave user add|list|disable|reset-password|totp`, and the
+ * demo users.
  *
  * The operator's door to the users table: it runs with the database file's
  * permissions, like import and export, and signs in as nobody. Subcommands
@@ -7,7 +8,8 @@
  * standard input when it is not a terminal (or with --password-stdin), else
  * from a prompt typed twice without echo. They are read with read(2), not
  * stdio, so no libc buffer keeps a copy, and wiped once hashed. Nothing
- * here prints a hash. */
+ * here prints a hash. A TOTP secret is printed once, when it is made
+ * (`user totp`, `user add --admin`, the demo's admin), and never again. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -132,6 +134,16 @@ get_password(const char *cmd, bool from_stdin, char *pw, size_t *n)
 	return CLI_OK;
 }
 
+/* Prints a new TOTP secret of name, the one time it is shown. */
+static void
+print_totp(const char *indent, const char *name, const struct access_totp *t)
+{
+	printf("%sone-time codes (TOTP) for %s: add this secret to an authenticator app;\n"
+	       "%sit is shown this once ('careweave user totp %s' makes a new one)\n"
+	       "%s  secret  %s\n%s  uri     %s\n",
+	       indent, name, indent, name, indent, t->secret, indent, t->uri);
+}
+
 /* ---- the subcommands ------------------------------------------------------ */
 
 static void
@@ -142,7 +154,9 @@ add_usage(FILE *f)
 		"                          [--db PATH] [--password-stdin]\n\n"
 		"Adds a person who may sign in. The password is read from standard input\n"
 		"when it is not a terminal (one line), else prompted for twice. At least\n"
-		"%d characters. There are no default passwords.\n\n"
+		"%d characters. There are no default passwords. An admin gets a TOTP\n"
+		"secret for one-time codes at once (printed this once): admins sign in\n"
+		"with a code from an authenticator app as well.\n\n"
 		"  --username NAME    1 to 64 of a-z 0-9 . _ @ - (letters are lower-cased)\n"
 		"  --role ROLE        admin, coordinator, physician, nurse, pharmacist,\n"
 		"                     therapist, social-worker, patient, caregiver,\n"
@@ -253,10 +267,19 @@ user_add(int argc, char **argv)
 		print_issue("user add", err, &d);
 	} else {
 		char name[ACCESS_USERNAME_MAX + 1];
+		struct access_totp t;
 
 		access_username_norm(username, name, &d);
 		printf("added user %s (%s%s%s)\n", name,
 		       access_role_name(role), link ? ", " : "", link ? link : "");
+		if (role == ACCESS_ADMIN) {
+			err = access_user_totp_set(s, name, true, &t, &d);
+			if (err)
+				print_issue("user add", err, &d);
+			else
+				print_totp("", name, &t);
+			sodium_memzero(&t, sizeof(t));
+		}
 	}
 	rc = exit_of(err);
 	arena_free(a);
@@ -271,8 +294,9 @@ static void
 list_usage(FILE *f)
 {
 	fprintf(f, "usage: careweave user list [--db PATH]\n\n"
-		   "Lists the users: username, role, link and state (active, disabled,\n"
-		   "or locked until a time after failed sign-ins). Never a hash.\n\n"
+		   "Lists the users: username, role, link, whether one-time codes (TOTP)\n"
+		   "are on, and state (active, disabled, or locked until a time after\n"
+		   "failed sign-ins). Never a hash or a secret.\n\n"
 		   "  --key-file FILE the database's key file\n"
 		   "                  (default $CAREWEAVE_KEY_FILE)\n"
 		   "  --db PATH   database file (default %s)\n", CLI_DEFAULT_DB);
@@ -319,7 +343,8 @@ user_list(int argc, char **argv)
 	if (err) {
 		cli_err("user list", "cannot read the users: %s", cw_strerror(err));
 	} else {
-		printf("%-24s %-14s %-36s %s\n", "USERNAME", "ROLE", "LINK", "STATE");
+		printf("%-24s %-14s %-36s %-4s %s\n", "USERNAME", "ROLE", "LINK",
+		       "TOTP", "STATE");
 		for (size_t i = 0; i < n; i++) {
 			char when[32], state[64];
 
@@ -331,8 +356,9 @@ user_list(int argc, char **argv)
 			} else {
 				snprintf(state, sizeof(state), "active");
 			}
-			printf("%-24s %-14s %-36s %s\n", u[i].username, u[i].role,
-			       u[i].link ? u[i].link : "-", state);
+			printf("%-24s %-14s %-36s %-4s %s\n", u[i].username,
+			       u[i].role, u[i].link ? u[i].link : "-",
+			       u[i].totp ? "on" : "off", state);
 		}
 	}
 	arena_free(a);
@@ -459,6 +485,87 @@ user_reset(int argc, char **argv)
 	return user_change(argc, argv, true);
 }
 
+static void
+totp_usage(FILE *f)
+{
+	fprintf(f, "usage: careweave user totp USERNAME [--off] [--db PATH]\n\n"
+		   "Gives the user a new TOTP secret for one-time codes (RFC 6238: SHA-1,\n"
+		   "6 digits, 30 s), replacing any they had, and prints it this once as\n"
+		   "base32 and as an otpauth:// URI for an authenticator app. From then\n"
+		   "on they sign in with a code as well. Admins cannot sign in without.\n"
+		   "Either way every session of the user ends.\n\n"
+		   "  --off       remove the secret instead (an admin then cannot sign in)\n"
+		   "  --key-file FILE the database's key file\n"
+		   "                  (default $CAREWEAVE_KEY_FILE)\n"
+		   "  --db PATH   database file (default %s)\n", CLI_DEFAULT_DB);
+}
+
+static int
+user_totp(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
+		{"username", required_argument, NULL, 'u'},
+		{"off", no_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *username = NULL;
+	char name[ACCESS_USERNAME_MAX + 1];
+	struct access_totp t;
+	bool off = false;
+	struct store *s;
+	struct arena *a;
+	struct diag d;
+	enum cw_err err = CW_ENOMEM;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': db = optarg; break;
+		case CLI_OPT_KEY_FILE: key_file = optarg; break;
+		case 'u': username = optarg; break;
+		case 'o': off = true; break;
+		case 'h': totp_usage(stdout); return CLI_OK;
+		default: totp_usage(stderr); return CLI_EUSAGE;
+		}
+	}
+	if (!username && optind < argc)
+		username = argv[optind++];
+	if (optind < argc) {
+		cli_err("user totp", "unexpected argument '%s'", argv[optind]);
+		return CLI_EUSAGE;
+	}
+	if (!username) {
+		cli_err("user totp", "which user? (careweave user totp USERNAME)");
+		return CLI_EUSAGE;
+	}
+	s = cli_open_store("user totp", db, false, key_file);
+	if (!s)
+		return CLI_EIO;
+	a = arena_new(0);
+	if (a) {
+		diag_init(&d, a);
+		err = access_user_totp_set(s, username, !off, &t, &d);
+		if (err) {
+			print_issue("user totp", err, &d);
+		} else {
+			access_username_norm(username, name, &d);
+			if (off)
+				printf("one-time codes off for %s; their sessions have ended\n",
+				       name);
+			else
+				print_totp("", name, &t);
+		}
+		sodium_memzero(&t, sizeof(t));
+	}
+	arena_free(a);
+	store_close(s);
+	return exit_of(err);
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -468,6 +575,7 @@ static const struct {
 	{"list", user_list, "list users, their roles, links and states"},
 	{"disable", user_disable, "stop a user signing in and end their sessions"},
 	{"reset-password", user_reset, "set a new password and end their sessions"},
+	{"totp", user_totp, "give a user a new one-time code secret (admins need one)"},
 };
 
 #define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
@@ -475,7 +583,7 @@ static const struct {
 static void
 user_usage(FILE *f)
 {
-	fprintf(f, "usage: careweave user <add|list|disable|reset-password> [options]\n\n"
+	fprintf(f, "usage: careweave user <add|list|disable|reset-password|totp> [options]\n\n"
 		   "Manages the people who sign in to careweave serve. Runs on the\n"
 		   "database file directly, with its permissions.\n\n");
 	for (size_t i = 0; i < NSUB; i++)
@@ -506,7 +614,7 @@ cli_user(int argc, char **argv)
 		return subcommands[i].fn(argc - 1, argv + 1);
 	}
 	cli_err("user", "'%s' is not a user subcommand (add, list, disable, "
-		"reset-password)", argv[1]);
+		"reset-password, totp)", argv[1]);
 	return CLI_EUSAGE;
 }
 
@@ -562,8 +670,20 @@ cli_demo_users(struct store *s)
 			if (exit_of(err) == CLI_EIO)
 				rc = CLI_EIO;
 		} else {
+			struct access_totp t;
+
 			printf("  %-8s %-14s %-30s %s\n", demo_users[i].username,
 			       access_role_name(demo_users[i].role), link ? link : "-", pw);
+			if (demo_users[i].role == ACCESS_ADMIN) {
+				if ((err = access_user_totp_set(s, demo_users[i].username,
+								true, &t, &d))) {
+					print_issue("demo", err, &d);
+					rc = CLI_EIO;
+				} else {
+					print_totp("           ", demo_users[i].username, &t);
+				}
+				sodium_memzero(&t, sizeof(t));
+			}
 		}
 		sodium_memzero(pw, sizeof(pw));
 	}

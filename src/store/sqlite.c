@@ -133,6 +133,12 @@ static const char *const migrations[] = {
 	"  revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE INDEX sessions_uid ON sessions(uid);"
 	"CREATE INDEX sessions_expires ON sessions(expires);",
+
+	/* 4: a second factor (access/totp.c): the user's TOTP secret (20
+	 * bytes, NULL: none) and the last time step a code was accepted
+	 * for, so a code works once. */
+	"ALTER TABLE users ADD COLUMN totp BLOB;"
+	"ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -1,4 +1,5 @@
-/* store/sqlite_auth.c: the users and sessions tables (schema migration 3).
+/* store/sqlite_auth.c: the users and sessions tables (schema migrations 3
+ * and 5).
  *
  * access/ owns what these rows mean (roles, lockout, expiry); this file
  * only reads and writes them, through the same writer and reader
@@ -13,9 +14,11 @@
 
 #define SQL(s) s, sizeof(s) - 1
 
-static const char user_cols[] =
-	"uid, username, role, link, hash, disabled, failed, lockouts,"
-	" locked_until, created";
+/* The columns row_user reads, in its order (u. for the session join). */
+#define USER_COLS(u)                                                          \
+	u "uid, " u "username, " u "role, " u "link, " u "hash, " u "disabled, " \
+	u "failed, " u "lockouts, " u "locked_until, " u "created, " u "totp, "  \
+	u "totp_step"
 
 /* Copies a text column into a (NULL when SQL NULL). false on no memory. */
 static bool
@@ -48,6 +51,15 @@ row_user(struct arena *a, sqlite3_stmt *st, int col, struct store_user *u)
 	u->lockouts = sqlite3_column_int(st, col + 7);
 	u->locked_until = sqlite3_column_int64(st, col + 8);
 	u->created = sqlite3_column_int64(st, col + 9);
+	if (sqlite3_column_bytes(st, col + 10) == STORE_TOTP_KEY) {
+		unsigned char *k = arena_alloc(a, STORE_TOTP_KEY);
+
+		if (!k)
+			return CW_ENOMEM;
+		memcpy(k, sqlite3_column_blob(st, col + 10), STORE_TOTP_KEY);
+		u->totp = k;
+	}
+	u->totp_step = sqlite3_column_int64(st, col + 11);
 	if (!u->username || !u->role || !u->hash)
 		return CW_EINTERNAL; /* NOT NULL columns */
 	return CW_OK;
@@ -70,6 +82,7 @@ struct user_job {
 	const struct store_user *u;
 	const char *username;
 	const char *hash;
+	const unsigned char *totp;
 	int64_t uid, until;
 	int failed, lockouts;
 	bool disabled;
@@ -110,8 +123,7 @@ store_user_get(struct store *s, struct arena *a, const char *username,
 	       struct store_user *out)
 {
 	static const char sql[] =
-		"SELECT uid, username, role, link, hash, disabled, failed,"
-		" lockouts, locked_until, created FROM users WHERE username = ?1";
+		"SELECT " USER_COLS("") " FROM users WHERE username = ?1";
 	struct sq_conn *c = sq_reader(s, NULL);
 	sqlite3_stmt *st;
 	enum cw_err err;
@@ -143,16 +155,14 @@ store_user_list(struct store *s, struct arena *a, struct store_user **out,
 	size_t cap = 0, k = 0;
 	sqlite3_stmt *st;
 	enum cw_err err = CW_OK;
-	char sql[256];
-	int rc, len;
+	int rc;
 
 	*out = NULL;
 	*n = 0;
 	if (!c)
 		return CW_EIO;
-	len = snprintf(sql, sizeof(sql), "SELECT %s FROM users ORDER BY username",
-		       user_cols);
-	if (!(st = sq_prepare(c, sql, (size_t)len)))
+	if (!(st = sq_prepare(c, SQL("SELECT " USER_COLS("")
+				    " FROM users ORDER BY username"))))
 		return CW_EINTERNAL;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (k == cap) {
@@ -215,6 +225,22 @@ uid_of(struct sq_conn *c, const char *username, int64_t *uid)
 	return err;
 }
 
+/* Prepares sql, an UPDATE of users whose ?1 is the uid, for username
+ * inside the transaction: *uid found and bound. CW_ENOTFOUND. */
+static enum cw_err
+user_update(struct sq_conn *c, const char *username, const char *sql,
+	    size_t n, int64_t *uid, sqlite3_stmt **st)
+{
+	enum cw_err err;
+
+	if ((err = uid_of(c, username, uid)))
+		return err;
+	if (!(*st = sq_prepare(c, sql, n)))
+		return CW_EINTERNAL;
+	sqlite3_bind_int64(*st, 1, *uid);
+	return CW_OK;
+}
+
 static enum cw_err
 set_disabled_fn(struct store_tx *tx, void *ctx)
 {
@@ -223,12 +249,9 @@ set_disabled_fn(struct store_tx *tx, void *ctx)
 	enum cw_err err;
 	int64_t uid;
 
-	if ((err = uid_of(tx->c, j->username, &uid)))
+	if ((err = user_update(tx->c, j->username, SQL(
+		"UPDATE users SET disabled = ?2 WHERE uid = ?1"), &uid, &st)))
 		return err;
-	if (!(st = sq_prepare(tx->c, SQL(
-		"UPDATE users SET disabled = ?2 WHERE uid = ?1"))))
-		return CW_EINTERNAL;
-	sqlite3_bind_int64(st, 1, uid);
 	sqlite3_bind_int(st, 2, j->disabled);
 	if ((err = step_done(tx->c, st, "user disable")))
 		return err;
@@ -251,13 +274,10 @@ set_hash_fn(struct store_tx *tx, void *ctx)
 	enum cw_err err;
 	int64_t uid;
 
-	if ((err = uid_of(tx->c, j->username, &uid)))
-		return err;
-	if (!(st = sq_prepare(tx->c, SQL(
+	if ((err = user_update(tx->c, j->username, SQL(
 		"UPDATE users SET hash = ?2, failed = 0, lockouts = 0,"
-		" locked_until = 0 WHERE uid = ?1"))))
-		return CW_EINTERNAL;
-	sqlite3_bind_int64(st, 1, uid);
+		" locked_until = 0 WHERE uid = ?1"), &uid, &st)))
+		return err;
 	sqlite3_bind_text(st, 2, j->hash, -1, SQLITE_STATIC);
 	if ((err = step_done(tx->c, st, "user password")))
 		return err;
@@ -270,6 +290,36 @@ store_user_set_hash(struct store *s, const char *username, const char *hash)
 	struct user_job j = {.username = username, .hash = hash};
 
 	return store_write(s, set_hash_fn, &j);
+}
+
+static enum cw_err
+set_totp_fn(struct store_tx *tx, void *ctx)
+{
+	struct user_job *j = ctx;
+	sqlite3_stmt *st;
+	enum cw_err err;
+	int64_t uid;
+
+	if ((err = user_update(tx->c, j->username, SQL(
+		"UPDATE users SET totp = ?2, totp_step = 0 WHERE uid = ?1"),
+		&uid, &st)))
+		return err;
+	if (j->totp)
+		sqlite3_bind_blob(st, 2, j->totp, STORE_TOTP_KEY, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 2);
+	if ((err = step_done(tx->c, st, "user totp")))
+		return err;
+	return revoke_user_sessions(tx->c, uid);
+}
+
+enum cw_err
+store_user_set_totp(struct store *s, const char *username,
+		    const unsigned char *key)
+{
+	struct user_job j = {.username = username, .totp = key};
+
+	return store_write(s, set_totp_fn, &j);
 }
 
 static enum cw_err
@@ -314,6 +364,20 @@ session_add_fn(struct store_tx *tx, void *ctx)
 	sqlite3_stmt *st;
 	enum cw_err err;
 
+	/* A TOTP step is used once: whichever of two sign-ins with the
+	 * same code commits first takes it, the other changes nothing. */
+	if (j->ss->totp_step > 0) {
+		if (!(st = sq_prepare(tx->c, SQL(
+			"UPDATE users SET totp_step = ?2"
+			" WHERE uid = ?1 AND totp_step < ?2"))))
+			return CW_EINTERNAL;
+		sqlite3_bind_int64(st, 1, j->ss->uid);
+		sqlite3_bind_int64(st, 2, j->ss->totp_step);
+		if ((err = step_done(tx->c, st, "totp step")))
+			return err;
+		if (sqlite3_changes(tx->c->db) != 1)
+			return CW_ECONFLICT;
+	}
 	if (!(st = sq_prepare(tx->c, SQL(
 		"DELETE FROM sessions WHERE expires < ?1"))))
 		return CW_EINTERNAL;
@@ -353,9 +417,8 @@ store_session_get(struct store *s, struct arena *a,
 		  struct store_session *out)
 {
 	static const char sql[] =
-		"SELECT s.uid, s.created, s.last_seen, s.expires, s.revoked,"
-		" u.uid, u.username, u.role, u.link, u.hash, u.disabled,"
-		" u.failed, u.lockouts, u.locked_until, u.created"
+		"SELECT s.uid, s.created, s.last_seen, s.expires, s.revoked, "
+		USER_COLS("u.")
 		" FROM sessions s JOIN users u ON u.uid = s.uid WHERE s.hash = ?1";
 	struct sq_conn *c = sq_reader(s, NULL);
 	sqlite3_stmt *st;

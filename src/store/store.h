@@ -176,9 +176,13 @@ struct store_user {
 	int lockouts;         /* locks since the last successful sign-in */
 	int64_t locked_until; /* ms since epoch, 0 when not locked */
 	int64_t created;      /* ms */
+	const unsigned char *totp; /* STORE_TOTP_KEY bytes of TOTP secret, or
+				      NULL (none); never logged or printed */
+	int64_t totp_step;    /* the last TOTP time step accepted, 0: none */
 };
 
 #define STORE_SESSION_HASH 32
+#define STORE_TOTP_KEY 20
 
 /* A session as stored: the hash of its token, never the token itself. */
 struct store_session {
@@ -188,6 +192,8 @@ struct store_session {
 	int64_t last_seen; /* ms; written coarsely, see access/README.md */
 	int64_t expires;   /* ms: the absolute end, whatever the activity */
 	bool revoked;
+	int64_t totp_step; /* store_session_add: > 0, the TOTP step this sign-in
+			      used, which must be later than the user's last */
 	struct store_user user; /* filled by store_session_get */
 };
 
@@ -208,13 +214,21 @@ enum cw_err store_user_set_disabled(struct store *s, const char *username,
  * revokes every session of the user (a reset signs everyone out). */
 enum cw_err store_user_set_hash(struct store *s, const char *username,
 				const char *hash);
+/* Sets the user's TOTP secret (STORE_TOTP_KEY bytes; NULL removes it),
+ * forgets the last accepted step and revokes every session of the user.
+ * CW_ENOTFOUND if there is no such user. */
+enum cw_err store_user_set_totp(struct store *s, const char *username,
+				const unsigned char *key);
 /* Records the failure state after a failed sign-in. */
 enum cw_err store_user_set_failures(struct store *s, int64_t uid, int failed,
 				    int lockouts, int64_t locked_until);
 
 /* A successful sign-in, in one transaction: inserts the session, clears
  * the user's failure count and lockouts, and deletes sessions whose
- * absolute end is before now (ms), so the table does not grow. */
+ * absolute end is before now (ms), so the table does not grow. With
+ * ss->totp_step > 0 it first moves the user's last accepted step there,
+ * and changes nothing but answers CW_ECONFLICT when that step is not
+ * later than the last one (the same code used twice, even at once). */
 enum cw_err store_session_add(struct store *s, const struct store_session *ss,
 			      int64_t now);
 /* The session with this hash, joined with its user. CW_ENOTFOUND. */

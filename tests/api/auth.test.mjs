@@ -3,9 +3,12 @@
 // like, Bearer and cookie (with the CSRF double submit), logout, a role
 // sent in the login body, lockout after 5 failures and its growth, idle
 // and absolute expiry (with the test build's clock file, not sleep),
-// disable and reset-password from the CLI, the per-address limit, and a
-// password `careweave demo` printed. That failures take the same time is
-// not tested here (timing is too noisy); access.c pads them to a floor.
+// disable and reset-password from the CLI, the per-address limit, a
+// password `careweave demo` printed, and one-time codes (TOTP, computed
+// here with node's HMAC-SHA1): an admin without one, a right, wrong,
+// missing, replayed or too old code, a non-admin who has one. That
+// failures take the same time is not tested here (timing is too noisy);
+// access.c pads them to a floor.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -13,6 +16,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import {
   startServer, raw, assertOutcome, runCli, addUser, login, tempDir, countOf,
+  totpSecretOf, totpCode,
 } from '../support/server.mjs';
 
 const SANITIZER_RE = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
@@ -269,10 +273,13 @@ describe('lockout and expiry (test clock)', () => {
     clock = path.join(dir, 'clock');
     setClock(clock, 0);
     srv = await startServer({ env: { CAREWEAVE_TEST_CLOCK_FILE: clock } });
-    await addUser(srv.db, 'lock-me', PW);
-    // a system client: admins get 403 on /fhir, this test is about sessions
-    await addUser(srv.db, 'idle-me', PW, ['--role', 'service', '--system-client']);
-    await addUser(srv.db, 'cli-me', PW);
+    // system clients: admins get 403 on /fhir and sign in with a one-time
+    // code too (tested on its own below); these tests are about passwords
+    // and sessions
+    const svc = ['--role', 'service', '--system-client'];
+    await addUser(srv.db, 'lock-me', PW, svc);
+    await addUser(srv.db, 'idle-me', PW, svc);
+    await addUser(srv.db, 'cli-me', PW, svc);
   });
   after(async () => { await srv?.stop(); });
 
@@ -286,7 +293,7 @@ describe('lockout and expiry (test clock)', () => {
     const wrong = await tryLogin(srv, { username: 'lock-me', password: 'wrong again' });
     assert.deepEqual(locked.json, wrong.json, 'the answer does not say whether the password was right');
     const list = await runCli(['user', 'list', '--db', srv.db]);
-    assert.match(list.stdout, /^lock-me\s+admin\s+-\s+locked until \d{4}-/m);
+    assert.match(list.stdout, /^lock-me\s+service\s+-\s+off\s+locked until \d{4}-/m);
   });
 
   test('the lock lasts 1 minute, then 5 more failures lock for 2 minutes', async () => {
@@ -333,7 +340,7 @@ describe('lockout and expiry (test clock)', () => {
     assert401(await bare(srv, 'GET', '/fhir/Patient', bearer(t2)), 'after disable');
     assert.equal((await tryLogin(srv, { username: 'cli-me', password: np })).status, 401, 'a disabled user cannot sign in');
     const list = await runCli(['user', 'list', '--db', srv.db]);
-    assert.match(list.stdout, /^cli-me\s+admin\s+-\s+disabled$/m);
+    assert.match(list.stdout, /^cli-me\s+service\s+-\s+off\s+disabled$/m);
   });
 });
 
@@ -389,18 +396,160 @@ describe('the per-address limit', () => {
   });
 });
 
+describe('one-time codes (TOTP)', () => {
+  let srv;
+  let clock;
+  let offset = 0; // seconds the server's clock is ahead of ours
+  const at = (ds = 0) => Date.now() + (offset + ds) * 1000;
+  const move = (s) => { offset = s; setClock(clock, s); };
+  const URI_RE = /^ {2}uri +otpauth:\/\/totp\/careweave:([a-z0-9._@-]+)\?secret=([A-Z2-7]{32})&issuer=careweave&algorithm=SHA1&digits=6&period=30$/m;
+
+  before(async () => {
+    clock = path.join(dir, 'clock-totp');
+    setClock(clock, 0);
+    srv = await startServer({ env: { CAREWEAVE_TEST_CLOCK_FILE: clock } });
+  });
+  after(async () => { await srv?.stop(); });
+
+  /** Adds an admin; resolves its TOTP secret, checked against the printed URI. */
+  async function addAdmin(name) {
+    const r = await addUser(srv.db, name, PW, ['--admin']);
+    const secret = totpSecretOf(r.stdout);
+    assert.ok(secret, `no secret printed:\n${r.stdout}`);
+    const m = URI_RE.exec(r.stdout);
+    assert.ok(m, `no otpauth URI printed:\n${r.stdout}`);
+    assert.deepEqual([m[1], m[2]], [name, secret]);
+    return secret;
+  }
+
+  /** A 6-digit code that is none of the window's around at(). */
+  function wrongCode(secret) {
+    const near = new Set([-30, 0, 30].map((d) => totpCode(secret, at(d))));
+    for (let n = 0; ; n++) {
+      const c = String((Number(totpCode(secret, at())) + 1 + n) % 1000000).padStart(6, '0');
+      if (!near.has(c)) return c;
+    }
+  }
+
+  test('an admin without a one-time code set up cannot sign in, and is told to run careweave user totp', async () => {
+    await addAdmin('root-a');
+    const off = await runCli(['user', 'totp', 'root-a', '--off', '--db', srv.db]);
+    assert.equal(off.code, 0, off.stderr);
+    const r = await tryLogin(srv, { username: 'root-a', password: PW });
+    assert401(r, 'admin without TOTP');
+    assert.match(r.json.issue[0].diagnostics, /careweave user totp root-a/);
+    // only after the right password: a wrong one gets the answer everyone gets
+    const wrong = await tryLogin(srv, { username: 'root-a', password: 'not the password' });
+    const nobody = await tryLogin(srv, { username: 'nobody-here', password: PW });
+    assert401(wrong, 'wrong password');
+    assert.deepEqual(wrong.json, nobody.json);
+    assert.doesNotMatch(wrong.json.issue[0].diagnostics, /totp/);
+    const list = await runCli(['user', 'list', '--db', srv.db]);
+    assert.match(list.stdout, /^root-a\s+admin\s+-\s+off\s+active$/m);
+  });
+
+  test('an admin signs in with the right code from the secret user add printed', async () => {
+    const secret = await addAdmin('root-b');
+    const list = await runCli(['user', 'list', '--db', srv.db]);
+    assert.match(list.stdout, /^root-b\s+admin\s+-\s+on\s+active$/m);
+    const r = await tryLogin(srv, { username: 'root-b', password: PW, totp: totpCode(secret, at()) });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.user.role, 'admin');
+    assert.equal((await bare(srv, 'GET', '/auth/session', bearer(r.json.token))).status, 200);
+    assert.equal((await bare(srv, 'GET', '/fhir/Patient', bearer(r.json.token))).status, 403, 'still no clinical data');
+  });
+
+  test('a code works once, and a code from two steps ago is refused', async () => {
+    move(offset + 300);
+    const secret = await addAdmin('root-r');
+    const code = totpCode(secret, at());
+    assert.equal((await tryLogin(srv, { username: 'root-r', password: PW, totp: code })).status, 200);
+    const again = await tryLogin(srv, { username: 'root-r', password: PW, totp: code });
+    assert401(again, 'the same code again');
+    const wrongPw = await tryLogin(srv, { username: 'root-r', password: 'not the password' });
+    assert.deepEqual(again.json, wrongPw.json, 'a replay looks like any failure');
+    move(offset + 90);
+    const old = await tryLogin(srv, { username: 'root-r', password: PW, totp: totpCode(secret, at(-60)) });
+    assert401(old, 'a code two steps old');
+    const prev = await tryLogin(srv, { username: 'root-r', password: PW, totp: totpCode(secret, at(-30)) });
+    assert.equal(prev.status, 200, `the step before now is still good: ${prev.text}`);
+  });
+
+  test('a wrong or missing code is a failed sign-in: counted, 5 lock the account', async () => {
+    move(offset + 300);
+    const secret = await addAdmin('root-w');
+    const missing = await tryLogin(srv, { username: 'root-w', password: PW });
+    assert401(missing, 'no code');
+    assert.match(missing.json.issue[0].diagnostics, /one-time code is required/);
+    const wrong = await tryLogin(srv, { username: 'root-w', password: PW, totp: wrongCode(secret) });
+    assert401(wrong, 'a wrong code');
+    const wrongPw = await tryLogin(srv, { username: 'root-w', password: 'not the password', totp: totpCode(secret, at()) });
+    assert.deepEqual(wrong.json, wrongPw.json, 'a wrong code looks like a wrong password');
+    for (const totp of ['12345', 'abcdef']) {
+      assert401(await tryLogin(srv, { username: 'root-w', password: PW, totp }), `code ${totp}`);
+    }
+    // that was the 5th failure in a row: even the right code is refused now
+    const locked = await tryLogin(srv, { username: 'root-w', password: PW, totp: totpCode(secret, at()) });
+    assert401(locked, 'locked');
+    assert.deepEqual(locked.json, wrongPw.json);
+    const list = await runCli(['user', 'list', '--db', srv.db]);
+    assert.match(list.stdout, /^root-w\s+admin\s+-\s+on\s+locked until \d{4}-/m);
+    move(offset + 61);
+    assert.equal((await tryLogin(srv, { username: 'root-w', password: PW, totp: totpCode(secret, at()) })).status, 200);
+  });
+
+  test('a user who is not an admin needs a code once one is set up', async () => {
+    move(offset + 300);
+    await addUser(srv.db, 'svc-t', PW, ['--role', 'service', '--system-client']);
+    assert.equal((await tryLogin(srv, { username: 'svc-t', password: PW })).status, 200, 'no code set up: none needed');
+    const r = await runCli(['user', 'totp', 'svc-t', '--db', srv.db]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, URI_RE);
+    const secret = totpSecretOf(r.stdout);
+    const none = await tryLogin(srv, { username: 'svc-t', password: PW });
+    assert401(none, 'no code');
+    assert.match(none.json.issue[0].diagnostics, /one-time code is required/);
+    const ok = await tryLogin(srv, { username: 'svc-t', password: PW, totp: totpCode(secret, at()) });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal((await bare(srv, 'GET', '/fhir/Patient?_summary=count', bearer(ok.json.token))).status, 200);
+    // a new secret ends the sessions, and the old one no longer works
+    const again = await runCli(['user', 'totp', '--username', 'svc-t', '--db', srv.db]);
+    assert.equal(again.code, 0, again.stderr);
+    assert401(await bare(srv, 'GET', '/fhir/Patient', bearer(ok.json.token)), 'after a new secret');
+    move(offset + 30);
+    assert401(await tryLogin(srv, { username: 'svc-t', password: PW, totp: totpCode(secret, at()) }), 'the old secret');
+    const fresh = totpSecretOf(again.stdout);
+    assert.equal((await tryLogin(srv, { username: 'svc-t', password: PW, totp: totpCode(fresh, at()) })).status, 200);
+  });
+
+  test('totp that is not a string is a 400; the CLI refuses an unknown user', async () => {
+    const r = await tryLogin(srv, { username: 'svc-t', password: PW, totp: 123456 });
+    assert.equal(r.status, 400, r.text);
+    assertOutcome(r.json);
+    const none = await runCli(['user', 'totp', 'nobody-here', '--db', srv.db]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /No user nobody-here/);
+    assert.equal((await runCli(['user', 'totp', '--db', srv.db])).code, 2);
+  });
+});
+
 describe('the demo users', () => {
-  test('a demo password printed once signs in', async () => {
+  test('a demo password printed once signs in; the admin with the TOTP secret printed with it', async () => {
     const db2 = path.join(dir, 'demo2', 'careweave.db');
     const r = await runCli(['demo', '--db', db2]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, SANITIZER_RE);
     const m = /^ {2}walter +patient +Patient\/moss-patient +([A-Z2-7]{5}(?:-[A-Z2-7]{5}){3})$/m.exec(r.stdout);
     assert.ok(m, `walter's password in:\n${r.stdout}`);
+    const a = /^ {2}admin +admin +- +([A-Z2-7]{5}(?:-[A-Z2-7]{5}){3})$/m.exec(r.stdout);
+    const secret = totpSecretOf(r.stdout);
+    assert.ok(a && secret, `the admin's password and TOTP secret in:\n${r.stdout}`);
     const srv = await startServer({ db: db2 });
     try {
       const s = await login(srv.origin, 'walter', m[1]);
       assert.deepEqual(s.user, { username: 'walter', role: 'patient', link: 'Patient/moss-patient' });
+      const adm = await login(srv.origin, 'admin', a[1], totpCode(secret));
+      assert.equal(adm.user.role, 'admin');
     } finally {
       await srv.stop();
     }

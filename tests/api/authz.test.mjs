@@ -13,7 +13,7 @@
 // Consent names, a Consent naming an actor that does not exist.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, raw, addUser, login } from '../support/server.mjs';
+import { startServer, raw, addUser, login, totpSecretOf, totpCode } from '../support/server.mjs';
 
 const PW = 'a long enough password 1';
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
@@ -41,8 +41,9 @@ const obs = (pid, extra = {}) => ({
 
 async function signIn(name, role, link) {
   const extra = role === 'admin' ? ['--admin'] : ['--role', role, ...(link ? ['--link', link] : [])];
-  await addUser(srv.db, name, PW, extra);
-  const { token } = await login(new URL(srv.base).origin, name, PW);
+  const added = await addUser(srv.db, name, PW, extra);
+  const secret = totpSecretOf(added.stdout);
+  const { token } = await login(new URL(srv.base).origin, name, PW, secret ? totpCode(secret) : undefined);
   return { authorization: `Bearer ${token}` };
 }
 

@@ -2,7 +2,8 @@
 // operator runs it: help, usage errors (2), bad data (1: a short password,
 // a link to nothing or of the wrong type, a taken or malformed username),
 // a missing database (3), and the users `careweave demo` makes: one per
-// role of the demo care teams, listed without hashes, kept on a second run.
+// role of the demo care teams, listed without hashes or TOTP secrets, kept
+// on a second run.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -34,7 +35,7 @@ describe('careweave user', () => {
 
   test('user --help and each subcommand --help exit 0', async () => {
     const r = await cli(['user', '--help'], 0);
-    for (const sub of ['add', 'list', 'disable', 'reset-password']) {
+    for (const sub of ['add', 'list', 'disable', 'reset-password', 'totp']) {
       assert.match(r.stdout, new RegExp(`^ +${sub} `, 'm'));
       const h = await cli(['user', sub, '--help'], 0);
       assert.match(h.stdout, new RegExp(`usage: careweave user ${sub}`));
@@ -72,18 +73,18 @@ describe('careweave user', () => {
   test('demo made one user per role of the care teams; list shows no hash; demo again keeps them', async () => {
     const r = await cli(['user', 'list', '--db', db], 0);
     const rows = Object.fromEntries(r.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)).map((c) => [c[0], c.slice(1)]));
-    assert.deepEqual(rows.admin, ['admin', '-', 'active']);
-    assert.deepEqual(rows.grace, ['coordinator', 'Practitioner/grace-lindqvist', 'active']);
-    assert.deepEqual(rows.anita, ['physician', 'Practitioner/anita-okafor', 'active']);
-    assert.deepEqual(rows.priya, ['pharmacist', 'Practitioner/priya-natarajan', 'active']);
-    assert.deepEqual(rows.tom, ['social-worker', 'Practitioner/tom-becker', 'active']);
-    assert.deepEqual(rows.walter, ['patient', 'Patient/moss-patient', 'active']);
-    assert.deepEqual(rows.ellen, ['caregiver', 'RelatedPerson/moss-daughter', 'active']);
+    assert.deepEqual(rows.admin, ['admin', '-', 'on', 'active'], 'the demo admin has one-time codes');
+    assert.deepEqual(rows.grace, ['coordinator', 'Practitioner/grace-lindqvist', 'off', 'active']);
+    assert.deepEqual(rows.anita, ['physician', 'Practitioner/anita-okafor', 'off', 'active']);
+    assert.deepEqual(rows.priya, ['pharmacist', 'Practitioner/priya-natarajan', 'off', 'active']);
+    assert.deepEqual(rows.tom, ['social-worker', 'Practitioner/tom-becker', 'off', 'active']);
+    assert.deepEqual(rows.walter, ['patient', 'Patient/moss-patient', 'off', 'active']);
+    assert.deepEqual(rows.ellen, ['caregiver', 'RelatedPerson/moss-daughter', 'off', 'active']);
     const roles = new Set(Object.values(rows).map((c) => c[0]));
     for (const role of ['admin', 'coordinator', 'physician', 'nurse', 'pharmacist', 'therapist', 'social-worker', 'patient', 'caregiver']) {
       assert.ok(roles.has(role), `a demo user with role ${role}`);
     }
-    assert.doesNotMatch(r.stdout, /argon2|\$/);
+    assert.doesNotMatch(r.stdout, /argon2|\$|secret|otpauth/);
     const again = await cli(['demo', '--db', db], 0);
     assert.match(again.stdout, /^ {2}grace +coordinator .*\(exists/m);
   });

@@ -8,11 +8,15 @@
 // database in a fresh temporary directory (or the given one), waits for
 // "careweave listening on http://...:PORT/fhir" on stdout, signs in with
 // POST /auth/login and returns { base, client, token, user, stop(), kill(),
-// db, dir, proc, stderr() }. client and raw() send the session as a Bearer
+// db, dir, proc, stderr() } (user.totp: the TOTP secret when it has one). client and raw() send the session as a Bearer
 // token (raw: unless told auth: false or given an Authorization header).
+//
+// Admins sign in with a one-time code as well: `user add --admin` prints
+// the TOTP secret (totpSecretOf reads it from the output), totpCode
+// computes a code with node's own HMAC-SHA1, and login() sends it.
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +74,8 @@ export async function startServer(opts = {}) {
   // admins do not see clinical data, and these tests create patients
   // freely. The authorization tests sign in as the real roles instead.
   const role = opts.role ?? ['--role', 'service', '--system-client'];
-  await addUser(db, user.username, user.password, role, { bin });
+  const added = await addUser(db, user.username, user.password, role, { bin });
+  user.totp = totpSecretOf(added.stdout) ?? undefined;
   const args = ['serve', '--db', db, '--port', '0', '--bind', '127.0.0.1', ...(opts.args ?? [])];
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -130,7 +135,8 @@ export async function startServer(opts = {}) {
   let client;
   if (opts.signIn ?? true) {
     try {
-      token = (await login(origin, user.username, user.password)).token;
+      token = (await login(origin, user.username, user.password,
+        user.totp ? totpCode(user.totp) : undefined)).token;
     } catch (e) {
       proc.kill('SIGKILL');
       throw new Error(`signing in to the new server failed: ${e.message}\nstderr:\n${err}`);
@@ -212,15 +218,57 @@ export async function addUser(db, username, password, extra = ['--admin'], { bin
   return r;
 }
 
-/** POST /auth/login at origin; resolves the JSON answer, throws unless 200. */
-export async function login(origin, username, password) {
+/**
+ * POST /auth/login at origin, with the one-time code totp when given;
+ * resolves the JSON answer, throws unless 200.
+ */
+export async function login(origin, username, password, totp) {
   const res = await fetch(`${origin}/auth/login`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password }),
+    body: JSON.stringify({ username, password, ...(totp !== undefined ? { totp } : {}) }),
   });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`POST /auth/login: ${res.status} ${text.slice(0, 300)}`);
   return JSON.parse(text);
+}
+
+/** The base32 TOTP secret in the output of `user add --admin` or `user totp` (null if none). */
+export function totpSecretOf(text) {
+  const m = /\bsecret +([A-Z2-7]{32})\b/.exec(text ?? '');
+  return m ? m[1] : null;
+}
+
+/** RFC 4648 base32 (no padding) to bytes. */
+function base32Decode(s) {
+  const alpha = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let acc = 0;
+  const out = [];
+  for (const ch of s.replace(/=+$/, '')) {
+    const v = alpha.indexOf(ch);
+    if (v < 0) throw new Error(`not base32: ${ch}`);
+    acc = (acc << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/**
+ * The TOTP code (RFC 6238: HMAC-SHA1, 6 digits, 30 s) of a base32 secret
+ * at atMs (default now; a server on a test clock file is offsetMs ahead).
+ */
+export function totpCode(secret, atMs = Date.now()) {
+  const step = Math.floor(atMs / 1000 / 30);
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', base32Decode(secret)).update(msg).digest();
+  const off = mac[mac.length - 1] & 0x0f;
+  const bin = mac.readUInt32BE(off) & 0x7fffffff;
+  return String(bin % 1000000).padStart(6, '0');
 }
 
 /** The Authorization header startServer() signed in with at base ({} if none). */

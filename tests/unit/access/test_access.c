@@ -5,8 +5,10 @@
  * 2 passes), the password policy, token and CSRF hashing, the lock delays,
  * the rate-limit table on its own (access_int.h), then struct access over a
  * real store in a temporary directory: sign-in, idle and absolute expiry,
- * logout, CSRF on cookie writes, lockout growth and its clearing, all with
- * time moved by the test rather than slept. */
+ * logout, CSRF on cookie writes, lockout growth and its clearing, and
+ * sign-in with one-time codes (an admin without one, a missing, wrong,
+ * old or replayed code), all with time moved by the test rather than
+ * slept. */
 #include <unistd.h>
 
 #include "unit.h"
@@ -188,7 +190,8 @@ setup(void **state)
 	ao.clock_ctx = f;
 	f->ac = access_new(f->s, &ao);
 	assert_non_null(f->ac);
-	assert_int_equal(access_user_add(f->s, f->a, "Ann", ACCESS_ADMIN, NULL,
+	/* not an admin: an admin signs in with a one-time code too (test_totp) */
+	assert_int_equal(access_user_add(f->s, f->a, "Ann", ACCESS_SERVICE, NULL,
 					 "ann's long password", 19, &d), CW_OK);
 	*state = f;
 	return 0;
@@ -220,8 +223,8 @@ login(struct fx *f, const char *user, const char *pw, struct access_login *lg)
 	unsigned retry;
 
 	diag_init(&d, f->a);
-	return access_login(f->ac, f->a, "127.0.0.1", user, pw, strlen(pw), lg,
-			    &retry, &d);
+	return access_login(f->ac, f->a, "127.0.0.1", user, pw, strlen(pw), NULL,
+			    lg, &retry, &d);
 }
 
 static enum cw_err
@@ -246,7 +249,7 @@ test_login_and_idle(void **state)
 	assert_int_equal(login(f, "ANN", "ann's long password", &lg), CW_OK);
 	assert_int_equal(strlen(lg.token), 64);
 	assert_string_equal(lg.who.username, "ann");
-	assert_int_equal(lg.who.role, ACCESS_ADMIN);
+	assert_int_equal(lg.who.role, ACCESS_SERVICE);
 	assert_null(lg.who.link);
 	assert_int_equal(lg.who.expires, f->now + 900 * 1000);
 	c.token = lg.token;
@@ -378,7 +381,7 @@ test_rate_limited_login(void **state)
 	for (i = 0; i < ACCESS_RL_BURST + 1; i++) {
 		diag_init(&d, f->a);
 		err = access_login(f->ac, f->a, "10.9.9.9", "guess", "a wrong password", 16,
-				   &lg, &retry, &d);
+				   NULL, &lg, &retry, &d);
 		if (err == CW_ERATE)
 			break;
 		assert_int_equal(err, CW_EUNAUTH);
@@ -388,12 +391,12 @@ test_rate_limited_login(void **state)
 	assert_true(retry >= 1);
 	diag_init(&d, f->a);
 	assert_int_equal(access_login(f->ac, f->a, "10.9.9.9", "ann", "ann's long password", 19,
-				      &lg, &retry, &d), CW_ERATE);
+				      NULL, &lg, &retry, &d), CW_ERATE);
 	assert_int_equal(access_login(f->ac, f->a, "10.9.9.8", "ann", "ann's long password", 19,
-				      &lg, &retry, &d), CW_OK);
+				      NULL, &lg, &retry, &d), CW_OK);
 	f->now += ACCESS_RL_REFILL_MS;
 	assert_int_equal(access_login(f->ac, f->a, "10.9.9.9", "ann", "ann's long password", 19,
-				      &lg, &retry, &d), CW_OK);
+				      NULL, &lg, &retry, &d), CW_OK);
 }
 
 static void
@@ -424,6 +427,108 @@ test_users(void **state)
 	assert_int_equal(access_user_disable(f->s, "nobody", &d), CW_ENOTFOUND);
 }
 
+/* The code of step for the secret username has now. */
+static void
+code_of(struct fx *f, const char *username, int64_t step, char out[8])
+{
+	struct store_user u;
+
+	assert_int_equal(store_user_get(f->s, f->a, username, &u), CW_OK);
+	assert_non_null(u.totp);
+	snprintf(out, 8, "%06u",
+		 (unsigned)access_hotp(u.totp, ACCESS_TOTP_KEY, (uint64_t)step, 6));
+}
+
+static enum cw_err
+login_code(struct fx *f, const char *user, const char *pw, const char *code,
+	   struct diag *d)
+{
+	struct access_login lg;
+	unsigned retry;
+
+	diag_init(d, f->a);
+	return access_login(f->ac, f->a, "127.0.0.1", user, pw, strlen(pw), code,
+			    &lg, &retry, d);
+}
+
+static void
+test_totp_login(void **state)
+{
+	static const char pw[] = "root's long password";
+	struct fx *f = *state;
+	struct access_totp t;
+	struct store_user u;
+	struct diag d;
+	char code[8];
+	int64_t s;
+
+	diag_init(&d, f->a);
+	assert_int_equal(access_user_add(f->s, f->a, "root", ACCESS_ADMIN, NULL,
+					 pw, strlen(pw), &d), CW_OK);
+	/* an admin without TOTP: refused, told what to run; not counted */
+	assert_int_equal(login_code(f, "root", pw, NULL, &d), CW_EUNAUTH);
+	assert_non_null(strstr(d.issues[0].msg, "careweave user totp root"));
+	/* ... but only when the password was right */
+	assert_int_equal(login_code(f, "root", "a wrong password", NULL, &d), CW_EUNAUTH);
+	assert_null(strstr(d.issues[0].msg, "totp"));
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_int_equal(u.failed, 1);
+
+	diag_init(&d, f->a);
+	assert_int_equal(access_user_totp_set(f->s, "ROOT", true, &t, &d), CW_OK);
+	assert_int_equal(strlen(t.secret), ACCESS_TOTP_B32);
+	assert_non_null(strstr(t.uri, "otpauth://totp/careweave:root?secret="));
+	assert_non_null(strstr(t.uri, t.secret));
+	assert_non_null(strstr(t.uri, "&issuer=careweave&algorithm=SHA1&digits=6&period=30"));
+	s = access_totp_step(f->now);
+	/* no code after the right password: says a code is required, counts */
+	assert_int_equal(login_code(f, "root", pw, NULL, &d), CW_EUNAUTH);
+	assert_non_null(strstr(d.issues[0].msg, "one-time code is required"));
+	assert_int_equal(login_code(f, "root", pw, "", &d), CW_EUNAUTH);
+	/* a code with a wrong password says nothing more */
+	code_of(f, "root", s, code);
+	assert_int_equal(login_code(f, "root", "a wrong password", code, &d), CW_EUNAUTH);
+	assert_null(strstr(d.issues[0].msg, "required"));
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_int_equal(u.failed, 4);
+	/* two steps ago: refused; the step before now: accepted */
+	code_of(f, "root", s - 2, code);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_EUNAUTH);
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_int_equal(u.lockouts, 1); /* the 5th failure locked it */
+	f->now += access_lock_ms(1);
+	s = access_totp_step(f->now);
+	code_of(f, "root", s - 1, code);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_OK);
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_int_equal(u.totp_step, s - 1);
+	assert_int_equal(u.failed, 0);
+	/* the same code again, and an older one: replays */
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_EUNAUTH);
+	code_of(f, "root", s - 1, code);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_EUNAUTH);
+	code_of(f, "root", s, code);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_OK);
+	code_of(f, "root", s + 1, code);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_OK);
+	/* a new secret forgets the step; off makes the admin unable again */
+	diag_init(&d, f->a);
+	assert_int_equal(access_user_totp_set(f->s, "root", true, NULL, &d), CW_OK);
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_int_equal(u.totp_step, 0);
+	assert_int_equal(access_user_totp_set(f->s, "root", false, NULL, &d), CW_OK);
+	assert_int_equal(store_user_get(f->s, f->a, "root", &u), CW_OK);
+	assert_null(u.totp);
+	assert_int_equal(login_code(f, "root", pw, code, &d), CW_EUNAUTH);
+	assert_non_null(strstr(d.issues[0].msg, "careweave user totp root"));
+	assert_int_equal(access_user_totp_set(f->s, "nobody", true, &t, &d), CW_ENOTFOUND);
+	/* any user may have it, and then needs it */
+	assert_int_equal(access_user_totp_set(f->s, "ann", true, NULL, &d), CW_OK);
+	assert_int_equal(login_code(f, "ann", "ann's long password", NULL, &d), CW_EUNAUTH);
+	code_of(f, "ann", access_totp_step(f->now), code);
+	assert_int_equal(login_code(f, "ann", "ann's long password", code, &d), CW_OK);
+}
+
 int
 main(void)
 {
@@ -440,6 +545,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lockout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limited_login, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_totp_login, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,8 @@
  * with its resources kept; then the store_user_* and store_session_*
  * calls: a taken username, disable revoking sessions, a new password
  * clearing the lock and revoking, a sign-in clearing failures and sweeping
- * sessions past their absolute end. */
+ * sessions past their absolute end. Migration 4 (the TOTP columns) over a
+ * version-3 database, and a TOTP step taken once. */
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -124,7 +125,7 @@ test_migrates_v1(void **state)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	assert_int_equal(v, 3);
+	assert_int_equal(v, 4);
 	/* and a third open changes nothing */
 	f->s = open_store(f);
 	assert_non_null(f->s);
@@ -220,6 +221,61 @@ test_sessions(void **state)
 	assert_true(got.user.disabled);
 }
 
+static void
+test_totp(void **state)
+{
+	struct fx *f = *state;
+	struct store_user u = {.username = "dan", .role = "admin", .hash = "$h"};
+	unsigned char key[STORE_TOTP_KEY];
+	struct store_session ss = {0}, got;
+	struct store_user cu;
+	sqlite3 *db;
+
+	assert_int_equal(store_user_add(f->s, &u), CW_OK);
+	store_close(f->s);
+	f->s = NULL;
+	/* back to what a version-3 database holds: users without the columns */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	exec_ok(db, "ALTER TABLE users DROP COLUMN totp_step;"
+		    " ALTER TABLE users DROP COLUMN totp;"
+		    " UPDATE schema_version SET version = 3");
+	sqlite3_close(db);
+	f->s = open_store(f);
+	assert_non_null(f->s);
+	assert_int_equal(store_user_get(f->s, f->a, "dan", &cu), CW_OK);
+	assert_null(cu.totp);
+	assert_int_equal(cu.totp_step, 0);
+
+	memset(key, 0x5a, sizeof(key));
+	assert_int_equal(store_user_set_totp(f->s, "dan", key), CW_OK);
+	assert_int_equal(store_user_set_totp(f->s, "nobody", key), CW_ENOTFOUND);
+	assert_int_equal(store_user_get(f->s, f->a, "dan", &cu), CW_OK);
+	assert_non_null(cu.totp);
+	assert_memory_equal(cu.totp, key, sizeof(key));
+	/* a sign-in takes its step once */
+	memset(ss.hash, 3, sizeof(ss.hash));
+	ss.uid = cu.uid;
+	ss.created = ss.last_seen = 1000;
+	ss.expires = 5000;
+	ss.totp_step = 40;
+	assert_int_equal(store_session_add(f->s, &ss, 1000), CW_OK);
+	ss.hash[0] = 4;
+	assert_int_equal(store_session_add(f->s, &ss, 1000), CW_ECONFLICT);
+	assert_int_equal(store_session_get(f->s, f->a, ss.hash, &got), CW_ENOTFOUND);
+	ss.totp_step = 39;
+	assert_int_equal(store_session_add(f->s, &ss, 1000), CW_ECONFLICT);
+	ss.totp_step = 41;
+	assert_int_equal(store_session_add(f->s, &ss, 1000), CW_OK);
+	assert_int_equal(store_session_get(f->s, f->a, ss.hash, &got), CW_OK);
+	assert_int_equal(got.user.totp_step, 41);
+	/* a new secret (or none) forgets the step and ends the sessions */
+	assert_int_equal(store_user_set_totp(f->s, "dan", NULL), CW_OK);
+	assert_int_equal(store_session_get(f->s, f->a, ss.hash, &got), CW_OK);
+	assert_true(got.revoked);
+	assert_null(got.user.totp);
+	assert_int_equal(got.user.totp_step, 0);
+}
+
 int
 main(void)
 {
@@ -227,6 +283,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_totp, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
