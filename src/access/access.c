@@ -24,20 +24,25 @@
 
 /* ---- roles ------------------------------------------------------------- */
 
+/* The one role table: what each role is called, what a user of it is in
+ * FHIR, and whether it is a clinician's (policy.c gives clinicians their
+ * care teams' patients, the care directory and break-the-glass). */
 static const struct {
 	const char *name;
 	const char *link_type; /* what a user of this role is, in FHIR */
+	bool clinical;
 } roles[ACCESS_ROLE_COUNT] = {
-	[ACCESS_ADMIN]         = {"admin", NULL},
-	[ACCESS_COORDINATOR]   = {"coordinator", "Practitioner"},
-	[ACCESS_PHYSICIAN]     = {"physician", "Practitioner"},
-	[ACCESS_NURSE]         = {"nurse", "Practitioner"},
-	[ACCESS_PHARMACIST]    = {"pharmacist", "Practitioner"},
-	[ACCESS_THERAPIST]     = {"therapist", "Practitioner"},
-	[ACCESS_SOCIAL_WORKER] = {"social-worker", "Practitioner"},
-	[ACCESS_PATIENT]       = {"patient", "Patient"},
-	[ACCESS_CAREGIVER]     = {"caregiver", "RelatedPerson"},
-	[ACCESS_SERVICE]       = {"service", NULL},
+	[ACCESS_ADMIN]           = {"admin", NULL, false},
+	[ACCESS_COORDINATOR]     = {"coordinator", "Practitioner", true},
+	[ACCESS_PHYSICIAN]       = {"physician", "Practitioner", true},
+	[ACCESS_NURSE]           = {"nurse", "Practitioner", true},
+	[ACCESS_PHARMACIST]      = {"pharmacist", "Practitioner", true},
+	[ACCESS_THERAPIST]       = {"therapist", "Practitioner", true},
+	[ACCESS_SOCIAL_WORKER]   = {"social-worker", "Practitioner", true},
+	[ACCESS_PATIENT]         = {"patient", "Patient", false},
+	[ACCESS_CAREGIVER]       = {"caregiver", "RelatedPerson", false},
+	[ACCESS_SERVICE]         = {"service", NULL, false},
+	[ACCESS_PRIVACY_OFFICER] = {"privacy-officer", "Practitioner", false},
 };
 
 const char *
@@ -63,6 +68,12 @@ access_role_link_type(enum access_role role)
 	return (unsigned)role < ACCESS_ROLE_COUNT ? roles[role].link_type : NULL;
 }
 
+bool
+access_role_clinical(enum access_role role)
+{
+	return (unsigned)role < ACCESS_ROLE_COUNT && roles[role].clinical;
+}
+
 /* ---- the service -------------------------------------------------------- */
 
 /* One remembered session: when it was last used, so idle expiry needs no
@@ -73,6 +84,7 @@ struct act_slot {
 	int64_t seen;    /* 0: free */
 	int64_t checked; /* access clock when the row was read; 0: not held */
 	int64_t expires, last_seen_disk;
+	int64_t uid;
 	enum access_role role;
 	char username[ACCESS_USERNAME_MAX + 1];
 	char link[ACCESS_LINK_MAX + 1];
@@ -83,6 +95,7 @@ struct access {
 	int64_t idle_ms, absolute_ms;
 	access_clock_fn clock;
 	void *clock_ctx;
+	unsigned glass_max_min;
 	char dummy[ACCESS_HASH_MAX]; /* unknown users are checked against it */
 	pthread_mutex_t mu;          /* guards rl, act and hashing */
 	pthread_cond_t hash_cv;      /* a hashing slot came free */
@@ -121,6 +134,12 @@ access_now(const struct access *ac)
 #endif
 }
 
+unsigned
+access_glass_max(const struct access *ac)
+{
+	return ac ? ac->glass_max_min : ACCESS_GLASS_MAX_DEFAULT;
+}
+
 struct access *
 access_new(struct store *s, const struct access_options *opt)
 {
@@ -138,6 +157,8 @@ access_new(struct store *s, const struct access_options *opt)
 				    ACCESS_ABSOLUTE_S);
 	ac->clock = opt ? opt->clock : NULL;
 	ac->clock_ctx = opt ? opt->clock_ctx : NULL;
+	ac->glass_max_min = opt && opt->glass_max_min ? opt->glass_max_min :
+			    ACCESS_GLASS_MAX_DEFAULT;
 	/* A hash of nothing anyone knows, with the same parameters as real
 	 * ones, so an unknown username costs what a known one does. */
 	randombytes_buf(junk, sizeof(junk));
@@ -598,6 +619,7 @@ act_cached(struct access *ac, struct arena *a, const unsigned char *sid,
 		memset(ss, 0, sizeof(*ss));
 		ss->expires = sl->expires;
 		ss->last_seen = sl->last_seen_disk;
+		ss->uid = ss->user.uid = sl->uid;
 		ss->user.username = arena_strdup(a, sl->username);
 		ss->user.link = sl->link[0] ? arena_strdup(a, sl->link) : NULL;
 		*role = sl->role;
@@ -626,6 +648,7 @@ act_hold(struct access *ac, const unsigned char *sid, int64_t now,
 	sl->checked = mono;
 	sl->expires = ss->expires;
 	sl->last_seen_disk = ss->last_seen;
+	sl->uid = ss->user.uid;
 	sl->role = role;
 	memcpy(sl->username, ss->user.username, nu + 1);
 	memcpy(sl->link, link, nl + 1);
@@ -751,6 +774,7 @@ static void
 who_of(const struct store_user *u, enum access_role role, int64_t expires,
        int64_t absolute, struct access_who *who)
 {
+	who->uid = u->uid;
 	who->username = u->username;
 	who->role = role;
 	who->link = u->link;

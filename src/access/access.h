@@ -63,6 +63,9 @@ enum access_role {
 	ACCESS_SERVICE,   /* another system (an EHR interface): all data,
 			     audited under its own name once the audit trail
 			     is back; see access/README.md */
+	ACCESS_PRIVACY_OFFICER, /* no clinical data; reads the notifications
+			     addressed to them (break-the-glass) and, once it
+			     is back, the audit trail */
 	ACCESS_ROLE_COUNT
 };
 
@@ -103,6 +106,10 @@ bool access_role_parse(const char *s, enum access_role *out);
 /* The resource type a user of role links to ("Practitioner"), NULL for
  * admin (which links to nothing) and service (nothing, or a Device). */
 const char *access_role_link_type(enum access_role role);
+/* Whether role is a clinician's (coordinator, physician, nurse,
+ * pharmacist, therapist, social-worker): reaches patients through care
+ * teams, keeps the care directory, may break the glass. */
+bool access_role_clinical(enum access_role role);
 
 /* ---- clock ------------------------------------------------------------- */
 
@@ -122,6 +129,8 @@ struct access_options {
 	unsigned absolute_s;   /* 0: ACCESS_ABSOLUTE_S */
 	access_clock_fn clock; /* NULL: the wall clock (see above) */
 	void *clock_ctx;
+	unsigned glass_max_min; /* longest break-the-glass grant, minutes;
+				   0: ACCESS_GLASS_MAX_DEFAULT */
 };
 
 /* A new access service over s (borrowed; close it after access_free).
@@ -131,6 +140,8 @@ struct access *access_new(struct store *s, const struct access_options *opt);
 void access_free(struct access *ac);
 /* The access clock now, in ms. */
 int64_t access_now(const struct access *ac);
+/* The longest break-the-glass grant this service gives, in minutes. */
+unsigned access_glass_max(const struct access *ac);
 
 /* ---- passwords and tokens ---------------------------------------------- */
 
@@ -229,6 +240,7 @@ enum cw_err access_user_totp_set(struct store *s, const char *username,
 /* Who is calling: the signed-in user of a request. Strings in the
  * request's arena. */
 struct access_who {
+	int64_t uid;
 	const char *username;
 	enum access_role role;
 	const char *link;      /* "Practitioner/abc" or NULL */
@@ -356,6 +368,54 @@ enum cw_err access_check_write(struct access_scope *sc,
 			       const struct fhir_restype *rt, const json_t *res,
 			       const json_t *cur, const char *loc,
 			       struct diag *d);
+
+/* ---- break-the-glass (policy.c) --------------------------------------- */
+
+/* A clinician who is not on a patient's care team may claim emergency
+ * access with a stated reason, for a limited time. While the grant is
+ * live the scope treats the patient as a care-team patient with nothing
+ * withheld: the emergency overrides the patient's Consent denies and the
+ * sensitive labels (README.md says why). The grant, a Communication to
+ * the patient's coordinators and the privacy officers, and the audit
+ * record are written in one transaction (api/glass.c). */
+#define ACCESS_GLASS_REASON_MIN 10     /* characters (UTF-8 code points) */
+#define ACCESS_GLASS_REASON_MAX 1000
+#define ACCESS_GLASS_MINUTES_DEFAULT 60
+#define ACCESS_GLASS_MAX_DEFAULT 240   /* `serve --break-glass-max-minutes` */
+
+/* Whether who may claim emergency access at all: a clinician whose
+ * account is linked to a Practitioner (the notification's sender). */
+bool access_may_break_glass(const struct access_who *who);
+/* Checks a claim's values: CW_EINVALID (422) for a reason shorter than
+ * ACCESS_GLASS_REASON_MIN or longer than ACCESS_GLASS_REASON_MAX
+ * characters (or holding a control character other than tab and line
+ * breaks), or minutes not in 1..access_glass_max. The issue goes to d. */
+enum cw_err access_glass_check(const struct access *ac, const char *reason,
+			       size_t n, long minutes, struct diag *d);
+/* Who is told of a grant to patient_id: the Practitioner (or
+ * PractitionerRole, Organization) of every coordinator on the patient's
+ * active CareTeams (a participant whose user has the coordinator role, or
+ * whose participant role says care coordinator), and the Practitioner of
+ * every enabled privacy officer. References ("Practitioner/abc"),
+ * distinct, in sc's arena. Reads CareTeams, PractitionerRoles and the
+ * users table; call it before store_write. */
+enum cw_err access_glass_recipients(struct access_scope *sc,
+				    const char *patient_id,
+				    const char ***refs, size_t *n);
+
+/* Whether who may ask for resources of rt at all (read, search, history
+ * of the type). false for a privacy officer and the types of the patient
+ * compartment, Patient included, but Communication: 403 before any
+ * lookup. rt NULL (system level) is always true. */
+bool access_role_may_ask(const struct access_who *who,
+			 const struct fhir_restype *rt);
+/* For a role that reaches no patient but some resources by reference (a
+ * privacy officer: the Communications whose recipient is their
+ * Practitioner), the search parameter and value every search of rt must
+ * carry instead of the patient restriction; false when there is none. */
+bool access_search_by_ref(const struct access_scope *sc,
+			  const struct fhir_restype *rt, const char **param,
+			  const char **value);
 
 /* ---- the pure parts, for the unit tests ---- */
 

@@ -8,7 +8,9 @@
  * (CareTeam, Consent, PractitionerRole, RelatedPerson) through store.h,
  * once per request, in the request's arena (struct access_scope): a
  * Consent or CareTeam change is seen by the next request, and one request
- * that touches many patients reads the rules once. The table of what each
+ * that touches many patients reads the rules once. Break-the-glass grants
+ * join the scope the same way (one lookup of the user's live grants), so
+ * a grant's end is seen by the next request too. The table of what each
  * role may do is in access/README.md. */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #define ACT_SYSTEM "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 /* Pages read while loading a scope; more is a caseload we refuse. */
 #define SCOPE_PAGES 100
+#define SNOMED "http://snomed.info/sct"
 
 /* Sensitive security labels: withheld unless a Consent names them. One
  * table, so adding a code is adding a line. */
@@ -350,12 +353,6 @@ struct access_scope {
 	const char **ids;           /* their ids, for the search restriction */
 };
 
-static bool
-clinical_role(enum access_role r)
-{
-	return r >= ACCESS_COORDINATOR && r <= ACCESS_SOCIAL_WORKER;
-}
-
 struct access_scope *
 access_scope_new(struct access *ac, struct store *s, struct arena *a,
 		 const struct access_who *who)
@@ -649,6 +646,32 @@ load_caregiver(struct access_scope *sc)
 	return CW_OK;
 }
 
+/* The patients of the user's live break-the-glass grants: reached as a
+ * care-team patient is, and with nothing withheld. The emergency overrides
+ * a Consent deny (of everything, of a class or of a label) and the
+ * sensitive labels: that is what breaking the glass is for, and what the
+ * notification and the audit record answer for (README.md). */
+static enum cw_err
+load_glass(struct access_scope *sc)
+{
+	const char **ids;
+	size_t n;
+	enum cw_err err;
+
+	if (!sc->who->uid)
+		return CW_OK;
+	err = store_glass_live(sc->s, sc->a, sc->who->uid, sc->now, &ids, &n);
+	for (size_t i = 0; !err && i < n; i++) {
+		struct pgrant *pg = add_patient(sc, ids[i]);
+
+		if (!pg)
+			return CW_ENOMEM;
+		pg->g = (struct access_grant){.read = true, .write = true,
+					      .all_types = true, .all_labels = true};
+	}
+	return err;
+}
+
 static enum cw_err
 load(struct access_scope *sc)
 {
@@ -658,8 +681,10 @@ load(struct access_scope *sc)
 	if (sc->loaded)
 		return sc->load_err;
 	sc->loaded = true;
-	if (clinical_role(sc->who->role)) {
+	if (access_role_clinical(sc->who->role)) {
 		err = load_clinician(sc);
+		if (!err)
+			err = load_glass(sc);
 	} else if (sc->who->role == ACCESS_CAREGIVER) {
 		err = load_caregiver(sc);
 	} else if (sc->who->role == ACCESS_PATIENT && sc->who->link &&
@@ -747,6 +772,24 @@ patients_of(struct arena *a, const struct fhir_restype *rt, const json_t *res,
 	return err;
 }
 
+/* Whether who's link is among the recipients of res (a Communication). */
+static bool
+addressed_to(const struct access_who *who, const json_t *res)
+{
+	json_t *rcpt = json_object_get(res, "recipient"), *r;
+	size_t i;
+
+	if (!who->link)
+		return false;
+	json_array_foreach(rcpt, i, r) {
+		const char *ref = str_at(r, "reference");
+
+		if (ref && !strcmp(ref, who->link))
+			return true;
+	}
+	return false;
+}
+
 enum cw_err
 access_may_read_res(struct access_scope *sc, const struct fhir_restype *rt,
 		    const json_t *res, bool *ok)
@@ -759,6 +802,13 @@ access_may_read_res(struct access_scope *sc, const struct fhir_restype *rt,
 	*ok = access_scope_all(sc);
 	if (*ok)
 		return CW_OK;
+	/* A privacy officer's Communications: those addressed to them,
+	 * whoever's compartment they are in (or none). */
+	if (sc->who->role == ACCESS_PRIVACY_OFFICER &&
+	    !strcmp(rt->name, "Communication")) {
+		*ok = addressed_to(sc->who, res);
+		return CW_OK;
+	}
 	err = patients_of(sc->a, rt, res, &ids, &n);
 	if (err)
 		return err;
@@ -766,6 +816,8 @@ access_may_read_res(struct access_scope *sc, const struct fhir_restype *rt,
 		*ok = access_scope_directory_read(sc);
 		return CW_OK;
 	}
+	if (sc->who->role == ACCESS_PRIVACY_OFFICER)
+		return CW_OK; /* no clinical data */
 	for (size_t i = 0; i < n; i++) {
 		err = access_patient_scope(sc, ids[i], &g);
 		if (err)
@@ -822,6 +874,9 @@ access_check_write(struct access_scope *sc, const struct fhir_restype *rt,
 	if (access_scope_all(sc))
 		return CW_OK;
 	role = sc->who->role;
+	if (role == ACCESS_PRIVACY_OFFICER)
+		return diag_err(d, CW_EFORBIDDEN, "forbidden", loc,
+				"A privacy officer reads notifications; they change no records");
 	if (cur) {
 		err = access_may_read_res(sc, rt, cur, &ok);
 		if (err)
@@ -850,7 +905,7 @@ access_check_write(struct access_scope *sc, const struct fhir_restype *rt,
 				"A resource cannot be moved to another patient's record");
 	if (!nn && !nc) {
 		/* The care directory: clinical roles keep it up to date. */
-		if (clinical_role(role))
+		if (access_role_clinical(role))
 			return CW_OK;
 		return diag_err(d, CW_EFORBIDDEN, "forbidden", loc,
 				"Your role may not change %s resources", rt->name);
@@ -872,4 +927,185 @@ access_check_write(struct access_scope *sc, const struct fhir_restype *rt,
 					"The patient's consent does not cover this data for you");
 	}
 	return CW_OK;
+}
+
+/* ---- break-the-glass ------------------------------------------------------ */
+
+bool
+access_may_break_glass(const struct access_who *who)
+{
+	return who && access_role_clinical(who->role) && who->uid && who->link &&
+	       !strncmp(who->link, "Practitioner/", 13);
+}
+
+enum cw_err
+access_glass_check(const struct access *ac, const char *reason, size_t n,
+		   long minutes, struct diag *d)
+{
+	size_t chars = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)reason[i];
+
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+			return diag_err(d, CW_EINVALID, "value", "reason",
+					"The reason holds a control character");
+		chars += (c & 0xC0) != 0x80;
+	}
+	if (chars < ACCESS_GLASS_REASON_MIN || chars > ACCESS_GLASS_REASON_MAX)
+		return diag_err(d, CW_EINVALID, "value", "reason",
+				"The reason must be %d to %d characters",
+				ACCESS_GLASS_REASON_MIN, ACCESS_GLASS_REASON_MAX);
+	if (minutes < 1 || minutes > (long)access_glass_max(ac))
+		return diag_err(d, CW_EINVALID, "value", "minutes",
+				"minutes must be from 1 to %u", access_glass_max(ac));
+	return CW_OK;
+}
+
+/* Case-insensitive substring. */
+static bool
+says(const char *s, const char *what)
+{
+	return s && strcasestr(s, what);
+}
+
+/* Whether a CareTeam participant's role names a care coordinator: SNOMED
+ * 768730001, or "care coordinator" in its text or a coding's display (the
+ * demo teams say "Nurse care coordinator"). */
+static bool
+role_coordinator(const json_t *roles)
+{
+	json_t *cc, *c;
+	size_t i, j;
+
+	json_array_foreach(roles, i, cc) {
+		if (says(str_at(cc, "text"), "care coordinator"))
+			return true;
+		json_array_foreach(json_object_get(cc, "coding"), j, c) {
+			const char *sys = str_at(c, "system"), *code = str_at(c, "code");
+
+			if (says(str_at(c, "display"), "care coordinator") ||
+			    (sys && code && !strcmp(sys, SNOMED) &&
+			     !strcmp(code, "768730001")))
+				return true;
+		}
+	}
+	return false;
+}
+
+struct recipients {
+	struct strs coordinators; /* Practitioner links of coordinator users */
+	struct strs out;
+};
+
+/* The Practitioner a PractitionerRole reference stands for, or NULL. */
+static const char *
+role_practitioner(struct access_scope *sc, const char *ref)
+{
+	struct store_res r;
+	const char *p = NULL;
+	json_t *res = NULL;
+
+	if (store_read(sc->s, sc->a, "PractitionerRole", ref + 17, &r) ||
+	    fhir_parse_json(r.json.p, r.json.n, &res, NULL))
+		return NULL;
+	if (!json_is_false(json_object_get(res, "active")) &&
+	    period_covers(json_object_get(res, "period"), sc->now))
+		p = str_at(json_object_get(res, "practitioner"), "reference");
+	p = p ? arena_strdup(sc->a, p) : NULL;
+	json_decref(res);
+	return p;
+}
+
+static enum cw_err
+recipient_team_cb(struct access_scope *sc, const json_t *team, void *ctx)
+{
+	struct recipients *rc = ctx;
+	const char *status = str_at(team, "status");
+	json_t *p;
+	size_t i;
+	enum cw_err err = CW_OK;
+
+	if (!status || strcmp(status, "active") ||
+	    !period_covers(json_object_get(team, "period"), sc->now))
+		return CW_OK;
+	json_array_foreach(json_object_get(team, "participant"), i, p) {
+		const char *r = str_at(json_object_get(p, "member"), "reference");
+		const char *who = NULL;
+
+		if (!r || !period_covers(json_object_get(p, "period"), sc->now))
+			continue;
+		bool prac = !strncmp(r, "Practitioner/", 13);
+		bool prole = !strncmp(r, "PractitionerRole/", 17);
+
+		if (role_coordinator(json_object_get(p, "role")) &&
+		    (prac || prole || !strncmp(r, "Organization/", 13))) {
+			who = r; /* the team says so */
+		} else {
+			/* a coordinator user, as themselves or through a role */
+			who = prac ? r : prole ? role_practitioner(sc, r) : NULL;
+			if (who && !strs_has(&rc->coordinators, who))
+				who = NULL;
+		}
+		if (who && (err = strs_add(sc->a, &rc->out, who)))
+			return err;
+	}
+	return CW_OK;
+}
+
+enum cw_err
+access_glass_recipients(struct access_scope *sc, const char *patient_id,
+			const char ***refs, size_t *n)
+{
+	struct recipients rc = {{0}, {0}};
+	struct store_user *u;
+	size_t nu;
+	const char *subject;
+	enum cw_err err;
+
+	*refs = NULL;
+	*n = 0;
+	err = store_user_list(sc->s, sc->a, &u, &nu);
+	for (size_t i = 0; !err && i < nu; i++) {
+		if (u[i].disabled || !u[i].link ||
+		    strncmp(u[i].link, "Practitioner/", 13))
+			continue;
+		if (!strcmp(u[i].role, access_role_name(ACCESS_COORDINATOR)))
+			err = strs_add(sc->a, &rc.coordinators, u[i].link);
+		else if (!strcmp(u[i].role, access_role_name(ACCESS_PRIVACY_OFFICER)))
+			err = strs_add(sc->a, &rc.out, u[i].link);
+	}
+	if (err)
+		return err;
+	subject = arena_printf(sc->a, "Patient/%s", patient_id);
+	if (!subject)
+		return CW_ENOMEM;
+	err = search_each(sc, "CareTeam", "subject", subject, recipient_team_cb, &rc);
+	if (err)
+		return err;
+	*refs = rc.out.v;
+	*n = rc.out.n;
+	return CW_OK;
+}
+
+bool
+access_role_may_ask(const struct access_who *who, const struct fhir_restype *rt)
+{
+	if (!who || who->role != ACCESS_PRIVACY_OFFICER || !rt)
+		return true;
+	if (!strcmp(rt->name, "Communication"))
+		return true;
+	return !rt->ncompartment && strcmp(rt->name, "Patient");
+}
+
+bool
+access_search_by_ref(const struct access_scope *sc, const struct fhir_restype *rt,
+		     const char **param, const char **value)
+{
+	if (access_scope_all(sc) || sc->who->role != ACCESS_PRIVACY_OFFICER ||
+	    !sc->who->link || strcmp(rt->name, "Communication"))
+		return false;
+	*param = "recipient";
+	*value = sc->who->link;
+	return true;
 }

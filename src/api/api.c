@@ -131,6 +131,7 @@ static const struct route routes[] = {
 	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread},
 	{"GET",    "{type}/{id}/$everything",     api_h_everything},
 	{"POST",   "{type}/{id}/$everything",     api_h_everything},
+	{"POST",   "{type}/{id}/$break-glass",    api_h_break_glass},
 	{"GET",    "{comp}/{id}/{type}",          api_h_compartment},
 	{"POST",   "{comp}/{id}/{type}/_search",  api_h_compartment_post},
 };
@@ -248,6 +249,10 @@ route(struct api_req *q)
 		}
 		q->vid = c.vid;
 		q->comp = c.comp;
+		if (!access_role_may_ask(q->who, q->rt))
+			return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
+					"Your role does not see %s resources",
+					q->rt->name);
 		return routes[i].fn(q);
 	}
 	if (!pat)

@@ -11,6 +11,8 @@
  *   capability.c  the CapabilityStatement served at /metadata
  *   auth.c        /auth/login, /auth/logout, /auth/session, and the one
  *                 check every /fhir request passes (api_auth_gate)
+ *   glass.c       Patient/{id}/$break-glass: an emergency access grant,
+ *                 its notification and its audit call site
  *
  * Handlers take a struct api_req and return a cw_err: on CW_OK they have
  * filled the response, otherwise api_handle turns the error and the issues
@@ -185,6 +187,11 @@ void api_auth_serve(struct api_req *q);
  * for GET /fhir/metadata and a local API. On CW_OK q->who is set; on an
  * error q->d says why (and a 401 carries WWW-Authenticate). */
 enum cw_err api_auth_gate(struct api_req *q);
+
+/* ---- glass.c ---------------------------------------------------------- */
+
+/* POST Patient/{id}/$break-glass: a clinician's emergency access grant. */
+enum cw_err api_h_break_glass(struct api_req *q);
 
 /* ---- capability.c ----------------------------------------------------- */
 

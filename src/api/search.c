@@ -260,19 +260,31 @@ run_search(struct api_req *q, const struct fhir_kv *kv, size_t nkv,
 	struct fhir_query fq;
 	struct store_page page;
 	struct page_spec ps = {.btype = "searchset"};
-	struct fhir_kv *keep;
+	struct fhir_kv *keep, *all;
+	const char *by_key, *by_value;
+	bool by_ref;
 	size_t i, nkeep = 0;
 	enum cw_err err;
 
-	memset(&fq, 0, sizeof(fq));
-	err = fhir_query_parse(q->a, q->rt, kv, nkv, q->strict, &fq, &q->d);
-	if (err)
-		return err;
-	fq.compartment_patient = pid;
 	ps.scope = api_scope(q);
 	if (q->who && !ps.scope)
 		return CW_ENOMEM;
-	err = api_restrict_query(ps.scope, &fq);
+	/* A role that reaches resources by reference, not by patient, has
+	 * that reference added to the query (not to the links). */
+	by_ref = access_search_by_ref(ps.scope, q->rt, &by_key, &by_value);
+	all = arena_alloc(q->a, (nkv + 1) * sizeof(*all));
+	if (!all)
+		return CW_ENOMEM;
+	if (nkv)
+		memcpy(all, kv, nkv * sizeof(*kv));
+	all[nkv] = (struct fhir_kv){by_ref ? by_key : NULL, by_ref ? by_value : NULL};
+	memset(&fq, 0, sizeof(fq));
+	err = fhir_query_parse(q->a, q->rt, all, nkv + by_ref, q->strict, &fq,
+			       &q->d);
+	if (err)
+		return err;
+	fq.compartment_patient = pid;
+	err = by_ref && !pid ? CW_OK : api_restrict_query(ps.scope, &fq);
 	if (err)
 		return err;
 	memset(&page, 0, sizeof(page));

@@ -24,6 +24,8 @@
 #include "store/store.h"
 
 #define MAX_TIMEOUT_S 86400u
+/* The longest break-the-glass grant anyone may configure: a day. */
+#define GLASS_MAX_MIN 1440u
 /* A PEM certificate chain or key is a few KiB; anything this big is not one. */
 #define TLS_FILE_MAX (1u << 20)
 
@@ -73,7 +75,7 @@ serve_usage(FILE *f)
 		"usage: careweave serve [--db PATH] [--port N] [--bind ADDR] [--threads N]\n"
 		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
 		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
-		"                       [--session-idle SECONDS]\n"
+		"                       [--session-idle SECONDS] [--break-glass-max-minutes N]\n"
 		"                       [--tls-cert FILE --tls-key FILE]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
@@ -97,13 +99,17 @@ serve_usage(FILE *f)
 		"                     sign a session out after this long without a\n"
 		"                     request (default %u; every session ends 12 h\n"
 		"                     after sign-in)\n"
+		"  --break-glass-max-minutes N\n"
+		"                     the longest emergency access a clinician may claim\n"
+		"                     with Patient/ID/$break-glass, 1 to %u (default %u)\n"
 		"  --tls-cert FILE    serve HTTPS (TLS 1.2/1.3) with this PEM certificate\n"
 		"                     chain; needs --tls-key FILE, the PEM private key\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
 		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
 		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
 		"\nPrints 'careweave listening on http[s]://ADDR:PORT/fhir' once it serves.\n",
-		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S);
+		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S, GLASS_MAX_MIN,
+		ACCESS_GLASS_MAX_DEFAULT);
 }
 
 int
@@ -121,6 +127,7 @@ cli_serve(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 'i'},
 		{"request-timeout", required_argument, NULL, 'r'},
 		{"session-idle", required_argument, NULL, 's'},
+		{"break-glass-max-minutes", required_argument, NULL, 'g'},
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
@@ -211,6 +218,14 @@ cli_serve(int argc, char **argv)
 				return CLI_EUSAGE;
 			}
 			aco.idle_s = (unsigned)v;
+			break;
+		case 'g':
+			if (!cli_parse_num(optarg, 1, GLASS_MAX_MIN, false, &v)) {
+				cli_err("serve", "--break-glass-max-minutes wants minutes from 1 to %u, not '%s'",
+					GLASS_MAX_MIN, optarg);
+				return CLI_EUSAGE;
+			}
+			aco.glass_max_min = (unsigned)v;
 			break;
 		case 'C':
 			cert_path = optarg;

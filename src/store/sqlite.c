@@ -139,6 +139,21 @@ static const char *const migrations[] = {
 	 * for, so a code works once. */
 	"ALTER TABLE users ADD COLUMN totp BLOB;"
 	"ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0;",
+
+	/* 5: break-the-glass grants (access/, sqlite_glass.c). Kept apart
+	 * from res like users and sessions: a grant is not a FHIR resource
+	 * and is never served, searched or exported as one (the Communication
+	 * written with it is). The index answers the one hot question, the
+	 * live grants of one user, at every clinician's request. */
+	"CREATE TABLE glass_grants("
+	"  gid INTEGER PRIMARY KEY,"
+	"  uid INTEGER NOT NULL,"
+	"  patient_id TEXT NOT NULL,"
+	"  reason TEXT NOT NULL,"
+	"  granted INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL,"
+	"  revoked INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX glass_grants_uid ON glass_grants(uid, expires);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -252,6 +252,27 @@ enum cw_err store_backup(struct store *s, const char *out, struct diag *d);
 /* True when the store's file is encrypted (store_options.key). */
 bool store_is_encrypted(const struct store *s);
 
+/* ---- break-the-glass grants (for access/) ------------------------------ */
+
+/* An emergency access grant: user uid may reach patient_id until expires.
+ * Not a FHIR resource (own table, never served). The reason is the
+ * clinician's words: never logged. */
+struct store_glass {
+	int64_t uid;
+	const char *patient_id;
+	const char *reason;
+	int64_t granted;  /* ms */
+	int64_t expires;  /* ms */
+};
+
+/* Records g inside a store_write callback, so the grant commits with what
+ * the caller writes beside it (the notification) or not at all. */
+enum cw_err store_tx_glass_add(struct store_tx *tx, const struct store_glass *g);
+/* The patient ids of uid's grants live at now (granted <= now < expires,
+ * not revoked), distinct, into an arena array. One indexed lookup. */
+enum cw_err store_glass_live(struct store *s, struct arena *a, int64_t uid,
+			     int64_t now, const char ***ids, size_t *n);
+
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);
 

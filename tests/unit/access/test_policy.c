@@ -3,7 +3,9 @@
  * Consent evaluation (deny wins over permit, periods, nested provisions,
  * classes and security labels, inactive and non-privacy Consents say
  * nothing), care-team membership (team status and period, participant
- * period), the sensitive label table, and what a grant covers. No store:
+ * period), the sensitive label table, what a grant covers, and the
+ * break-the-glass rules (who may claim, the reason and minutes, what a
+ * privacy officer may ask for). No store:
  * the inputs are FHIR JSON written here. */
 #include "unit.h"
 
@@ -219,6 +221,56 @@ test_careteam(void **state)
 	json_decref(t);
 }
 
+static void
+test_glass_rules(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct access_who who = {.uid = 1, .link = "Practitioner/x"};
+	struct diag d;
+	const char *k, *v;
+	char big[1002];
+
+	(void)state;
+	diag_init(&d, a);
+	for (int r = 0; r < ACCESS_ROLE_COUNT; r++) {
+		who.role = (enum access_role)r;
+		assert_int_equal(access_may_break_glass(&who), access_role_clinical(who.role));
+		assert_int_equal(access_role_clinical(who.role),
+				 r >= ACCESS_COORDINATOR && r <= ACCESS_SOCIAL_WORKER);
+	}
+	who.role = ACCESS_NURSE;
+	who.link = NULL;
+	assert_false(access_may_break_glass(&who)); /* no sender to name */
+	assert_false(access_may_break_glass(NULL));
+
+	assert_int_equal(access_glass_check(NULL, "unconscious", 11, 60, &d), CW_OK);
+	assert_int_equal(access_glass_check(NULL, "too short", 9, 60, &d), CW_EINVALID);
+	/* characters, not bytes: nine two-byte letters are still short */
+	assert_int_equal(access_glass_check(NULL, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+					    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 18, 60, &d),
+			 CW_EINVALID);
+	assert_int_equal(access_glass_check(NULL, "line one\nline two", 17, 60, &d), CW_OK);
+	assert_int_equal(access_glass_check(NULL, "nul \0 inside it", 16, 60, &d), CW_EINVALID);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(access_glass_check(NULL, big, 1000, 60, &d), CW_OK);
+	assert_int_equal(access_glass_check(NULL, big, 1001, 60, &d), CW_EINVALID);
+	assert_int_equal(access_glass_check(NULL, big, 20, 0, &d), CW_EINVALID);
+	assert_int_equal(access_glass_check(NULL, big, 20, ACCESS_GLASS_MAX_DEFAULT, &d), CW_OK);
+	assert_int_equal(access_glass_check(NULL, big, 20, ACCESS_GLASS_MAX_DEFAULT + 1, &d),
+			 CW_EINVALID);
+
+	who.role = ACCESS_PRIVACY_OFFICER;
+	assert_true(access_role_may_ask(&who, fhir_restype_find("Communication")));
+	assert_true(access_role_may_ask(&who, fhir_restype_find("Practitioner")));
+	assert_true(access_role_may_ask(&who, NULL));
+	assert_false(access_role_may_ask(&who, fhir_restype_find("Observation")));
+	assert_false(access_role_may_ask(&who, fhir_restype_find("Patient")));
+	who.role = ACCESS_NURSE;
+	assert_true(access_role_may_ask(&who, fhir_restype_find("Observation")));
+	assert_false(access_search_by_ref(NULL, fhir_restype_find("Communication"), &k, &v));
+	arena_free(a);
+}
+
 int
 main(void)
 {
@@ -228,6 +280,7 @@ main(void)
 		cmocka_unit_test(test_class_and_label),
 		cmocka_unit_test(test_grant_covers),
 		cmocka_unit_test(test_careteam),
+		cmocka_unit_test(test_glass_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

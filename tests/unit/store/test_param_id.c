@@ -153,7 +153,7 @@ back_to_schema_1(const char *path)
 		exec_ok(db, sql);
 		sqlite3_free(sql);
 	}
-	exec_ok(db, "DROP TABLE sessions; DROP TABLE users;"
+	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
 		    " UPDATE schema_version SET version = 1; COMMIT");
 	sqlite3_close(db);
 }

@@ -1,4 +1,6 @@
-/* tests/unit/store/test_sqlite_auth.c: the users and sessions tables.
+/* tests/unit/store/test_sqlite_auth.c: access/'s tables: users, sessions
+ * and break-the-glass grants (sqlite_auth.c, sqlite_glass.c; they share
+ * this fixture).
  *
  * Schema migration 3 upgrading a version-2 database in place (made by
  * dropping the new tables from a fresh one and setting schema_version
@@ -7,7 +9,8 @@
  * calls: a taken username, disable revoking sessions, a new password
  * clearing the lock and revoking, a sign-in clearing failures and sweeping
  * sessions past their absolute end. Migration 4 (the TOTP columns) over a
- * version-3 database, and a TOTP step taken once. */
+ * version-3 database, and a TOTP step taken once; a grant live only
+ * between granted and expires, per user and patient. */
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -104,7 +107,7 @@ test_migrates_v1(void **state)
 	f->s = NULL;
 	/* back to what a version-2 database holds */
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	exec_ok(db, "DROP TABLE sessions; DROP TABLE users;"
+	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
 		    " UPDATE schema_version SET version = 2");
 	sqlite3_close(db);
 
@@ -125,7 +128,7 @@ test_migrates_v1(void **state)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	assert_int_equal(v, 4);
+	assert_int_equal(v, 5); /* the newest migration (5: glass_grants) */
 	/* and a third open changes nothing */
 	f->s = open_store(f);
 	assert_non_null(f->s);
@@ -237,7 +240,7 @@ test_totp(void **state)
 	/* back to what a version-3 database holds: users without the columns */
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	exec_ok(db, "ALTER TABLE users DROP COLUMN totp_step;"
-		    " ALTER TABLE users DROP COLUMN totp;"
+		    " ALTER TABLE users DROP COLUMN totp; DROP TABLE glass_grants;"
 		    " UPDATE schema_version SET version = 3");
 	sqlite3_close(db);
 	f->s = open_store(f);
@@ -276,6 +279,45 @@ test_totp(void **state)
 	assert_int_equal(got.user.totp_step, 0);
 }
 
+static enum cw_err
+glass_fn(struct store_tx *tx, void *arg)
+{
+	const struct store_glass *g = arg;
+	enum cw_err err = CW_OK;
+
+	for (; !err && g->patient_id; g++)
+		err = store_tx_glass_add(tx, g);
+	return err;
+}
+
+static void
+test_glass(void **state)
+{
+	struct fx *f = *state;
+	const struct store_glass g[] = {
+		{7, "p1", "unconscious in the ED", 1000, 5000},
+		{7, "p1", "again, a later grant", 4000, 9000},
+		{7, "p2", "another patient", 6000, 7000},
+		{8, "p3", "another user", 1000, 9000},
+		{0},
+	};
+	const char **ids;
+	size_t n;
+
+	assert_int_equal(store_write(f->s, glass_fn, (void *)g), CW_OK);
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 999, &ids, &n), CW_OK);
+	assert_int_equal(n, 0); /* not yet */
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 4500, &ids, &n), CW_OK);
+	assert_int_equal(n, 1); /* two grants, one patient */
+	assert_string_equal(ids[0], "p1");
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 6500, &ids, &n), CW_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 9000, &ids, &n), CW_OK);
+	assert_int_equal(n, 0); /* expires is the first moment it is over */
+	assert_int_equal(store_glass_live(f->s, f->a, 9, 4500, &ids, &n), CW_OK);
+	assert_int_equal(n, 0);
+}
+
 int
 main(void)
 {
@@ -284,6 +326,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_totp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_glass, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
