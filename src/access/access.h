@@ -57,8 +57,7 @@ enum access_role {
 	ACCESS_PATIENT,
 	ACCESS_CAREGIVER,
 	ACCESS_SERVICE,   /* another system (an EHR interface): all data,
-			     audited under its own name once the audit trail
-			     is back; see access/README.md */
+			     always audited as such; see access/README.md */
 	ACCESS_ROLE_COUNT
 };
 
@@ -192,7 +191,9 @@ struct access_login {
  * the same CW_EUNAUTH with the same message, takes the same argon2id run
  * and answers no sooner than ACCESS_FAIL_FLOOR_MS; CW_ERATE when remote is
  * over its limit (d says when to retry, *retry_s too). Blocks (hashing, a
- * commit): call it from a thread that may wait. */
+ * commit): call it from a thread that may wait. On CW_EUNAUTH out->who
+ * names the user when the username was someone's (for the audit record;
+ * never for the client), and is all zero when it named nobody. */
 enum cw_err access_login(struct access *ac, struct arena *a, const char *remote,
 			 const char *username, const char *pw, size_t n,
 			 struct access_login *out, unsigned *retry_s,

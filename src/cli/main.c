@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
 	{"demo", cli_demo, "load the demo data (data/demo/*.json) and its users"},
 	{"user", cli_user, "add, list, disable users; reset a password"},
 	{"check", cli_check, "check the database's integrity"},
+	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -131,6 +131,33 @@ static const char *const migrations[] = {
 	"  revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE INDEX sessions_uid ON sessions(uid);"
 	"CREATE INDEX sessions_expires ON sessions(expires);",
+
+	/* 4: the audit trail (audit/, sqlite_audit.c). Its own tables, not
+	 * res: AuditEvents are never indexed, versioned or changed, and each
+	 * row carries the BLAKE2b-256 chain hash over the previous row's hash
+	 * and its own json. audit_patient lists every patient a record names
+	 * (a search names many), for the accounting of disclosures. The
+	 * triggers make UPDATE and DELETE fail, so no code path (ours or a
+	 * future bug) can change a record; someone with the file can still
+	 * drop them, which is what the chain is for. */
+	"CREATE TABLE audit("
+	"  seq INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  at INTEGER NOT NULL,"
+	"  json TEXT NOT NULL,"
+	"  hash BLOB NOT NULL);"
+	"CREATE TABLE audit_patient("
+	"  patient_id TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL,"
+	"  PRIMARY KEY(patient_id, seq)) WITHOUT ROWID;"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_patient_no_update BEFORE UPDATE ON audit_patient"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_patient_no_delete BEFORE DELETE ON audit_patient"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

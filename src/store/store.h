@@ -222,6 +222,66 @@ enum cw_err store_session_touch(struct store *s,
 enum cw_err store_session_revoke(struct store *s,
 				 const unsigned char hash[STORE_SESSION_HASH]);
 
+/* ---- the audit trail (for audit/) ------------------------------------- */
+
+/* Audit records live in their own append-only table (sqlite_audit.c), not
+ * in res: they are never indexed, versioned, changed or deleted. Each row
+ * carries hash = BLAKE2b-256(previous row's hash || this row's json), the
+ * first chaining from 32 zero bytes. Only these calls write it, and only
+ * inside store_write callbacks: the writer thread serializes every write,
+ * so the chain has one order and a rolled-back job leaves no link. */
+
+#define STORE_AUDIT_HASH 32
+
+/* One record. Strings and json borrowed on the way in, arena memory on the
+ * way out (patients are not filled on the way out). */
+struct store_audit {
+	int64_t seq;          /* set by the store: 1, 2, 3, ... */
+	const char *id;       /* the AuditEvent id (also inside json) */
+	int64_t at;           /* ms: AuditEvent.recorded */
+	struct span json;     /* the AuditEvent as served */
+	const char *const *patients; /* ids of the patients it names */
+	size_t npatients;
+};
+
+/* Appends n records in order, chaining each to the one before (one lookup
+ * of the last hash, then n inserts). A failure half way poisons the job. */
+enum cw_err store_tx_audit_append(struct store_tx *tx,
+				  const struct store_audit *recs, size_t n);
+/* The patients whose compartment the current version of type/id is in
+ * (a Patient: itself), as the transaction sees it: call it after a put,
+ * and before a delete (which drops the rows). Arena array; *n may be 0. */
+enum cw_err store_tx_patients(struct store_tx *tx, struct arena *a,
+			      const char *type, const char *id,
+			      const char ***ids, size_t *n);
+/* The distinct patients of res[0..nres) (from the compartment table; a
+ * Patient is its own), at most max of them. One query per resource type
+ * among them, so a page of 50 costs about what one read does. */
+enum cw_err store_patients_of(struct store *s, struct arena *a,
+			      const struct store_res *res, size_t nres,
+			      size_t max, const char ***ids, size_t *n);
+/* The record with AuditEvent id; CW_ENOTFOUND. */
+enum cw_err store_audit_get(struct store *s, struct arena *a, const char *id,
+			    struct store_audit *out);
+/* Records newest first: those naming patient (NULL: all), with seq below
+ * before (0: no bound; the keyset of the next page) and at >= since (ms, 0:
+ * none), at most max, into an arena array. */
+enum cw_err store_audit_list(struct store *s, struct arena *a,
+			     const char *patient, int64_t before, int64_t since,
+			     size_t max, struct store_audit **out, size_t *n);
+
+/* What store_audit_verify found. */
+struct store_audit_check {
+	int64_t records;  /* rows read */
+	int64_t bad_seq;  /* 0: the chain is intact; else the first seq that
+			     does not match, or the first one missing */
+	bool missing;     /* bad_seq is missing (a gap), not altered */
+};
+/* Recomputes the chain over every row in seq order, on a reader snapshot.
+ * CW_OK whatever it finds (out says); an error only when it cannot read.
+ * Costs one pass over the table (about 1 s per million records). */
+enum cw_err store_audit_verify(struct store *s, struct store_audit_check *out);
+
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);
 

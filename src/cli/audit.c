@@ -1,0 +1,224 @@
+/* cli/audit.c: `careweave audit verify` and `careweave audit report`.
+ *
+ * verify recomputes the hash chain of the audit table on a read-only
+ * store (store_audit_verify) and names the first record that was altered
+ * or is missing. report is the accounting of disclosures for one patient:
+ * who touched that record, when, how and with what outcome, newest first,
+ * read from the AuditEvents themselves (ids, codes and times only; the
+ * records hold no PHI values, so neither does the table). */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "store/store.h"
+
+static void
+audit_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: careweave audit verify [--db PATH]\n"
+		"       careweave audit report --patient ID [--since DATE] [--db PATH]\n\n"
+		"verify  recompute the audit trail's hash chain; prints\n"
+		"        \"audit: N records, chain intact\" (exit 0) or the first record\n"
+		"        that was altered or is missing (exit 1)\n"
+		"report  who accessed one patient's record: when, who (role), what,\n"
+		"        the interaction and its outcome, newest first\n\n"
+		"options:\n"
+		"  --db PATH       database file (default %s)\n"
+		"  --patient ID    the Patient id (report)\n"
+		"  --since DATE    only records from then on: YYYY-MM-DD or an instant\n"
+		"  -h, --help      this text\n", CLI_DEFAULT_DB);
+}
+
+static int
+do_verify(const char *db)
+{
+	struct store_audit_check ck;
+	struct store *s = cli_open_store("audit", db, true);
+	int rc = CLI_OK;
+
+	if (!s)
+		return CLI_EIO;
+	if (store_audit_verify(s, &ck)) {
+		cli_err("audit", "cannot read the audit trail of %s", db);
+		rc = CLI_EIO;
+	} else if (ck.bad_seq && ck.missing) {
+		printf("audit: record %lld is missing (chain broken after %lld records)\n",
+		       (long long)ck.bad_seq, (long long)(ck.bad_seq - 1));
+		rc = CLI_EDATA;
+	} else if (ck.bad_seq) {
+		printf("audit: record %lld does not match its hash (altered; "
+		       "chain broken after %lld records)\n",
+		       (long long)ck.bad_seq, (long long)(ck.bad_seq - 1));
+		rc = CLI_EDATA;
+	} else {
+		printf("audit: %lld records, chain intact\n", (long long)ck.records);
+	}
+	store_close(s);
+	return rc;
+}
+
+/* A short text of one path in v, "-" when absent. */
+static const char *
+str_at(json_t *v, const char *a, const char *b)
+{
+	json_t *x = json_object_get(v, a);
+
+	if (b)
+		x = json_object_get(json_is_array(x) ? json_array_get(x, 0) : x, b);
+	return json_is_string(x) ? json_string_value(x) : "-";
+}
+
+static void
+report_row(json_t *ev)
+{
+	json_t *agent = json_array_get(json_object_get(ev, "agent"), 0);
+	json_t *who = json_object_get(agent, "who");
+	json_t *role = json_array_get(json_object_get(agent, "role"), 0);
+	json_t *ents = json_object_get(ev, "entity");
+	const char *user = str_at(who, "identifier", "value");
+	const char *what = "-", *sub = str_at(ev, "subtype", "code");
+	json_t *e;
+	size_t i;
+
+	if (!strcmp(user, "-"))
+		user = str_at(who, "display", NULL);
+	/* what: the first entity that is not a Patient of role 1, else it */
+	json_array_foreach(ents, i, e) {
+		json_t *w = json_object_get(e, "what");
+		const char *ref = json_string_value(json_object_get(w, "reference"));
+		const char *typ = json_string_value(json_object_get(w, "type"));
+
+		if (!json_object_get(e, "role") || !strcmp(what, "-")) {
+			what = ref ? ref : typ ? typ : what;
+			if (!json_object_get(e, "role"))
+				break;
+		}
+	}
+	if (!strcmp(sub, "110122"))
+		sub = "sign-in";
+	else if (!strcmp(sub, "110123"))
+		sub = "sign-out";
+	printf("%-24s  %-20s  %-13s  %-16s  %-40s  %s\n",
+	       str_at(ev, "recorded", NULL), user,
+	       str_at(json_array_get(json_object_get(role, "coding"), 0), "code", NULL),
+	       sub, what, str_at(ev, "outcome", NULL));
+}
+
+static int
+do_report(const char *db, const char *patient, int64_t since)
+{
+	struct store *s;
+	struct arena *a;
+	struct store_audit *v;
+	size_t n, total = 0;
+	int64_t before = 0;
+	int rc = CLI_OK;
+
+	if (!(s = cli_open_store("audit", db, true)))
+		return CLI_EIO;
+	if (!(a = arena_new(0))) {
+		store_close(s);
+		return CLI_EIO;
+	}
+	printf("accounting of disclosures: Patient/%s\n", patient);
+	printf("%-24s  %-20s  %-13s  %-16s  %-40s  %s\n", "when", "who", "role",
+	       "interaction", "what", "outcome");
+	for (;;) {
+		if (store_audit_list(s, a, patient, before, since, 500, &v, &n)) {
+			cli_err("audit", "cannot read the audit trail of %s", db);
+			rc = CLI_EIO;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			json_t *ev = json_loadb(v[i].json.p, v[i].json.n, 0, NULL);
+
+			if (ev)
+				report_row(ev);
+			json_decref(ev);
+		}
+		total += n;
+		if (n < 500)
+			break;
+		before = v[n - 1].seq;
+		arena_reset(a);
+	}
+	if (rc == CLI_OK)
+		printf("%zu record%s (outcome 0 success, 4 refused or failed, 8 server error)\n",
+		       total, total == 1 ? "" : "s");
+	arena_free(a);
+	store_close(s);
+	return rc;
+}
+
+int
+cli_audit(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"db", required_argument, NULL, 'd'},
+		{"patient", required_argument, NULL, 'p'},
+		{"since", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *db = CLI_DEFAULT_DB, *patient = NULL, *since_s = NULL, *sub;
+	struct time_range tr;
+	int c;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		audit_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EUSAGE : CLI_OK;
+	}
+	sub = argv[1];
+	if (strcmp(sub, "verify") && strcmp(sub, "report")) {
+		cli_err("audit", "'%s' is not an audit command (verify, report)", sub);
+		return CLI_EUSAGE;
+	}
+	argv[1] = argv[0];
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'p':
+			patient = optarg;
+			break;
+		case 's':
+			since_s = optarg;
+			break;
+		case 'h':
+			audit_usage(stdout);
+			return CLI_OK;
+		default:
+			audit_usage(stderr);
+			return CLI_EUSAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_err("audit", "unexpected argument '%s'", argv[optind]);
+		return CLI_EUSAGE;
+	}
+	if (!strcmp(sub, "verify")) {
+		if (patient || since_s) {
+			cli_err("audit", "verify takes only --db");
+			return CLI_EUSAGE;
+		}
+		return do_verify(db);
+	}
+	if (!patient || !id_is_valid(patient, strlen(patient))) {
+		cli_err("audit", "report needs --patient ID (a FHIR id)");
+		return CLI_EUSAGE;
+	}
+	if (since_s && time_parse(since_s, strlen(since_s), TIME_DATETIME, &tr)) {
+		cli_err("audit", "--since wants a date (YYYY-MM-DD) or an instant, not '%s'",
+			since_s);
+		return CLI_EUSAGE;
+	}
+	return do_report(db, patient, since_s ? tr.lo : 0);
+}
