@@ -389,14 +389,76 @@ api_trail_auth(struct api_req *q, enum audit_kind kind,
 #define AUDIT_PAGE_DEFAULT 50
 #define AUDIT_PAGE_MAX 1000
 
+/* Accounting of disclosures: who may see the records that name
+ * patient_id. The record of who looked at a chart is itself sensitive, so
+ * not every clinician who reaches the patient may read it: the patient,
+ * a coordinator who reaches them (the team's central contact), and
+ * system clients (service). A local tool (no caller) may. */
+static enum cw_err
+may_list(struct api_req *q, const char *patient_id, bool *ok)
+{
+	struct access_scope *sc;
+	struct access_grant g;
+	enum cw_err err;
+
+	*ok = false;
+	if (!q->who)
+		return *ok = true, CW_OK;
+	if (!(sc = api_scope(q)))
+		return CW_ENOMEM; /* fail closed */
+	if (access_scope_all(sc))
+		return *ok = true, CW_OK;
+	if (q->who->role == ACCESS_PATIENT) {
+		*ok = q->who->link && !strncmp(q->who->link, "Patient/", 8) &&
+		      !strcmp(q->who->link + 8, patient_id);
+		return CW_OK;
+	}
+	if (q->who->role != ACCESS_COORDINATOR)
+		return CW_OK;
+	if ((err = access_patient_scope(sc, patient_id, &g)))
+		return err;
+	*ok = g.read;
+	return CW_OK;
+}
+
+/* Whether the caller may see record r: one of the patients it names
+ * passes may_list (a record naming no patient: service and tools only). */
+static enum cw_err
+may_see_record(struct api_req *q, const struct store_audit *r, bool *ok)
+{
+	json_t *ev = NULL, *e;
+	enum cw_err err = CW_OK;
+	size_t i;
+
+	*ok = false;
+	if (!q->who || (api_scope(q) && access_scope_all(api_scope(q))))
+		return *ok = true, CW_OK;
+	if ((err = fhir_parse_json(r->json.p, r->json.n, &ev, NULL)))
+		return err == CW_ENOMEM ? err : CW_EINTERNAL;
+	json_array_foreach(json_object_get(ev, "entity"), i, e) {
+		const char *ref = json_string_value(
+			json_object_get(json_object_get(e, "what"), "reference"));
+
+		if (!ref || strncmp(ref, "Patient/", 8))
+			continue;
+		if ((err = may_list(q, ref + 8, ok)) || *ok)
+			break;
+	}
+	json_decref(ev);
+	return err;
+}
+
 enum cw_err
 api_h_audit_read(struct api_req *q)
 {
 	struct store_audit r;
 	enum cw_err err;
+	bool ok;
 
 	q->rt = fhir_restype_find("AuditEvent");
 	err = store_audit_get(q->api->store, q->a, q->id, &r);
+	if (!err && (err = may_see_record(q, &r, &ok)) == CW_OK && !ok)
+		err = CW_ENOTFOUND; /* as if it did not exist */
 	if (err == CW_ENOTFOUND)
 		return diag_err(&q->d, err, "not-found", NULL,
 				"AuditEvent/%s is not known", q->id);
@@ -406,8 +468,10 @@ api_h_audit_read(struct api_req *q)
 	return CW_OK;
 }
 
-/* KNOWN GAP: until the roles slice, any signed-in user may list any
- * patient's records (access/README.md). */
+/* A patient's records, newest first: only for whom may_list allows; a
+ * patient out of that reach gets an empty page (as a search restricted to
+ * the caller's patients would), so existence does not show. Listing every
+ * record (no patient=) is for system clients and local tools. */
 enum cw_err
 api_h_audit_search(struct api_req *q)
 {
@@ -453,8 +517,29 @@ api_h_audit_search(struct api_req *q)
 			return diag_err(&q->d, CW_EINVAL, "invalid", NULL,
 					"_cursor is not one of ours");
 	}
-	err = store_audit_list(q->api->store, q->a, patient, before, 0, count,
-			       &v, &n);
+	if (!patient && q->who) {
+		struct access_scope *sc = api_scope(q);
+
+		if (!sc)
+			return CW_ENOMEM;
+		if (!access_scope_all(sc))
+			return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
+					"AuditEvent is listed per patient: "
+					"AuditEvent?patient=ID");
+	}
+	if (patient) {
+		bool ok;
+
+		if ((err = may_list(q, patient, &ok)))
+			return err;
+		if (!ok)
+			count = 0; /* an empty page */
+	}
+	if (count)
+		err = store_audit_list(q->api->store, q->a, patient, before, 0,
+				       count, &v, &n);
+	else
+		v = NULL, n = 0;
 	if (err)
 		return err;
 	id_new(id);
@@ -463,7 +548,7 @@ api_h_audit_search(struct api_req *q)
 		  "{\"lastUpdated\":\"%s\"},\"type\":\"searchset\",\"link\":["
 		  "{\"relation\":\"self\",\"url\":\"%s/AuditEvent%s%s\"}", id, now,
 		  q->api->base, patient ? "?patient=" : "", patient ? patient : "");
-	if (n == count)
+	if (n && n == count)
 		/* the next page: records older than the last one here */
 		sbuf_addf(&sb, ",{\"relation\":\"next\",\"url\":\"%s/AuditEvent?%s%s%s"
 			  "_count=%lu&_cursor=%lld\"}", q->api->base,
