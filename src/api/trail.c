@@ -426,26 +426,38 @@ may_list(struct api_req *q, const char *patient_id, bool *ok)
 static enum cw_err
 may_see_record(struct api_req *q, const struct store_audit *r, bool *ok)
 {
-	json_t *ev = NULL, *e;
+	const char *p = r->patients;
 	enum cw_err err = CW_OK;
-	size_t i;
+	char *id;
 
 	*ok = false;
 	if (!q->who || (api_scope(q) && access_scope_all(api_scope(q))))
 		return *ok = true, CW_OK;
-	if ((err = fhir_parse_json(r->json.p, r->json.n, &ev, NULL)))
-		return err == CW_ENOMEM ? err : CW_EINTERNAL;
-	json_array_foreach(json_object_get(ev, "entity"), i, e) {
-		const char *ref = json_string_value(
-			json_object_get(json_object_get(e, "what"), "reference"));
+	while (p && *p && !*ok) {
+		size_t n = strcspn(p, " ");
 
-		if (!ref || strncmp(ref, "Patient/", 8))
-			continue;
-		if ((err = may_list(q, ref + 8, ok)) || *ok)
+		if (!(id = arena_strndup(q->a, p, n)))
+			return CW_ENOMEM;
+		if ((err = may_list(q, id, ok)))
 			break;
+		p += n + strspn(p + n, " ");
 	}
-	json_decref(ev);
 	return err;
+}
+
+/* The AuditEvent text of r, in the request's arena. */
+static enum cw_err
+render(struct api_req *q, const struct store_audit *r, char **text, size_t *len)
+{
+	struct sbuf sb = SBUF_INIT(API_RESP_MAX);
+
+	audit_render(&sb, r);
+	if (sb.toobig) {
+		sbuf_release(&sb);
+		return CW_ETOOBIG;
+	}
+	*text = api_free_own(q->a, sbuf_detach(&sb, len));
+	return *text ? CW_OK : CW_ENOMEM;
 }
 
 enum cw_err
@@ -453,6 +465,8 @@ api_h_audit_read(struct api_req *q)
 {
 	struct store_audit r;
 	enum cw_err err;
+	char *text;
+	size_t len;
 	bool ok;
 
 	q->rt = fhir_restype_find("AuditEvent");
@@ -462,9 +476,11 @@ api_h_audit_read(struct api_req *q)
 	if (err == CW_ENOTFOUND)
 		return diag_err(&q->d, err, "not-found", NULL,
 				"AuditEvent/%s is not known", q->id);
+	if (!err)
+		err = render(q, &r, &text, &len);
 	if (err)
 		return err;
-	api_reply(q, 200, r.json.p, r.json.n);
+	api_reply(q, 200, text, len);
 	return CW_OK;
 }
 
@@ -558,9 +574,9 @@ api_h_audit_search(struct api_req *q)
 	if (n) {
 		sbuf_adds(&sb, ",\"entry\":[");
 		for (size_t i = 0; i < n; i++) {
-			sbuf_addf(&sb, "%s{\"fullUrl\":\"%s/AuditEvent/%s\",\"resource\":",
-				  i ? "," : "", q->api->base, v[i].id);
-			sbuf_add(&sb, v[i].json.p, v[i].json.n);
+			sbuf_addf(&sb, "%s{\"fullUrl\":\"%s/AuditEvent/%lld\",\"resource\":",
+				  i ? "," : "", q->api->base, (long long)v[i].seq);
+			audit_render(&sb, &v[i]);
 			sbuf_adds(&sb, ",\"search\":{\"mode\":\"match\"}}");
 		}
 		sbuf_addch(&sb, ']');

@@ -1,23 +1,23 @@
 /* audit/audit.c: AuditEvent records, and the queue that batches reads.
  *
- * audit_build writes the AuditEvent JSON straight into a string builder
- * (no jansson tree: it runs once per read, at 50,000+/s). Every value in it
- * is an id, a code, a time, an address or a parameter name; nothing from a
- * resource's content. It keeps to what the record needs (no display texts,
- * no meta: recorded is the time): every byte is written, hashed and
- * checkpointed once per read, and the writer had to keep up with 40,000
- * reads a second on two cores. The JSON is the served text and what the chain hash
- * covers, so it is built once and never re-encoded.
+ * A record is packed (audit_pack) into one block: struct store_audit and
+ * its short strings (the username, role, link, address, "Type/id", the
+ * patients' ids), about 150 bytes for a read. That is all a read costs
+ * here, and all the writer stores: the AuditEvent JSON (830 bytes, which
+ * the first version built, hashed and stored per read) is rendered from
+ * the columns only when someone reads the trail (audit_render), the same
+ * text every time. Every value is an id, a code, a time, an address or a
+ * parameter name; nothing from a resource's content.
  *
- * The queue is a ring of malloc'd records (each one block: the struct, the
- * patient pointers, the strings) guarded by one mutex. `queued` counts
- * records waiting, `inflight` those the flusher took and is committing; the
- * bound covers both, so memory is bounded while a commit is slow. The
- * flusher sleeps until a record arrives, then until AUDIT_FLUSH_MS after
- * the first one of a batch, AUDIT_FLUSH_AT records, a flush request or
- * shutdown; it takes everything waiting and appends it in one store_write.
- * A failed commit keeps the batch and retries it a flush interval later
- * (records are never dropped; the queue fills and reads get 503). */
+ * The queue is a ring of packed records (malloc'd blocks) guarded by one
+ * mutex. `queued` counts records waiting, `inflight` those the flusher took
+ * and is committing; the bound covers both, so memory is bounded while a
+ * commit is slow. The flusher sleeps until a record arrives, then until
+ * AUDIT_FLUSH_MS after the first one of a batch, AUDIT_FLUSH_AT records, a
+ * flush request or shutdown; it takes everything waiting and appends it in
+ * one store_write. A failed commit keeps the batch and retries it a flush
+ * interval later (records are never dropped; the queue fills and reads get
+ * 503). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,15 +33,152 @@
 #define SYS_USER "urn:careweave:user"
 #define SYS_ROLE "urn:careweave:role"
 
-/* An AuditEvent is a few hundred bytes; a transaction's names one entity
- * per entry (10,000 at most). */
-#define AUDIT_JSON_MAX (8u << 20)
+/* enum audit_subtype -> AuditEvent.subtype. */
+static const struct {
+	const char *code;
+	const char *system;
+} audit_subtypes[AUDIT_NSUB] = {
+	[AUDIT_SUB_NONE]             = {NULL, NULL},
+	[AUDIT_SUB_READ]             = {"read", SYS_INTERACTION},
+	[AUDIT_SUB_VREAD]            = {"vread", SYS_INTERACTION},
+	[AUDIT_SUB_SEARCH_TYPE]      = {"search-type", SYS_INTERACTION},
+	[AUDIT_SUB_HISTORY_INSTANCE] = {"history-instance", SYS_INTERACTION},
+	[AUDIT_SUB_HISTORY_TYPE]     = {"history-type", SYS_INTERACTION},
+	[AUDIT_SUB_HISTORY_SYSTEM]   = {"history-system", SYS_INTERACTION},
+	[AUDIT_SUB_CREATE]           = {"create", SYS_INTERACTION},
+	[AUDIT_SUB_UPDATE]           = {"update", SYS_INTERACTION},
+	[AUDIT_SUB_DELETE]           = {"delete", SYS_INTERACTION},
+	[AUDIT_SUB_TRANSACTION]      = {"transaction", SYS_INTERACTION},
+	[AUDIT_SUB_BATCH]            = {"batch", SYS_INTERACTION},
+	[AUDIT_SUB_OPERATION]        = {"operation", SYS_INTERACTION},
+	[AUDIT_SUB_LOGIN]            = {"110122", SYS_DCM},
+	[AUDIT_SUB_LOGOUT]           = {"110123", SYS_DCM},
+};
 
 const char *
 audit_outcome(int status)
 {
 	return status < 400 ? "0" : status < 500 ? "4" : "8";
 }
+
+const char *
+audit_subtype_code(int subtype)
+{
+	if (subtype <= AUDIT_SUB_NONE || subtype >= AUDIT_NSUB)
+		return "-";
+	return audit_subtypes[subtype].code;
+}
+
+static int
+subtype_of(const struct audit_event *ev)
+{
+	if (ev->kind == AUDIT_LOGIN)
+		return AUDIT_SUB_LOGIN;
+	if (ev->kind == AUDIT_LOGOUT)
+		return AUDIT_SUB_LOGOUT;
+	if (!ev->interaction)
+		return AUDIT_SUB_NONE;
+	for (int i = AUDIT_SUB_READ; i <= AUDIT_SUB_OPERATION; i++)
+		if (!strcmp(audit_subtypes[i].code, ev->interaction))
+			return i;
+	return AUDIT_SUB_OPERATION;
+}
+
+/* ---- packing: what is stored ------------------------------------------- */
+
+static size_t
+opt_len(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s to *p and moves *p on; NULL stays NULL. */
+static const char *
+put(char **p, const char *s)
+{
+	char *d = *p;
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	memcpy(d, s, n);
+	*p += n;
+	return d;
+}
+
+static const char *
+entity_type(const struct audit_entity *e)
+{
+	return e->type ? e->type : "Resource";
+}
+
+enum cw_err
+audit_pack(struct arena *a, const struct audit_event *ev, struct store_audit **out)
+{
+	const char *role = ev->role ? ev->role : ev->local ? "operator" : NULL;
+	const char *params = ev->nwhat ? ev->what[0].params : NULL;
+	size_t ents = 0, pats = 0, need;
+	struct store_audit *r;
+	char *p;
+
+	for (size_t i = 0; i < ev->nwhat; i++) {
+		const struct audit_entity *e = &ev->what[i];
+
+		ents += strlen(entity_type(e)) + 1;
+		if (e->type && e->id)
+			ents += strlen(e->id) + 1;
+	}
+	for (size_t i = 0; i < ev->npatients; i++)
+		pats += strlen(ev->patients[i]) + 1;
+	*out = NULL;
+	if (ents > AUDIT_LIST_MAX || pats > AUDIT_LIST_MAX)
+		return CW_ETOOBIG;
+	need = sizeof(*r) + opt_len(ev->user) + opt_len(role) + opt_len(ev->link) +
+	       opt_len(ev->remote) + ents + opt_len(params) + pats +
+	       opt_len(ev->detail);
+	if (!(r = a ? arena_alloc(a, need) : malloc(need)))
+		return CW_ENOMEM;
+	p = (char *)(r + 1);
+	*r = (struct store_audit){
+		.at = ev->at ? ev->at : time_now_ms(),
+		.subtype = subtype_of(ev),
+		.action = ev->action ? ev->action : 'E',
+		.status = ev->status,
+	};
+	r->user = put(&p, ev->user);
+	r->role = put(&p, role);
+	r->link = put(&p, ev->link);
+	r->remote = put(&p, ev->remote);
+	if (ev->nwhat) {
+		r->entity = p;
+		for (size_t i = 0; i < ev->nwhat; i++) {
+			const struct audit_entity *e = &ev->what[i];
+
+			if (i)
+				p[-1] = ' ';
+			put(&p, entity_type(e));
+			if (e->type && e->id) {
+				p[-1] = '/';
+				put(&p, e->id);
+			}
+		}
+	}
+	r->params = put(&p, params);
+	if (ev->npatients) {
+		r->patients = p;
+		for (size_t i = 0; i < ev->npatients; i++) {
+			if (i)
+				p[-1] = ' ';
+			put(&p, ev->patients[i]);
+		}
+	}
+	r->detail = put(&p, ev->detail);
+	*out = r;
+	return CW_OK;
+}
+
+/* ---- rendering: what is served ----------------------------------------- */
 
 static void
 add_str(struct sbuf *sb, const char *s)
@@ -51,76 +188,84 @@ add_str(struct sbuf *sb, const char *s)
 	sbuf_addch(sb, '"');
 }
 
-/* ,"key":"value" */
 static void
-add_kv(struct sbuf *sb, const char *key, const char *value)
-{
-	sbuf_addf(sb, ",\"%s\":", key);
-	add_str(sb, value);
-}
-
-static void
-add_agent(struct sbuf *sb, const struct audit_event *ev)
+add_agent(struct sbuf *sb, const struct store_audit *r)
 {
 	sbuf_adds(sb, ",\"agent\":[{\"who\":{");
-	if (ev->link) {
+	if (r->link) {
 		sbuf_adds(sb, "\"reference\":");
-		add_str(sb, ev->link);
+		add_str(sb, r->link);
 		sbuf_addch(sb, ',');
 	}
 	sbuf_adds(sb, "\"identifier\":{\"system\":\"" SYS_USER "\"");
-	if (ev->user)
-		add_kv(sb, "value", ev->user);
+	if (r->user) {
+		sbuf_adds(sb, ",\"value\":");
+		add_str(sb, r->user);
+	}
 	sbuf_adds(sb, "}}");
-	if (ev->role || ev->local) {
+	if (r->role) {
 		sbuf_adds(sb, ",\"role\":[{\"coding\":[{\"system\":\"" SYS_ROLE
 			      "\",\"code\":");
-		add_str(sb, ev->role ? ev->role : "operator");
+		add_str(sb, r->role);
 		sbuf_adds(sb, "}]}]");
 	}
 	sbuf_adds(sb, ",\"requestor\":true");
-	if (ev->remote) {
+	if (r->remote) {
 		/* type 2: an IP address */
 		sbuf_adds(sb, ",\"network\":{\"address\":");
-		add_str(sb, ev->remote);
+		add_str(sb, r->remote);
 		sbuf_adds(sb, ",\"type\":\"2\"}");
 	}
 	sbuf_adds(sb, "}]");
 }
 
-static void
-add_entities(struct sbuf *sb, const struct audit_event *ev)
+/* Calls the next item of the space-separated list *p into *item, *n. */
+static bool
+next_item(const char **p, const char **item, size_t *n)
 {
-	bool first = true;
+	if (!*p)
+		return false;
+	*p += strspn(*p, " ");
+	if (!**p)
+		return false;
+	*item = *p;
+	*n = strcspn(*p, " ");
+	*p += *n;
+	return true;
+}
 
-	if (!ev->nwhat && !ev->npatients)
+static void
+add_entities(struct sbuf *sb, const struct store_audit *r)
+{
+	const char *p = r->entity, *it;
+	bool first = true;
+	size_t n;
+
+	if (!r->entity && !r->patients)
 		return;
 	sbuf_adds(sb, ",\"entity\":[");
-	for (size_t i = 0; i < ev->nwhat; i++) {
-		const struct audit_entity *e = &ev->what[i];
-
+	while (next_item(&p, &it, &n)) {
 		sbuf_adds(sb, first ? "{" : ",{");
-		first = false;
-		if (e->type && e->id)
-			sbuf_addf(sb, "\"what\":{\"reference\":\"%s/%s\"}", e->type,
-				  e->id);
-		else
-			sbuf_addf(sb, "\"what\":{\"type\":\"%s\"}",
-				  e->type ? e->type : "Resource");
-		if (e->params) {
+		sbuf_adds(sb, memchr(it, '/', n) ? "\"what\":{\"reference\":\"" :
+			  "\"what\":{\"type\":\"");
+		sbuf_add_json_str(sb, it, n);
+		sbuf_adds(sb, "\"}");
+		if (first && r->params) {
 			/* names only: the values of a search are PHI */
 			sbuf_adds(sb, ",\"detail\":[{\"type\":\"parameters\","
 				      "\"valueString\":");
-			add_str(sb, e->params);
+			add_str(sb, r->params);
 			sbuf_adds(sb, "}]");
 		}
 		sbuf_addch(sb, '}');
+		first = false;
 	}
-	for (size_t i = 0; i < ev->npatients; i++) {
+	p = r->patients;
+	while (next_item(&p, &it, &n)) {
 		sbuf_adds(sb, first ? "{" : ",{");
 		first = false;
 		sbuf_adds(sb, "\"what\":{\"reference\":\"Patient/");
-		sbuf_add_json_str(sb, ev->patients[i], strlen(ev->patients[i]));
+		sbuf_add_json_str(sb, it, n);
 		/* role 1: the patient */
 		sbuf_adds(sb, "\"},\"role\":{\"system\":\"" SYS_OBJECT_ROLE
 			      "\",\"code\":\"1\"}}");
@@ -128,70 +273,50 @@ add_entities(struct sbuf *sb, const struct audit_event *ev)
 	sbuf_addch(sb, ']');
 }
 
-enum cw_err
-audit_build(struct arena *a, const struct audit_event *ev,
-	    struct store_audit *out)
+void
+audit_render(struct sbuf *sb, const struct store_audit *r)
 {
-	struct sbuf sb = SBUF_INIT(AUDIT_JSON_MAX);
-	char id[ID_LEN + 1], when[32];
-	int64_t at = ev->at ? ev->at : time_now_ms();
-	size_t len;
-	char *text;
+	bool known = r->subtype > AUDIT_SUB_NONE && r->subtype < AUDIT_NSUB;
+	bool auth = r->subtype == AUDIT_SUB_LOGIN || r->subtype == AUDIT_SUB_LOGOUT;
+	char when[32];
 
-	memset(out, 0, sizeof(*out));
-	id_new(id);
-	time_format_instant(at, when);
-	sbuf_addf(&sb, "{\"resourceType\":\"AuditEvent\",\"id\":\"%s\"", id);
-	if (ev->kind == AUDIT_REST) {
-		sbuf_adds(&sb, ",\"type\":{\"system\":\"" SYS_EVENT_TYPE
-			       "\",\"code\":\"rest\"}");
-		if (ev->interaction) {
-			sbuf_adds(&sb, ",\"subtype\":[{\"system\":\"" SYS_INTERACTION
-				       "\",\"code\":");
-			add_str(&sb, ev->interaction);
-			sbuf_adds(&sb, "}]");
-		}
-	} else {
-		sbuf_adds(&sb, ",\"type\":{\"system\":\"" SYS_DCM "\",\"code\":"
-			       "\"110114\"}");
-		/* 110122 Login, 110123 Logout */
-		sbuf_adds(&sb, ev->kind == AUDIT_LOGIN ?
-			  ",\"subtype\":[{\"system\":\"" SYS_DCM "\",\"code\":\"110122\"}]" :
-			  ",\"subtype\":[{\"system\":\"" SYS_DCM "\",\"code\":\"110123\"}]");
+	time_format_instant(r->at, when);
+	sbuf_addf(sb, "{\"resourceType\":\"AuditEvent\",\"id\":\"%lld\"",
+		  (long long)r->seq);
+	if (auth)
+		sbuf_adds(sb, ",\"type\":{\"system\":\"" SYS_DCM "\",\"code\":"
+			      "\"110114\"}");
+	else
+		sbuf_adds(sb, ",\"type\":{\"system\":\"" SYS_EVENT_TYPE
+			      "\",\"code\":\"rest\"}");
+	if (known)
+		sbuf_addf(sb, ",\"subtype\":[{\"system\":\"%s\",\"code\":\"%s\"}]",
+			  audit_subtypes[r->subtype].system,
+			  audit_subtypes[r->subtype].code);
+	sbuf_addf(sb, ",\"action\":\"%c\",\"recorded\":\"%s\",\"outcome\":\"%s\","
+		  "\"outcomeDesc\":\"HTTP %d\"",
+		  r->action && strchr("CRUDE", r->action) ? r->action : 'E', when,
+		  audit_outcome(r->status), r->status);
+	if (r->detail) {
+		sbuf_adds(sb, ",\"purposeOfEvent\":[{\"text\":");
+		add_str(sb, r->detail);
+		sbuf_adds(sb, "}]");
 	}
-	sbuf_addf(&sb, ",\"action\":\"%c\",\"recorded\":\"%s\",\"outcome\":\"%s\","
-		  "\"outcomeDesc\":\"HTTP %d\"", ev->action ? ev->action : 'E', when,
-		  audit_outcome(ev->status), ev->status);
-	add_agent(&sb, ev);
-	sbuf_adds(&sb, ",\"source\":{\"observer\":{\"display\":\"careweave\"}}");
-	add_entities(&sb, ev);
-	sbuf_addch(&sb, '}');
-	if (sb.toobig) {
-		sbuf_release(&sb);
-		return CW_ETOOBIG;
-	}
-	text = arena_strndup(a, sb.buf, sb.len);
-	len = sb.len;
-	sbuf_release(&sb);
-	out->id = arena_strdup(a, id);
-	if (!text || !out->id)
-		return CW_ENOMEM;
-	out->at = at;
-	out->json = (struct span){text, len};
-	out->patients = ev->patients;
-	out->npatients = ev->npatients;
-	return CW_OK;
+	add_agent(sb, r);
+	sbuf_adds(sb, ",\"source\":{\"observer\":{\"display\":\"careweave\"}}");
+	add_entities(sb, r);
+	sbuf_addch(sb, '}');
 }
 
 enum cw_err
 audit_tx_write(struct store_tx *tx, struct arena *a, const struct audit_event *ev)
 {
-	struct store_audit r;
-	enum cw_err err = audit_build(a, ev, &r);
+	struct store_audit *r;
+	enum cw_err err = audit_pack(a, ev, &r);
 
 	if (err)
 		return err;
-	return store_tx_audit_append(tx, &r, 1);
+	return store_tx_audit_append(tx, r, 1);
 }
 
 struct one_job {
@@ -210,12 +335,13 @@ append_cb(struct store_tx *tx, void *ctx)
 enum cw_err
 audit_write(struct store *s, struct arena *a, const struct audit_event *ev)
 {
-	struct store_audit r;
-	struct one_job j = {&r, 1};
-	enum cw_err err = audit_build(a, ev, &r);
+	struct store_audit *r;
+	struct one_job j;
+	enum cw_err err = audit_pack(a, ev, &r);
 
 	if (err)
 		return err;
+	j = (struct one_job){r, 1};
 	return store_write(s, append_cb, &j);
 }
 
@@ -234,41 +360,6 @@ struct audit {
 	int64_t first_ms;     /* when the oldest waiting record came */
 	bool flush_wanted, stopping;
 };
-
-/* One malloc block holding r and everything it points to. */
-static struct store_audit *
-rec_copy(const struct store_audit *r)
-{
-	size_t need = sizeof(*r) + r->npatients * sizeof(char *) +
-		      strlen(r->id) + 1 + r->json.n + 1;
-	struct store_audit *c;
-	const char **pv;
-	char *p;
-
-	for (size_t i = 0; i < r->npatients; i++)
-		need += strlen(r->patients[i]) + 1;
-	if (!(c = malloc(need)))
-		return NULL;
-	*c = *r;
-	pv = (const char **)(c + 1);
-	p = (char *)(pv + r->npatients);
-	memcpy(p, r->id, strlen(r->id) + 1);
-	c->id = p;
-	p += strlen(r->id) + 1;
-	memcpy(p, r->json.p, r->json.n);
-	p[r->json.n] = '\0';
-	c->json.p = p;
-	p += r->json.n + 1;
-	for (size_t i = 0; i < r->npatients; i++) {
-		size_t n = strlen(r->patients[i]) + 1;
-
-		memcpy(p, r->patients[i], n);
-		pv[i] = p;
-		p += n;
-	}
-	c->patients = pv;
-	return c;
-}
 
 static void
 deadline_in(struct timespec *ts, int64_t ms)
@@ -413,13 +504,11 @@ enum cw_err
 audit_queue(struct audit *au, struct arena *a, const struct audit_event *ev,
 	    bool may_wait)
 {
-	struct store_audit r, *c;
-	enum cw_err err = audit_build(a, ev, &r);
+	struct store_audit *c;
+	enum cw_err err = audit_pack(NULL, ev, &c);
 
 	if (err)
 		return err;
-	if (!(c = rec_copy(&r)))
-		return CW_ENOMEM;
 	pthread_mutex_lock(&au->mu);
 	while (au->queued + au->inflight >= au->max && !au->stopping) {
 		if (!may_wait) {

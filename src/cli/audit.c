@@ -4,14 +4,14 @@
  * store (store_audit_verify) and names the first record that was altered
  * or is missing. report is the accounting of disclosures for one patient:
  * who touched that record, when, how and with what outcome, newest first,
- * read from the AuditEvents themselves (ids, codes and times only; the
- * records hold no PHI values, so neither does the table). */
+ * read from the record's columns, the same ones the AuditEvent is rendered
+ * from (ids, codes and times only; the records hold no PHI values, so
+ * neither does the table). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "store/store.h"
 
@@ -61,51 +61,37 @@ do_verify(const char *db)
 	return rc;
 }
 
-/* A short text of one path in v, "-" when absent. */
 static const char *
-str_at(json_t *v, const char *a, const char *b)
+or_dash(const char *s)
 {
-	json_t *x = json_object_get(v, a);
-
-	if (b)
-		x = json_object_get(json_is_array(x) ? json_array_get(x, 0) : x, b);
-	return json_is_string(x) ? json_string_value(x) : "-";
+	return s ? s : "-";
 }
 
 static void
-report_row(json_t *ev)
+report_row(const struct store_audit *r)
 {
-	json_t *agent = json_array_get(json_object_get(ev, "agent"), 0);
-	json_t *who = json_object_get(agent, "who");
-	json_t *role = json_array_get(json_object_get(agent, "role"), 0);
-	json_t *ents = json_object_get(ev, "entity");
-	const char *user = str_at(who, "identifier", "value");
-	const char *what = "-", *sub = str_at(ev, "subtype", "code");
-	json_t *e;
-	size_t i;
+	const char *sub = audit_subtype_code(r->subtype);
+	char when[32], what[160];
+	size_t n;
 
-	if (!strcmp(user, "-"))
-		user = str_at(who, "display", NULL);
-	/* what: the first entity that is not a Patient of role 1, else it */
-	json_array_foreach(ents, i, e) {
-		json_t *w = json_object_get(e, "what");
-		const char *ref = json_string_value(json_object_get(w, "reference"));
-		const char *typ = json_string_value(json_object_get(w, "type"));
-
-		if (!json_object_get(e, "role") || !strcmp(what, "-")) {
-			what = ref ? ref : typ ? typ : what;
-			if (!json_object_get(e, "role"))
-				break;
-		}
+	time_format_instant(r->at, when);
+	/* what: the first entity (a compartment search's own type comes
+	 * before the Patient it ran in), else the first patient */
+	if (r->entity) {
+		n = strcspn(r->entity, " ");
+		snprintf(what, sizeof(what), "%.*s", (int)n, r->entity);
+	} else if (r->patients) {
+		n = strcspn(r->patients, " ");
+		snprintf(what, sizeof(what), "Patient/%.*s", (int)n, r->patients);
+	} else {
+		snprintf(what, sizeof(what), "-");
 	}
-	if (!strcmp(sub, "110122"))
+	if (r->subtype == AUDIT_SUB_LOGIN)
 		sub = "sign-in";
-	else if (!strcmp(sub, "110123"))
+	else if (r->subtype == AUDIT_SUB_LOGOUT)
 		sub = "sign-out";
-	printf("%-24s  %-20s  %-13s  %-16s  %-40s  %s\n",
-	       str_at(ev, "recorded", NULL), user,
-	       str_at(json_array_get(json_object_get(role, "coding"), 0), "code", NULL),
-	       sub, what, str_at(ev, "outcome", NULL));
+	printf("%-24s  %-20s  %-13s  %-16s  %-40s  %s\n", when, or_dash(r->user),
+	       or_dash(r->role), sub, what, audit_outcome(r->status));
 }
 
 static int
@@ -133,13 +119,8 @@ do_report(const char *db, const char *patient, int64_t since)
 			rc = CLI_EIO;
 			break;
 		}
-		for (size_t i = 0; i < n; i++) {
-			json_t *ev = json_loadb(v[i].json.p, v[i].json.n, 0, NULL);
-
-			if (ev)
-				report_row(ev);
-			json_decref(ev);
-		}
+		for (size_t i = 0; i < n; i++)
+			report_row(&v[i]);
 		total += n;
 		if (n < 500)
 			break;

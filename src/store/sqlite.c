@@ -133,18 +133,29 @@ static const char *const migrations[] = {
 	"CREATE INDEX sessions_expires ON sessions(expires);",
 
 	/* 4: the audit trail (audit/, sqlite_audit.c). Its own tables, not
-	 * res: AuditEvents are never indexed, versioned or changed, and each
-	 * row carries the BLAKE2b-256 chain hash over the previous row's hash
-	 * and its own json. audit_patient lists every patient a record names
-	 * (a search names many), for the accounting of disclosures. The
+	 * res: AuditEvents are never indexed, versioned or changed. A record
+	 * is typed columns (audit/ renders the AuditEvent JSON from them when
+	 * it is read; its id is the seq, so there is no id index), and the
+	 * BLAKE2b-256 chain hash over the previous row's hash and a canonical
+	 * encoding of the columns. audit_patient lists every patient a record
+	 * names (a search names many), for the accounting of disclosures. The
 	 * triggers make UPDATE and DELETE fail, so no code path (ours or a
 	 * future bug) can change a record; someone with the file can still
 	 * drop them, which is what the chain is for. */
 	"CREATE TABLE audit("
 	"  seq INTEGER PRIMARY KEY,"
-	"  id TEXT NOT NULL UNIQUE,"
 	"  at INTEGER NOT NULL,"
-	"  json TEXT NOT NULL,"
+	"  subtype INTEGER NOT NULL,"
+	"  action INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL,"
+	"  user TEXT,"
+	"  role TEXT,"
+	"  link TEXT,"
+	"  remote TEXT,"
+	"  entity TEXT,"
+	"  params TEXT,"
+	"  patients TEXT,"
+	"  detail TEXT,"
 	"  hash BLOB NOT NULL);"
 	"CREATE TABLE audit_patient("
 	"  patient_id TEXT NOT NULL,"

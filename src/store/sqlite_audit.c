@@ -1,13 +1,16 @@
 /* store/sqlite_audit.c: the audit and audit_patient tables (migration 4).
  *
  * audit/ decides what an AuditEvent says; this file only appends the rows,
- * chains them and reads them back. The chain: hash = BLAKE2b-256(previous
- * row's hash || json), the first row chaining from 32 zero bytes. Appends
- * run only inside store_write callbacks, on the writer thread, so the rows
- * get one order and the hash of the last row, read inside the same
- * transaction, is always the one the next row chains to (a rolled-back job
- * leaves neither its rows nor a link to them). There is no update or
- * delete here, and the schema's triggers refuse both.
+ * chains them and reads them back. A row is the typed columns of struct
+ * store_audit, about 100 bytes for a read where the AuditEvent JSON was
+ * 830: nothing here builds or stores JSON. The chain: hash = BLAKE2b-256(
+ * previous row's hash || encode(columns)), the first row chaining from 32
+ * zero bytes; chain_hash below is the one encoder, for append and verify
+ * alike. Appends run only inside store_write callbacks, on the writer
+ * thread, so the rows get one order and the hash of the last row, read
+ * inside the same transaction, is always the one the next row chains to (a
+ * rolled-back job leaves neither its rows nor a link to them). There is no
+ * update or delete here, and the schema's triggers refuse both.
  *
  * Statements are cached by their SQL text (sq_prepare); every value is
  * bound. Nothing here logs a record's content. */
@@ -29,34 +32,124 @@ step_done(struct sq_conn *c, sqlite3_stmt *st, const char *what)
 	return err;
 }
 
+/* The columns in encoding order; a reader selects them in this order too
+ * (COLS), and row_of reads them back. */
+#define COLS "seq, at, subtype, action, status, user, role, link, remote," \
+	     " entity, params, patients, detail"
+#define ENC_VERSION 1
+
 static void
-chain_hash(const unsigned char prev[STORE_AUDIT_HASH], const void *json,
-	   size_t n, unsigned char out[STORE_AUDIT_HASH])
+put_int(crypto_generichash_state *h, int64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+	crypto_generichash_update(h, b, 8);
+}
+
+/* A string as 4 bytes of length (big-endian) and its bytes; NULL as length
+ * 0xffffffff, so NULL, "" and a moved boundary all hash differently. */
+static void
+put_str(crypto_generichash_state *h, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	uint32_t len = s ? (uint32_t)n : UINT32_MAX;
+	unsigned char b[4] = {len >> 24, len >> 16, len >> 8, len};
+
+	crypto_generichash_update(h, b, 4);
+	if (s)
+		crypto_generichash_update(h, (const unsigned char *)s, n);
+}
+
+/* hash = BLAKE2b-256(prev || version byte || seq, at, subtype, action,
+ * status as 8-byte big-endian || user, role, link, remote, entity, params,
+ * patients, detail as length-prefixed strings). */
+static void
+chain_hash(const unsigned char prev[STORE_AUDIT_HASH], const struct store_audit *r,
+	   unsigned char out[STORE_AUDIT_HASH])
 {
 	crypto_generichash_state h;
+	unsigned char v = ENC_VERSION;
 
 	crypto_generichash_init(&h, NULL, 0, STORE_AUDIT_HASH);
 	crypto_generichash_update(&h, prev, STORE_AUDIT_HASH);
-	crypto_generichash_update(&h, json, n);
+	crypto_generichash_update(&h, &v, 1);
+	put_int(&h, r->seq);
+	put_int(&h, r->at);
+	put_int(&h, r->subtype);
+	put_int(&h, r->action);
+	put_int(&h, r->status);
+	put_str(&h, r->user);
+	put_str(&h, r->role);
+	put_str(&h, r->link);
+	put_str(&h, r->remote);
+	put_str(&h, r->entity);
+	put_str(&h, r->params);
+	put_str(&h, r->patients);
+	put_str(&h, r->detail);
 	crypto_generichash_final(&h, out, STORE_AUDIT_HASH);
 }
 
-/* The hash of the last row, or zeros for an empty table. */
+/* The text of column i, borrowed until the next step; false when it is
+ * not NULL or text without a NUL inside (not a row we wrote). */
+static bool
+col_text(sqlite3_stmt *st, int i, const char **out)
+{
+	int t = sqlite3_column_type(st, i);
+
+	*out = NULL;
+	if (t == SQLITE_NULL)
+		return true;
+	if (t != SQLITE_TEXT)
+		return false;
+	*out = (const char *)sqlite3_column_text(st, i);
+	return *out && strlen(*out) == (size_t)sqlite3_column_bytes(st, i);
+}
+
+/* Row st (columns COLS) as r, strings borrowed from st. */
+static bool
+row_of(sqlite3_stmt *st, struct store_audit *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->seq = sqlite3_column_int64(st, 0);
+	r->at = sqlite3_column_int64(st, 1);
+	r->subtype = sqlite3_column_int(st, 2);
+	r->action = sqlite3_column_int(st, 3);
+	r->status = sqlite3_column_int(st, 4);
+	return col_text(st, 5, &r->user) && col_text(st, 6, &r->role) &&
+	       col_text(st, 7, &r->link) && col_text(st, 8, &r->remote) &&
+	       col_text(st, 9, &r->entity) && col_text(st, 10, &r->params) &&
+	       col_text(st, 11, &r->patients) && col_text(st, 12, &r->detail);
+}
+
+static void
+bind_opt(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* The seq and hash of the last row, or 0 and zeros for an empty table. */
 static enum cw_err
-last_hash(struct sq_conn *c, unsigned char out[STORE_AUDIT_HASH])
+last_hash(struct sq_conn *c, int64_t *seq, unsigned char out[STORE_AUDIT_HASH])
 {
 	sqlite3_stmt *st = sq_prepare(c, SQL(
-		"SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"));
+		"SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"));
 	enum cw_err err = CW_OK;
 	int rc;
 
 	memset(out, 0, STORE_AUDIT_HASH);
+	*seq = 0;
 	if (!st)
 		return CW_EINTERNAL;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_bytes(st, 0) == STORE_AUDIT_HASH)
-			memcpy(out, sqlite3_column_blob(st, 0), STORE_AUDIT_HASH);
+		*seq = sqlite3_column_int64(st, 0);
+		if (sqlite3_column_bytes(st, 1) == STORE_AUDIT_HASH)
+			memcpy(out, sqlite3_column_blob(st, 1), STORE_AUDIT_HASH);
 		else
 			err = CW_EINTERNAL; /* not a row we wrote */
 	} else if (rc != SQLITE_DONE) {
@@ -66,35 +159,52 @@ last_hash(struct sq_conn *c, unsigned char out[STORE_AUDIT_HASH])
 	return err;
 }
 
+/* Appends r as row seq (the last one plus one: the seq is in the hash, so
+ * it is chosen here, not by SQLite) and its audit_patient rows. */
 static enum cw_err
-append_one(struct sq_conn *c, const struct store_audit *r,
+append_one(struct sq_conn *c, const struct store_audit *in, int64_t seq,
 	   unsigned char prev[STORE_AUDIT_HASH])
 {
 	unsigned char h[STORE_AUDIT_HASH];
+	struct store_audit r = *in;
 	sqlite3_stmt *st;
 	enum cw_err err;
-	int64_t seq;
+	const char *p;
 
-	chain_hash(prev, r->json.p, r->json.n, h);
+	r.seq = seq;
+	chain_hash(prev, &r, h);
 	if (!(st = sq_prepare(c, SQL(
-		"INSERT INTO audit(id, at, json, hash) VALUES(?1, ?2, ?3, ?4)"))))
+		"INSERT INTO audit(" COLS ", hash)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"))))
 		return CW_EINTERNAL;
-	sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, r->at);
-	sqlite3_bind_text(st, 3, r->json.p, (int)r->json.n, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, h, STORE_AUDIT_HASH, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, r.seq);
+	sqlite3_bind_int64(st, 2, r.at);
+	sqlite3_bind_int(st, 3, r.subtype);
+	sqlite3_bind_int(st, 4, r.action);
+	sqlite3_bind_int(st, 5, r.status);
+	bind_opt(st, 6, r.user);
+	bind_opt(st, 7, r.role);
+	bind_opt(st, 8, r.link);
+	bind_opt(st, 9, r.remote);
+	bind_opt(st, 10, r.entity);
+	bind_opt(st, 11, r.params);
+	bind_opt(st, 12, r.patients);
+	bind_opt(st, 13, r.detail);
+	sqlite3_bind_blob(st, 14, h, STORE_AUDIT_HASH, SQLITE_STATIC);
 	if ((err = step_done(c, st, "audit append")))
 		return err;
-	seq = sqlite3_last_insert_rowid(c->db);
-	for (size_t i = 0; i < r->npatients; i++) {
+	for (p = r.patients; p && *p; p += strspn(p, " ")) {
+		size_t n = strcspn(p, " ");
+
 		if (!(st = sq_prepare(c, SQL(
 			"INSERT OR IGNORE INTO audit_patient(patient_id, seq)"
 			" VALUES(?1, ?2)"))))
 			return CW_EINTERNAL;
-		sqlite3_bind_text(st, 1, r->patients[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, p, (int)n, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, seq);
 		if ((err = step_done(c, st, "audit patient")))
 			return err;
+		p += n;
 	}
 	memcpy(prev, h, STORE_AUDIT_HASH);
 	return CW_OK;
@@ -106,13 +216,14 @@ store_tx_audit_append(struct store_tx *tx, const struct store_audit *recs,
 {
 	unsigned char prev[STORE_AUDIT_HASH];
 	enum cw_err err;
+	int64_t seq;
 
 	if (!n)
 		return CW_OK;
-	if ((err = last_hash(tx->c, prev)))
+	if ((err = last_hash(tx->c, &seq, prev)))
 		return err;
 	for (size_t i = 0; i < n; i++) {
-		err = append_one(tx->c, &recs[i], prev);
+		err = append_one(tx->c, &recs[i], ++seq, prev);
 		if (err) {
 			/* rows of this job may be half written: roll it back */
 			if (!tx->poisoned)
@@ -254,39 +365,73 @@ store_patients_of(struct store *s, struct arena *a, const struct store_res *res,
 
 /* ---- reading ------------------------------------------------------------ */
 
+static char *
+dup_opt(struct arena *a, const char *s, bool *ok)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	if (!(d = arena_strdup(a, s)))
+		*ok = false;
+	return d;
+}
+
+/* Row st as *out, strings copied into the arena. */
 static enum cw_err
 row_audit(struct arena *a, sqlite3_stmt *st, struct store_audit *out)
 {
-	const char *id = (const char *)sqlite3_column_text(st, 1);
-	const char *json = (const char *)sqlite3_column_text(st, 3);
+	struct store_audit r;
+	bool ok = true;
 
-	memset(out, 0, sizeof(*out));
-	out->seq = sqlite3_column_int64(st, 0);
-	out->at = sqlite3_column_int64(st, 2);
-	if (!id || !json)
-		return CW_EINTERNAL;
-	out->id = arena_strdup(a, id);
-	out->json.n = (size_t)sqlite3_column_bytes(st, 3);
-	out->json.p = arena_strndup(a, json, out->json.n);
-	return out->id && out->json.p ? CW_OK : CW_ENOMEM;
+	if (!row_of(st, &r))
+		return CW_EINTERNAL; /* not a row we wrote */
+	*out = r;
+	out->user = dup_opt(a, r.user, &ok);
+	out->role = dup_opt(a, r.role, &ok);
+	out->link = dup_opt(a, r.link, &ok);
+	out->remote = dup_opt(a, r.remote, &ok);
+	out->entity = dup_opt(a, r.entity, &ok);
+	out->params = dup_opt(a, r.params, &ok);
+	out->patients = dup_opt(a, r.patients, &ok);
+	out->detail = dup_opt(a, r.detail, &ok);
+	return ok ? CW_OK : CW_ENOMEM;
+}
+
+/* "123" -> 123; false for anything but a decimal seq (no sign, no leading
+ * zero, at most 18 digits). */
+static bool
+seq_of_id(const char *id, int64_t *seq)
+{
+	size_t n = strlen(id);
+
+	if (!n || n > 18 || id[0] == '0' || strspn(id, "0123456789") != n)
+		return false;
+	*seq = 0;
+	for (size_t i = 0; i < n; i++)
+		*seq = *seq * 10 + (id[i] - '0');
+	return true;
 }
 
 enum cw_err
 store_audit_get(struct store *s, struct arena *a, const char *id,
 		struct store_audit *out)
 {
-	struct sq_conn *c = sq_reader(s, NULL);
+	struct sq_conn *c;
 	sqlite3_stmt *st;
 	enum cw_err err;
+	int64_t seq;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!c)
+	if (!seq_of_id(id, &seq))
+		return CW_ENOTFOUND;
+	if (!(c = sq_reader(s, NULL)))
 		return CW_EIO;
 	if (!(st = sq_prepare(c, SQL(
-		"SELECT seq, id, at, json FROM audit WHERE id = ?1"))))
+		"SELECT " COLS " FROM audit WHERE seq = ?1"))))
 		return CW_EINTERNAL;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, seq);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		err = row_audit(a, st, out);
@@ -315,13 +460,15 @@ store_audit_list(struct store *s, struct arena *a, const char *patient,
 		return CW_ENOMEM;
 	if (patient)
 		st = sq_prepare(c, SQL(
-			"SELECT a.seq, a.id, a.at, a.json FROM audit_patient p"
+			"SELECT a.seq, a.at, a.subtype, a.action, a.status, a.user,"
+			" a.role, a.link, a.remote, a.entity, a.params, a.patients,"
+			" a.detail FROM audit_patient p"
 			" JOIN audit a ON a.seq = p.seq"
 			" WHERE p.patient_id = ?1 AND p.seq < ?2 AND a.at >= ?3"
 			" ORDER BY p.seq DESC LIMIT ?4"));
 	else
 		st = sq_prepare(c, SQL(
-			"SELECT seq, id, at, json FROM audit"
+			"SELECT " COLS " FROM audit"
 			" WHERE seq < ?2 AND at >= ?3 ORDER BY seq DESC LIMIT ?4"));
 	if (!st)
 		return CW_EINTERNAL;
@@ -347,30 +494,32 @@ store_audit_verify(struct store *s, struct store_audit_check *out)
 {
 	unsigned char prev[STORE_AUDIT_HASH] = {0}, h[STORE_AUDIT_HASH];
 	struct sq_conn *c = sq_reader(s, NULL);
+	struct store_audit r;
 	sqlite3_stmt *st;
 	enum cw_err err = CW_OK;
-	int64_t want = 1, seq;
+	int64_t want = 1;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (!c)
 		return CW_EIO;
 	if (!(st = sq_prepare(c, SQL(
-		"SELECT seq, json, hash FROM audit ORDER BY seq"))))
+		"SELECT " COLS ", hash FROM audit ORDER BY seq"))))
 		return CW_EINTERNAL;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		seq = sqlite3_column_int64(st, 0);
+		bool ours = row_of(st, &r);
+
 		out->records++;
-		if (seq != want) {
+		if (r.seq != want) {
 			out->bad_seq = want;
 			out->missing = true;
 			break;
 		}
-		chain_hash(prev, sqlite3_column_blob(st, 1),
-			   (size_t)sqlite3_column_bytes(st, 1), h);
-		if (sqlite3_column_bytes(st, 2) != STORE_AUDIT_HASH ||
-		    sodium_memcmp(h, sqlite3_column_blob(st, 2), STORE_AUDIT_HASH)) {
-			out->bad_seq = seq;
+		if (ours)
+			chain_hash(prev, &r, h);
+		if (!ours || sqlite3_column_bytes(st, 13) != STORE_AUDIT_HASH ||
+		    sodium_memcmp(h, sqlite3_column_blob(st, 13), STORE_AUDIT_HASH)) {
+			out->bad_seq = r.seq;
 			break;
 		}
 		memcpy(prev, h, STORE_AUDIT_HASH);

@@ -225,23 +225,35 @@ enum cw_err store_session_revoke(struct store *s,
 /* ---- the audit trail (for audit/) ------------------------------------- */
 
 /* Audit records live in their own append-only table (sqlite_audit.c), not
- * in res: they are never indexed, versioned, changed or deleted. Each row
- * carries hash = BLAKE2b-256(previous row's hash || this row's json), the
- * first chaining from 32 zero bytes. Only these calls write it, and only
- * inside store_write callbacks: the writer thread serializes every write,
- * so the chain has one order and a rolled-back job leaves no link. */
+ * in res: they are never indexed, versioned, changed or deleted. A record
+ * is stored as typed columns (not JSON: audit/ renders the AuditEvent from
+ * them when one is read), and its AuditEvent id is its seq in decimal.
+ * Each row carries hash = BLAKE2b-256(previous row's hash || a canonical
+ * length-prefixed encoding of its columns), the first chaining from 32 zero
+ * bytes (src/audit/README.md has the encoding). Only these calls write it,
+ * and only inside store_write callbacks: the writer thread serializes every
+ * write, so the chain has one order and a rolled-back job leaves no link. */
 
 #define STORE_AUDIT_HASH 32
 
-/* One record. Strings and json borrowed on the way in, arena memory on the
- * way out (patients are not filled on the way out). */
+/* One record: the columns of one row of audit. Strings borrowed on the way
+ * in (NULL: none), arena memory on the way out. `entity` and `patients`
+ * are lists separated by one space (ids, types and parameter names hold no
+ * space): "Observation/o1", "Patient Patient/p1", "p1 p2". */
 struct store_audit {
-	int64_t seq;          /* set by the store: 1, 2, 3, ... */
-	const char *id;       /* the AuditEvent id (also inside json) */
+	int64_t seq;          /* set by the store: 1, 2, 3, ...; the AuditEvent id */
 	int64_t at;           /* ms: AuditEvent.recorded */
-	struct span json;     /* the AuditEvent as served */
-	const char *const *patients; /* ids of the patients it names */
-	size_t npatients;
+	int subtype;          /* what happened: audit/'s enum audit_subtype */
+	int action;           /* 'C', 'R', 'U', 'D', 'E' */
+	int status;           /* the HTTP status answered */
+	const char *user;     /* username, or NULL */
+	const char *role;     /* careweave role ("operator": a CLI door), or NULL */
+	const char *link;     /* "Practitioner/abc", or NULL */
+	const char *remote;   /* client address, or NULL */
+	const char *entity;   /* what: "Type/id" or "Type" (a search), listed */
+	const char *params;   /* a search's parameter NAMES "name,_count", or NULL */
+	const char *patients; /* ids of the patients it names, listed, or NULL */
+	const char *detail;   /* a reason given (break-the-glass), or NULL */
 };
 
 /* Appends n records in order, chaining each to the one before (one lookup
@@ -260,7 +272,7 @@ enum cw_err store_tx_patients(struct store_tx *tx, struct arena *a,
 enum cw_err store_patients_of(struct store *s, struct arena *a,
 			      const struct store_res *res, size_t nres,
 			      size_t max, const char ***ids, size_t *n);
-/* The record with AuditEvent id; CW_ENOTFOUND. */
+/* The record with AuditEvent id (its seq in decimal); CW_ENOTFOUND. */
 enum cw_err store_audit_get(struct store *s, struct arena *a, const char *id,
 			    struct store_audit *out);
 /* Records newest first: those naming patient (NULL: all), with seq below

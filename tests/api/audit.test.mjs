@@ -251,7 +251,8 @@ describe('audit trail', () => {
       const copy = path.join(dir, 'copy.db');
       copyFileSync(srv.db, copy);
       if (existsSync(`${srv.db}-wal`)) copyFileSync(`${srv.db}-wal`, `${copy}-wal`);
-      const sql = 'DROP TRIGGER audit_no_update; UPDATE audit SET json = replace(json, \'"outcome":"0"\', \'"outcome":"4"\') WHERE seq = 2;';
+      // outcome 0 -> 4: the record's HTTP status column (a record is columns now)
+      const sql = 'DROP TRIGGER audit_no_update; UPDATE audit SET status = 404 WHERE seq = 2;';
       const r = await new Promise((resolve) => execFile('sqlite3', [copy, sql], (e, so, se) => resolve({ e, se })));
       assert.equal(r.e, null, r.se);
       const bad = await runCli(['audit', 'verify', '--db', copy]);
