@@ -389,11 +389,35 @@ api_trail_auth(struct api_req *q, enum audit_kind kind,
 #define AUDIT_PAGE_DEFAULT 50
 #define AUDIT_PAGE_MAX 1000
 
-/* Accounting of disclosures: who may see the records that name
- * patient_id. The record of who looked at a chart is itself sensitive, so
- * not every clinician who reaches the patient may read it: the patient,
- * a coordinator who reaches them (the team's central contact), and
- * system clients (service). A local tool (no caller) may. */
+/* Accounting of disclosures: whose records each role may read. The record
+ * of who looked at a chart is itself sensitive, so not every clinician who
+ * reaches the patient may read it. A role missing here reads none; a new
+ * role that reads the whole trail (a privacy officer) is one line, ALL. A
+ * local tool (no caller) reads everything. */
+enum disclosure {
+	DISCLOSE_NONE,    /* an empty page; a record by id is 404 */
+	DISCLOSE_OWN,     /* the records of the Patient the user is */
+	DISCLOSE_REACHED, /* of the patients the user's scope reads */
+	DISCLOSE_ALL,     /* every record, also the list without patient= */
+};
+
+static const enum disclosure disclosure_of[ACCESS_ROLE_COUNT] = {
+	[ACCESS_PATIENT] = DISCLOSE_OWN,
+	[ACCESS_COORDINATOR] = DISCLOSE_REACHED, /* the team's central contact */
+	[ACCESS_SERVICE] = DISCLOSE_ALL,
+};
+
+static enum disclosure
+disclosure(const struct api_req *q)
+{
+	if (!q->who)
+		return DISCLOSE_ALL;
+	if ((unsigned)q->who->role >= ACCESS_ROLE_COUNT)
+		return DISCLOSE_NONE;
+	return disclosure_of[q->who->role];
+}
+
+/* Whether the caller may see the records that name patient_id. */
 static enum cw_err
 may_list(struct api_req *q, const char *patient_id, bool *ok)
 {
@@ -402,27 +426,29 @@ may_list(struct api_req *q, const char *patient_id, bool *ok)
 	enum cw_err err;
 
 	*ok = false;
-	if (!q->who)
-		return *ok = true, CW_OK;
-	if (!(sc = api_scope(q)))
-		return CW_ENOMEM; /* fail closed */
-	if (access_scope_all(sc))
-		return *ok = true, CW_OK;
-	if (q->who->role == ACCESS_PATIENT) {
+	switch (disclosure(q)) {
+	case DISCLOSE_ALL:
+		*ok = true;
+		return CW_OK;
+	case DISCLOSE_OWN:
 		*ok = q->who->link && !strncmp(q->who->link, "Patient/", 8) &&
 		      !strcmp(q->who->link + 8, patient_id);
 		return CW_OK;
-	}
-	if (q->who->role != ACCESS_COORDINATOR)
+	case DISCLOSE_REACHED:
+		if (!(sc = api_scope(q)))
+			return CW_ENOMEM; /* fail closed */
+		if ((err = access_patient_scope(sc, patient_id, &g)))
+			return err;
+		*ok = g.read;
 		return CW_OK;
-	if ((err = access_patient_scope(sc, patient_id, &g)))
-		return err;
-	*ok = g.read;
+	case DISCLOSE_NONE:
+		break;
+	}
 	return CW_OK;
 }
 
 /* Whether the caller may see record r: one of the patients it names
- * passes may_list (a record naming no patient: service and tools only). */
+ * passes may_list (a record naming no patient: DISCLOSE_ALL only). */
 static enum cw_err
 may_see_record(struct api_req *q, const struct store_audit *r, bool *ok)
 {
@@ -430,9 +456,7 @@ may_see_record(struct api_req *q, const struct store_audit *r, bool *ok)
 	enum cw_err err = CW_OK;
 	char *id;
 
-	*ok = false;
-	if (!q->who || (api_scope(q) && access_scope_all(api_scope(q))))
-		return *ok = true, CW_OK;
+	*ok = disclosure(q) == DISCLOSE_ALL;
 	while (p && *p && !*ok) {
 		size_t n = strcspn(p, " ");
 
@@ -487,7 +511,7 @@ api_h_audit_read(struct api_req *q)
 /* A patient's records, newest first: only for whom may_list allows; a
  * patient out of that reach gets an empty page (as a search restricted to
  * the caller's patients would), so existence does not show. Listing every
- * record (no patient=) is for system clients and local tools. */
+ * record (no patient=) is for DISCLOSE_ALL (system clients, local tools). */
 enum cw_err
 api_h_audit_search(struct api_req *q)
 {
@@ -533,16 +557,10 @@ api_h_audit_search(struct api_req *q)
 			return diag_err(&q->d, CW_EINVAL, "invalid", NULL,
 					"_cursor is not one of ours");
 	}
-	if (!patient && q->who) {
-		struct access_scope *sc = api_scope(q);
-
-		if (!sc)
-			return CW_ENOMEM;
-		if (!access_scope_all(sc))
-			return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
-					"AuditEvent is listed per patient: "
-					"AuditEvent?patient=ID");
-	}
+	if (!patient && disclosure(q) != DISCLOSE_ALL)
+		return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
+				"AuditEvent is listed per patient: "
+				"AuditEvent?patient=ID");
 	if (patient) {
 		bool ok;
 
