@@ -31,6 +31,7 @@
 #define SYS_INTERACTION "http://hl7.org/fhir/restful-interaction"
 #define SYS_OBJECT_ROLE "http://terminology.hl7.org/CodeSystem/object-role"
 #define SYS_USER "urn:careweave:user"
+#define AUDIT_FLUSH_SLOW_MS 250
 #define SYS_ROLE "urn:careweave:role"
 
 /* enum audit_subtype -> AuditEvent.subtype. */
@@ -407,6 +408,7 @@ flusher(void *arg)
 	size_t n, i;
 	struct one_job j;
 	enum cw_err err;
+	int64_t t0;
 
 	if (!(batch = malloc(au->max * sizeof(*batch))) ||
 	    !(took = malloc(au->max * sizeof(*took)))) {
@@ -428,6 +430,7 @@ flusher(void *arg)
 		pthread_mutex_unlock(&au->mu);
 
 		j = (struct one_job){batch, n};
+		t0 = time_now_ms();
 		while ((err = store_write(au->s, append_cb, &j))) {
 			/* Keep the records: a read is never served without
 			 * one. The queue fills meanwhile and reads get 503. */
@@ -438,6 +441,10 @@ flusher(void *arg)
 		}
 		for (i = 0; i < n; i++)
 			free(took[i]);
+		/* a slow flush is what fills the queue: say how slow */
+		if (time_now_ms() - t0 >= AUDIT_FLUSH_SLOW_MS)
+			log_warn("audit: writing %zu read records took %lld ms", n,
+				 (long long)(time_now_ms() - t0));
 
 		pthread_mutex_lock(&au->mu);
 		au->inflight = 0;

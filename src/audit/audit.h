@@ -46,9 +46,10 @@
 
 struct audit; /* opaque: the read-record queue and its flusher thread */
 
-#define AUDIT_QUEUE_MAX 8192     /* records waiting (and in flight) */
+#define AUDIT_QUEUE_MAX 65536    /* records waiting (and in flight): about
+				    2 s of reads at the bench's rate, 13 MiB */
 #define AUDIT_FLUSH_MS 100       /* a queued record waits at most this */
-#define AUDIT_FLUSH_AT 1000      /* or until this many are waiting */
+#define AUDIT_FLUSH_AT 4096      /* or until this many are waiting */
 #define AUDIT_SEARCH_PATIENTS 100 /* patients named by one search record */
 
 enum audit_kind {

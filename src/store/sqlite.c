@@ -138,7 +138,9 @@ static const char *const migrations[] = {
 	 * it is read; its id is the seq, so there is no id index), and the
 	 * BLAKE2b-256 chain hash over the previous row's hash and a canonical
 	 * encoding of the columns. audit_patient lists every patient a record
-	 * names (a search names many), for the accounting of disclosures. The
+	 * names (a search names many), for the accounting of disclosures,
+	 * keyed by the seq's chunk first so that new rows land in the last few
+	 * pages instead of one page per patient (sqlite_audit.c). The
 	 * triggers make UPDATE and DELETE fail, so no code path (ours or a
 	 * future bug) can change a record; someone with the file can still
 	 * drop them, which is what the chain is for. */
@@ -158,9 +160,10 @@ static const char *const migrations[] = {
 	"  detail TEXT,"
 	"  hash BLOB NOT NULL);"
 	"CREATE TABLE audit_patient("
+	"  chunk INTEGER NOT NULL,"
 	"  patient_id TEXT NOT NULL,"
 	"  seq INTEGER NOT NULL,"
-	"  PRIMARY KEY(patient_id, seq)) WITHOUT ROWID;"
+	"  PRIMARY KEY(chunk, patient_id, seq)) WITHOUT ROWID;"
 	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"

@@ -8,7 +8,7 @@
  * rolled-back job leaves no record and no link. The queue: records reach
  * the table after audit_flush, patients are listed newest first, and with
  * the bound reached a non-waiting queue call is CW_EBUSY and queues
- * nothing. What the rendered JSON says: codes, agent, entity, patient
+ * nothing; a patient's list crosses the patient index's chunks in order. What the rendered JSON says: codes, agent, entity, patient
  * role, parameter names only, the same from a packed record as from the
  * stored one. */
 #include <sqlite3.h>
@@ -501,6 +501,63 @@ queue_flushes_and_lists(void **state)
 	assert_int_equal(verify(f).bad_seq, 0);
 }
 
+/* A patient's records come newest first across the index's chunks of
+ * 4,096 seqs, with the keyset bound and the page size kept. */
+struct many_job {
+	struct arena *a;
+	int n;
+};
+
+static enum cw_err
+many_fn(struct store_tx *tx, void *ctx)
+{
+	struct many_job *j = ctx;
+	static const char *const both[] = {"p1", "p2"};
+	enum cw_err err;
+
+	for (int i = 1; i <= j->n; i++) {
+		struct audit_event ev = read_event("Patient", "p1");
+
+		if (i % 1000 == 0) {
+			ev.patients = both;
+			ev.npatients = 2;
+		}
+		if ((err = audit_tx_write(tx, j->a, &ev)))
+			return err;
+	}
+	return CW_OK;
+}
+
+static void
+list_crosses_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct many_job j = {f->a, 9000};
+	struct store_audit *v;
+	size_t n;
+
+	assert_int_equal(store_write(f->s, many_fn, &j), CW_OK);
+	assert_int_equal(store_audit_list(f->s, f->a, "p2", 0, 0, 100, &v, &n), CW_OK);
+	assert_int_equal(n, 9);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].seq, 9000 - 1000 * (int64_t)i);
+	assert_int_equal(store_audit_list(f->s, f->a, "p1", 4100, 0, 10, &v, &n), CW_OK);
+	assert_int_equal(n, 10);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].seq, 4099 - (int64_t)i);
+	assert_int_equal(store_audit_list(f->s, f->a, "p2", 4000, 0, 2, &v, &n), CW_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].seq, 3000);
+	assert_int_equal(v[1].seq, 2000);
+	assert_int_equal(store_audit_list(f->s, f->a, "p1", 0, 0, 9000, &v, &n), CW_OK);
+	assert_int_equal(n, 9000);
+	assert_int_equal(v[8999].seq, 1);
+	assert_int_equal(store_audit_list(f->s, f->a, "p3", 0, 0, 10, &v, &n), CW_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(verify(f).records, 9000);
+	assert_int_equal(verify(f).bad_seq, 0);
+}
+
 static void
 queue_is_bounded(void **state)
 {
@@ -536,6 +593,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(json_says_ids_and_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(stored_renders_as_packed, setup, teardown),
 		cmocka_unit_test_setup_teardown(queue_flushes_and_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(list_crosses_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(queue_is_bounded, setup, teardown),
 	};
 
