@@ -1277,9 +1277,8 @@ get_cur(struct sq_conn *c, const char *type, const char *id, struct cur *cur)
 	return err;
 }
 
-/* Steps a fully bound write statement once. */
-static enum cw_err
-step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what)
+enum cw_err
+sq_step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
 	enum cw_err err = rc == SQLITE_DONE ? CW_OK : sq_err(c, rc, what);
@@ -1307,7 +1306,7 @@ drop_index_rows(struct sq_conn *c, int64_t rid)
 		if (!st)
 			return CW_EINTERNAL;
 		sqlite3_bind_int64(st, 1, rid);
-		err = step_write(c, st, "drop index rows");
+		err = sq_step_write(c, st, "drop index rows");
 		if (err)
 			return err;
 	}
@@ -1401,7 +1400,7 @@ write_index_row(struct sq_conn *c, int64_t rid, int seq, int64_t param,
 	default:
 		break;
 	}
-	return step_write(c, st, "index row");
+	return sq_step_write(c, st, "index row");
 }
 
 static enum cw_err
@@ -1435,7 +1434,7 @@ write_index(struct sq_conn *c, struct arena *a, int64_t rid,
 			return CW_EINTERNAL;
 		sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, rid);
-		err = step_write(c, st, "compartment row");
+		err = sq_step_write(c, st, "compartment row");
 		if (err)
 			return err;
 	}
@@ -1456,7 +1455,7 @@ keep_version(struct sq_conn *c, int64_t rid, const char *type,
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, version);
-	return step_write(c, st, "keep version");
+	return sq_step_write(c, st, "keep version");
 }
 
 /* Sets id and meta in res: the stored text carries them. */
@@ -1531,7 +1530,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 3, ms);
 		sqlite3_bind_int(st, 4, 0);
 		sqlite3_bind_text(st, 5, text, (int)s->jbuf.len, SQLITE_STATIC);
-		if ((err = step_write(c, st, "update")))
+		if ((err = sq_step_write(c, st, "update")))
 			return err;
 		if (!cur->deleted && (err = drop_index_rows(c, rid)))
 			return err;
@@ -1544,7 +1543,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 4, ms);
 		sqlite3_bind_int(st, 5, 0);
 		sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
-		if ((err = step_write(c, st, "insert")))
+		if ((err = sq_step_write(c, st, "insert")))
 			return err;
 		rid = sqlite3_last_insert_rowid(c->db);
 	}
@@ -1556,7 +1555,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sqlite3_bind_int64(st, 4, ms);
 	sqlite3_bind_int(st, 5, 0);
 	sqlite3_bind_null(st, 6); /* the text is in res (keep_version) */
-	if ((err = step_write(c, st, "insert version")))
+	if ((err = sq_step_write(c, st, "insert version")))
 		return err;
 	err = write_index(c, s->scratch, rid, put->res, rt);
 	if (err)
@@ -1682,7 +1681,7 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 	sqlite3_bind_int64(st, 3, ms);
 	sqlite3_bind_int(st, 4, 1);
 	sqlite3_bind_text(st, 5, "", 0, SQLITE_STATIC);
-	if ((err = step_write(c, st, "delete")))
+	if ((err = sq_step_write(c, st, "delete")))
 		goto out_sp;
 	if (!(st = sq_fixed(c, SQ_INS_VER))) {
 		err = CW_EINTERNAL;
@@ -1694,7 +1693,7 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 	sqlite3_bind_int64(st, 4, ms);
 	sqlite3_bind_int(st, 5, 1);
 	sqlite3_bind_text(st, 6, "", 0, SQLITE_STATIC);
-	if ((err = step_write(c, st, "delete version")))
+	if ((err = sq_step_write(c, st, "delete version")))
 		goto out_sp;
 	err = drop_index_rows(c, cur.rid);
 out_sp:

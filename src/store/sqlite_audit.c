@@ -29,16 +29,6 @@
 
 #define SQL(s) s, sizeof(s) - 1
 
-static enum cw_err
-step_done(struct sq_conn *c, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	enum cw_err err = rc == SQLITE_DONE ? CW_OK : sq_err(c, rc, what);
-
-	sq_done(st);
-	return err;
-}
-
 /* The columns in encoding order; a reader selects them in this order too
  * (COLS), and row_of reads them back. */
 #define COLS "seq, at, subtype, action, status, user, role, link, remote," \
@@ -199,7 +189,7 @@ append_one(struct sq_conn *c, const struct store_audit *in, int64_t seq,
 	bind_opt(st, 12, r.patients);
 	bind_opt(st, 13, r.detail);
 	sqlite3_bind_blob(st, 14, h, STORE_AUDIT_HASH, SQLITE_STATIC);
-	if ((err = step_done(c, st, "audit append")))
+	if ((err = sq_step_write(c, st, "audit append")))
 		return err;
 	for (p = r.patients; p && *p; p += strspn(p, " ")) {
 		size_t n = strcspn(p, " ");
@@ -211,7 +201,7 @@ append_one(struct sq_conn *c, const struct store_audit *in, int64_t seq,
 		sqlite3_bind_int64(st, 1, seq >> CHUNK_BITS);
 		sqlite3_bind_text(st, 2, p, (int)n, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, seq);
-		if ((err = step_done(c, st, "audit patient")))
+		if ((err = sq_step_write(c, st, "audit patient")))
 			return err;
 		p += n;
 	}

@@ -91,21 +91,28 @@ read_event(const char *type, const char *id)
 		.what = &what, .nwhat = 1, .patients = pats, .npatients = 1};
 }
 
+/* n read records in one job; every `both`th (if set) names p1 and p2. */
 struct add_job {
 	struct arena *a;
 	int n;
 	bool fail;
+	int both;
 };
 
 static enum cw_err
 add_fn(struct store_tx *tx, void *ctx)
 {
+	static const char *const p12[] = {"p1", "p2"};
 	struct add_job *j = ctx;
 	enum cw_err err;
 
-	for (int i = 0; i < j->n; i++) {
+	for (int i = 1; i <= j->n; i++) {
 		struct audit_event ev = read_event("Observation", "o1");
 
+		if (j->both && i % j->both == 0) {
+			ev.patients = p12;
+			ev.npatients = 2;
+		}
 		if ((err = audit_tx_write(tx, j->a, &ev)))
 			return err;
 	}
@@ -115,7 +122,7 @@ add_fn(struct store_tx *tx, void *ctx)
 static void
 add(struct fx *f, int n)
 {
-	struct add_job j = {f->a, n, false};
+	struct add_job j = {f->a, n, false, 0};
 
 	assert_int_equal(store_write(f->s, add_fn, &j), CW_OK);
 }
@@ -127,6 +134,16 @@ verify(struct fx *f)
 
 	assert_int_equal(store_audit_verify(f->s, &ck), CW_OK);
 	return ck;
+}
+
+/* The chain verifies, over this many records. */
+static void
+intact(struct fx *f, int64_t records)
+{
+	struct store_audit_check ck = verify(f);
+
+	assert_int_equal(ck.records, records);
+	assert_int_equal(ck.bad_seq, 0);
 }
 
 static sqlite3 *
@@ -194,8 +211,7 @@ chain_is_blake2b_from_zeros(void **state)
 
 	add(f, 3);
 	add(f, 2);
-	assert_int_equal(verify(f).records, 5);
-	assert_int_equal(verify(f).bad_seq, 0);
+	intact(f, 5);
 	db = raw_db(f);
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, at, subtype, action,"
 					    " status, user, role, link, remote, entity,"
@@ -226,13 +242,12 @@ static void
 rollback_leaves_no_link(void **state)
 {
 	struct fx *f = *state;
-	struct add_job j = {f->a, 2, true};
+	struct add_job j = {f->a, 2, true, 0};
 
 	add(f, 1);
 	assert_int_equal(store_write(f->s, add_fn, &j), CW_ECONFLICT);
 	add(f, 1);
-	assert_int_equal(verify(f).records, 2);
-	assert_int_equal(verify(f).bad_seq, 0);
+	intact(f, 2);
 }
 
 static void
@@ -497,46 +512,20 @@ queue_flushes_and_lists(void **state)
 		usleep(10 * 1000);
 	assert_int_equal(audit_pending(au), 0);
 	audit_free(au);
-	assert_int_equal(verify(f).records, 11);
-	assert_int_equal(verify(f).bad_seq, 0);
+	intact(f, 11);
 }
 
 /* A patient's records come newest first across the index's chunks of
  * 4,096 seqs, with the keyset bound and the page size kept. */
-struct many_job {
-	struct arena *a;
-	int n;
-};
-
-static enum cw_err
-many_fn(struct store_tx *tx, void *ctx)
-{
-	struct many_job *j = ctx;
-	static const char *const both[] = {"p1", "p2"};
-	enum cw_err err;
-
-	for (int i = 1; i <= j->n; i++) {
-		struct audit_event ev = read_event("Patient", "p1");
-
-		if (i % 1000 == 0) {
-			ev.patients = both;
-			ev.npatients = 2;
-		}
-		if ((err = audit_tx_write(tx, j->a, &ev)))
-			return err;
-	}
-	return CW_OK;
-}
-
 static void
 list_crosses_chunks(void **state)
 {
 	struct fx *f = *state;
-	struct many_job j = {f->a, 9000};
+	struct add_job j = {f->a, 9000, false, 1000};
 	struct store_audit *v;
 	size_t n;
 
-	assert_int_equal(store_write(f->s, many_fn, &j), CW_OK);
+	assert_int_equal(store_write(f->s, add_fn, &j), CW_OK);
 	assert_int_equal(store_audit_list(f->s, f->a, "p2", 0, 0, 100, &v, &n), CW_OK);
 	assert_int_equal(n, 9);
 	for (size_t i = 0; i < n; i++)
@@ -554,8 +543,7 @@ list_crosses_chunks(void **state)
 	assert_int_equal(v[8999].seq, 1);
 	assert_int_equal(store_audit_list(f->s, f->a, "p3", 0, 0, 10, &v, &n), CW_OK);
 	assert_int_equal(n, 0);
-	assert_int_equal(verify(f).records, 9000);
-	assert_int_equal(verify(f).bad_seq, 0);
+	intact(f, 9000);
 }
 
 static void
