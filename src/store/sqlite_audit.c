@@ -289,24 +289,33 @@ collect(struct sq_conn *c, sqlite3_stmt *st, struct arena *a,
 
 #define TX_PATIENTS_MAX 1000
 
-enum cw_err
-store_tx_patients(struct store_tx *tx, struct arena *a, const char *type,
-		  const char *id, const char ***ids, size_t *n)
+/* Adds the compartment patients of one resource to ids: two key lookups,
+ * no JSON array (an instance read's record asks this on a poll thread). */
+static enum cw_err
+patients_of_one(struct sq_conn *c, struct arena *a, const char *type,
+		const char *id, size_t max, const char ***ids, size_t *n)
 {
 	sqlite3_stmt *st;
 
-	*ids = NULL;
-	*n = 0;
-	if (!strcmp(type, "Patient") &&
-	    !add_patient(a, ids, n, TX_PATIENTS_MAX, id, strlen(id)))
-		return CW_ENOMEM;
-	if (!(st = sq_prepare(tx->c, SQL(
+	if (!(st = sq_prepare(c, SQL(
 		"SELECT c.patient_id FROM res r JOIN compartment c ON c.rid = r.rid"
 		" WHERE r.type = ?1 AND r.id = ?2"))))
 		return CW_EINTERNAL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-	return collect(tx->c, st, a, ids, n, TX_PATIENTS_MAX);
+	return collect(c, st, a, ids, n, max);
+}
+
+enum cw_err
+store_tx_patients(struct store_tx *tx, struct arena *a, const char *type,
+		  const char *id, const char ***ids, size_t *n)
+{
+	*ids = NULL;
+	*n = 0;
+	if (!strcmp(type, "Patient") &&
+	    !add_patient(a, ids, n, TX_PATIENTS_MAX, id, strlen(id)))
+		return CW_ENOMEM;
+	return patients_of_one(tx->c, a, type, id, TX_PATIENTS_MAX, ids, n);
 }
 
 enum cw_err
@@ -324,6 +333,8 @@ store_patients_of(struct store *s, struct arena *a, const struct store_res *res,
 		return CW_OK;
 	if (!(c = sq_reader(s, NULL)))
 		return CW_EIO;
+	if (nres == 1 && strcmp(res[0].type, "Patient"))
+		return patients_of_one(c, a, res[0].type, res[0].id, max, ids, n);
 	if (!(done = arena_zalloc(a, nres * sizeof(*done))))
 		return CW_ENOMEM;
 	/* One query per type: its ids as a JSON array for json_each. */
