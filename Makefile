@@ -72,6 +72,8 @@ run: deps build/rel/careweave
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CW_TEST_DATA=tests/data $$t; done
+	@echo "== build/test/unit/store/test_store (encrypted)"
+	@CW_TEST_DATA=tests/data CW_TEST_ENCRYPTED=1 build/test/unit/store/test_store
 
 api-test: build/test/careweave node_modules
 	CAREWEAVE_BIN=$(CURDIR)/build/test/careweave node --test --test-concurrency=1 tests/api/

@@ -64,11 +64,17 @@ access_role_link_type(enum access_role role)
 
 /* ---- the service -------------------------------------------------------- */
 
-/* One remembered session activity: when the session was last used, so
- * idle expiry needs no write per request. */
+/* One remembered session: when it was last used, so idle expiry needs no
+ * write per request, and what its row said when last read, so most
+ * requests need no lookup (ACCESS_SESSION_RECHECK_MS). */
 struct act_slot {
 	unsigned char sid[STORE_SESSION_HASH];
-	int64_t seen; /* 0: free */
+	int64_t seen;    /* 0: free */
+	int64_t checked; /* access clock when the row was read; 0: not held */
+	int64_t expires, last_seen_disk;
+	enum access_role role;
+	char username[ACCESS_USERNAME_MAX + 1];
+	char link[ACCESS_LINK_MAX + 1];
 };
 
 struct access {
@@ -378,6 +384,23 @@ access_user_add(struct store *s, struct arena *a, const char *username,
 	return CW_OK;
 }
 
+/* A server holds each session's row for up to ACCESS_SESSION_RECHECK_MS
+ * (act_cached). Waiting that long after committing a revocation means
+ * that when the command returns, no running server still serves the
+ * revoked sessions. */
+static void
+revocation_settle(void)
+{
+	struct timespec ts = {0, (ACCESS_SESSION_RECHECK_MS + 20) * 1000000L};
+
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 enum cw_err
 access_user_reset_password(struct store *s, const char *username,
 			   const char *pw, size_t n, struct diag *d)
@@ -397,6 +420,7 @@ access_user_reset_password(struct store *s, const char *username,
 		return diag_err(d, err, "not-found", NULL, "No user %s", name);
 	if (err)
 		return diag_err(d, err, "exception", NULL, "Cannot store the password");
+	revocation_settle();
 	return CW_OK;
 }
 
@@ -413,6 +437,7 @@ access_user_disable(struct store *s, const char *username, struct diag *d)
 		return diag_err(d, err, "not-found", NULL, "No user %s", name);
 	if (err)
 		return diag_err(d, err, "exception", NULL, "Cannot store the change");
+	revocation_settle();
 	return CW_OK;
 }
 
@@ -495,6 +520,16 @@ access_rl_take(struct access_rl *rl, const char *addr, int64_t now,
 
 /* ---- session activity in memory ----------------------------------------- */
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
 static struct act_slot *
 act_find(struct access *ac, const unsigned char *sid, bool add)
 {
@@ -543,6 +578,56 @@ act_set(struct access *ac, const unsigned char *sid, int64_t now)
 	pthread_mutex_unlock(&ac->mu);
 }
 
+/* The session row as last read, if read less than
+ * ACCESS_SESSION_RECHECK_MS ago (monotonic: the test clock moves only the
+ * session times) and still active then; strings into a. */
+static bool
+act_cached(struct access *ac, struct arena *a, const unsigned char *sid,
+	   int64_t mono, struct store_session *ss, enum access_role *role)
+{
+	struct act_slot *sl;
+	bool hit = false;
+
+	pthread_mutex_lock(&ac->mu);
+	sl = act_find(ac, sid, false);
+	if (sl && sl->checked && mono - sl->checked < ACCESS_SESSION_RECHECK_MS) {
+		memset(ss, 0, sizeof(*ss));
+		ss->expires = sl->expires;
+		ss->last_seen = sl->last_seen_disk;
+		ss->user.username = arena_strdup(a, sl->username);
+		ss->user.link = sl->link[0] ? arena_strdup(a, sl->link) : NULL;
+		*role = sl->role;
+		hit = ss->user.username && (!sl->link[0] || ss->user.link);
+	}
+	pthread_mutex_unlock(&ac->mu);
+	return hit;
+}
+
+/* Remembers an active session's row (see act_cached). A username or link
+ * too long for the slot is simply not held. */
+static void
+act_hold(struct access *ac, const unsigned char *sid, int64_t now,
+	 int64_t mono, const struct store_session *ss, enum access_role role)
+{
+	const char *link = ss->user.link ? ss->user.link : "";
+	size_t nu = strlen(ss->user.username), nl = strlen(link);
+	struct act_slot *sl;
+
+	if (nu > ACCESS_USERNAME_MAX || nl > ACCESS_LINK_MAX)
+		return;
+	pthread_mutex_lock(&ac->mu);
+	sl = act_find(ac, sid, true);
+	if (now > sl->seen)
+		sl->seen = now;
+	sl->checked = mono;
+	sl->expires = ss->expires;
+	sl->last_seen_disk = ss->last_seen;
+	sl->role = role;
+	memcpy(sl->username, ss->user.username, nu + 1);
+	memcpy(sl->link, link, nl + 1);
+	pthread_mutex_unlock(&ac->mu);
+}
+
 static void
 act_forget(struct access *ac, const unsigned char *sid)
 {
@@ -577,15 +662,6 @@ verify_bounded(struct access *ac, const char *hash, const char *pw, size_t n)
 	return ok;
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps until t0 + ACCESS_FAIL_FLOOR_MS (monotonic), so a failure's
  * answer time says nothing about which check failed. */
 static void
@@ -612,18 +688,14 @@ login_failed(struct diag *d, int64_t t0)
 }
 
 static void
-who_of(struct arena *a, const struct store_user *u, int64_t expires,
+who_of(const struct store_user *u, enum access_role role, int64_t expires,
        int64_t absolute, struct access_who *who)
 {
-	enum access_role role = ACCESS_ROLE_COUNT;
-
-	access_role_parse(u->role, &role);
 	who->username = u->username;
 	who->role = role;
 	who->link = u->link;
 	who->expires = expires < absolute ? expires : absolute;
 	who->absolute = absolute;
-	(void)a;
 }
 
 enum cw_err
@@ -637,7 +709,7 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	struct store_session ss = {0};
 	struct store_user u;
 	struct diag quiet;
-	enum access_role role;
+	enum access_role role = ACCESS_ROLE_COUNT;
 	enum cw_err err;
 	bool known, ok, allowed;
 
@@ -665,7 +737,7 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 		return login_failed(d, t0);
 	/* A known user's failure names them in the audit record (out->who,
 	 * never sent to the client); an unknown name is not kept at all. */
-	who_of(a, &u, now, now, &out->who);
+	who_of(&u, role, now, now, &out->who);
 	if (u.disabled) {
 		log_info("access: sign-in refused: uid %lld is disabled",
 			 (long long)u.uid);
@@ -712,7 +784,7 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	if (err)
 		goto out_wipe;
 	act_set(ac, ss.hash, now);
-	who_of(a, &u, now + ac->idle_ms, ss.expires, &out->who);
+	who_of(&u, role, now + ac->idle_ms, ss.expires, &out->who);
 	memcpy(out->who.sid, ss.hash, sizeof(ss.hash));
 	log_info("access: uid %lld signed in", (long long)u.uid);
 	return CW_OK;
@@ -732,8 +804,10 @@ access_authenticate(struct access *ac, struct arena *a,
 	unsigned char sid[STORE_SESSION_HASH];
 	char csrf[ACCESS_TOKEN_HEX + 1];
 	struct store_session ss;
-	int64_t now, seen;
+	enum access_role role;
+	int64_t now, mono, seen;
 	enum cw_err err;
+	bool cached;
 
 	memset(who, 0, sizeof(*who));
 	if (!cred->token || !*cred->token)
@@ -743,14 +817,21 @@ access_authenticate(struct access *ac, struct arena *a,
 	if (!access_token_hash(cred->token, sid))
 		return diag_err(d, CW_EUNAUTH, "login", NULL,
 				"The session token is not valid");
-	err = store_session_get(ac->store, a, sid, &ss);
-	if (err == CW_ENOTFOUND)
-		return diag_err(d, CW_EUNAUTH, "login", NULL,
-				"The session token is not valid");
-	if (err)
-		return diag_err(d, err, "exception", NULL,
-				"Cannot look up the session");
+	/* Both clocks before the lookup: its snapshot is no older. */
 	now = access_now(ac);
+	mono = mono_ms();
+	cached = act_cached(ac, a, sid, mono, &ss, &role);
+	if (!cached) {
+		err = store_session_get(ac->store, a, sid, &ss);
+		if (err == CW_ENOTFOUND)
+			return diag_err(d, CW_EUNAUTH, "login", NULL,
+					"The session token is not valid");
+		if (err)
+			return diag_err(d, err, "exception", NULL,
+					"Cannot look up the session");
+		role = ACCESS_ROLE_COUNT;
+		access_role_parse(ss.user.role, &role);
+	}
 	if (ss.revoked)
 		return diag_err(d, CW_EUNAUTH, "login", NULL,
 				"The session has ended (signed out); sign in again");
@@ -783,11 +864,18 @@ access_authenticate(struct access *ac, struct arena *a,
 					"carry the X-CSRF-Token header, equal to the "
 					"cw_csrf cookie");
 	}
-	act_set(ac, sid, now);
-	if (cred->may_block && now - ss.last_seen >= ACCESS_TOUCH_MS &&
-	    store_session_touch(ac->store, sid, now))
-		log_warn("access: cannot record session activity");
-	who_of(a, &ss.user, now + ac->idle_ms, ss.expires, who);
+	if (cred->may_block && now - ss.last_seen >= ACCESS_TOUCH_MS) {
+		if (store_session_touch(ac->store, sid, now))
+			log_warn("access: cannot record session activity");
+		else
+			ss.last_seen = now;
+		cached = false; /* hold the new last_seen */
+	}
+	if (cached)
+		act_set(ac, sid, now);
+	else
+		act_hold(ac, sid, now, mono, &ss, role);
+	who_of(&ss.user, role, now + ac->idle_ms, ss.expires, who);
 	memcpy(who->sid, sid, sizeof(sid));
 	return CW_OK;
 }

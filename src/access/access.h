@@ -33,8 +33,9 @@
  *   idle sessions         end after ACCESS_IDLE_DEFAULT_S (900 s) without a
  *                         request (`careweave serve --session-idle`)
  *   any session           ends ACCESS_ABSOLUTE_S (12 h) after sign-in
- *   activity memory       ACCESS_ACT_SLOTS sessions' last request time kept
- *                         in memory; see README.md for what is on disk
+ *   session memory        ACCESS_ACT_SLOTS sessions' last request time and
+ *                         row kept in memory, the row read again after
+ *                         ACCESS_SESSION_RECHECK_MS (1 s); see README.md
  *
  * Thread safety: a struct access may be used from every HTTP thread at
  * once; its tables are guarded by one mutex held for a few comparisons. */
@@ -79,6 +80,13 @@ enum access_role {
 #define ACCESS_IDLE_DEFAULT_S 900
 #define ACCESS_ABSOLUTE_S (12 * 3600)
 #define ACCESS_ACT_SLOTS 4096
+/* A session's row is read again at most this long after the last read.
+ * Sign-out in this server ends a session at once; `user disable` and
+ * `reset-password` (the CLI, another process) wait this long after their
+ * commit, so when they return no server serves the old sessions. */
+#define ACCESS_SESSION_RECHECK_MS 1000
+/* The longest link a session slot holds ("Practitioner/" + a 64-char id). */
+#define ACCESS_LINK_MAX 96
 /* last_seen is written to the database at most this often per session. */
 #define ACCESS_TOUCH_MS (60 * 1000)
 /* A demo password: 4 groups of 5 base32 characters and dashes (100 bits). */
@@ -162,7 +170,8 @@ enum cw_err access_user_add(struct store *s, struct arena *a,
 enum cw_err access_user_reset_password(struct store *s, const char *username,
 				       const char *pw, size_t n,
 				       struct diag *d);
-/* Disables a user and signs them out everywhere. */
+/* Disables a user and signs them out everywhere. Like reset-password,
+ * returns ACCESS_SESSION_RECHECK_MS after the commit (see there). */
 enum cw_err access_user_disable(struct store *s, const char *username,
 				struct diag *d);
 

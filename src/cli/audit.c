@@ -28,16 +28,18 @@ audit_usage(FILE *f)
 		"        the interaction and its outcome, newest first\n\n"
 		"options:\n"
 		"  --db PATH       database file (default %s)\n"
+		"  --key-file FILE the database's key file\n"
+		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --patient ID    the Patient id (report)\n"
 		"  --since DATE    only records from then on: YYYY-MM-DD or an instant\n"
 		"  -h, --help      this text\n", CLI_DEFAULT_DB);
 }
 
 static int
-do_verify(const char *db)
+do_verify(const char *db, const char *key_file)
 {
 	struct store_audit_check ck;
-	struct store *s = cli_open_store("audit", db, true);
+	struct store *s = cli_open_store("audit", db, true, key_file);
 	int rc = CLI_OK;
 
 	if (!s)
@@ -95,7 +97,8 @@ report_row(const struct store_audit *r)
 }
 
 static int
-do_report(const char *db, const char *patient, int64_t since)
+do_report(const char *db, const char *key_file, const char *patient,
+	  int64_t since)
 {
 	struct store *s;
 	struct arena *a;
@@ -104,7 +107,7 @@ do_report(const char *db, const char *patient, int64_t since)
 	int64_t before = 0;
 	int rc = CLI_OK;
 
-	if (!(s = cli_open_store("audit", db, true)))
+	if (!(s = cli_open_store("audit", db, true, key_file)))
 		return CLI_EIO;
 	if (!(a = arena_new(0))) {
 		store_close(s);
@@ -142,10 +145,12 @@ cli_audit(int argc, char **argv)
 		{"db", required_argument, NULL, 'd'},
 		{"patient", required_argument, NULL, 'p'},
 		{"since", required_argument, NULL, 's'},
+		CLI_KEY_FILE_OPTION,
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *db = CLI_DEFAULT_DB, *patient = NULL, *since_s = NULL, *sub;
+	const char *key_file = NULL;
 	struct time_range tr;
 	int c;
 
@@ -173,6 +178,9 @@ cli_audit(int argc, char **argv)
 		case 's':
 			since_s = optarg;
 			break;
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'h':
 			audit_usage(stdout);
 			return CLI_OK;
@@ -187,10 +195,10 @@ cli_audit(int argc, char **argv)
 	}
 	if (!strcmp(sub, "verify")) {
 		if (patient || since_s) {
-			cli_err("audit", "verify takes only --db");
+			cli_err("audit", "verify takes only --db and --key-file");
 			return CLI_EUSAGE;
 		}
-		return do_verify(db);
+		return do_verify(db, key_file);
 	}
 	if (!patient || !id_is_valid(patient, strlen(patient))) {
 		cli_err("audit", "report needs --patient ID (a FHIR id)");
@@ -201,5 +209,5 @@ cli_audit(int argc, char **argv)
 			since_s);
 		return CLI_EUSAGE;
 	}
-	return do_report(db, patient, since_s ? tr.lo : 0);
+	return do_report(db, key_file, patient, since_s ? tr.lo : 0);
 }

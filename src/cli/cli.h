@@ -29,6 +29,8 @@ int cli_demo(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_key(int argc, char **argv);
+int cli_backup(int argc, char **argv);
 
 struct store;
 struct api;
@@ -46,9 +48,24 @@ bool cli_parse_num(const char *s, unsigned long long min,
  * max bytes (EFBIG). */
 char *cli_read_file(const char *path, size_t max, size_t *len, int *err);
 
-/* Opens the store at path, creating its folder when writable. On failure
- * prints why (naming the command and the path) and returns NULL. */
-struct store *cli_open_store(const char *cmd, const char *path, bool readonly);
+/* Every command that opens the database takes --key-file FILE; without
+ * it, the file named by $CAREWEAVE_KEY_FILE, if set. */
+#define CLI_OPT_KEY_FILE 0x4b46
+#define CLI_KEY_FILE_OPTION {"key-file", required_argument, NULL, CLI_OPT_KEY_FILE}
+#define CLI_KEY_ENV "CAREWEAVE_KEY_FILE"
+
+/* The key in the key file at path (--key-file; NULL: $CAREWEAVE_KEY_FILE;
+ * neither: *key is NULL and the database is not encrypted). A key file
+ * is 64 hex digits and a newline, readable by its owner only. *key is
+ * sodium_malloc'd (release with sodium_free, which wipes it). False,
+ * having said why, when the file cannot be used. */
+bool cli_load_key(const char *cmd, const char *path, unsigned char **key);
+
+/* Opens the store at path, creating its folder when writable, with the
+ * key of cli_load_key(key_file). On failure prints why (naming the
+ * command and the path) and returns NULL. */
+struct store *cli_open_store(const char *cmd, const char *path, bool readonly,
+			     const char *key_file);
 
 /* Adds the demo's users (one per role of the demo care teams, user.c) with
  * random passwords printed once to stdout; users already there are left

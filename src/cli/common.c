@@ -1,15 +1,19 @@
 /* cli/common.c: what several commands share: error lines, number options,
- * opening the store.
+ * the key file, opening the store.
  *
  * Messages name the command and the file or option at fault and never
  * print resource contents: the store's diagnostics are client-safe text
  * about the database, not about patients. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "cli/cli.h"
 #include "store/store.h"
@@ -84,17 +88,97 @@ ensure_parent(const char *cmd, const char *path)
 		cli_err(cmd, "cannot create folder %s: %s", dir, strerror(errno));
 }
 
+/* A key file: 64 hex digits, an optional newline, nothing else. */
+#define KEY_HEX (2 * STORE_KEY_BYTES)
+
+bool
+cli_load_key(const char *cmd, const char *path, unsigned char **key)
+{
+	char *hex = NULL;
+	struct stat st;
+	size_t n = 0, bin = 0;
+	ssize_t r;
+	bool ok = false;
+	int fd;
+
+	*key = NULL;
+	if (!path && !(path = getenv(CLI_KEY_ENV)))
+		return true;
+	if (sodium_init() < 0) {
+		cli_err(cmd, "libsodium cannot start");
+		return false;
+	}
+	if (!*path) {
+		cli_err(cmd, "the key file name is empty");
+		return false;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		cli_err(cmd, "cannot read the key file %s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cli_err(cmd, "the key file %s is not a regular file", path);
+		goto out_close;
+	}
+	if (st.st_mode & 077) {
+		cli_err(cmd, "the key file %s may be read by others (mode %04o): "
+			"run 'chmod 600 %s'", path, (unsigned)(st.st_mode & 07777), path);
+		goto out_close;
+	}
+	hex = sodium_malloc(KEY_HEX + 2);
+	*key = sodium_malloc(STORE_KEY_BYTES);
+	if (!hex || !*key) {
+		cli_err(cmd, "out of memory");
+		goto out_close;
+	}
+	while (n < KEY_HEX + 2 && (r = read(fd, hex + n, KEY_HEX + 2 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			cli_err(cmd, "cannot read the key file %s: %s", path,
+				strerror(errno));
+			goto out_close;
+		}
+		n += (size_t)r;
+	}
+	if (n == KEY_HEX + 1 && hex[KEY_HEX] == '\n')
+		n--;
+	if (n != KEY_HEX ||
+	    sodium_hex2bin(*key, STORE_KEY_BYTES, hex, KEY_HEX, NULL, &bin, NULL) != 0 ||
+	    bin != STORE_KEY_BYTES) {
+		cli_err(cmd, "the key file %s is not 64 hex digits and a newline "
+			"(make one with 'careweave key new FILE')", path);
+		goto out_close;
+	}
+	ok = true;
+out_close:
+	if (fd >= 0)
+		close(fd);
+	sodium_free(hex);
+	if (!ok) {
+		sodium_free(*key);
+		*key = NULL;
+	}
+	return ok;
+}
+
 struct store *
-cli_open_store(const char *cmd, const char *path, bool readonly)
+cli_open_store(const char *cmd, const char *path, bool readonly,
+	       const char *key_file)
 {
 	struct store_options so = {.readonly = readonly};
-	struct arena *a = arena_new(0);
-	struct store *s;
+	unsigned char *key;
+	struct arena *a;
+	struct store *s = NULL;
 	struct diag d;
 
-	if (!a) {
-		cli_err(cmd, "out of memory");
+	if (!cli_load_key(cmd, key_file, &key))
 		return NULL;
+	so.key = key;
+	if (!(a = arena_new(0))) {
+		cli_err(cmd, "out of memory");
+		goto out_key;
 	}
 	diag_init(&d, a);
 	if (readonly) {
@@ -103,8 +187,7 @@ cli_open_store(const char *cmd, const char *path, bool readonly)
 		if (stat(path, &st) != 0) {
 			cli_err(cmd, "cannot open database %s: %s", path,
 				strerror(errno));
-			arena_free(a);
-			return NULL;
+			goto out_arena;
 		}
 	} else {
 		ensure_parent(cmd, path);
@@ -116,7 +199,10 @@ cli_open_store(const char *cmd, const char *path, bool readonly)
 		if (d.log[0])
 			log_error("store_open: %s", d.log);
 	}
+out_arena:
 	arena_free(a);
+out_key:
+	sodium_free(key); /* the store keeps its own copy */
 	return s;
 }
 

@@ -114,6 +114,8 @@ export_usage(FILE *f)
 		"Writes the patient's $everything as one searchset Bundle (all pages)\n"
 		"to FILE or standard output.\n\n"
 		"  --patient ID   the Patient's id\n"
+		"  --key-file FILE the database's key file\n"
+		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH      database file (default %s)\n"
 		"  --out FILE     output file (default standard output)\n"
 		"\nExit status: 0 ok, 1 unknown patient, 2 usage, 3 I/O or database error.\n",
@@ -126,13 +128,14 @@ cli_export(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"patient", required_argument, NULL, 'p'},
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"out", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	/* An operator door: runs with the database file's permissions. */
 	struct api_options ao = {.base_url = EXPORT_BASE_URL, .local = true};
-	const char *db = CLI_DEFAULT_DB, *patient = NULL, *outpath = NULL;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *patient = NULL, *outpath = NULL;
 	json_t *merged = NULL, *entries = NULL;
 	char *text = NULL;
 	size_t tlen = 0;
@@ -148,6 +151,9 @@ cli_export(int argc, char **argv)
 		switch (c) {
 		case 'p':
 			patient = optarg;
+			break;
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
 			break;
 		case 'd':
 			db = optarg;
@@ -181,7 +187,7 @@ cli_export(int argc, char **argv)
 	/* Writable, for the audit record of each page (an export is an
 	 * access like any other); a missing file is still opened read-only
 	 * so that it fails without being created. */
-	s = cli_open_store("export", db, access(db, F_OK) != 0);
+	s = cli_open_store("export", db, access(db, F_OK) != 0, key_file);
 	if (!s)
 		return CLI_EIO;
 	a = arena_new(0);
@@ -282,6 +288,8 @@ check_usage(FILE *f)
 	fprintf(f,
 		"usage: careweave check [--db PATH]\n\n"
 		"Runs the database's integrity check and prints ok or the problem.\n\n"
+		"  --key-file FILE the database's key file\n"
+		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH   database file (default %s)\n"
 		"\nExit status: 0 ok, 1 the check found problems, 2 usage, 3 cannot open.\n",
 		CLI_DEFAULT_DB);
@@ -292,10 +300,11 @@ cli_check(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = CLI_DEFAULT_DB;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB;
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -305,6 +314,9 @@ cli_check(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd':
 			db = optarg;
 			break;
@@ -320,7 +332,7 @@ cli_check(int argc, char **argv)
 		cli_err("check", "unexpected argument '%s'", argv[optind]);
 		return CLI_EUSAGE;
 	}
-	s = cli_open_store("check", db, true);
+	s = cli_open_store("check", db, true, key_file);
 	if (!s)
 		return CLI_EIO;
 	a = arena_new(0);

@@ -1138,6 +1138,8 @@ import_usage(FILE *f)
 		"Patient, RelatedPerson, Device, Medication, Encounter, then the rest).\n"
 		"Conditional references that match nothing are kept as logical references\n"
 		"and reported.\n\n"
+		"  --key-file FILE the database's key file\n"
+		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH      database file (default %s)\n"
 		"  --progress     progress on stderr even when it is not a terminal\n"
 		"  --quiet        no per-type counts\n\n"
@@ -1151,19 +1153,23 @@ cli_import(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"progress", no_argument, NULL, 'p'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cli_import_opt opt = {.progress = isatty(STDERR_FILENO)};
-	const char *db = CLI_DEFAULT_DB;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB;
 	struct store *s;
 	int c, rc;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd':
 			db = optarg;
 			break;
@@ -1186,7 +1192,7 @@ cli_import(int argc, char **argv)
 		import_usage(stderr);
 		return CLI_EUSAGE;
 	}
-	s = cli_open_store("import", db, false);
+	s = cli_open_store("import", db, false, key_file);
 	if (!s)
 		return CLI_EIO;
 	rc = cli_import_paths("import", s, argv + optind, (size_t)(argc - optind), &opt);
@@ -1236,6 +1242,8 @@ demo_usage(FILE *f)
 		"coordinator, anita the physician, denise, priya, luis, tom, walter the\n"
 		"patient and ellen his daughter) with random passwords, printed this\n"
 		"once; users that exist are left as they are.\n\n"
+		"  --key-file FILE the database's key file\n"
+		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH   database file (default %s)\n"
 		"  --dir DIR   folder of demo Bundles\n",
 		CLI_DEFAULT_DB);
@@ -1246,13 +1254,14 @@ cli_demo(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"dir", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cli_import_opt opt = {.keep_order = true,
 				     .progress = isatty(STDERR_FILENO)};
-	const char *db = CLI_DEFAULT_DB, *dir = NULL;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *dir = NULL;
 	char found[4200];
 	char *paths[1];
 	struct store *s;
@@ -1261,6 +1270,9 @@ cli_demo(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd':
 			db = optarg;
 			break;
@@ -1287,7 +1299,7 @@ cli_demo(int argc, char **argv)
 		}
 		dir = found;
 	}
-	s = cli_open_store("demo", db, false);
+	s = cli_open_store("demo", db, false, key_file);
 	if (!s)
 		return CLI_EIO;
 	paths[0] = (char *)dir;

@@ -25,6 +25,8 @@ static const struct cmd commands[] = {
 	{"demo", cli_demo, "load the demo data (data/demo/*.json) and its users"},
 	{"user", cli_user, "add, list, disable users; reset a password"},
 	{"check", cli_check, "check the database's integrity"},
+	{"backup", cli_backup, "copy the database, online, to a file"},
+	{"key", cli_key, "make a key for an encrypted database (key new FILE)"},
 	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
 };
 
@@ -39,7 +41,8 @@ usage(FILE *f)
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'careweave <command> --help' describes a command's options.\n"
-		   "Environment: CAREWEAVE_LOG=debug|info|warn|error (default info).\n");
+		   "Environment: CAREWEAVE_LOG=debug|info|warn|error (default info);\n"
+		   "CAREWEAVE_KEY_FILE=FILE: the database's key, as --key-file FILE.\n");
 }
 
 static void

@@ -77,6 +77,8 @@ serve_usage(FILE *f)
 		"                       [--session-idle SECONDS]\n"
 		"                       [--tls-cert FILE --tls-key FILE]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
+		"  --key-file FILE    the database's key file\n"
+		"                     (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH          database file (default %s)\n"
 		"  --port N           TCP port, 0 picks a free one (default 8080)\n"
 		"  --bind ADDR        IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
@@ -110,6 +112,7 @@ cli_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"port", required_argument, NULL, 'p'},
 		{"bind", required_argument, NULL, 'b'},
 		{"threads", required_argument, NULL, 't'},
@@ -124,7 +127,7 @@ cli_serve(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = CLI_DEFAULT_DB, *base_url = NULL;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *base_url = NULL;
 	const char *cert_path = NULL, *key_path = NULL;
 	char *cert = NULL, *key = NULL;
 	struct http_options ho = {.bind = "127.0.0.1", .port = 8080,
@@ -147,6 +150,9 @@ cli_serve(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd':
 			db = optarg;
 			break;
@@ -258,7 +264,7 @@ cli_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	s = cli_open_store("serve", db, false);
+	s = cli_open_store("serve", db, false, key_file);
 	if (!s) {
 		rc = CLI_EIO;
 		goto out_tls;
@@ -270,6 +276,12 @@ cli_serve(int argc, char **argv)
 		goto out_tls;
 	}
 	diag_init(&d, a);
+	if (store_is_encrypted(s))
+		log_info("the database %s is encrypted at rest", db);
+	else
+		log_warn("the data in %s is stored unencrypted: anyone who can read "
+			 "the file (or a backup of it) can read the records; "
+			 "see --key-file", db);
 	{
 		struct store_user *users;
 		size_t nusers = 0;

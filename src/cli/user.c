@@ -156,6 +156,8 @@ add_usage(FILE *f)
 		"                     (an EHR interface) that reads and writes every\n"
 		"                     patient's record; never give it to a person\n"
 		"  --password-stdin   read the password from standard input\n"
+		"  --key-file FILE    the database's key file\n"
+		"                     (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH          database file (default %s)\n",
 		ACCESS_PASSWORD_MIN, CLI_DEFAULT_DB);
 }
@@ -165,6 +167,7 @@ user_add(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"username", required_argument, NULL, 'u'},
 		{"role", required_argument, NULL, 'r'},
 		{"link", required_argument, NULL, 'l'},
@@ -174,7 +177,7 @@ user_add(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = CLI_DEFAULT_DB, *username = NULL, *role_s = NULL,
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *username = NULL, *role_s = NULL,
 		   *link = NULL;
 	enum access_role role;
 	char pw[PW_BUF];
@@ -189,6 +192,9 @@ user_add(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd': db = optarg; break;
 		case 'u': username = optarg; break;
 		case 'r': role_s = optarg; break;
@@ -231,7 +237,7 @@ user_add(int argc, char **argv)
 	}
 	if ((rc = get_password("user add", from_stdin, pw, &n)))
 		goto out_wipe;
-	s = cli_open_store("user add", db, false);
+	s = cli_open_store("user add", db, false, key_file);
 	if (!s) {
 		rc = CLI_EIO;
 		goto out_wipe;
@@ -267,6 +273,8 @@ list_usage(FILE *f)
 	fprintf(f, "usage: careweave user list [--db PATH]\n\n"
 		   "Lists the users: username, role, link and state (active, disabled,\n"
 		   "or locked until a time after failed sign-ins). Never a hash.\n\n"
+		   "  --key-file FILE the database's key file\n"
+		   "                  (default $CAREWEAVE_KEY_FILE)\n"
 		   "  --db PATH   database file (default %s)\n", CLI_DEFAULT_DB);
 }
 
@@ -275,10 +283,11 @@ user_list(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = CLI_DEFAULT_DB;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB;
 	struct store_user *u;
 	struct store *s;
 	struct arena *a;
@@ -290,6 +299,9 @@ user_list(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd': db = optarg; break;
 		case 'h': list_usage(stdout); return CLI_OK;
 		default: list_usage(stderr); return CLI_EUSAGE;
@@ -299,7 +311,7 @@ user_list(int argc, char **argv)
 		cli_err("user list", "unexpected argument '%s'", argv[optind]);
 		return CLI_EUSAGE;
 	}
-	s = cli_open_store("user list", db, true);
+	s = cli_open_store("user list", db, true, key_file);
 	if (!s)
 		return CLI_EIO;
 	a = arena_new(0);
@@ -335,6 +347,8 @@ disable_usage(FILE *f)
 		   "Disables a user: they can no longer sign in, and their sessions end\n"
 		   "at once.\n\n"
 		   "  --username NAME   the user\n"
+		   "  --key-file FILE   the database's key file\n"
+		   "                    (default $CAREWEAVE_KEY_FILE)\n"
 		   "  --db PATH         database file (default %s)\n", CLI_DEFAULT_DB);
 }
 
@@ -347,6 +361,8 @@ reset_usage(FILE *f)
 		   "failed sign-ins and ends every session of the user.\n\n"
 		   "  --username NAME    the user\n"
 		   "  --password-stdin   read the password from standard input\n"
+		   "  --key-file FILE    the database's key file\n"
+		   "                     (default $CAREWEAVE_KEY_FILE)\n"
 		   "  --db PATH          database file (default %s)\n", CLI_DEFAULT_DB);
 }
 
@@ -356,13 +372,14 @@ user_change(int argc, char **argv, bool reset)
 {
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, 'd'},
+		CLI_KEY_FILE_OPTION,
 		{"username", required_argument, NULL, 'u'},
 		{"password-stdin", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *cmd = reset ? "user reset-password" : "user disable";
-	const char *db = CLI_DEFAULT_DB, *username = NULL;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *username = NULL;
 	void (*usage)(FILE *) = reset ? reset_usage : disable_usage;
 	char pw[PW_BUF];
 	bool from_stdin = false;
@@ -376,6 +393,9 @@ user_change(int argc, char **argv, bool reset)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case CLI_OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'd': db = optarg; break;
 		case 'u': username = optarg; break;
 		case 'P':
@@ -399,7 +419,7 @@ user_change(int argc, char **argv, bool reset)
 	}
 	if (reset && (rc = get_password(cmd, from_stdin, pw, &n)))
 		goto out_wipe;
-	s = cli_open_store(cmd, db, false);
+	s = cli_open_store(cmd, db, false, key_file);
 	if (!s) {
 		rc = CLI_EIO;
 		goto out_wipe;

@@ -10,10 +10,12 @@
  * store_tx_* writes with their index rows. Search, history and $everything live in
  * sqlite_search.c. The invariants are written down in store/README.md. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 
@@ -419,6 +421,36 @@ exec_sql(sqlite3 *db, const char *sql)
 
 enum conn_kind { CONN_READER, CONN_WRITER, CONN_CKPT };
 
+/* Asks for n reserved bytes at the end of every page of a database not
+ * yet written; n < 0 only asks (SQLITE_FCNTL_RESERVE_BYTES). */
+static int
+set_reserve(sqlite3 *db, int n)
+{
+	return sqlite3_file_control(db, "main", SQLITE_FCNTL_RESERVE_BYTES, &n);
+}
+
+/* An encrypted database must have the page layout sqlite_crypt.c seals:
+ * 4096-byte pages, 40 of them reserved. Asked of a connection that never
+ * set a reserve of its own (SQLite answers the larger of the two). */
+static enum cw_err
+check_layout(struct sq_conn *c, struct diag *d)
+{
+	sqlite3_stmt *st;
+	int reserve = -1, page = 0, rc;
+
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA page_size", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		page = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_file_control(c->db, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve);
+	if (page == SQ_CRYPT_PAGE && reserve == SQ_CRYPT_RESERVE)
+		return CW_OK;
+	log_error("store: encrypted database has pages of %d bytes with %d reserved",
+		  page, reserve);
+	return diag_err(d, CW_EIO, "exception", NULL,
+			"the encrypted database does not have the expected page layout");
+}
+
 /* Opens one connection. The writer creates the file and runs in WAL with
  * synchronous=FULL and a page cache large enough to hold the hot part of
  * every index (a bundle of 1,000 resources dirties ~3,500 pages and reads
@@ -432,6 +464,7 @@ conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 	struct sq_conn *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 	bool writer = kind == CONN_WRITER;
+	const char *vfs;
 	int rc;
 
 	if (!c) {
@@ -441,15 +474,16 @@ conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 	}
 	if (writer)
 		flags |= SQLITE_OPEN_CREATE;
-	rc = sqlite3_open_v2(s->path, &c->db, flags,
-			     writer ? sq_vfs_name() : NULL);
+	vfs = s->crypt ? sq_crypt_vfs(s->crypt, writer)
+		       : writer ? sq_vfs_name() : NULL;
+	rc = sqlite3_open_v2(s->path, &c->db, flags, vfs);
 	if (rc != SQLITE_OK && kind == CONN_READER) {
 		/* A read-only file: readers can live with that. */
 		sqlite3_close_v2(c->db);
 		c->db = NULL;
 		rc = sqlite3_open_v2(s->path, &c->db,
 				     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-				     NULL);
+				     vfs);
 	}
 	if (rc != SQLITE_OK)
 		goto out_fail;
@@ -457,7 +491,13 @@ conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 	sqlite3_busy_timeout(c->db, (int)s->opt.busy_timeout_ms);
 	switch (kind) {
 	case CONN_WRITER:
-		rc = exec_sql(c->db, "PRAGMA journal_mode=WAL");
+		/* An encrypted database: 4096-byte pages with room for the
+		 * nonce and tag, fixed before its first write (no-ops on one
+		 * that exists; check_layout checks). */
+		if (s->crypt && (rc = exec_sql(c->db, "PRAGMA page_size=4096")) == SQLITE_OK)
+			rc = set_reserve(c->db, SQ_CRYPT_RESERVE);
+		if (rc == SQLITE_OK)
+			rc = exec_sql(c->db, "PRAGMA journal_mode=WAL");
 		if (rc == SQLITE_OK)
 			rc = exec_sql(c->db, "PRAGMA synchronous=FULL;"
 					     "PRAGMA foreign_keys=OFF;"
@@ -473,7 +513,8 @@ conn_open(struct store *s, enum conn_kind kind, struct diag *d)
 		break;
 	case CONN_CKPT:
 		sqlite3_busy_timeout(c->db, 0);
-		rc = exec_sql(c->db, "PRAGMA synchronous=FULL");
+		rc = exec_sql(c->db, "PRAGMA synchronous=FULL;"
+				     "PRAGMA temp_store=MEMORY");
 		break;
 	}
 	if (rc != SQLITE_OK)
@@ -953,6 +994,7 @@ store_free(struct store *s)
 	if (s->scratch)
 		arena_free(s->scratch);
 	sbuf_release(&s->jbuf);
+	sq_crypt_free(s->crypt); /* after every connection closed */
 	free(s->batch);
 	free(s->path);
 	free(s);
@@ -1012,6 +1054,20 @@ store_open(const char *path, const struct store_options *opt,
 		free(s);
 		return NULL;
 	}
+	/* Before SQLite touches the file: a wrong key, a key for a plain
+	 * file or no key for an encrypted one is refused here, having
+	 * written nothing. */
+	if (sq_crypt_probe(path, s->opt.key, d) != CW_OK)
+		goto out_free;
+	if (s->opt.key) {
+		s->crypt = sq_crypt_new(s->opt.key);
+		s->opt.key = NULL; /* the caller's copy; ours is in s->crypt */
+		if (!s->crypt) {
+			diag_err(d, CW_EINTERNAL, "exception", NULL,
+				 "the encryption layer cannot start");
+			goto out_free;
+		}
+	}
 	if (s->opt.readonly) {
 		c = sq_reader(s, d);
 		if (!c)
@@ -1022,6 +1078,8 @@ store_open(const char *path, const struct store_options *opt,
 				 "the database is missing or has another schema");
 			goto out_free;
 		}
+		if (s->crypt && check_layout(c, d) != CW_OK)
+			goto out_free;
 		return s;
 	}
 	s->tx_arena = arena_new(0);
@@ -1036,6 +1094,13 @@ store_open(const char *path, const struct store_options *opt,
 		goto out_free;
 	if (migrate(s->wconn, d) != CW_OK)
 		goto out_free;
+	if (s->crypt) {
+		/* a reader, which asked for no reserve of its own */
+		c = sq_reader(s, d);
+		if (!c || schema_version(c->db, &have) != SQLITE_OK ||
+		    check_layout(c, d) != CW_OK)
+			goto out_free;
+	}
 	if (ckpt_start(s, d) != CW_OK)
 		goto out_free;
 	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
@@ -1237,6 +1302,112 @@ store_check(struct store *s, struct diag *d)
 	if (err)
 		diag_err(d, err, "exception", NULL,
 			 "the database failed its integrity check");
+	return err;
+}
+
+bool
+store_is_encrypted(const struct store *s)
+{
+	return s->crypt != NULL;
+}
+
+/* Syncs the file or folder at path. */
+static int
+sync_path(const char *path, bool dir)
+{
+	int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* The destination runs with journal_mode=OFF: nobody else sees out.tmp,
+ * and the rename is what makes the copy appear whole, so a journal would
+ * only be one more file (and, encrypted, one with page images). */
+enum cw_err
+store_backup(struct store *s, const char *out, struct diag *d)
+{
+	struct sq_conn *src = sq_reader(s, d);
+	char *tmp = NULL, *dir = NULL, *slash;
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	enum cw_err err = CW_EIO;
+	int rc;
+
+	if (!src)
+		return CW_EIO;
+	if (!(tmp = sqlite3_mprintf("%s.tmp", out)) ||
+	    !(dir = sqlite3_mprintf("%s", out))) {
+		err = diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory");
+		goto out_free;
+	}
+	if (unlink(tmp) != 0 && errno != ENOENT) {
+		diag_err(d, CW_EIO, "exception", NULL,
+			 "the backup's temporary file cannot be replaced");
+		goto out_free;
+	}
+	rc = sqlite3_open_v2(tmp, &dst,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     s->crypt ? sq_crypt_vfs(s->crypt, false) : NULL);
+	if (rc == SQLITE_OK)
+		rc = exec_sql(dst, "PRAGMA journal_mode=OFF;"
+				   "PRAGMA synchronous=FULL;"
+				   "PRAGMA temp_store=MEMORY");
+	if (rc == SQLITE_OK && s->crypt &&
+	    (rc = exec_sql(dst, "PRAGMA page_size=4096")) == SQLITE_OK)
+		rc = set_reserve(dst, SQ_CRYPT_RESERVE);
+	if (rc != SQLITE_OK) {
+		log_error("store: backup: %s", sqlite3_errmsg(dst));
+		diag_err(d, CW_EIO, "exception", NULL,
+			 "the backup file cannot be created");
+		goto out_close;
+	}
+	b = sqlite3_backup_init(dst, "main", src->db, "main");
+	if (!b) {
+		log_error("store: backup: %s", sqlite3_errmsg(dst));
+		diag_err(d, CW_EIO, "exception", NULL, "the backup cannot start");
+		goto out_close;
+	}
+	/* All of it in one step: one read transaction, one snapshot. */
+	rc = sqlite3_backup_step(b, -1);
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	if (sqlite3_backup_finish(b) != SQLITE_OK && rc == SQLITE_OK)
+		rc = sqlite3_errcode(dst);
+	if (rc != SQLITE_OK) {
+		err = sq_err(src, rc, "backup");
+		diag_err(d, err, "exception", NULL, "the backup failed");
+		goto out_close;
+	}
+	rc = sqlite3_close(dst);
+	dst = NULL;
+	if (rc != SQLITE_OK || sync_path(tmp, false) != 0 ||
+	    rename(tmp, out) != 0) {
+		diag_err(d, CW_EIO, "exception", NULL,
+			 "the backup cannot be written out");
+		goto out_close;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (sync_path(slash ? dir : ".", true) != 0)
+		log_warn("store: backup: the folder of the copy cannot be synced");
+	err = CW_OK;
+out_close:
+	if (dst)
+		sqlite3_close(dst);
+	if (err)
+		unlink(tmp);
+out_free:
+	sqlite3_free(tmp);
+	sqlite3_free(dir);
 	return err;
 }
 

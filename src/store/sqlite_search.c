@@ -885,7 +885,13 @@ cond_allowed(struct qb *q, const struct fhir_query *fq)
 static void
 build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 {
-	qs(q, "r.type = "), qtext(q, fq->rt->name), qs(q, " AND r.deleted = 0");
+	/* When rowids drive (a parameter's rows or the compartment), each is
+	 * one seek on res's integer key; through res_type it would be a
+	 * seek on (type, deleted, rowid), comparing the type's text. */
+	const char *un = pl.drv >= 0 || pl.comp ? "+" : "";
+
+	qf(q, "%sr.type = ", un), qtext(q, fq->rt->name);
+	qf(q, " AND %sr.deleted = 0", un);
 	/* Types outside the Patient compartment have no compartment rows. */
 	if (fq->restrict_patients &&
 	    (fq->rt->ncompartment || !strcmp(fq->rt->name, "Patient"))) {

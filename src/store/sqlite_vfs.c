@@ -19,9 +19,11 @@
  * result of the call that caused it, so the transaction fails as it
  * would have without the shim.
  *
- * Only the writer connection opens files through this VFS (sq_vfs_name);
- * readers and the checkpointer never write the WAL. Main database, journal
- * and shared-memory calls pass straight through. */
+ * Only the writer connection opens files through this VFS (sq_vfs_name;
+ * under sqlite_crypt.c's VFS when the store is encrypted, which passes
+ * its appends down in the same order); readers and the checkpointer never
+ * write the WAL. Main database, journal and shared-memory calls pass
+ * straight through (sqlite_shim.c). */
 #include <string.h>
 
 #include "store/store_int.h"
@@ -33,16 +35,17 @@
 #define WAL_BUF_BYTES (124u << 10)
 
 struct wal_file {
-	sqlite3_file base;    /* pMethods: wal_methods or pass_methods */
-	sqlite3_file *real;   /* the default VFS's file, right after us */
+	struct sq_shim_file sh; /* pMethods: wf_methods; real: the default VFS's file */
 	bool is_wal;
 	unsigned char *buf;   /* WAL_BUF_BYTES, allocated on first append */
 	size_t len;           /* bytes buffered */
 	sqlite3_int64 off;    /* file offset of buf[0] */
 };
 
-static sqlite3_vfs *real_vfs;
 static sqlite3_vfs wal_vfs;
+static sqlite3_io_methods wf_methods;
+
+#define REAL(f) ((f)->sh.real)
 
 /* Writes the buffered bytes out. On failure they are dropped: SQLite
  * fails the transaction on the error and rewrites what it needs. */
@@ -53,7 +56,7 @@ wal_flush(struct wal_file *f)
 
 	if (!f->len)
 		return SQLITE_OK;
-	rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->off);
+	rc = REAL(f)->pMethods->xWrite(REAL(f), f->buf, (int)f->len, f->off);
 	f->len = 0;
 	return rc;
 }
@@ -66,7 +69,7 @@ wf_close(sqlite3_file *p)
 
 	sqlite3_free(f->buf);
 	f->buf = NULL;
-	rc2 = f->real->pMethods->xClose(f->real);
+	rc2 = REAL(f)->pMethods->xClose(REAL(f));
 	return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -78,7 +81,7 @@ wf_read(sqlite3_file *p, void *dst, int n, sqlite3_int64 off)
 
 	if (rc != SQLITE_OK)
 		return rc;
-	return f->real->pMethods->xRead(f->real, dst, n, off);
+	return REAL(f)->pMethods->xRead(REAL(f), dst, n, off);
 }
 
 static int
@@ -109,7 +112,7 @@ out_direct:
 	rc = wal_flush(f);
 	if (rc != SQLITE_OK)
 		return rc;
-	return f->real->pMethods->xWrite(f->real, src, n, off);
+	return REAL(f)->pMethods->xWrite(REAL(f), src, n, off);
 }
 
 static int
@@ -118,7 +121,7 @@ wf_truncate(sqlite3_file *p, sqlite3_int64 size)
 	struct wal_file *f = (struct wal_file *)p;
 	int rc = wal_flush(f);
 
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
+	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 
 static int
@@ -127,7 +130,7 @@ wf_sync(sqlite3_file *p, int flags)
 	struct wal_file *f = (struct wal_file *)p;
 	int rc = wal_flush(f);
 
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 
 static int
@@ -136,109 +139,10 @@ wf_file_size(sqlite3_file *p, sqlite3_int64 *size)
 	struct wal_file *f = (struct wal_file *)p;
 	int rc = wal_flush(f);
 
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
+	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xFileSize(REAL(f), size);
 }
 
-/* ---- calls that pass straight through ------------------------------------ */
-
-#define REAL(p) (((struct wal_file *)(p))->real)
-
-static int
-wf_lock(sqlite3_file *p, int lock)
-{
-	return REAL(p)->pMethods->xLock(REAL(p), lock);
-}
-
-static int
-wf_unlock(sqlite3_file *p, int lock)
-{
-	return REAL(p)->pMethods->xUnlock(REAL(p), lock);
-}
-
-static int
-wf_check_reserved(sqlite3_file *p, int *out)
-{
-	return REAL(p)->pMethods->xCheckReservedLock(REAL(p), out);
-}
-
-static int
-wf_file_control(sqlite3_file *p, int op, void *arg)
-{
-	return REAL(p)->pMethods->xFileControl(REAL(p), op, arg);
-}
-
-static int
-wf_sector_size(sqlite3_file *p)
-{
-	return REAL(p)->pMethods->xSectorSize(REAL(p));
-}
-
-static int
-wf_device_characteristics(sqlite3_file *p)
-{
-	return REAL(p)->pMethods->xDeviceCharacteristics(REAL(p));
-}
-
-static int
-wf_shm_map(sqlite3_file *p, int region, int size, int extend,
-	   void volatile **out)
-{
-	return REAL(p)->pMethods->xShmMap(REAL(p), region, size, extend, out);
-}
-
-static int
-wf_shm_lock(sqlite3_file *p, int offset, int n, int flags)
-{
-	return REAL(p)->pMethods->xShmLock(REAL(p), offset, n, flags);
-}
-
-static void
-wf_shm_barrier(sqlite3_file *p)
-{
-	REAL(p)->pMethods->xShmBarrier(REAL(p));
-}
-
-static int
-wf_shm_unmap(sqlite3_file *p, int del)
-{
-	return REAL(p)->pMethods->xShmUnmap(REAL(p), del);
-}
-
-static int
-wf_fetch(sqlite3_file *p, sqlite3_int64 off, int n, void **out)
-{
-	return REAL(p)->pMethods->xFetch(REAL(p), off, n, out);
-}
-
-static int
-wf_unfetch(sqlite3_file *p, sqlite3_int64 off, void *ptr)
-{
-	return REAL(p)->pMethods->xUnfetch(REAL(p), off, ptr);
-}
-
-static sqlite3_io_methods wf_methods = {
-	.iVersion = 3,
-	.xClose = wf_close,
-	.xRead = wf_read,
-	.xWrite = wf_write,
-	.xTruncate = wf_truncate,
-	.xSync = wf_sync,
-	.xFileSize = wf_file_size,
-	.xLock = wf_lock,
-	.xUnlock = wf_unlock,
-	.xCheckReservedLock = wf_check_reserved,
-	.xFileControl = wf_file_control,
-	.xSectorSize = wf_sector_size,
-	.xDeviceCharacteristics = wf_device_characteristics,
-	.xShmMap = wf_shm_map,
-	.xShmLock = wf_shm_lock,
-	.xShmBarrier = wf_shm_barrier,
-	.xShmUnmap = wf_shm_unmap,
-	.xFetch = wf_fetch,
-	.xUnfetch = wf_unfetch,
-};
-
-/* ---- the VFS ---------------------------------------------------------------- */
+/* ---- the VFS: the default one's (sqlite_shim.c) but for xOpen ------------ */
 
 static int
 wv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int flags,
@@ -247,99 +151,15 @@ wv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int flags,
 	struct wal_file *f = (struct wal_file *)p;
 	int rc;
 
-	(void)vfs;
 	memset(f, 0, sizeof(*f));
-	f->real = (sqlite3_file *)(f + 1);
-	rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
-	if (rc != SQLITE_OK || !f->real->pMethods) {
-		/* SQLite calls xClose only when pMethods is set. */
-		if (f->real->pMethods)
-			f->real->pMethods->xClose(f->real);
-		f->base.pMethods = NULL;
-		return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
-	}
 	/* Our methods are version 3; so is the unix VFS. Anything older
 	 * would lack xShmMap and xFetch, which WAL mode needs. */
-	if (f->real->pMethods->iVersion < 3) {
-		f->real->pMethods->xClose(f->real);
-		f->base.pMethods = NULL;
-		return SQLITE_CANTOPEN;
-	}
+	rc = sq_shim_open_lower(vfs, &f->sh, sizeof(*f), name, flags, out_flags, 3);
+	if (rc != SQLITE_OK)
+		return rc;
 	f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
-	f->base.pMethods = &wf_methods;
+	f->sh.base.pMethods = &wf_methods;
 	return SQLITE_OK;
-}
-
-/* The rest of the VFS is the default one's. */
-static int
-wv_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
-{
-	return real_vfs->xDelete(real_vfs, name, sync_dir);
-}
-
-static int
-wv_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
-{
-	return real_vfs->xAccess(real_vfs, name, flags, out);
-}
-
-static int
-wv_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
-{
-	return real_vfs->xFullPathname(real_vfs, name, n, out);
-}
-
-static void *
-wv_dlopen(sqlite3_vfs *vfs, const char *name)
-{
-	return real_vfs->xDlOpen(real_vfs, name);
-}
-
-static void
-wv_dlerror(sqlite3_vfs *vfs, int n, char *out)
-{
-	real_vfs->xDlError(real_vfs, n, out);
-}
-
-static void (*wv_dlsym(sqlite3_vfs *vfs, void *h, const char *sym))(void)
-{
-	return real_vfs->xDlSym(real_vfs, h, sym);
-}
-
-static void
-wv_dlclose(sqlite3_vfs *vfs, void *h)
-{
-	real_vfs->xDlClose(real_vfs, h);
-}
-
-static int
-wv_randomness(sqlite3_vfs *vfs, int n, char *out)
-{
-	return real_vfs->xRandomness(real_vfs, n, out);
-}
-
-static int
-wv_sleep(sqlite3_vfs *vfs, int us)
-{
-	return real_vfs->xSleep(real_vfs, us);
-}
-
-static int
-wv_current_time(sqlite3_vfs *vfs, double *out)
-{
-	return real_vfs->xCurrentTime(real_vfs, out);
-}
-
-static int
-wv_get_last_error(sqlite3_vfs *vfs, int n, char *out)
-{
-	return real_vfs->xGetLastError ? real_vfs->xGetLastError(real_vfs, n, out) : 0;
-}
-
-static int
-wv_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out)
-{
-	return real_vfs->xCurrentTimeInt64(real_vfs, out);
 }
 
 static pthread_once_t wv_once = PTHREAD_ONCE_INIT;
@@ -348,28 +168,17 @@ static int wv_rc = SQLITE_ERROR;
 static void
 wv_register(void)
 {
-	real_vfs = sqlite3_vfs_find(NULL);
-	if (!real_vfs || real_vfs->iVersion < 2 || !real_vfs->xCurrentTimeInt64)
+	if (!sq_shim_vfs(&wal_vfs, sqlite3_vfs_find(NULL), SQ_VFS_NAME,
+			 sizeof(struct wal_file), wv_open))
 		return;
-	wal_vfs = (sqlite3_vfs){
-		.iVersion = 2,
-		.szOsFile = (int)sizeof(struct wal_file) + real_vfs->szOsFile,
-		.mxPathname = real_vfs->mxPathname,
-		.zName = SQ_VFS_NAME,
-		.xOpen = wv_open,
-		.xDelete = wv_delete,
-		.xAccess = wv_access,
-		.xFullPathname = wv_full_pathname,
-		.xDlOpen = wv_dlopen,
-		.xDlError = wv_dlerror,
-		.xDlSym = wv_dlsym,
-		.xDlClose = wv_dlclose,
-		.xRandomness = wv_randomness,
-		.xSleep = wv_sleep,
-		.xCurrentTime = wv_current_time,
-		.xGetLastError = wv_get_last_error,
-		.xCurrentTimeInt64 = wv_current_time_int64,
-	};
+	/* Main database, journal and shared-memory calls pass through. */
+	sq_shim_io(&wf_methods, 3);
+	wf_methods.xClose = wf_close;
+	wf_methods.xRead = wf_read;
+	wf_methods.xWrite = wf_write;
+	wf_methods.xTruncate = wf_truncate;
+	wf_methods.xSync = wf_sync;
+	wf_methods.xFileSize = wf_file_size;
 	wv_rc = sqlite3_vfs_register(&wal_vfs, 0);
 }
 

@@ -31,7 +31,14 @@ struct store_options {
 	bool readonly;          /* open without the writer (export, tools) */
 	unsigned busy_timeout_ms; /* 0: 5000 */
 	unsigned max_group;     /* writers grouped into one commit; 0: 64 */
+	/* STORE_KEY_BYTES bytes, or NULL: the database file, its WAL and
+	 * backups are encrypted page by page with this key (sqlite_crypt.c).
+	 * The store keeps its own copy in locked memory and wipes it at
+	 * close; the caller may wipe this one once store_open returns. */
+	const unsigned char *key;
 };
+
+#define STORE_KEY_BYTES 32
 
 /* Opens (creating and migrating if needed) the database at path. On failure
  * returns NULL and fills d with why. Close with store_close(). */
@@ -293,6 +300,15 @@ struct store_audit_check {
  * CW_OK whatever it finds (out says); an error only when it cannot read.
  * Costs one pass over the table (about 1 s per million records). */
 enum cw_err store_audit_verify(struct store *s, struct store_audit_check *out);
+
+/* Copies the database, online (writers and other processes go on), into a
+ * new file at out: written to out.tmp, synced, renamed over out, the
+ * folder synced. Encrypted with the store's key when it has one. One read
+ * transaction: the copy is the database as of one commit. */
+enum cw_err store_backup(struct store *s, const char *out, struct diag *d);
+
+/* True when the store's file is encrypted (store_options.key). */
+bool store_is_encrypted(const struct store *s);
 
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);

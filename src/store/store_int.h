@@ -82,6 +82,7 @@ struct sq_job;
 
 struct store {
 	char *path;
+	struct sq_crypt *crypt;    /* NULL: the file is not encrypted */
 	struct store_options opt;
 	pthread_key_t key;         /* this thread's reader sq_conn */
 	pthread_mutex_t conns_mu;
@@ -150,6 +151,63 @@ int64_t sq_param_id(const char *type, const char *code);
  * VFS with the WAL appends of a transaction gathered into few large writes
  * (sqlite_vfs.c). NULL if it could not be registered (use the default). */
 const char *sq_vfs_name(void);
+/* ---- VFS shims (sqlite_shim.c) ---- */
+
+/* The head of every file a careweave VFS shim opens: SQLite's file, and
+ * the lower VFS's file, which sits in the same allocation right after
+ * the shim's own struct (the shim's szOsFile counts both). */
+struct sq_shim_file {
+	sqlite3_file base;
+	sqlite3_file *real;
+};
+/* Fills m with io methods (version 2: no xFetch, or 3) that each pass
+ * the call down to the lower file; the shim then sets those it does. */
+void sq_shim_io(sqlite3_io_methods *m, int version);
+/* Fills vfs: named name, xOpen open, files of file_size bytes (the shim's
+ * struct) plus lower's; every other call passes to lower (in pAppData).
+ * False when lower cannot carry a shim. */
+bool sq_shim_vfs(sqlite3_vfs *vfs, sqlite3_vfs *lower, const char *name,
+		 size_t file_size,
+		 int (*open)(sqlite3_vfs *, sqlite3_filename, sqlite3_file *, int, int *));
+/* For the shim's xOpen: opens name on the lower VFS into f->real, placed
+ * size bytes after f. On failure (or a lower file whose io methods are
+ * older than min_version) it is closed again and f->base.pMethods is
+ * NULL, as SQLite wants of a failed open. */
+int sq_shim_open_lower(sqlite3_vfs *vfs, struct sq_shim_file *f, size_t size,
+		       sqlite3_filename name, int flags, int *out_flags,
+		       int min_version);
+
+/* ---- encryption at rest (sqlite_crypt.c) ---- */
+
+#define SQ_CRYPT_KEY STORE_KEY_BYTES /* XChaCha20-Poly1305 key bytes */
+#define SQ_CRYPT_PAGE 4096  /* the page size of an encrypted database */
+#define SQ_CRYPT_RESERVE 40 /* nonce (24) and tag (16) at each page's end */
+
+struct sq_crypt;
+/* Copies key (SQ_CRYPT_KEY bytes) into locked memory and registers the two
+ * VFSes that seal this store's pages: one over the writer's WAL shim, one
+ * over the default VFS. NULL on failure. */
+struct sq_crypt *sq_crypt_new(const unsigned char *key);
+/* Unregisters the VFSes and wipes the key. After every connection closed. */
+void sq_crypt_free(struct sq_crypt *c);
+/* The VFS name a connection of this store opens the database with. */
+const char *sq_crypt_vfs(const struct sq_crypt *c, bool writer);
+/* Before anything opens path: CW_EFORBIDDEN with a clear issue when key
+ * (NULL: none) does not fit the file: a key for a plain file, no key for
+ * an encrypted one, or a key that does not open it. A missing or empty
+ * file fits both. Reads only. */
+enum cw_err sq_crypt_probe(const char *path, const unsigned char *key,
+			   struct diag *d);
+/* Seals one plain page (src, SQ_CRYPT_PAGE bytes, whose reserved tail is
+ * zeros) into dst; kind 'D' (index: page number) or 'W' (frame number).
+ * -1 when the reserved bytes are not zeros. */
+int sq_crypt_seal(const unsigned char *key, char kind, uint64_t index,
+		  const unsigned char *src, unsigned char *dst);
+/* Opens a sealed page in place (its reserved tail reads as zeros); -1 when
+ * it does not authenticate under key, kind and index. */
+int sq_crypt_open(const unsigned char *key, char kind, uint64_t index,
+		  unsigned char *page);
+
 /* Reads the resource with this rowid into out (current version). */
 enum cw_err sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
 			struct store_res *out);

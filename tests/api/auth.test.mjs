@@ -366,12 +366,17 @@ describe('the per-address limit', () => {
 
   test('more than 30 sign-in attempts at once from one address: 429 with Retry-After', async () => {
     // startServer signed in once already
+    // The bucket holds 30 and gets one back every 2 s: a loaded machine
+    // may take seconds to deliver 34 attempts, and each 2 s of that lets
+    // one more through. That is the limit as specified, so count it.
+    const t0 = Date.now();
     const rs = await Promise.all(Array.from({ length: 34 }, (_, i) => tryLogin(srv, { username: `guess-${i}`, password: 'wrong password' })));
+    const refills = Math.ceil((Date.now() - t0) / 2000);
     const limited = rs.filter((r) => r.status === 429);
     const refused = rs.filter((r) => r.status === 401);
     assert.equal(limited.length + refused.length, rs.length, rs.map((r) => r.status).join());
-    assert.ok(limited.length >= 4, `429s: ${limited.length}`);
-    assert.ok(refused.length <= 29, `401s: ${refused.length}`);
+    assert.ok(refused.length <= 29 + refills, `401s: ${refused.length} in ${Date.now() - t0} ms`);
+    assert.ok(limited.length >= 1, `429s: ${limited.length}`);
     assertOutcome(limited[0].json);
     assert.equal(limited[0].json.issue[0].code, 'throttled');
     assert.ok(Number(limited[0].headers.get('retry-after')) >= 1);

@@ -185,3 +185,16 @@ test(`--max-body ${MAX_BODY}: a larger body gets 413 with an OperationOutcome, a
     assert.equal(ok.json.resourceType, 'Patient');
   }
 });
+
+// The request line and headers each may be up to 32 KiB (src/http/server.c):
+// both near their limit in one request must still be served, whatever the
+// per-connection memory is set to.
+test('a 31 KiB query string with 31 KiB of headers is served', async () => {
+  const name = 'a'.repeat(31 * 1024);
+  const headers = {};
+  for (let i = 0; i < 31; i++) headers[`x-pad-${i}`] = 'b'.repeat(1000);
+  const r = await raw(srv.base, 'GET', `Patient?name=${name}`, { headers, timeoutMs: 10000 });
+  assert.equal(r.status, 200, r.text.slice(0, 300));
+  assert.equal(r.json.resourceType, 'Bundle');
+  assert.equal(r.json.total ?? r.json.entry?.length ?? 0, 0);
+});

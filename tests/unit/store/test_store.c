@@ -6,7 +6,9 @@
  * keyset paging both ways, includes, $everything, compartment search,
  * cursor validation and SQL text as search values. Each test gets its own database in a fresh
  * temporary directory. Queries are built by hand (not by fhir_query_parse)
- * so the store is tested on exactly the fields it reads. */
+ * so the store is tested on exactly the fields it reads. With
+ * CW_TEST_ENCRYPTED=1 in the environment (make unit runs it both ways)
+ * every store is opened with a key: the same tests through sqlite_crypt.c. */
 #include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -17,6 +19,17 @@
 
 #include "fhir/fhir.h"
 #include "store/store.h"
+
+/* The key every store is opened with, or NULL (CW_TEST_ENCRYPTED). */
+static const unsigned char *test_key;
+
+static struct store *
+open_store(const char *path, bool readonly, struct diag *d)
+{
+	struct store_options o = {.readonly = readonly, .key = test_key};
+
+	return store_open(path, &o, d);
+}
 
 struct fx {
 	char dir[64];
@@ -37,7 +50,7 @@ setup(void **state)
 	snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
 	f->a = arena_new(0);
 	diag_init(&d, f->a);
-	f->s = store_open(f->path, NULL, &d);
+	f->s = open_store(f->path, false, &d);
 	assert_non_null(f->s);
 	*state = f;
 	return 0;
@@ -47,21 +60,9 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	struct dirent *e;
-	DIR *dir;
-	char p[400];
 
 	store_close(f->s);
-	dir = opendir(f->dir);
-	while (dir && (e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-		unlink(p);
-	}
-	if (dir)
-		closedir(dir);
-	rmdir(f->dir);
+	unit_rm_dir(f->dir);
 	arena_free(f->a);
 	free(f);
 	return 0;
@@ -337,7 +338,7 @@ test_large_transaction(void **state)
 
 	store_close(f->s);
 	diag_init(&d, f->a);
-	f->s = store_open(f->path, NULL, &d);
+	f->s = open_store(f->path, false, &d);
 	assert_non_null(f->s);
 	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
 	assert_int_equal(n, BIG_TX);
@@ -1074,14 +1075,13 @@ static void
 test_readonly(void **state)
 {
 	struct fx *f = *state;
-	struct store_options ro = {.readonly = true};
 	struct store_res r;
 	struct diag d;
 
 	put_ok(f, "{\"resourceType\":\"Patient\",\"id\":\"ro\"}");
 	store_close(f->s);
 	diag_init(&d, f->a);
-	f->s = store_open(f->path, &ro, &d);
+	f->s = open_store(f->path, true, &d);
 	assert_non_null(f->s);
 	assert_int_equal(store_read(f->s, f->a, "Patient", "ro", &r), CW_OK);
 	assert_int_equal(put1(f, "{\"resourceType\":\"Patient\"}", true, 0,
@@ -1607,5 +1607,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_cost, setup, teardown),
 	};
 
+	static const unsigned char key[STORE_KEY_BYTES] = "0123456789abcdef0123456789abcde";
+	const char *enc = getenv("CW_TEST_ENCRYPTED");
+
+	if (enc && strcmp(enc, "1") == 0) {
+		test_key = key;
+		print_message("every store encrypted (CW_TEST_ENCRYPTED=1)\n");
+	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
