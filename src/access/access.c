@@ -819,6 +819,9 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	     verify_bounded(ac, known ? u.hash : ac->dummy, pw, n) && known;
 	if (!known)
 		return login_failed(d, t0, NULL);
+	/* A known user's failure names them in the audit record (out->who,
+	 * never sent to the client); an unknown name is not kept at all. */
+	who_of(&u, role, now, now, &out->who);
 	if (u.disabled) {
 		log_info("access: sign-in refused: uid %lld is disabled",
 			 (long long)u.uid);
@@ -837,6 +840,7 @@ access_login(struct access *ac, struct arena *a, const char *remote,
 	if ((err = check_second_factor(ac, &u, role, totp, now, t0, &step, d)))
 		return err;
 
+	memset(&out->who, 0, sizeof(out->who));
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(out->token, sizeof(out->token), raw, sizeof(raw));
 	sodium_memzero(raw, sizeof(raw));

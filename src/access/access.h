@@ -61,11 +61,9 @@ enum access_role {
 	ACCESS_PATIENT,
 	ACCESS_CAREGIVER,
 	ACCESS_SERVICE,   /* another system (an EHR interface): all data,
-			     audited under its own name once the audit trail
-			     is back; see access/README.md */
+			     always audited as such; see access/README.md */
 	ACCESS_PRIVACY_OFFICER, /* no clinical data; reads the notifications
-			     addressed to them (break-the-glass) and, once it
-			     is back, the audit trail */
+			     addressed to them (break-the-glass) */
 	ACCESS_ROLE_COUNT
 };
 
@@ -265,7 +263,9 @@ struct access_login {
  * with TOTP who sent none; counted as a failure), or that an admin has no
  * TOTP set up (refused, not counted). CW_ERATE when remote is over its
  * limit (d says when to retry, *retry_s too). Blocks (hashing, a commit):
- * call it from a thread that may wait. */
+ * call it from a thread that may wait. On CW_EUNAUTH
+ * out->who names the user when the username was someone's (for the audit
+ * record; never for the client), and is all zero when it named nobody. */
 enum cw_err access_login(struct access *ac, struct arena *a, const char *remote,
 			 const char *username, const char *pw, size_t n,
 			 const char *totp, struct access_login *out,

@@ -118,6 +118,10 @@ static const struct route routes[] = {
 	{"GET",    "metadata",                    api_h_metadata},
 	{"POST",   "",                            api_h_bundle},
 	{"GET",    "_history",                    api_h_history},
+	/* AuditEvents are the audit trail, not stored resources: read from
+	 * its table, never written through the API (any other method: 405) */
+	{"GET",    "AuditEvent",                  api_h_audit_search},
+	{"GET",    "AuditEvent/{id}",             api_h_audit_read},
 	{"GET",    "{type}",                      api_h_search},
 	{"POST",   "{type}",                      api_h_create},
 	{"PUT",    "{type}",                      api_h_cond_update},
@@ -259,6 +263,11 @@ route(struct api_req *q)
 		return diag_err(&q->d, CW_ENOTFOUND, "not-found", NULL,
 				"No such endpoint");
 	q->route = pat;
+	/* what the refused request was aimed at, for its audit record */
+	if (c.type)
+		q->rt = fhir_restype_find(c.type);
+	if (c.id && id_is_valid(c.id, strlen(c.id)))
+		q->id = c.id;
 	for (i = 0; i < NROUTES; i++) {
 		if (strcmp(routes[i].pattern, pat))
 			continue;
@@ -651,6 +660,10 @@ serve(struct api_req *q)
 	err = route(q);
 	if (err)
 		api_reply_outcome(q, api_status_of(err), err);
+	/* The one place a FHIR interaction is recorded, whichever door it came
+	 * by (a request, a batch entry): after the handler, so the record has
+	 * the outcome, and no route can forget it. */
+	api_trail_request(q);
 }
 
 void
@@ -718,7 +731,8 @@ api_new(struct store *s, const struct api_options *opt)
 	size_t n = strlen(base);
 
 	/* Fail closed: an API for a socket without sessions is a bug. */
-	if (!opt || (!opt->access && !opt->local)) {
+	if (!opt || (!opt->access && !opt->local) ||
+	    (opt->access && !opt->audit)) {
 		free(api);
 		return NULL;
 	}
@@ -726,6 +740,7 @@ api_new(struct store *s, const struct api_options *opt)
 		return NULL;
 	api->access = opt->access;
 	api->local = opt->local;
+	api->audit = opt->audit;
 	while (n && base[n - 1] == '/')
 		n--;
 	api->store = s;

@@ -22,6 +22,7 @@
 struct api; /* opaque */
 
 struct access;
+struct audit;
 
 struct api_options {
 	const char *base_url; /* absolute base for links and Location:
@@ -31,11 +32,16 @@ struct api_options {
 	bool local;           /* an in-process door (CLI export and import,
 	                         unit tests): requests need no session and
 	                         /auth is not served. Never set for a socket. */
+	struct audit *audit;  /* the read-record queue (borrowed; free it after
+	                         api_free, before closing the store). Required
+	                         with access; NULL on a local API: each record
+	                         is then its own commit. */
 };
 
 /* A new API over s (borrowed: the caller closes it after api_free). NULL
- * when out of memory, or when opt has neither access nor local: an API
- * that would serve the network without sign-in is refused. */
+ * when out of memory, or when opt has neither access nor local, or access
+ * without audit: an API that would serve the network without sign-in or
+ * without its audit trail is refused. */
 struct api *api_new(struct store *s, const struct api_options *opt);
 void api_free(struct api *api);
 

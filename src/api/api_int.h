@@ -13,6 +13,9 @@
  *                 check every /fhir request passes (api_auth_gate)
  *   glass.c       Patient/{id}/$break-glass: an emergency access grant,
  *                 its notification and its audit call site
+ *   trail.c       the AuditEvent of every request (api_trail_request,
+ *                 called once in serve()) and of every change (inside its
+ *                 store_write callback), and the AuditEvent endpoints
  *
  * Handlers take a struct api_req and return a cw_err: on CW_OK they have
  * filled the response, otherwise api_handle turns the error and the issues
@@ -22,6 +25,7 @@
 
 #include "access/access.h"
 #include "api/api.h"
+#include "audit/audit.h"
 
 #define API_CT_FHIR "application/fhir+json; charset=utf-8"
 /* Entries accepted in one batch or transaction Bundle; more is 413. */
@@ -37,6 +41,8 @@ struct api {
 	size_t capability_len;
 	struct access *access; /* sessions (borrowed); NULL only when local */
 	bool local;            /* api_options.local: no sign-in (CLI doors) */
+	struct audit *audit;   /* the read-record queue (borrowed); NULL: every
+				  record is its own commit (CLI doors) */
 };
 
 enum api_return { RET_REPRESENTATION, RET_MINIMAL, RET_OUTCOME };
@@ -62,6 +68,14 @@ struct api_req {
 	bool internal;                 /* a batch entry: headers come from hdrs */
 	size_t nhdrs;
 	const struct http_kv *hdrs;
+	/* for the audit record (trail.c) */
+	bool audited;                  /* written already: a committed change
+					  (in its own transaction) or a batch
+					  (its entries are recorded one by one) */
+	const struct store_res *seen;  /* what a search or history page showed */
+	size_t nseen;
+	const char *interaction;       /* set by a handler that knows better
+					  than the route ("batch") */
 };
 
 typedef enum cw_err (*api_handler_fn)(struct api_req *q);
@@ -126,6 +140,8 @@ struct api_op {
 	bool create_with_id;           /* conditional update, no match, body id */
 	bool fresh_id;                 /* create: id made by id_new in api_op_resolve */
 	bool noop;                     /* matched existing (create), none (delete) */
+	const char **patients;         /* compartment of the target (audit) */
+	size_t npatients;
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
 	struct access_scope *scope;    /* the writer's access; NULL: local */
 	/* results */
@@ -192,6 +208,42 @@ enum cw_err api_auth_gate(struct api_req *q);
 
 /* POST Patient/{id}/$break-glass: a clinician's emergency access grant. */
 enum cw_err api_h_break_glass(struct api_req *q);
+
+/* ---- trail.c ---------------------------------------------------------- */
+
+/* Records q (called once, by serve(), after the handler): the
+ * interaction, what and whose, the outcome. Reads are queued (a full queue
+ * on a poll thread turns the answer into a 503: nothing is served without
+ * its record); changes already recorded in their transaction are skipped;
+ * failed changes are recorded here. Requests that matched no route and
+ * GET metadata are not recorded (no health data). */
+void api_trail_request(struct api_req *q);
+/* Inside a store_write callback, after op ran: the change's record, in
+ * the same transaction. who NULL: a local tool. */
+enum cw_err api_trail_tx_op(struct store_tx *tx, struct arena *a,
+			    const struct access_who *who, const char *remote,
+			    const struct api_op *op);
+/* The same for a whole transaction Bundle: one record, one entity per
+ * write entry, the patients of all of them. */
+enum cw_err api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
+				const struct access_who *who, const char *remote,
+				const struct api_op *const *ops, size_t nops,
+				const char *const *patients, size_t npatients);
+/* Inside the grant's store_write callback: the break-the-glass record
+ * (subtype BTG, the clinician's reason as its purpose, the patient and the
+ * notification Communication as entities). */
+enum cw_err api_trail_tx_glass(struct store_tx *tx, struct arena *a,
+			       const struct access_who *who, const char *remote,
+			       const char *patient_id, const char *notice_id,
+			       const char *reason);
+/* Sign-in (ok or not) and sign-out, each its own durable record. user
+ * NULL: the username named nobody, and is not stored. */
+void api_trail_auth(struct api_req *q, enum audit_kind kind,
+		    const struct access_who *who, int status);
+/* GET AuditEvent?patient=X and GET AuditEvent/{id}, from the audit
+ * table, newest first. */
+enum cw_err api_h_audit_search(struct api_req *q);
+enum cw_err api_h_audit_read(struct api_req *q);
 
 /* ---- capability.c ----------------------------------------------------- */
 

@@ -209,6 +209,9 @@ h_login(struct api_req *q)
 			   json_string_length(p), json_string_value(c), &lg,
 			   &retry, &q->d);
 	sodium_memzero((char *)json_string_value(p), json_string_length(p));
+	/* Every attempt is recorded; lg.who names the user only when the
+	 * username was someone's (never the name tried, never the password). */
+	api_trail_auth(q, AUDIT_LOGIN, &lg.who, api_status_of(err));
 	if (err == CW_ERATE)
 		http_resp_header(q->w, "Retry-After", arena_printf(q->a, "%u", retry));
 	if (err == CW_EUNAUTH)
@@ -236,7 +239,9 @@ h_logout(struct api_req *q)
 
 	if ((err = authenticate(q, &who)))
 		return err;
-	if ((err = access_logout(q->api->access, &who)))
+	err = access_logout(q->api->access, &who);
+	api_trail_auth(q, AUDIT_LOGOUT, &who, err ? api_status_of(err) : 204);
+	if (err)
 		return diag_err(&q->d, err, "exception", NULL,
 				"Cannot end the session");
 	http_resp_header(q->w, "Set-Cookie",

@@ -140,12 +140,16 @@ struct bctx {
 	enum bret ret;
 	const char *prefer;       /* Prefer passed on to batch entries */
 	const struct access_who *who; /* the caller, passed on to entries */
+	const char *remote;       /* the caller's address, for audit records */
 	struct access_scope *scope;   /* who's access, checked on each write */
 	size_t n;
 	struct bentry *e;
 	struct hmap urls;         /* fullUrl -> "Type/id" */
 	struct hmap targets;      /* "Type/id" written -> entry */
 	struct hmap refs;         /* resolved conditional references */
+	bool audited;             /* the Bundle's record is written (a committed
+				     transaction; a batch's entries record
+				     themselves) */
 };
 
 static enum cw_err
@@ -273,6 +277,11 @@ tx_prep(struct bctx *b, struct bentry *e)
 	err = split_url(b, e, &rt, &id, &query);
 	if (err)
 		return err;
+	if (!strcmp(rt->name, "AuditEvent"))
+		/* the audit trail is written by the server only */
+		return diag_err(b->d, CW_ENOTALLOWED, "not-supported",
+				arena_printf(b->a, "%s.request", e->loc),
+				"AuditEvent records cannot be written through the API");
 	e->op.rt = rt;
 	e->op.loc = e->loc;
 	if (e->method == BM_POST && (id || query))
@@ -526,6 +535,48 @@ claim_target(struct bctx *b, struct bentry *e)
 	return CW_OK;
 }
 
+/* The transaction's one audit record (see api/trail.c for why one): an
+ * entity per write entry, the patients of all of them. */
+static enum cw_err
+record_tx(struct bctx *b, struct store_tx *tx)
+{
+	const struct api_op **ops = arena_alloc(b->a, (b->n + 1) * sizeof(*ops));
+	const char **pats = NULL;
+	struct hmap seen = {.a = b->a};
+	size_t nops = 0, np = 0, cap = 0;
+
+	if (!ops)
+		return CW_ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct api_op *op = &b->e[i].op;
+
+		if (b->e[i].method == BM_GET || b->e[i].method == BM_HEAD)
+			continue;
+		ops[nops++] = op;
+		for (size_t k = 0; k < op->npatients; k++) {
+			const char *p = op->patients[k];
+
+			if (hmap_get(&seen, p))
+				continue;
+			if (!hmap_put(&seen, p, p, np))
+				return CW_ENOMEM;
+			if (np == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				const char **nv = arena_realloc(b->a, pats,
+					cap * sizeof(*pats), nc * sizeof(*pats));
+
+				if (!nv)
+					return CW_ENOMEM;
+				pats = nv;
+				cap = nc;
+			}
+			pats[np++] = p;
+		}
+	}
+	return api_trail_tx_bundle(tx, b->a, b->who, b->remote, ops, nops,
+				   pats, np);
+}
+
 static enum cw_err
 tx_cb(struct store_tx *tx, void *ctx)
 {
@@ -577,7 +628,7 @@ tx_cb(struct store_tx *tx, void *ctx)
 				return err;
 		}
 	}
-	return CW_OK;
+	return record_tx(b, tx);
 }
 
 /* ---- internal requests (batch entries, transaction GETs) ------------------ */
@@ -672,7 +723,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	HDR("If-Modified-Since", e->if_modified_since);
 	HDR("Prefer", b->prefer);
 #undef HDR
-	r.remote = "internal";
+	r.remote = b->remote ? b->remote : "internal";
 	q.api = b->api;
 	q.who = b->who;
 	q.scope = b->scope; /* one scope for every entry: the rules read once */
@@ -819,6 +870,8 @@ run_transaction(struct bctx *b, json_t *entries, json_t **out)
 		return first;
 	}
 	err = store_write(b->api->store, tx_cb, b);
+	/* committed with its record, or rolled back with it */
+	b->audited = err == CW_OK;
 	if (err) {
 		if (!diag_has_errors(b->d))
 			diag_err(b->d, err, api_issue_code(err), NULL,
@@ -875,18 +928,21 @@ run_batch(struct bctx *b, json_t *entries, json_t **out)
 			return CW_ENOMEM;
 		}
 	}
+	b->audited = true;
 	return finish(b, "batch-response", out);
 }
 
 static enum cw_err
 bundle_run(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, enum bret ret, const char *prefer,
-	   const struct access_who *who, json_t **out, struct diag *d)
+	   const struct access_who *who, const char *remote, bool *audited,
+	   json_t **out, struct diag *d)
 {
 	struct bctx b = {.api = api, .a = a, .d = d, .ret = ret, .prefer = prefer,
-			 .who = who};
+			 .who = who, .remote = remote};
 	const char *rtype, *type;
 	json_t *entries;
+	enum cw_err err;
 
 	*out = NULL;
 	if (who) {
@@ -916,15 +972,20 @@ bundle_run(struct api *api, struct arena *a, json_t *bundle,
 	if (!b.e)
 		return CW_ENOMEM;
 	if (!strcmp(type, "transaction"))
-		return run_transaction(&b, entries, out);
-	return run_batch(&b, entries, out);
+		err = run_transaction(&b, entries, out);
+	else
+		err = run_batch(&b, entries, out);
+	if (audited)
+		*audited = b.audited;
+	return err;
 }
 
 enum cw_err
 api_bundle(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, json_t **out, struct diag *d)
 {
-	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, NULL, out, d);
+	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, NULL, NULL,
+			  NULL, out, d);
 }
 
 enum cw_err
@@ -950,14 +1011,17 @@ api_h_bundle(struct api_req *q)
 		return err;
 	if (!api_json_own_done(q->a, bundle))
 		return CW_ENOMEM;
+	if (!strcmp(json_string_value(json_object_get(bundle, "type")) ?: "",
+		    "batch"))
+		q->interaction = "batch";
 	if (prefer && strstr(prefer, "return=representation"))
 		ret = BRET_REPR;
 	else if (prefer && strstr(prefer, "return=minimal"))
 		ret = BRET_MINIMAL;
 	else if (prefer && strstr(prefer, "return=OperationOutcome"))
 		ret = BRET_OUTCOME;
-	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, q->who, &out,
-			 &q->d);
+	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, q->who,
+			 q->r->remote, &q->audited, &out, &q->d);
 	if (err)
 		return err;
 	if (!api_json_own_done(q->a, out))

@@ -15,8 +15,8 @@
  *      urgent) to the patient's coordinators and every privacy officer,
  *      through the one write path: who, when, the reason, until when.
  *      Never a clinical value: it is written before anything is read;
- *   3. the audit record, at glass_audit() (the call site for the audit
- *      trail).
+ *   3. the audit record (api_trail_tx_glass: subtype BTG, the reason as
+ *      its purpose).
  *
  * Either all three commit or none: a grant nobody was told about does
  * not exist. The reason is the clinician's words and may hold anything;
@@ -130,20 +130,6 @@ notification(struct api_req *q, const char *pid, const char *reason,
 	return c;
 }
 
-/* The audit trail's call site: called once per grant, inside the grant's
- * transaction, with who claimed it, for which patient, why and until when.
- * The audit trail (being restored on its own branch) records the grant
- * here as an event of its own kind (break-the-glass), with audit_tx_write
- * on this tx so that the record commits with the grant or not at all.
- * Until then it records nothing. */
-static enum cw_err
-glass_audit(struct store_tx *tx, struct arena *a, const struct access_who *who,
-	    const char *patient_id, const char *reason, int64_t expires)
-{
-	(void)tx, (void)a, (void)who, (void)patient_id, (void)reason, (void)expires;
-	return CW_OK;
-}
-
 struct glass_job {
 	struct api_req *q;
 	struct store_glass g;
@@ -162,8 +148,9 @@ glass_write_cb(struct store_tx *tx, void *ctx)
 	if (!err)
 		err = api_op_exec(tx, j->q->a, &j->op, &j->q->d);
 	if (!err)
-		err = glass_audit(tx, j->q->a, j->q->who, j->g.patient_id,
-				  j->g.reason, j->g.expires);
+		err = api_trail_tx_glass(tx, j->q->a, j->q->who, j->q->r->remote,
+					 j->g.patient_id, j->op.out.id,
+					 j->g.reason);
 	return err;
 }
 
@@ -245,9 +232,12 @@ api_h_break_glass(struct api_req *q)
 	/* The server writes the notification itself (scope NULL): a grant
 	 * needs no write access of the clinician's. */
 	j.op = (struct api_op){.kind = OP_CREATE, .rt = crt, .res = comm};
-	if ((err = store_write(q->api->store, glass_write_cb, &j)))
+	err = store_write(q->api->store, glass_write_cb, &j);
+	q->audited = err == CW_OK; /* committed with its record: the one */
+	if (err)
 		return err;
-	log_info("break-glass: uid %lld, Patient/%s, %ld min, %zu told",
-		 (long long)q->who->uid, q->id, c.minutes, nto);
+	/* no patient id in the log: the audit record names the patient */
+	log_info("break-glass: uid %lld, %ld min, %zu told",
+		 (long long)q->who->uid, c.minutes, nto);
 	return reply_grant(q, &j);
 }

@@ -283,7 +283,8 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 				return op_fail(d, before, err, op);
 			op->has_out = true;
 			op->status = 200;
-			return CW_OK;
+			return store_tx_patients(tx, a, op->rt->name, op->id,
+						 &op->patients, &op->npatients);
 		}
 		/* fall through */
 	case OP_UPDATE:
@@ -298,11 +299,18 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 			return op_fail(d, before, err, op);
 		op->has_out = true;
 		op->status = op->kind == OP_CREATE || created ? 201 : 200;
-		return CW_OK;
+		/* whose record changed, for the audit record of this write */
+		return store_tx_patients(tx, a, op->rt->name, op->id,
+					 &op->patients, &op->npatients);
 	case OP_DELETE:
 		op->status = 204;
 		if (op->noop)
 			return CW_OK;
+		/* before the delete drops the compartment rows */
+		err = store_tx_patients(tx, a, op->rt->name, op->id,
+					&op->patients, &op->npatients);
+		if (err)
+			return err;
 		err = store_tx_delete(tx, a, op->rt->name, op->id, op->if_match,
 				      &op->out, &existed);
 		if (err)
@@ -316,6 +324,7 @@ struct one_write {
 	struct arena *a;
 	struct api_op *op;
 	struct diag *d;
+	struct api_req *q;
 };
 
 static enum cw_err
@@ -327,13 +336,16 @@ one_write_cb(struct store_tx *tx, void *ctx)
 	err = api_op_resolve(tx, w->a, w->op, w->d);
 	if (!err)
 		err = api_op_exec(tx, w->a, w->op, w->d);
+	/* the change's audit record, in its own transaction */
+	if (!err)
+		err = api_trail_tx_op(tx, w->a, w->q->who, w->q->r->remote, w->op);
 	return err;
 }
 
 static enum cw_err
 write_one(struct api_req *q, struct api_op *op)
 {
-	struct one_write w = {q->a, op, &q->d};
+	struct one_write w = {q->a, op, &q->d, q};
 	enum cw_err err;
 
 	/* Fail closed: a signed-in caller without a scope writes nothing. */
@@ -344,6 +356,9 @@ write_one(struct api_req *q, struct api_op *op)
 	if (err)
 		return err;
 	err = store_write(q->api->store, one_write_cb, &w);
+	/* Committed: the record is on disk with the change. Otherwise both
+	 * were rolled back and serve() records the failure. */
+	q->audited = err == CW_OK;
 	if (err && !diag_has_errors(&q->d))
 		return op_fail(&q->d, q->d.n, err, op);
 	return err;

@@ -232,6 +232,21 @@ write_page(struct api_req *q, const struct page_spec *ps)
 	if (!text)
 		return CW_ENOMEM;
 	api_reply(q, 200, text, len);
+	/* what the page showed, for the audit record (trail.c) */
+	if (pg->nincluded) {
+		struct store_res *all = arena_alloc(q->a, (pg->n + pg->nincluded) *
+							  sizeof(*all));
+
+		if (!all)
+			return CW_ENOMEM;
+		if (pg->n)
+			memcpy(all, pg->res, pg->n * sizeof(*all));
+		memcpy(all + pg->n, pg->included, pg->nincluded * sizeof(*all));
+		q->seen = all;
+	} else {
+		q->seen = pg->res;
+	}
+	q->nseen = ps->count_only ? 0 : pg->n + pg->nincluded;
 	return CW_OK;
 }
 

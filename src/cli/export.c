@@ -5,11 +5,13 @@
  * /fhir/Patient/ID/$everything, so the file holds exactly what a client of
  * the server would get (same compartment rules, same access path). The
  * pages are followed through their next links and merged into one
- * searchset Bundle. */
+ * searchset Bundle. Each page leaves an AuditEvent (operation, by the
+ * local operator), written before the page is used. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
@@ -182,7 +184,10 @@ cli_export(int argc, char **argv)
 	/* The API logs each request at info: noise on a command line. */
 	if (!getenv("CAREWEAVE_LOG"))
 		log_set_level(LOG_WARN);
-	s = cli_open_store("export", db, true, key_file);
+	/* Writable, for the audit record of each page (an export is an
+	 * access like any other); a missing file is still opened read-only
+	 * so that it fails without being created. */
+	s = cli_open_store("export", db, access(db, F_OK) != 0, key_file);
 	if (!s)
 		return CLI_EIO;
 	a = arena_new(0);

@@ -27,6 +27,7 @@ static const struct cmd commands[] = {
 	{"check", cli_check, "check the database's integrity"},
 	{"backup", cli_backup, "copy the database, online, to a file"},
 	{"key", cli_key, "make a key for an encrypted database (key new FILE)"},
+	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -19,6 +19,7 @@
 
 #include "access/access.h"
 #include "api/api.h"
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -143,6 +144,7 @@ cli_serve(int argc, char **argv)
 	struct api_options ao = {0};
 	struct access_options aco = {0};
 	struct access *ac = NULL;
+	struct audit *au = NULL;
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -327,6 +329,13 @@ cli_serve(int argc, char **argv)
 		goto out_http;
 	}
 	ao.access = ac;
+	au = audit_new(s, NULL);
+	if (!au) {
+		cli_err("serve", "cannot start the audit trail");
+		rc = CLI_EIO;
+		goto out_http;
+	}
+	ao.audit = au;
 	api = api_new(s, &ao);
 	if (!api) {
 		cli_err("serve", "cannot start the API");
@@ -344,10 +353,13 @@ cli_serve(int argc, char **argv)
 	http_stop(srv);
 	srv = NULL;
 	api_free(api);
-	goto out_access;
+	goto out_audit;
 out_http:
 	http_stop(srv);
-out_access:
+out_audit:
+	/* after the server stopped, before the store closes: the queued read
+	 * records are written */
+	audit_free(au);
 	access_free(ac);
 out_store:
 	store_close(s);

@@ -154,6 +154,47 @@ static const char *const migrations[] = {
 	"  expires INTEGER NOT NULL,"
 	"  revoked INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX glass_grants_uid ON glass_grants(uid, expires);",
+
+	/* 6: the audit trail (audit/, sqlite_audit.c). Its own tables, not
+	 * res: AuditEvents are never indexed, versioned or changed. A record
+	 * is typed columns (audit/ renders the AuditEvent JSON from them when
+	 * it is read; its id is the seq, so there is no id index), and the
+	 * BLAKE2b-256 chain hash over the previous row's hash and a canonical
+	 * encoding of the columns. audit_patient lists every patient a record
+	 * names (a search names many), for the accounting of disclosures,
+	 * keyed by the seq's chunk first so that new rows land in the last few
+	 * pages instead of one page per patient (sqlite_audit.c). The
+	 * triggers make UPDATE and DELETE fail, so no code path (ours or a
+	 * future bug) can change a record; someone with the file can still
+	 * drop them, which is what the chain is for. */
+	"CREATE TABLE audit("
+	"  seq INTEGER PRIMARY KEY,"
+	"  at INTEGER NOT NULL,"
+	"  subtype INTEGER NOT NULL,"
+	"  action INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL,"
+	"  user TEXT,"
+	"  role TEXT,"
+	"  link TEXT,"
+	"  remote TEXT,"
+	"  entity TEXT,"
+	"  params TEXT,"
+	"  patients TEXT,"
+	"  detail TEXT,"
+	"  hash BLOB NOT NULL);"
+	"CREATE TABLE audit_patient("
+	"  chunk INTEGER NOT NULL,"
+	"  patient_id TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL,"
+	"  PRIMARY KEY(chunk, patient_id, seq)) WITHOUT ROWID;"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_patient_no_update BEFORE UPDATE ON audit_patient"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+	"CREATE TRIGGER audit_patient_no_delete BEFORE DELETE ON audit_patient"
+	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1428,9 +1469,8 @@ get_cur(struct sq_conn *c, const char *type, const char *id, struct cur *cur)
 	return err;
 }
 
-/* Steps a fully bound write statement once. */
-static enum cw_err
-step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what)
+enum cw_err
+sq_step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
 	enum cw_err err = rc == SQLITE_DONE ? CW_OK : sq_err(c, rc, what);
@@ -1458,7 +1498,7 @@ drop_index_rows(struct sq_conn *c, int64_t rid)
 		if (!st)
 			return CW_EINTERNAL;
 		sqlite3_bind_int64(st, 1, rid);
-		err = step_write(c, st, "drop index rows");
+		err = sq_step_write(c, st, "drop index rows");
 		if (err)
 			return err;
 	}
@@ -1552,7 +1592,7 @@ write_index_row(struct sq_conn *c, int64_t rid, int seq, int64_t param,
 	default:
 		break;
 	}
-	return step_write(c, st, "index row");
+	return sq_step_write(c, st, "index row");
 }
 
 static enum cw_err
@@ -1586,7 +1626,7 @@ write_index(struct sq_conn *c, struct arena *a, int64_t rid,
 			return CW_EINTERNAL;
 		sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, rid);
-		err = step_write(c, st, "compartment row");
+		err = sq_step_write(c, st, "compartment row");
 		if (err)
 			return err;
 	}
@@ -1607,7 +1647,7 @@ keep_version(struct sq_conn *c, int64_t rid, const char *type,
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, version);
-	return step_write(c, st, "keep version");
+	return sq_step_write(c, st, "keep version");
 }
 
 /* Sets id and meta in res: the stored text carries them. */
@@ -1682,7 +1722,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 3, ms);
 		sqlite3_bind_int(st, 4, 0);
 		sqlite3_bind_text(st, 5, text, (int)s->jbuf.len, SQLITE_STATIC);
-		if ((err = step_write(c, st, "update")))
+		if ((err = sq_step_write(c, st, "update")))
 			return err;
 		if (!cur->deleted && (err = drop_index_rows(c, rid)))
 			return err;
@@ -1695,7 +1735,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 4, ms);
 		sqlite3_bind_int(st, 5, 0);
 		sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
-		if ((err = step_write(c, st, "insert")))
+		if ((err = sq_step_write(c, st, "insert")))
 			return err;
 		rid = sqlite3_last_insert_rowid(c->db);
 	}
@@ -1707,7 +1747,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sqlite3_bind_int64(st, 4, ms);
 	sqlite3_bind_int(st, 5, 0);
 	sqlite3_bind_null(st, 6); /* the text is in res (keep_version) */
-	if ((err = step_write(c, st, "insert version")))
+	if ((err = sq_step_write(c, st, "insert version")))
 		return err;
 	err = write_index(c, s->scratch, rid, put->res, rt);
 	if (err)
@@ -1833,7 +1873,7 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 	sqlite3_bind_int64(st, 3, ms);
 	sqlite3_bind_int(st, 4, 1);
 	sqlite3_bind_text(st, 5, "", 0, SQLITE_STATIC);
-	if ((err = step_write(c, st, "delete")))
+	if ((err = sq_step_write(c, st, "delete")))
 		goto out_sp;
 	if (!(st = sq_fixed(c, SQ_INS_VER))) {
 		err = CW_EINTERNAL;
@@ -1845,7 +1885,7 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 	sqlite3_bind_int64(st, 4, ms);
 	sqlite3_bind_int(st, 5, 1);
 	sqlite3_bind_text(st, 6, "", 0, SQLITE_STATIC);
-	if ((err = step_write(c, st, "delete version")))
+	if ((err = sq_step_write(c, st, "delete version")))
 		goto out_sp;
 	err = drop_index_rows(c, cur.rid);
 out_sp:

@@ -243,6 +243,78 @@ enum cw_err store_session_touch(struct store *s,
 enum cw_err store_session_revoke(struct store *s,
 				 const unsigned char hash[STORE_SESSION_HASH]);
 
+/* ---- the audit trail (for audit/) ------------------------------------- */
+
+/* Audit records live in their own append-only table (sqlite_audit.c), not
+ * in res: they are never indexed, versioned, changed or deleted. A record
+ * is stored as typed columns (not JSON: audit/ renders the AuditEvent from
+ * them when one is read), and its AuditEvent id is its seq in decimal.
+ * Each row carries hash = BLAKE2b-256(previous row's hash || a canonical
+ * length-prefixed encoding of its columns), the first chaining from 32 zero
+ * bytes (src/audit/README.md has the encoding). Only these calls write it,
+ * and only inside store_write callbacks: the writer thread serializes every
+ * write, so the chain has one order and a rolled-back job leaves no link. */
+
+#define STORE_AUDIT_HASH 32
+
+/* One record: the columns of one row of audit. Strings borrowed on the way
+ * in (NULL: none), arena memory on the way out. `entity` and `patients`
+ * are lists separated by one space (ids, types and parameter names hold no
+ * space): "Observation/o1", "Patient Patient/p1", "p1 p2". */
+struct store_audit {
+	int64_t seq;          /* set by the store: 1, 2, 3, ...; the AuditEvent id */
+	int64_t at;           /* ms: AuditEvent.recorded */
+	int subtype;          /* what happened: audit/'s enum audit_subtype */
+	int action;           /* 'C', 'R', 'U', 'D', 'E' */
+	int status;           /* the HTTP status answered */
+	const char *user;     /* username, or NULL */
+	const char *role;     /* careweave role ("operator": a CLI door), or NULL */
+	const char *link;     /* "Practitioner/abc", or NULL */
+	const char *remote;   /* client address, or NULL */
+	const char *entity;   /* what: "Type/id" or "Type" (a search), listed */
+	const char *params;   /* a search's parameter NAMES "name,_count", or NULL */
+	const char *patients; /* ids of the patients it names, listed, or NULL */
+	const char *detail;   /* a reason given (break-the-glass), or NULL */
+};
+
+/* Appends n records in order, chaining each to the one before (one lookup
+ * of the last hash, then n inserts). A failure half way poisons the job. */
+enum cw_err store_tx_audit_append(struct store_tx *tx,
+				  const struct store_audit *recs, size_t n);
+/* The patients whose compartment the current version of type/id is in
+ * (a Patient: itself), as the transaction sees it: call it after a put,
+ * and before a delete (which drops the rows). Arena array; *n may be 0. */
+enum cw_err store_tx_patients(struct store_tx *tx, struct arena *a,
+			      const char *type, const char *id,
+			      const char ***ids, size_t *n);
+/* The distinct patients of res[0..nres) (from the compartment table; a
+ * Patient is its own), at most max of them. One query per resource type
+ * among them, so a page of 50 costs about what one read does. */
+enum cw_err store_patients_of(struct store *s, struct arena *a,
+			      const struct store_res *res, size_t nres,
+			      size_t max, const char ***ids, size_t *n);
+/* The record with AuditEvent id (its seq in decimal); CW_ENOTFOUND. */
+enum cw_err store_audit_get(struct store *s, struct arena *a, const char *id,
+			    struct store_audit *out);
+/* Records newest first: those naming patient (NULL: all), with seq below
+ * before (0: no bound; the keyset of the next page) and at >= since (ms, 0:
+ * none), at most max, into an arena array. */
+enum cw_err store_audit_list(struct store *s, struct arena *a,
+			     const char *patient, int64_t before, int64_t since,
+			     size_t max, struct store_audit **out, size_t *n);
+
+/* What store_audit_verify found. */
+struct store_audit_check {
+	int64_t records;  /* rows read */
+	int64_t bad_seq;  /* 0: the chain is intact; else the first seq that
+			     does not match, or the first one missing */
+	bool missing;     /* bad_seq is missing (a gap), not altered */
+};
+/* Recomputes the chain over every row in seq order, on a reader snapshot.
+ * CW_OK whatever it finds (out says); an error only when it cannot read.
+ * Costs one pass over the table (about 1 s per million records). */
+enum cw_err store_audit_verify(struct store *s, struct store_audit_check *out);
+
 /* Copies the database, online (writers and other processes go on), into a
  * new file at out: written to out.tmp, synced, renamed over out, the
  * folder synced. Encrypted with the store's key when it has one. One read

@@ -137,6 +137,9 @@ int sq_exec_fixed(struct sq_conn *c, enum sq_fixed which);
 /* Maps a SQLite result code to ours, logging the SQLite message (which
  * never carries values: all values are bound). */
 enum cw_err sq_err(struct sq_conn *c, int rc, const char *what);
+/* Steps a fully bound write statement once (SQLITE_DONE: CW_OK, else
+ * sq_err with what) and sq_done()s it. */
+enum cw_err sq_step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what);
 /* Fills out from the current row of st, columns from col:
  * type, id, version, updated, deleted, json. Strings copied into a. */
 enum cw_err sq_row_res(struct arena *a, sqlite3_stmt *st, int col,

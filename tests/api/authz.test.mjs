@@ -309,3 +309,36 @@ describe('role escalation and consent', () => {
     assert.equal((await as('expired', 'GET', `Patient/${ids.patA}/$everything`)).status, 404);
   });
 });
+
+describe('accounting of disclosures', () => {
+  test('AuditEvent?patient= is for the patient, a coordinator who reaches them and system clients', async () => {
+    // the matrix above read patient A's record many times; wait for those
+    // read records to be flushed (every 100 ms)
+    let own;
+    for (let i = 0; i < 50; i++) {
+      own = await as('patient', 'GET', `AuditEvent?patient=${ids.patA}&_count=1000`);
+      if ((own.json?.entry ?? []).length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(own.status, 200);
+    const n = own.json.entry.length;
+    assert.ok(n > 0, 'the patient sees who accessed their record');
+    const coord = await as('coordinator', 'GET', `AuditEvent?patient=${ids.patA}&_count=1000`);
+    assert.ok(coord.json.entry.length >= n, 'their coordinator sees it too');
+    for (const role of ['physician', 'nurse', 'pharmacist', 'therapist', 'social-worker', 'caregiver']) {
+      const r = await as(role, 'GET', `AuditEvent?patient=${ids.patA}`);
+      assert.equal(r.status, 200, role);
+      assert.equal((r.json.entry ?? []).length, 0, `${role} does not see the accounting`);
+    }
+    const other = await as('patient', 'GET', `AuditEvent?patient=${ids.patB}`);
+    assert.equal((other.json.entry ?? []).length, 0, 'nor anyone else\'s');
+    assert.equal((await as('coordinator', 'GET', `AuditEvent?patient=${ids.patB}`)).json.entry, undefined,
+      'a coordinator out of reach sees nothing');
+    assert.equal((await as('coordinator', 'GET', 'AuditEvent')).status, 403, 'no listing of everyone');
+    assert.equal((await as('admin', 'GET', `AuditEvent?patient=${ids.patA}`)).status, 403);
+    const one = own.json.entry[0].resource.id;
+    assert.equal((await as('patient', 'GET', `AuditEvent/${one}`)).status, 200);
+    assert.equal((await as('nurse', 'GET', `AuditEvent/${one}`)).status, 404, 'a record is not shown by id either');
+    assert.equal((await raw(srv.base, 'GET', `AuditEvent/${one}`)).status, 200, 'the service user may');
+  });
+});

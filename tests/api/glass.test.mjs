@@ -218,6 +218,35 @@ describe('break-the-glass', () => {
     assert.deepEqual(matchIds(seen.json), [c.id]);
   });
 
+  test('the grant is in the audit trail as break-the-glass, with its reason, for the privacy officer', async () => {
+    const r = await as('bg-privacy', 'GET', `AuditEvent?patient=${ids.patB}&_count=1000`);
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    const events = (r.json.entry ?? []).map((e) => e.resource);
+    const btg = events.filter((e) => e.subtype?.some((c) => c.code === 'BTG'));
+    assert.equal(btg.length, 1, 'one break-the-glass record');
+    const e = btg[0];
+    assert.equal(e.subtype[0].system, 'http://terminology.hl7.org/CodeSystem/v3-ActReason');
+    assert.equal(e.purposeOfEvent[0].coding[0].code, 'BTG');
+    assert.equal(e.purposeOfEvent[0].text, REASON);
+    assert.equal(e.agent[0].who.identifier.value, 'bg-outsider');
+    const [c] = (await notifications(ids.patB)).map((x) => x.resource);
+    const what = e.entity.map((x) => x.what?.reference);
+    assert.ok(what.includes(`Patient/${ids.patB}`) && what.includes(`Communication/${c.id}`), JSON.stringify(what));
+    // and what the outsider read under it is there too, by name (read
+    // records are written in batches, every 100 ms: allow a few)
+    let reads = [];
+    for (let i = 0; i < 20 && !reads.length; i++) {
+      if (i) await new Promise((res) => setTimeout(res, 100));
+      const again = await as('bg-privacy', 'GET', `AuditEvent?patient=${ids.patB}&_count=1000`);
+      reads = (again.json.entry ?? []).map((x) => x.resource).filter((x) =>
+        x.subtype?.some((c2) => c2.code === 'read') && x.agent[0].who.identifier.value === 'bg-outsider');
+    }
+    assert.ok(reads.length >= 1, 'the reads under the grant are recorded');
+    // the claimant may not read the trail
+    const own = await as('bg-outsider', 'GET', `AuditEvent?patient=${ids.patB}`);
+    assert.ok(own.status === 403 || (own.json.entry ?? []).length === 0, `outsider reads the trail: ${own.status}`);
+  });
+
   test('a privacy officer reads the notifications addressed to them and no clinical data', async () => {
     const [c] = (await notifications(ids.patB)).map((e) => e.resource);
     const list = await as('bg-privacy', 'GET', 'Communication');
