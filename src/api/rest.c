@@ -300,8 +300,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		op->has_out = true;
 		op->status = op->kind == OP_CREATE || created ? 201 : 200;
 		/* whose record changed, for the audit record of this write */
-		return store_tx_patients(tx, a, op->rt->name, op->id,
-					 &op->patients, &op->npatients);
+		op->patients = op->out.patients;
+		op->npatients = op->out.npatients;
+		return CW_OK;
 	case OP_DELETE:
 		op->status = 204;
 		if (op->noop)

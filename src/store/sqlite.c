@@ -1595,9 +1595,12 @@ write_index_row(struct sq_conn *c, int64_t rid, int seq, int64_t param,
 	return sq_step_write(c, st, "index row");
 }
 
+/* Writes rid's index and compartment rows; *ids, *nids: the compartment's
+ * patients (in a). */
 static enum cw_err
 write_index(struct sq_conn *c, struct arena *a, int64_t rid,
-	    const json_t *res, const struct fhir_restype *rt)
+	    const json_t *res, const struct fhir_restype *rt,
+	    const char ***ids_out, size_t *nids_out)
 {
 	struct fhir_idx *rows;
 	const char **ids;
@@ -1630,6 +1633,8 @@ write_index(struct sq_conn *c, struct arena *a, int64_t rid,
 		if (err)
 			return err;
 	}
+	*ids_out = ids;
+	*nids_out = nids;
 	return CW_OK;
 }
 
@@ -1697,6 +1702,8 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	long version = cur->exists ? cur->version + 1 : 1;
 	int64_t ms = next_ms(s, cur->exists ? cur->updated : 0);
 	int64_t rid = cur->rid;
+	const char **pids;
+	size_t npids;
 	sqlite3_stmt *st;
 	enum cw_err err;
 	char *text;
@@ -1749,9 +1756,18 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sqlite3_bind_null(st, 6); /* the text is in res (keep_version) */
 	if ((err = sq_step_write(c, st, "insert version")))
 		return err;
-	err = write_index(c, s->scratch, rid, put->res, rt);
+	err = write_index(c, s->scratch, rid, put->res, rt, &pids, &npids);
 	if (err)
 		return err;
+	/* whose record changed, without reading back what was just written */
+	if (!strcmp(rt->name, "Patient") &&
+	    !sq_add_patient(a, &out->patients, &out->npatients,
+			    TX_PATIENTS_MAX, id, strlen(id)))
+		return CW_ENOMEM;
+	for (size_t i = 0; i < npids; i++)
+		if (!sq_add_patient(a, &out->patients, &out->npatients,
+				    TX_PATIENTS_MAX, pids[i], strlen(pids[i])))
+			return CW_ENOMEM;
 
 	out->type = rt->name;
 	out->id = arena_strdup(a, id);

@@ -247,9 +247,9 @@ store_tx_audit_append(struct store_tx *tx, const struct store_audit *recs,
 /* ---- patients of resources -------------------------------------------- */
 
 /* Adds id to v (arena array of cap max) unless it is there. */
-static bool
-add_patient(struct arena *a, const char ***v, size_t *n, size_t max,
-	    const char *id, size_t len)
+bool
+sq_add_patient(struct arena *a, const char ***v, size_t *n, size_t max,
+	       const char *id, size_t len)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strlen((*v)[i]) == len && !memcmp((*v)[i], id, len))
@@ -275,7 +275,7 @@ collect(struct sq_conn *c, sqlite3_stmt *st, struct arena *a,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *p = (const char *)sqlite3_column_text(st, 0);
 
-		if (p && !add_patient(a, ids, n, max, p,
+		if (p && !sq_add_patient(a, ids, n, max, p,
 				      (size_t)sqlite3_column_bytes(st, 0))) {
 			err = CW_ENOMEM;
 			break;
@@ -287,7 +287,6 @@ collect(struct sq_conn *c, sqlite3_stmt *st, struct arena *a,
 	return err;
 }
 
-#define TX_PATIENTS_MAX 1000
 
 /* Adds the compartment patients of one resource to ids: two key lookups,
  * no JSON array (an instance read's record asks this on a poll thread). */
@@ -313,7 +312,7 @@ store_tx_patients(struct store_tx *tx, struct arena *a, const char *type,
 	*ids = NULL;
 	*n = 0;
 	if (!strcmp(type, "Patient") &&
-	    !add_patient(a, ids, n, TX_PATIENTS_MAX, id, strlen(id)))
+	    !sq_add_patient(a, ids, n, TX_PATIENTS_MAX, id, strlen(id)))
 		return CW_ENOMEM;
 	return patients_of_one(tx->c, a, type, id, TX_PATIENTS_MAX, ids, n);
 }
@@ -354,7 +353,7 @@ store_patients_of(struct store *s, struct arena *a, const struct store_res *res,
 				continue;
 			done[j] = true;
 			if (!strcmp(type, "Patient") &&
-			    !add_patient(a, ids, n, max, id, strlen(id))) {
+			    !sq_add_patient(a, ids, n, max, id, strlen(id))) {
 				err = CW_ENOMEM;
 				break;
 			}

@@ -212,4 +212,12 @@ int sq_crypt_open(const unsigned char *key, char kind, uint64_t index,
 enum cw_err sq_read_rid(struct sq_conn *c, struct arena *a, int64_t rid,
 			struct store_res *out);
 
+/* The most patients one change's audit record names (store_tx_patients,
+ * store_tx_put's out->patients). */
+#define TX_PATIENTS_MAX 1000
+/* Adds id (len bytes) to the arena list *v of *n (room for max, allocated
+ * on first use) unless it is there or the list is full. false: no memory. */
+bool sq_add_patient(struct arena *a, const char ***v, size_t *n, size_t max,
+		    const char *id, size_t len);
+
 #endif
