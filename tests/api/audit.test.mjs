@@ -107,6 +107,36 @@ describe('audit trail', () => {
     assert.deepEqual(one.json, list[1]);
   });
 
+  test('update, vread, history, $everything, a compartment search and a Consent each leave their record', async () => {
+    const pid = await newPatient({ gender: 'male' });
+    const p = (await raw(srv.base, 'GET', `Patient/${pid}`)).json;
+    assert.equal((await raw(srv.base, 'PUT', `Patient/${pid}`, { body: { ...p, gender: 'other' } })).status, 200);
+    assert.equal((await raw(srv.base, 'GET', `Patient/${pid}/_history/1`)).status, 200);
+    assert.equal((await raw(srv.base, 'GET', `Patient/${pid}/_history`)).status, 200);
+    assert.equal((await raw(srv.base, 'GET', `Patient/${pid}/$everything`)).status, 200);
+    assert.equal((await raw(srv.base, 'GET', `Patient/${pid}/Observation`)).status, 200);
+    const consent = await raw(srv.base, 'POST', 'Consent', { body: {
+      resourceType: 'Consent', status: 'active',
+      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: { reference: `Patient/${pid}` },
+      provision: { type: 'permit' },
+    } });
+    assert.equal(consent.status, 201, consent.text);
+    const want = ['create', 'search-type', 'operation', 'history-instance', 'vread', 'update', 'read', 'create'];
+    const list = await waitFor(pid, (l) => l.length >= want.length, 'every interaction');
+    // Changes are chained in their own commit, reads a moment later in a
+    // batch: the trail's order is not the requests' order, so compare the
+    // records as a set (each has its time in recorded).
+    assert.deepEqual(list.map(sub).sort(), [...want].sort(), JSON.stringify(list.map(sub)));
+    assert.ok(list.some((e) => sub(e) === 'create' &&
+      e.entity.some((x) => x.what?.reference === `Consent/${consent.json.id}`)), 'the Consent change');
+    assert.equal(list.find((e) => sub(e) === 'operation').entity.some((e) => e.what?.reference === `Patient/${pid}`), true);
+    // and nothing more turns up later
+    await sleep(300);
+    assert.equal((await records(`patient=${pid}`)).list.length, want.length);
+  });
+
   test('an Observation names its patient; a transaction is one record for all its entries', async () => {
     const pid = await newPatient();
     const o = await raw(srv.base, 'POST', 'Observation', {
