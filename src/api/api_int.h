@@ -74,6 +74,10 @@ struct api_req {
 					  (its entries are recorded one by one) */
 	const struct store_res *seen;  /* what a search or history page showed */
 	size_t nseen;
+	bool read_patients;            /* a read found the resource: its
+					  patients are these (store_read) */
+	const char **patients;
+	size_t npatients;
 	const char *interaction;       /* set by a handler that knows better
 					  than the route ("batch") */
 };

@@ -705,6 +705,12 @@ api_h_read(struct api_req *q)
 	enum cw_err err;
 
 	err = store_read(q->api->store, q->a, q->rt->name, q->id, &res);
+	if (!err) {
+		/* the audit record's patients, from the same snapshot */
+		q->read_patients = true;
+		q->patients = res.patients;
+		q->npatients = res.npatients;
+	}
 	return answer_read(q, err, &res, NULL);
 }
 

@@ -266,6 +266,10 @@ api_trail_request(struct api_req *q)
 		    !strcmp(q->rt->name, "Patient")) {
 			if (!add_id(q->a, &pats, &npats, &cap, q->id))
 				goto out_nomem;
+		} else if (q->read_patients) {
+			for (size_t k = 0; k < q->npatients; k++)
+				if (!add_id(q->a, &pats, &npats, &cap, q->patients[k]))
+					goto out_nomem;
 		} else if (!store_patients_of(q->api->store, q->a, &one, 1,
 					      AUDIT_SEARCH_PATIENTS, &v, &n)) {
 			for (size_t k = 0; k < n; k++)

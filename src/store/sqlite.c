@@ -209,7 +209,11 @@ static const char *const sq_fixed_sql[SQ_NFIXED] = {
 	[SQ_SP_JOB_ROLLBACK] = "ROLLBACK TO job",
 	[SQ_CUR] = "SELECT rid, version, deleted, updated FROM res"
 		   " WHERE type = ?1 AND id = ?2",
-	[SQ_READ] = "SELECT type, id, version, updated, deleted, json FROM res"
+	/* with the patients of its compartment (for the read's audit record):
+	 * a covering range of compartment_rid, in the same snapshot */
+	[SQ_READ] = "SELECT type, id, version, updated, deleted, json,"
+		    " (SELECT group_concat(c.patient_id, ' ') FROM compartment c"
+		    "  WHERE c.rid = res.rid) FROM res"
 		    " WHERE type = ?1 AND id = ?2",
 	[SQ_READ_RID] = "SELECT type, id, version, updated, deleted, json"
 			" FROM res WHERE rid = ?1",
@@ -1185,7 +1189,31 @@ sq_row_res(struct arena *a, sqlite3_stmt *st, int col, struct store_res *out)
 	return CW_OK;
 }
 
-/* Runs a lookup statement already bound: one row into out. */
+/* Column col of st: patient ids, one space between, into out->patients
+ * (a Patient is in its own compartment). */
+static enum cw_err
+row_patients(struct arena *a, sqlite3_stmt *st, int col, struct store_res *out)
+{
+	const char *p = (const char *)sqlite3_column_text(st, col);
+
+	if (!strcmp(out->type, "Patient") &&
+	    !sq_add_patient(a, &out->patients, &out->npatients,
+			    TX_PATIENTS_MAX, out->id, strlen(out->id)))
+		return CW_ENOMEM;
+	while (p && *p) {
+		size_t n = strcspn(p, " ");
+
+		if (n && !sq_add_patient(a, &out->patients, &out->npatients,
+					 TX_PATIENTS_MAX, p, n))
+			return CW_ENOMEM;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return CW_OK;
+}
+
+/* Runs a lookup statement already bound: one row into out; with a 7th
+ * column, its patients (row_patients). */
 static enum cw_err
 read_one(struct sq_conn *c, struct arena *a, sqlite3_stmt *st,
 	 struct store_res *out)
@@ -1200,6 +1228,8 @@ read_one(struct sq_conn *c, struct arena *a, sqlite3_stmt *st,
 		err = sq_err(c, rc, "read");
 	else {
 		err = sq_row_res(a, st, 0, out);
+		if (!err && sqlite3_column_count(st) > 6)
+			err = row_patients(a, st, 6, out);
 		if (!err && out->deleted)
 			err = CW_EGONE;
 	}

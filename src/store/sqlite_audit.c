@@ -256,11 +256,20 @@ sq_add_patient(struct arena *a, const char ***v, size_t *n, size_t max,
 			return true;
 	if (*n == max)
 		return true;
-	if (!*v && !(*v = arena_zalloc(a, (max + 1) * sizeof(**v))))
-		return false;
+	/* room for 4, then doubling: most lists hold one patient */
+	if (*n >= 4 ? !(*n & (*n - 1)) : !*v) {
+		size_t cap = *n >= 4 ? *n : 0, nc = cap ? cap * 2 : 4;
+		const char **nv = arena_realloc(a, *v, cap * sizeof(**v),
+						(nc + 1) * sizeof(**v));
+
+		if (!nv)
+			return false;
+		*v = nv;
+	}
 	if (!((*v)[*n] = arena_strndup(a, id, len)))
 		return false;
 	(*n)++;
+	(*v)[*n] = NULL;
 	return true;
 }
 

@@ -55,9 +55,10 @@ struct store_res {
 	int64_t last_updated; /* ms since epoch */
 	bool deleted;         /* this version is a delete (json is empty) */
 	struct span json;
-	/* store_tx_put only: the patients whose compartment this version is
-	 * in (a Patient is in its own), as store_tx_patients would list them
-	 * after the put, for the change's audit record; NULL otherwise. */
+	/* store_tx_put and store_read only: the patients whose compartment
+	 * the (current) version is in (a Patient is in its own), as
+	 * store_tx_patients would list them, for the audit record; NULL
+	 * otherwise. */
 	const char **patients;
 	size_t npatients;
 };
