@@ -100,6 +100,8 @@ before(async () => {
   users.caregiver = await signIn('az-caregiver', 'caregiver', `RelatedPerson/${ids.rpA}`);
   users.expired = await signIn('az-expired', 'caregiver', `RelatedPerson/${ids.rpExpired}`);
   users.former = await signIn('az-former', 'physician', `Practitioner/${ids.other}`);
+  ids.privacy = (await svc('POST', 'Practitioner', { resourceType: 'Practitioner', name: [{ family: 'Privacy' }] })).id;
+  users['privacy-officer'] = await signIn('az-privacy', 'privacy-officer', `Practitioner/${ids.privacy}`);
 });
 
 after(async () => { await srv?.stop(); });
@@ -115,6 +117,29 @@ describe('admin', () => {
       assert.equal(r.json.issue[0].code, 'forbidden');
     }
     assert.equal((await as('admin', 'GET', 'metadata')).status, 200);
+  });
+});
+
+describe('privacy officer', () => {
+  test('no clinical data on either patient, every write refused; the directory and the audit trail read', async () => {
+    for (const pid of [ids.patA, ids.patB]) {
+      for (const [m, u, body] of [
+        ['GET', `Patient/${pid}`],
+        ['GET', `Observation?subject=Patient/${pid}`],
+        ['GET', `Patient/${pid}/$everything`],
+        ['GET', `Patient/${pid}/_history`],
+        ['POST', 'Observation', obs(pid)],
+      ]) {
+        const r = await as('privacy-officer', m, u, body);
+        assert.equal(r.status, 403, `${m} ${u}: ${r.text.slice(0, 200)}`);
+        assert.equal(r.json.resourceType, 'OperationOutcome');
+      }
+    }
+    assert.equal((await as('privacy-officer', 'GET', `Observation/${ids.obsA}`)).status, 403);
+    assert.equal((await as('privacy-officer', 'GET', `Practitioner/${ids.physician}`)).status, 200, 'the directory');
+    const trail = await as('privacy-officer', 'GET', `AuditEvent?patient=${ids.patA}`);
+    assert.equal(trail.status, 200, trail.text.slice(0, 200));
+    assert.equal(trail.json.resourceType, 'Bundle');
   });
 });
 
