@@ -65,17 +65,6 @@ row_user(struct arena *a, sqlite3_stmt *st, int col, struct store_user *u)
 	return CW_OK;
 }
 
-/* Steps a bound write statement to its end and releases it. */
-static enum cw_err
-step_done(struct sq_conn *c, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	enum cw_err err = rc == SQLITE_DONE ? CW_OK : sq_err(c, rc, what);
-
-	sq_done(st);
-	return err;
-}
-
 /* ---- users ------------------------------------------------------------ */
 
 struct user_job {
@@ -107,7 +96,7 @@ user_add_fn(struct store_tx *tx, void *ctx)
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_text(st, 4, j->u->hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, time_now_ms());
-	return step_done(tx->c, st, "user add");
+	return sq_step_write(tx->c, st, "user add");
 }
 
 enum cw_err
@@ -199,7 +188,7 @@ revoke_user_sessions(struct sq_conn *c, int64_t uid)
 	if (!st)
 		return CW_EINTERNAL;
 	sqlite3_bind_int64(st, 1, uid);
-	return step_done(c, st, "revoke sessions");
+	return sq_step_write(c, st, "revoke sessions");
 }
 
 /* The uid of username inside the transaction; CW_ENOTFOUND. */
@@ -253,7 +242,7 @@ set_disabled_fn(struct store_tx *tx, void *ctx)
 		"UPDATE users SET disabled = ?2 WHERE uid = ?1"), &uid, &st)))
 		return err;
 	sqlite3_bind_int(st, 2, j->disabled);
-	if ((err = step_done(tx->c, st, "user disable")))
+	if ((err = sq_step_write(tx->c, st, "user disable")))
 		return err;
 	return j->disabled ? revoke_user_sessions(tx->c, uid) : CW_OK;
 }
@@ -279,7 +268,7 @@ set_hash_fn(struct store_tx *tx, void *ctx)
 		" locked_until = 0 WHERE uid = ?1"), &uid, &st)))
 		return err;
 	sqlite3_bind_text(st, 2, j->hash, -1, SQLITE_STATIC);
-	if ((err = step_done(tx->c, st, "user password")))
+	if ((err = sq_step_write(tx->c, st, "user password")))
 		return err;
 	return revoke_user_sessions(tx->c, uid);
 }
@@ -308,7 +297,7 @@ set_totp_fn(struct store_tx *tx, void *ctx)
 		sqlite3_bind_blob(st, 2, j->totp, STORE_TOTP_KEY, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 2);
-	if ((err = step_done(tx->c, st, "user totp")))
+	if ((err = sq_step_write(tx->c, st, "user totp")))
 		return err;
 	return revoke_user_sessions(tx->c, uid);
 }
@@ -336,7 +325,7 @@ set_failures_fn(struct store_tx *tx, void *ctx)
 	sqlite3_bind_int(st, 2, j->failed);
 	sqlite3_bind_int(st, 3, j->lockouts);
 	sqlite3_bind_int64(st, 4, j->until);
-	return step_done(tx->c, st, "user failures");
+	return sq_step_write(tx->c, st, "user failures");
 }
 
 enum cw_err
@@ -373,7 +362,7 @@ session_add_fn(struct store_tx *tx, void *ctx)
 			return CW_EINTERNAL;
 		sqlite3_bind_int64(st, 1, j->ss->uid);
 		sqlite3_bind_int64(st, 2, j->ss->totp_step);
-		if ((err = step_done(tx->c, st, "totp step")))
+		if ((err = sq_step_write(tx->c, st, "totp step")))
 			return err;
 		if (sqlite3_changes(tx->c->db) != 1)
 			return CW_ECONFLICT;
@@ -382,7 +371,7 @@ session_add_fn(struct store_tx *tx, void *ctx)
 		"DELETE FROM sessions WHERE expires < ?1"))))
 		return CW_EINTERNAL;
 	sqlite3_bind_int64(st, 1, j->now);
-	if ((err = step_done(tx->c, st, "session sweep")))
+	if ((err = sq_step_write(tx->c, st, "session sweep")))
 		return err;
 	if (!(st = sq_prepare(tx->c, SQL(
 		"INSERT INTO sessions(hash, uid, created, last_seen, expires)"
@@ -393,14 +382,14 @@ session_add_fn(struct store_tx *tx, void *ctx)
 	sqlite3_bind_int64(st, 3, j->ss->created);
 	sqlite3_bind_int64(st, 4, j->ss->last_seen);
 	sqlite3_bind_int64(st, 5, j->ss->expires);
-	if ((err = step_done(tx->c, st, "session add")))
+	if ((err = sq_step_write(tx->c, st, "session add")))
 		return err;
 	if (!(st = sq_prepare(tx->c, SQL(
 		"UPDATE users SET failed = 0, lockouts = 0, locked_until = 0"
 		" WHERE uid = ?1"))))
 		return CW_EINTERNAL;
 	sqlite3_bind_int64(st, 1, j->ss->uid);
-	return step_done(tx->c, st, "user signed in");
+	return sq_step_write(tx->c, st, "user signed in");
 }
 
 enum cw_err
@@ -458,7 +447,7 @@ session_touch_fn(struct store_tx *tx, void *ctx)
 		return CW_EINTERNAL;
 	sqlite3_bind_blob(st, 1, j->hash, STORE_SESSION_HASH, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, j->now);
-	return step_done(tx->c, st, "session touch");
+	return sq_step_write(tx->c, st, "session touch");
 }
 
 enum cw_err
@@ -480,7 +469,7 @@ session_revoke_fn(struct store_tx *tx, void *ctx)
 	if (!st)
 		return CW_EINTERNAL;
 	sqlite3_bind_blob(st, 1, j->hash, STORE_SESSION_HASH, SQLITE_STATIC);
-	return step_done(tx->c, st, "session revoke");
+	return sq_step_write(tx->c, st, "session revoke");
 }
 
 enum cw_err

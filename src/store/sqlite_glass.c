@@ -18,8 +18,6 @@ store_tx_glass_add(struct store_tx *tx, const struct store_glass *g)
 	sqlite3_stmt *st = sq_prepare(tx->c, SQL(
 		"INSERT INTO glass_grants(uid, patient_id, reason, granted, expires)"
 		" VALUES(?1, ?2, ?3, ?4, ?5)"));
-	enum cw_err err;
-	int rc;
 
 	if (!st)
 		return CW_EINTERNAL;
@@ -28,10 +26,7 @@ store_tx_glass_add(struct store_tx *tx, const struct store_glass *g)
 	sqlite3_bind_text(st, 3, g->reason, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, g->granted);
 	sqlite3_bind_int64(st, 5, g->expires);
-	rc = sqlite3_step(st);
-	err = rc == SQLITE_DONE ? CW_OK : sq_err(tx->c, rc, "glass add");
-	sq_done(st);
-	return err;
+	return sq_step_write(tx->c, st, "glass add");
 }
 
 enum cw_err
