@@ -48,18 +48,12 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char p[128];
 
 	json_decref(f->body);
 	arena_free(f->a);
 	api_free(f->api);
 	store_close(f->s);
-	unlink(f->path);
-	snprintf(p, sizeof(p), "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	unit_rm_dir(f->dir); /* the db, its -wal and -shm */
 	free(f);
 	return 0;
 }

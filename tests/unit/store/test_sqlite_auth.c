@@ -55,16 +55,10 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char p[160];
 
 	if (f->s)
 		store_close(f->s);
-	unlink(f->path);
-	snprintf(p, sizeof(p), "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	unit_rm_dir(f->dir); /* the db, its -wal and -shm */
 	arena_free(f->a);
 	free(f);
 	return 0;
