@@ -278,11 +278,29 @@ api_trail_request(struct api_req *q)
 		}
 	}
 	if (!aud && q->nseen) {
+		/* A search page's resources were read with their patients;
+		 * only the rest (history) asks the store again. */
+		struct store_res *ask = arena_alloc(q->a, q->nseen * sizeof(*ask));
+		size_t nask = 0;
 		const char **v;
 		size_t n;
 
-		if (!store_patients_of(q->api->store, q->a, q->seen, q->nseen,
-				       AUDIT_SEARCH_PATIENTS, &v, &n))
+		if (!ask)
+			goto out_nomem;
+		for (size_t k = 0; k < q->nseen; k++) {
+			const struct store_res *r = &q->seen[k];
+
+			if (!r->patients_known) {
+				ask[nask++] = *r;
+				continue;
+			}
+			for (size_t j = 0; j < r->npatients &&
+					   npats < AUDIT_SEARCH_PATIENTS; j++)
+				if (!add_id(q->a, &pats, &npats, &cap, r->patients[j]))
+					goto out_nomem;
+		}
+		if (nask && !store_patients_of(q->api->store, q->a, ask, nask,
+					       AUDIT_SEARCH_PATIENTS, &v, &n))
 			for (size_t k = 0; k < n && npats < AUDIT_SEARCH_PATIENTS; k++)
 				if (!add_id(q->a, &pats, &npats, &cap, v[k]))
 					goto out_nomem;

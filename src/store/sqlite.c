@@ -215,8 +215,9 @@ static const char *const sq_fixed_sql[SQ_NFIXED] = {
 		    " (SELECT group_concat(c.patient_id, ' ') FROM compartment c"
 		    "  WHERE c.rid = res.rid) FROM res"
 		    " WHERE type = ?1 AND id = ?2",
-	[SQ_READ_RID] = "SELECT type, id, version, updated, deleted, json"
-			" FROM res WHERE rid = ?1",
+	[SQ_READ_RID] = "SELECT type, id, version, updated, deleted, json,"
+			" (SELECT group_concat(c.patient_id, ' ') FROM compartment c"
+			"  WHERE c.rid = res.rid) FROM res WHERE rid = ?1",
 	[SQ_VREAD] = "SELECT v.type, v.id, v.version, v.updated, v.deleted, "
 		     VERSION_JSON " FROM versions v WHERE v.type = ?1"
 		     " AND v.id = ?2 AND v.version = ?3",
@@ -1196,6 +1197,7 @@ row_patients(struct arena *a, sqlite3_stmt *st, int col, struct store_res *out)
 {
 	const char *p = (const char *)sqlite3_column_text(st, col);
 
+	out->patients_known = true;
 	if (!strcmp(out->type, "Patient") &&
 	    !sq_add_patient(a, &out->patients, &out->npatients,
 			    TX_PATIENTS_MAX, out->id, strlen(out->id)))
@@ -1790,6 +1792,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	if (err)
 		return err;
 	/* whose record changed, without reading back what was just written */
+	out->patients_known = true;
 	if (!strcmp(rt->name, "Patient") &&
 	    !sq_add_patient(a, &out->patients, &out->npatients,
 			    TX_PATIENTS_MAX, id, strlen(id)))

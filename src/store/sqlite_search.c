@@ -770,6 +770,7 @@ compartment_rows(struct sq_conn *c, struct arena *a, const char *pid)
 struct plan {
 	long drv;
 	bool comp;
+	bool ix; /* r is the driver's own index rows, not res (ix_plan) */
 };
 
 /* A driver is materialized whole before the page is cut from it: worth it
@@ -880,8 +881,40 @@ cond_allowed(struct qb *q, const struct fhir_query *fq)
 	free(text);
 }
 
+/* Whether a page can be cut from the driver's index rows alone, with no
+ * seek into res per candidate: index rows exist only for the current,
+ * not deleted version of a resource (drop_index_rows), and their param
+ * number belongs to one type (sq_param_id; test_param_id.c checks that no
+ * two served parameters share one), so the driver's rows are already
+ * live resources of the searched type. Only a plain parameter's rows
+ * qualify, and only when no other condition reads a column of res (_id,
+ * _lastUpdated, _has compare r.id or r.updated); everything else probes
+ * by r.rid, which the index rows carry. */
+static bool
+ix_plan(const struct fhir_query *fq, struct plan pl)
+{
+	const struct fhir_qparam *p;
+
+	if (pl.drv < 0 || pl.comp)
+		return false;
+	p = &fq->params[pl.drv];
+	if (p->chain || p->has_rt || !p->sp || p->mod == MOD_NOT ||
+	    p->mod == MOD_MISSING || !param_table(p))
+		return false;
+	for (size_t i = 0; i < fq->nparams; i++) {
+		const struct fhir_qparam *o = &fq->params[i];
+
+		if (o->has_rt || !o->sp || is_code(o->sp, "_id") ||
+		    is_code(o->sp, "_lastUpdated"))
+			return false;
+	}
+	return true;
+}
+
 /* The WHERE clause of q over alias r: type, not deleted, the compartment,
- * the access restriction, every param; pl says what drives. */
+ * the access restriction, every param; pl says what drives. With pl.ix, r
+ * is the driver's index table (ix_plan), and its rows stand for type,
+ * deleted and the driver itself. */
 static void
 build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 {
@@ -890,8 +923,12 @@ build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 	 * seek on (type, deleted, rowid), comparing the type's text. */
 	const char *un = pl.drv >= 0 || pl.comp ? "+" : "";
 
-	qf(q, "%sr.type = ", un), qtext(q, fq->rt->name);
-	qf(q, " AND %sr.deleted = 0", un);
+	if (pl.ix) {
+		rows_where(q, &fq->params[pl.drv], fq->rt->name, "r", false);
+	} else {
+		qf(q, "%sr.type = ", un), qtext(q, fq->rt->name);
+		qf(q, " AND %sr.deleted = 0", un);
+	}
 	/* Types outside the Patient compartment have no compartment rows. */
 	if (fq->restrict_patients &&
 	    (fq->rt->ncompartment || !strcmp(fq->rt->name, "Patient"))) {
@@ -903,6 +940,8 @@ build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 		cond_compartment(q, fq->compartment_patient, pl.comp);
 	}
 	for (size_t i = 0; i < fq->nparams; i++) {
+		if (pl.ix && (long)i == pl.drv)
+			continue;
 		qs(q, " AND ");
 		cond_param(q, &fq->params[i], fq->rt->name, "r", (long)i == pl.drv);
 	}
@@ -1445,7 +1484,19 @@ run_keys(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 	if (!hits || (fq->nsort && !kinds))
 		return CW_ENOMEM;
 	qb_init(&q, a, d);
-	if (fq->nsort == 0) {
+	if (fq->nsort == 0 && ix_plan(fq, pl)) {
+		/* A resource with two matching rows (two codings, two values)
+		 * is one hit; in a one-value key's range the rows are in rid
+		 * order already, so neither DISTINCT nor ORDER BY sorts. */
+		pl.ix = true;
+		qf(&q, "SELECT DISTINCT r.rid FROM %s r WHERE ",
+		   param_table(&fq->params[pl.drv]));
+		build_filter(&q, fq, pl);
+		if (cur)
+			qs(&q, prev ? " AND r.rid < " : " AND r.rid > "),
+				qint(&q, cur->rid);
+		qs(&q, prev ? " ORDER BY r.rid DESC LIMIT " : " ORDER BY r.rid LIMIT ");
+	} else if (fq->nsort == 0) {
 		qs(&q, "SELECT r.rid FROM res r WHERE ");
 		if (cur && driven) {
 			q.drive_op = prev ? " < " : " > ";

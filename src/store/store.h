@@ -55,12 +55,14 @@ struct store_res {
 	int64_t last_updated; /* ms since epoch */
 	bool deleted;         /* this version is a delete (json is empty) */
 	struct span json;
-	/* store_tx_put and store_read only: the patients whose compartment
-	 * the (current) version is in (a Patient is in its own), as
-	 * store_tx_patients would list them, for the audit record; NULL
-	 * otherwise. */
+	/* The patients whose compartment the (current) version is in (a
+	 * Patient is in its own), as store_tx_patients would list them, for
+	 * the audit record: filled by store_tx_put, store_read and for every
+	 * resource of a search or $everything page (patients_known); not by
+	 * vread or history. */
 	const char **patients;
 	size_t npatients;
+	bool patients_known;
 };
 
 /* Current version of type/id. CW_ENOTFOUND if it never existed, CW_EGONE if

@@ -180,6 +180,50 @@ describe('token', () => {
   check('Patient', { _tag: tag.param }, ['p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8']);
 });
 
+// A page cut from one parameter's index rows (sqlite_search.c ix_plan):
+// those rows must stand for exactly the live resources of the type.
+describe('a search driven by one parameter\'s index', () => {
+  const LOCAL = 'http://clinic.example/codes';
+  let pid;
+  const made = {};
+  before(async () => {
+    pid = P.p5.id; // a seed patient without Conditions: no new Patient for the Patient searches above
+    const cond = (name, coding) => client.create({ resourceType: 'Condition', body: { resourceType: 'Condition', subject: { reference: `Patient/${pid}` }, code: { coding }, meta: { tag: [T] } } }).then((r) => { made[name] = r; byId.set(r.id, name); });
+    // two codings with the same code: two index rows, one resource
+    await cond('twice', [{ system: SCT, code: '239872002' }, { system: LOCAL, code: '239872002' }]);
+    await cond('gone', [{ system: SCT, code: '239872002' }]);
+    await cond('changed', [{ system: SCT, code: '239872002' }]);
+    for (let i = 0; i < 5; i++) await cond(`paged${i}`, [{ system: SCT, code: '271737000' }]);
+    await client.delete({ resourceType: 'Condition', id: made.gone.id });
+    await client.update({ resourceType: 'Condition', id: made.changed.id, body: { resourceType: 'Condition', id: made.changed.id, subject: { reference: `Patient/${pid}` }, code: { coding: [{ system: SCT, code: '396275006' }] }, meta: { tag: [T] } } });
+  });
+  test('a resource with two matching rows is one match; deleted and changed ones are not matches', async () => {
+    assert.deepEqual(await names('Condition', { patient: pid, code: '239872002' }), ['twice']);
+    assert.deepEqual(await names('Condition', { patient: pid, code: `${SCT}|239872002,${LOCAL}|239872002` }), ['twice']);
+    assert.deepEqual(await names('Condition', { code: `${LOCAL}|239872002` }), ['twice']);
+    assert.deepEqual(await names('Condition', { patient: pid, code: '396275006' }), ['changed']);
+    assert.deepEqual(await names('Condition', { subject: `Patient/${pid}`, _tag: tag.param }),
+      ['changed', 'paged0', 'paged1', 'paged2', 'paged3', 'paged4', 'twice']);
+  });
+  test('pages forward and back through it', async () => {
+    const first = await client.search({ resourceType: 'Condition', searchParams: { patient: pid, code: '271737000', _count: 2 } });
+    const seen = [matchIds(first)];
+    let page = first;
+    while (linkOf(page, 'next')) {
+      page = await client.nextPage({ bundle: page });
+      seen.push(matchIds(page));
+    }
+    assert.deepEqual(seen.map((p) => p.length), [2, 2, 1]);
+    assert.deepEqual(seen.flat().map((id) => byId.get(id)).sort(), ['paged0', 'paged1', 'paged2', 'paged3', 'paged4']);
+    const back = await client.prevPage({ bundle: page });
+    assert.deepEqual(matchIds(back), seen[1]);
+  });
+  test('with _id or _lastUpdated beside it (read from res)', async () => {
+    assert.deepEqual(await names('Condition', { patient: pid, _id: made.twice.id }), ['twice']);
+    assert.deepEqual(await names('Condition', { patient: pid, code: '239872002', _lastUpdated: 'gt2000-01-01' }), ['twice']);
+  });
+});
+
 describe(':missing', () => {
   check('Patient', { 'birthdate:missing': 'true' }, ['p7']);
   check('Patient', { 'birthdate:missing': 'false' }, ['p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p8']);
