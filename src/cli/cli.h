@@ -17,6 +17,7 @@ enum cli_exit {
 	CLI_EDATA = 1,  /* bad data: invalid resources, unknown patient */
 	CLI_EUSAGE = 2, /* bad command line */
 	CLI_EIO = 3,    /* files, sockets, the database */
+	CLI_ENOTFOUND = 4, /* kb lookup: careweave knows no such thing */
 };
 
 #define CLI_DEFAULT_DB "./data/careweave.db"
@@ -31,9 +32,17 @@ int cli_user(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_backup(int argc, char **argv);
+int cli_kb(int argc, char **argv);
 
 struct store;
 struct api;
+struct kb;
+
+/* Loads the knowledge base (kb.c): from dir (--kb), else $CAREWEAVE_KB,
+ * else ./data/kb. Every problem is printed on stderr as FILE:LINE: REASON.
+ * NULL with *rc CLI_EDATA (invalid) or CLI_EIO (unreadable); when optional
+ * and the default folder does not exist, NULL with *rc CLI_OK. */
+struct kb *cli_kb_open(const char *cmd, const char *dir, bool optional, int *rc);
 
 /* Prints "careweave <cmd>: <message>" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);

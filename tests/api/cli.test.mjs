@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { startServer, runCli, tempDir, countOf, repoRoot } from '../support/server.mjs';
 
 const expected = JSON.parse(readFileSync(path.join(repoRoot, 'tests/data/demo/expected.json'), 'utf8'));
-const COMMANDS = ['serve', 'import', 'export', 'demo', 'user', 'check', 'backup', 'key'];
+const COMMANDS = ['serve', 'import', 'export', 'demo', 'user', 'check', 'backup', 'key', 'kb'];
 const SANITIZER_RE = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
 
 let dir;
