@@ -31,6 +31,8 @@ bool kb_tab_init(struct kb_tab *t, struct arena *a, size_t n);
  * 0 with *old set to its value; -1 when memory is short. */
 int kb_tab_put(struct kb_tab *t, const char *key, size_t len, uint32_t val,
 		uint32_t *old);
+/* The slot holding key (to change its value while loading), or NULL. */
+struct kb_slot *kb_tab_slot(struct kb_tab *t, const char *key, size_t len);
 /* The value of key, or false. */
 bool kb_tab_get(const struct kb_tab *t, const char *key, size_t len,
 		uint32_t *val);
@@ -93,6 +95,8 @@ struct kb {
 	size_t nnames;
 
 	struct kb_tab names;   /* normalized drug, product and class names */
+	struct kb_tab first;   /* a name's first word -> the most words of the
+	                          names starting with it */
 	struct kb_tab rxcui;   /* RxCUI -> drug or product */
 	struct kb_tab labname; /* normalized test names and LOINC codes */
 	struct kb_tab src;     /* source key -> its index in srctext */

@@ -313,8 +313,19 @@ add_name(struct loader *L, struct kb_tab *t, const char *s, size_t n,
 	else if (r == 0 && old != val)
 		bad(L, "the name '%s' already names %s", tmp,
 		    describe(kb, old, what, sizeof(what)));
-	if (t == &kb->names && words > kb->max_ngram)
-		kb->max_ngram = (unsigned)words;
+	if (t == &kb->names && r > 0) {
+		size_t fl = strcspn(key, " ");
+		struct kb_slot *sl;
+
+		if (words > kb->max_ngram)
+			kb->max_ngram = (unsigned)words;
+		int fr = kb_tab_put(&kb->first, key, fl, (uint32_t)words, &old);
+
+		if (fr < 0)
+			bad(L, "out of memory");
+		else if (fr == 0 && old < words && (sl = kb_tab_slot(&kb->first, key, fl)))
+			sl->val = (uint32_t)words;
+	}
 	kb->nnames += r > 0;
 }
 
@@ -1062,7 +1073,8 @@ kb_load(const char *dir, kb_report_fn *report, void *arg, enum cw_err *err)
 	}
 	kb->a = a;
 	L.kb = kb;
-	if (!kb_tab_init(&kb->names, a, 1024) || !kb_tab_init(&kb->rxcui, a, 256)) {
+	if (!kb_tab_init(&kb->names, a, 1024) || !kb_tab_init(&kb->first, a, 1024) ||
+	    !kb_tab_init(&kb->rxcui, a, 256)) {
 		arena_free(a);
 		return NULL;
 	}

@@ -234,6 +234,14 @@ map_text(const struct kb *kb, const char *s, bool allergy, struct kb_mapping *m)
 	for (size_t i = 0; i < nw;) {
 		size_t most = nw - i < kb->max_ngram ? nw - i : kb->max_ngram;
 		bool hit = false;
+		uint32_t longest;
+
+		/* most words start no name: one lookup says so, and otherwise
+		 * how long the longest name starting here is */
+		if (!kb_tab_get(&kb->first, w[i].p, w[i].n, &longest))
+			most = 0;
+		else if (longest < most)
+			most = longest;
 
 		for (size_t n = most; n >= 1; n--) {
 			const char *k = w[i].p;

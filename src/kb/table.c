@@ -108,3 +108,11 @@ kb_tab_get(const struct kb_tab *t, const char *key, size_t len, uint32_t *val)
 	*val = s->val;
 	return true;
 }
+
+struct kb_slot *
+kb_tab_slot(struct kb_tab *t, const char *key, size_t len)
+{
+	struct kb_slot *s = find_slot(t, key, len, kb_hash(key, len));
+
+	return s->key ? s : NULL;
+}

@@ -833,6 +833,19 @@ test_map_allergy(void **state)
 	expect_map("Aspirin (substance)", NULL, 0, true, KB_MAPPED, "aspirin");
 	expect_map("codeine intolerance", NULL, 0, true, KB_MAPPED, "codeine");
 	expect_map(NULL, &c, 1, true, KB_MAPPED, "sulfamethoxazole,trimethoprim");
+	/* as the demo data and the Synthea samples code them */
+	c = (struct kb_coding){"http://snomed.info/sct", "764146007", "Penicillin"};
+	expect_map("Penicillin", &c, 1, true, KB_MAPPED, "penicillins");
+	c = (struct kb_coding){KB_RXNORM, "7984", "Penicillin V"};
+	expect_map(NULL, &c, 1, true, KB_MAPPED, "penicillin V");
+	c = (struct kb_coding){KB_RXNORM, "7984", NULL};
+	expect_map(NULL, &c, 1, true, KB_MAPPED, "penicillin V");
+	c = (struct kb_coding){KB_RXNORM, "25037", "cefdinir"};
+	expect_map(NULL, &c, 1, true, KB_MAPPED, "cefdinir");
+	c = (struct kb_coding){KB_RXNORM, "1191", "Aspirin"};
+	expect_map(NULL, &c, 1, true, KB_MAPPED, "aspirin");
+	c = (struct kb_coding){"http://snomed.info/sct", "84489001", "Mold (organism)"};
+	expect_map(NULL, &c, 1, true, KB_UNCHECKED, "");
 	expect_map("Shellfish (substance)", NULL, 0, true, KB_UNCHECKED, "");
 	expect_map("Latex (substance)", NULL, 0, true, KB_UNCHECKED, "");
 	expect_map("no known drug allergies", NULL, 0, true, KB_UNCHECKED, "");
