@@ -123,11 +123,11 @@ print_rules(const struct kb *kb, int d, int c)
 		const struct kb_allergy_rule *x = kb_allergy_rule_at(kb, i);
 
 		if (side_covers(kb, x->allergen, d, c))
-			printf("  allergy  to %s: warns on %s (%s)\n", x->allergen, x->reacts,
-			       kb_severity_name(x->severity));
+			printf("  allergy  to it (as %s) -> warn on %s: %s\n", x->allergen,
+			       x->reacts, kb_severity_name(x->severity));
 		if (side_covers(kb, x->reacts, d, c))
-			printf("  allergy  an allergy to %s warns on it (%s)\n", x->allergen,
-			       kb_severity_name(x->severity));
+			printf("  allergy  to %s -> warn on it (as %s): %s\n", x->allergen,
+			       x->reacts, kb_severity_name(x->severity));
 	}
 }
 
@@ -144,7 +144,7 @@ show_drug(const struct kb *kb, unsigned id)
 	if (n) {
 		printf("  classes  ");
 		for (size_t i = 0; i < n && i < 64; i++)
-			printf("%s%s", i ? ", " : "", kb_class_at(kb, cls[i])->name);
+			printf("%s%s", i ? "; " : "", kb_class_at(kb, cls[i])->name);
 		putchar('\n');
 	}
 	print_rules(kb, (int)id, -1);
