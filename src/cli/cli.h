@@ -43,6 +43,14 @@ struct kb;
  * NULL with *rc CLI_EDATA (invalid) or CLI_EIO (unreadable); when optional
  * and the default folder does not exist, NULL with *rc CLI_OK. */
 struct kb *cli_kb_open(const char *cmd, const char *dir, bool optional, int *rc);
+struct coord;
+/* The knowledge base of dir (kb_dir: --kb, $CAREWEAVE_KB, ./data/kb) and
+ * the write path's rules over it, for the doors that write (serve,
+ * import, demo): without a kb they refuse to start, since no medication
+ * could be checked. An exit code; close with cli_rules_close. */
+int cli_rules_open(const char *cmd, const char *dir, struct kb **kb,
+		   struct coord **co);
+void cli_rules_close(struct kb *kb, struct coord *co);
 
 /* Prints "careweave <cmd>: <message>" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);
@@ -86,6 +94,9 @@ struct cli_import_opt {
 	bool keep_order; /* import files in the given order (demo) */
 	bool progress;   /* progress line on stderr */
 	bool quiet;      /* no per-type report */
+	struct coord *coord; /* the write path's rules (they never refuse an
+	                        import: what was prescribed is recorded, with
+	                        its findings) */
 };
 
 /* Imports paths (files; directories are expanded to their .json and

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "coord/coord.h"
 #include "kb/kb.h"
 
 static void
@@ -60,6 +61,34 @@ cli_kb_open(const char *cmd, const char *dir, bool optional, int *rc)
 		*rc = err == CW_EIO ? CLI_EIO : CLI_EDATA;
 	}
 	return kb;
+}
+
+int
+cli_rules_open(const char *cmd, const char *dir, struct kb **kb, struct coord **co)
+{
+	int rc;
+
+	*co = NULL;
+	if (!(*kb = cli_kb_open(cmd, dir, false, &rc))) {
+		if (rc == CLI_EIO)
+			cli_err(cmd, "without a knowledge base no medication could be "
+				"checked: give --kb DIR or set %s", KB_ENV);
+		return rc;
+	}
+	if (!(*co = coord_new(*kb))) {
+		cli_err(cmd, "cannot start the rules (out of memory)");
+		kb_free(*kb);
+		*kb = NULL;
+		return CLI_EIO;
+	}
+	return CLI_OK;
+}
+
+void
+cli_rules_close(struct kb *kb, struct coord *co)
+{
+	coord_free(co);
+	kb_free(kb);
 }
 
 static void

@@ -27,6 +27,7 @@
 #include "api/api.h"
 #include "audit/audit.h"
 #include "cli/cli.h"
+#include "coord/coord.h"
 #include "http/http.h"
 #include "kb/kb.h"
 #include "store/store.h"
@@ -147,6 +148,7 @@ cli_serve(int argc, char **argv)
 	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *base_url = NULL;
 	const char *cert_path = NULL, *key_path = NULL, *kb_path = NULL;
 	struct kb *kb = NULL;
+	struct coord *co = NULL;
 	char *cert = NULL, *key = NULL;
 	struct http_options ho = {.bind = "127.0.0.1", .port = 8080,
 				  .error_fn = api_error_body};
@@ -269,15 +271,8 @@ cli_serve(int argc, char **argv)
 		cli_err("serve", "--tls-cert and --tls-key go together");
 		return CLI_EUSAGE;
 	}
-	kb = cli_kb_open("serve", kb_path, true, &rc);
-	if (!kb && rc != CLI_OK)
+	if ((rc = cli_rules_open("serve", kb_path, &kb, &co)) != CLI_OK)
 		return rc;
-	if (!kb) {
-		bool named;
-
-		log_warn("no knowledge base in %s: every medication would be "
-			 "unchecked; see --kb", kb_dir(NULL, &named));
-	}
 	if (cert_path) {
 		size_t n;
 		int e;
@@ -285,13 +280,13 @@ cli_serve(int argc, char **argv)
 		if (!(cert = cli_read_file(cert_path, TLS_FILE_MAX, &n, &e))) {
 			cli_err("serve", "cannot read the certificate %s: %s", cert_path,
 				strerror(e));
-			kb_free(kb);
+			cli_rules_close(kb, co);
 			return CLI_EIO;
 		}
 		if (!(key = cli_read_file(key_path, TLS_FILE_MAX, &n, &e))) {
 			cli_err("serve", "cannot read the key %s: %s", key_path, strerror(e));
 			free(cert);
-			kb_free(kb);
+			cli_rules_close(kb, co);
 			return CLI_EIO;
 		}
 		ho.tls_cert = cert;
@@ -361,6 +356,7 @@ cli_serve(int argc, char **argv)
 		goto out_http;
 	}
 	ao.audit = au;
+	ao.coord = co;
 	api = api_new(s, &ao);
 	if (!api) {
 		cli_err("serve", "cannot start the API");
@@ -394,6 +390,6 @@ out_tls:
 		sodium_memzero(key, strlen(key));
 	free(key);
 	free(cert);
-	kb_free(kb);
+	cli_rules_close(kb, co);
 	return rc;
 }
