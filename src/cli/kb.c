@@ -203,6 +203,8 @@ show_class(const struct kb *kb, unsigned id)
 	if (*c->parent)
 		printf("  parent   %s\n", c->parent);
 	print_list("names", c->names);
+	if (c->therapy)
+		printf("  therapy  two different members at once are a duplicate\n");
 	printf("  members  ");
 	for (size_t i = 0; i < n && i < 512; i++)
 		printf("%s%s", i ? ", " : "", kb_drug_at(kb, m[i])->name);

@@ -403,26 +403,6 @@ source_words(const struct coord *co, struct arena *a, const char *keys)
 	return out;
 }
 
-/* The classes whose members are one therapy: two of them at once is a
- * duplicate. TODO(kb): a column of classes.tsv. */
-static bool
-kb_class_is_therapy(const struct kb *kb, unsigned cls)
-{
-	static const char *const therapy[] = {
-		"NSAIDs", "renin-angiotensin system inhibitors", "statins",
-		"proton pump inhibitors", "SSRIs and SNRIs", "benzodiazepines",
-		"opioids", "anticoagulants", "beta blockers", "sulfonylureas",
-		"bisphosphonates", "loop diuretics", "tricyclic antidepressants",
-		"oral corticosteroids", "biguanides",
-	};
-	const struct kb_class *c = kb_class_at(kb, cls);
-
-	for (size_t i = 0; c && i < sizeof(therapy) / sizeof(therapy[0]); i++)
-		if (!strcmp(c->name, therapy[i]))
-			return true;
-	return false;
-}
-
 static void
 ddi_findings(struct coord *co, const struct med *m, const struct med *o,
 	     struct findings *fs)

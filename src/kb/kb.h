@@ -93,6 +93,7 @@ struct kb_class {
 	const char *parent; /* "" at the top */
 	const char *names;
 	const char *source;
+	bool therapy;       /* two different drugs of it at once are a duplicate */
 };
 
 struct kb_interaction {
@@ -156,6 +157,9 @@ int kb_find_lab(const struct kb *kb, const char *name_or_loinc);
 
 /* Whether drug is in cls, directly or through a class below it. O(1). */
 bool kb_drug_in_class(const struct kb *kb, unsigned drug, unsigned cls);
+/* Whether two different drugs of cls (or of classes below it) taken at
+ * once are a therapeutic duplication: classes.tsv's therapy column. */
+bool kb_class_is_therapy(const struct kb *kb, unsigned cls);
 /* Whether cls is sub (or below it). */
 bool kb_class_within(const struct kb *kb, unsigned sub, unsigned cls);
 /* Every class drug is in, its direct ones first then their parents, each

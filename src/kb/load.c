@@ -467,7 +467,7 @@ kb_loinc_valid(const char *s, size_t n)
 /* ---- the files --------------------------------------------------------- */
 
 static const char *const SRC_COLS[] = {"key", "reference"};
-static const char *const CLS_COLS[] = {"class", "parent", "names", "source"};
+static const char *const CLS_COLS[] = {"class", "parent", "names", "therapy", "source"};
 static const char *const DRUG_COLS[] = {"ingredient", "rxcui", "code_status",
 					"names", "classes", "source"};
 static const char *const PROD_COLS[] = {"product", "rxcui", "code_status",
@@ -534,8 +534,12 @@ load_classes(struct loader *L, struct file *f)
 		at(L, f, r);
 		if (!need(L, r->col[0], "class"))
 			continue;
-		check_source(L, r->col[3]);
-		kb->cls[id] = (struct kb_class){r->col[0], r->col[1], r->col[2], r->col[3]};
+		check_source(L, r->col[4]);
+		kb->cls[id] = (struct kb_class){r->col[0], r->col[1], r->col[2], r->col[4], false};
+		if (strcmp(r->col[3], "yes") == 0)
+			kb->cls[id].therapy = true;
+		else if (strcmp(r->col[3], "no") != 0)
+			bad(L, "therapy is '%s', not yes or no", r->col[3]);
 		kb->ncls++;
 		add_name(L, &kb->names, r->col[0], strlen(r->col[0]), KB_VAL(KB_N_CLASS, id));
 		add_names(L, &kb->names, r->col[2], KB_VAL(KB_N_CLASS, id));

@@ -121,6 +121,12 @@ kb_drug_in_class(const struct kb *kb, unsigned drug, unsigned cls)
 }
 
 bool
+kb_class_is_therapy(const struct kb *kb, unsigned cls)
+{
+	return cls < kb->ncls && kb->cls[cls].therapy;
+}
+
+bool
 kb_class_within(const struct kb *kb, unsigned sub, unsigned cls)
 {
 	if (sub >= kb->ncls || cls >= kb->ncls)

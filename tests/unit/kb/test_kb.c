@@ -242,10 +242,12 @@ test_malformed(void **state)
 		       "the code_status 'checked' is not verified, unverified or unknown");
 	expect_refused("products.tsv", "thing\t\tunknown\t\tfrobnicine\tatc\n", NULL,
 		       "the ingredient 'frobnicine' is not a drug of drugs.tsv");
-	expect_refused("classes.tsv", "new class\tno such class\t\tatc\n", NULL,
+	expect_refused("classes.tsv", "new class\tno such class\t\tno\tatc\n", NULL,
 		       "the parent 'no such class' is not a class of classes.tsv");
-	expect_refused("classes.tsv", "NSAIDs\t\t\tatc\n", NULL,
+	expect_refused("classes.tsv", "NSAIDs\t\t\tno\tatc\n", NULL,
 		       "the name 'NSAIDs' already names the class 'NSAIDs'");
+	expect_refused("classes.tsv", "new class\t\t\tmaybe\tatc\n", NULL,
+		       "therapy is 'maybe', not yes or no");
 	expect_refused("allergy.tsv", "penicillins\tcephalosporins\tlow\tagain\tpichichero\n",
 		       NULL, "the rule penicillins -> cephalosporins is there already");
 	expect_refused("labs.tsv", "new test\t4548-5\tverified\t\t\t\tvsac\n", NULL,
@@ -640,6 +642,14 @@ test_every_class(void **state)
 	assert_true(kb_class_within(kb, (unsigned)cls("ACE inhibitors"), (unsigned)cls("renin-angiotensin system inhibitors")));
 	assert_false(kb_class_within(kb, (unsigned)cls("renin-angiotensin system inhibitors"), (unsigned)cls("ACE inhibitors")));
 	assert_int_equal(cls("PCN"), cls("penicillins"));
+	/* therapeutic duplication: the issue's two examples, and not the ONC
+	 * lists or a class whose members are given together on purpose */
+	assert_true(kb_class_is_therapy(kb, (unsigned)cls("NSAIDs")));
+	assert_true(kb_class_is_therapy(kb, (unsigned)cls("renin-angiotensin system inhibitors")));
+	assert_false(kb_class_is_therapy(kb, (unsigned)cls("nonselective NSAIDs")));
+	assert_false(kb_class_is_therapy(kb, (unsigned)cls("insulins")));
+	assert_false(kb_class_is_therapy(kb, (unsigned)cls("MAO inhibitors (ONC)")));
+	assert_false(kb_class_is_therapy(kb, 100000));
 }
 
 /* ---- mapping ---------------------------------------------------------- */
