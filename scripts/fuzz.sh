@@ -6,8 +6,9 @@
 # modified. Exits non-zero if a target fails to build or finds a crash; the
 # crashing input is kept under build/fuzz/artifacts/.
 #
-# Only src/base and src/fhir go into the fuzz library: the parsers live there
-# and nothing in them needs the database or the network.
+# Only src/base, src/fhir and src/kb go into the fuzz library: the parsers
+# live there and nothing in them needs the database or the network
+# (fuzz_kb_map reads data/kb, relative to the repository root).
 set -euo pipefail
 
 secs="${1:-20}"
@@ -32,8 +33,8 @@ PKG_LIBS=($(pkg-config --libs jansson))
 
 # Library objects, rebuilt only when the source or a header is newer.
 objs=()
-newest_hdr=$(ls -t src/base/*.h src/fhir/*.h src/fhir/*.def 2>/dev/null | head -1)
-for src in src/base/*.c src/fhir/*.c; do
+newest_hdr=$(ls -t src/base/*.h src/fhir/*.h src/fhir/*.def src/kb/*.h 2>/dev/null | head -1)
+for src in src/base/*.c src/fhir/*.c src/kb/*.c; do
 	obj="$out/obj/$(echo "${src#src/}" | tr / _).o"
 	objs+=("$obj")
 	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_hdr" -nt "$obj" ]; then

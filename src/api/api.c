@@ -614,6 +614,8 @@ api_reply_outcome(struct api_req *q, int status, enum cw_err err)
 		diag_add(&q->d, DIAG_ERROR, api_issue_code(err), NULL, "%s",
 			 cw_strerror(err));
 	oo = api_json_own(q->a, fhir_outcome(&q->d));
+	if (oo && q->outcome_contained)
+		json_object_set(oo, "contained", q->outcome_contained);
 	if (!oo || api_reply_json(q, status, oo))
 		api_reply(q, status, fallback, sizeof(fallback) - 1);
 }
@@ -741,6 +743,8 @@ api_new(struct store *s, const struct api_options *opt)
 	api->access = opt->access;
 	api->local = opt->local;
 	api->audit = opt->audit;
+	api->coord = opt->coord;
+	api->rules_report_only = opt->rules_report_only;
 	while (n && base[n - 1] == '/')
 		n--;
 	api->store = s;

@@ -32,6 +32,11 @@ struct api_options {
 	bool local;           /* an in-process door (CLI export and import,
 	                         unit tests): requests need no session and
 	                         /auth is not served. Never set for a socket. */
+	struct coord *coord;  /* the write path's rules (coord/, borrowed); NULL:
+	                         changes are not checked */
+	bool rules_report_only; /* the rules record their findings but never
+	                           refuse a change (imports of what was already
+	                           prescribed elsewhere) */
 	struct audit *audit;  /* the read-record queue (borrowed; free it after
 	                         api_free, before closing the store). Required
 	                         with access; NULL on a local API: each record

@@ -43,6 +43,8 @@ struct api {
 	bool local;            /* api_options.local: no sign-in (CLI doors) */
 	struct audit *audit;   /* the read-record queue (borrowed); NULL: every
 				  record is its own commit (CLI doors) */
+	struct coord *coord;   /* the write path's rules (borrowed); NULL: none */
+	bool rules_report_only; /* api_options.rules_report_only */
 };
 
 enum api_return { RET_REPRESENTATION, RET_MINIMAL, RET_OUTCOME };
@@ -63,6 +65,7 @@ struct api_req {
 	const char *id;                /* {id} */
 	const char *vid;               /* {vid} */
 	const char *comp;              /* {comp}: compartment type, unchecked */
+	json_t *outcome_contained;     /* resources an error's OperationOutcome holds */
 	enum api_return ret;           /* Prefer: return= */
 	bool strict;                   /* Prefer: handling=strict */
 	bool internal;                 /* a batch entry: headers come from hdrs */
@@ -148,7 +151,11 @@ struct api_op {
 	size_t npatients;
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
 	struct access_scope *scope;    /* the writer's access; NULL: local */
+	struct coord *coord;           /* the rules to run (rules.c); NULL: none */
+	bool report_only;              /* the rules record findings, never refuse */
 	/* results */
+	json_t *blocked;               /* the DetectedIssues that refused it (409) */
+	bool deleted;                  /* delete: there was a live version */
 	int status;                    /* 200, 201, 204 */
 	bool has_out;
 	struct store_res out;
@@ -165,6 +172,14 @@ enum cw_err api_op_resolve(struct store_tx *tx, struct arena *a,
 			   struct api_op *op, struct diag *d);
 enum cw_err api_op_exec(struct store_tx *tx, struct arena *a,
 			struct api_op *op, struct diag *d);
+/* rules.c: runs coord/'s rules on op (written in tx) and writes what they
+ * find; CW_ECONFLICT when a high-severity finding refuses the change
+ * (op->blocked holds its DetectedIssues). Called after api_op_exec, by
+ * the caller: a transaction calls it for each entry once every entry is
+ * written, so the rules see the whole Bundle (an allergy or care team
+ * written after the prescription in the same Bundle counts). */
+enum cw_err api_rules_apply(struct store_tx *tx, struct arena *a,
+			    struct api_op *op, struct diag *d);
 /* ETag, Last-Modified (and Location for 201) headers of a stored version. */
 void api_version_headers(struct api_req *q, const struct store_res *res,
 			 bool location);

@@ -284,6 +284,8 @@ tx_prep(struct bctx *b, struct bentry *e)
 				"AuditEvent records cannot be written through the API");
 	e->op.rt = rt;
 	e->op.loc = e->loc;
+	e->op.coord = b->api->coord;
+	e->op.report_only = b->api->rules_report_only;
 	if (e->method == BM_POST && (id || query))
 		return diag_err(b->d, CW_EINVAL, "invalid",
 				arena_printf(b->a, "%s.request.url", e->loc),
@@ -628,6 +630,14 @@ tx_cb(struct store_tx *tx, void *ctx)
 				return err;
 		}
 	}
+	/* The rules once everything is written: they see the whole Bundle. */
+	for (i = 0; i < b->n; i++) {
+		e = &b->e[i];
+		if (e->method == BM_GET || e->method == BM_HEAD)
+			continue;
+		if ((err = api_rules_apply(tx, b->a, &e->op, b->d)))
+			return err;
+	}
 	return record_tx(b, tx);
 }
 
@@ -936,7 +946,7 @@ static enum cw_err
 bundle_run(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, enum bret ret, const char *prefer,
 	   const struct access_who *who, const char *remote, bool *audited,
-	   json_t **out, struct diag *d)
+	   json_t **blocked, json_t **out, struct diag *d)
 {
 	struct bctx b = {.api = api, .a = a, .d = d, .ret = ret, .prefer = prefer,
 			 .who = who, .remote = remote};
@@ -977,6 +987,18 @@ bundle_run(struct api *api, struct arena *a, json_t *bundle,
 		err = run_batch(&b, entries, out);
 	if (audited)
 		*audited = b.audited;
+	/* the DetectedIssues that refused an entry, for the OperationOutcome */
+	for (size_t i = 0; blocked && err == CW_ECONFLICT && i < b.n; i++) {
+		json_t *v;
+		size_t k;
+
+		if (!b.e[i].op.blocked)
+			continue;
+		if (!*blocked && !(*blocked = api_json_own(a, json_array())))
+			break;
+		json_array_foreach(b.e[i].op.blocked, k, v)
+			json_array_append(*blocked, v);
+	}
 	return err;
 }
 
@@ -985,7 +1007,7 @@ api_bundle(struct api *api, struct arena *a, json_t *bundle,
 	   const struct api_bundle_opt *opt, json_t **out, struct diag *d)
 {
 	return bundle_run(api, a, bundle, opt, BRET_DEFAULT, NULL, NULL, NULL,
-			  NULL, out, d);
+			  NULL, NULL, out, d);
 }
 
 enum cw_err
@@ -1021,7 +1043,8 @@ api_h_bundle(struct api_req *q)
 	else if (prefer && strstr(prefer, "return=OperationOutcome"))
 		ret = BRET_OUTCOME;
 	err = bundle_run(q->api, q->a, bundle, &opt, ret, prefer, q->who,
-			 q->r->remote, &q->audited, &out, &q->d);
+			 q->r->remote, &q->audited, &q->outcome_contained, &out,
+			 &q->d);
 	if (err)
 		return err;
 	if (!api_json_own_done(q->a, out))

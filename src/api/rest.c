@@ -316,6 +316,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 				      &op->out, &existed);
 		if (err)
 			return op_fail(d, before, err, op);
+		op->deleted = existed;
 		return CW_OK;
 	}
 	return CW_EINTERNAL;
@@ -337,6 +338,8 @@ one_write_cb(struct store_tx *tx, void *ctx)
 	err = api_op_resolve(tx, w->a, w->op, w->d);
 	if (!err)
 		err = api_op_exec(tx, w->a, w->op, w->d);
+	if (!err)
+		err = api_rules_apply(tx, w->a, w->op, w->d);
 	/* the change's audit record, in its own transaction */
 	if (!err)
 		err = api_trail_tx_op(tx, w->a, w->q->who, w->q->r->remote, w->op);
@@ -356,7 +359,11 @@ write_one(struct api_req *q, struct api_op *op)
 	err = api_restrict_query(op->scope, (struct fhir_query *)op->cond);
 	if (err)
 		return err;
+	op->coord = q->api->coord;
+	op->report_only = q->api->rules_report_only;
 	err = store_write(q->api->store, one_write_cb, &w);
+	if (err == CW_ECONFLICT && op->blocked)
+		q->outcome_contained = op->blocked;
 	/* Committed: the record is on disk with the change. Otherwise both
 	 * were rolled back and serve() records the failure. */
 	q->audited = err == CW_OK;

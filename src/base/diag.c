@@ -58,7 +58,7 @@ diag_vadd(struct diag *d, enum diag_sev sev, const char *code,
 	  const char *loc, const char *fmt, va_list ap)
 {
 	struct diag_issue *is;
-	char buf[512];
+	char buf[1024];
 
 	if (sev <= DIAG_ERROR)
 		d->nerrors++;

@@ -17,6 +17,7 @@ enum cli_exit {
 	CLI_EDATA = 1,  /* bad data: invalid resources, unknown patient */
 	CLI_EUSAGE = 2, /* bad command line */
 	CLI_EIO = 3,    /* files, sockets, the database */
+	CLI_ENOTFOUND = 4, /* kb lookup: careweave knows no such thing */
 };
 
 #define CLI_DEFAULT_DB "./data/careweave.db"
@@ -31,9 +32,25 @@ int cli_user(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_backup(int argc, char **argv);
+int cli_kb(int argc, char **argv);
 
 struct store;
 struct api;
+struct kb;
+
+/* Loads the knowledge base (kb.c): from dir (--kb), else $CAREWEAVE_KB,
+ * else ./data/kb. Every problem is printed on stderr as FILE:LINE: REASON.
+ * NULL with *rc CLI_EDATA (invalid) or CLI_EIO (unreadable); when optional
+ * and the default folder does not exist, NULL with *rc CLI_OK. */
+struct kb *cli_kb_open(const char *cmd, const char *dir, bool optional, int *rc);
+struct coord;
+/* The knowledge base of dir (kb_dir: --kb, $CAREWEAVE_KB, ./data/kb) and
+ * the write path's rules over it, for the doors that write (serve,
+ * import, demo): without a kb they refuse to start, since no medication
+ * could be checked. An exit code; close with cli_rules_close. */
+int cli_rules_open(const char *cmd, const char *dir, struct kb **kb,
+		   struct coord **co);
+void cli_rules_close(struct kb *kb, struct coord *co);
 
 /* Prints "careweave <cmd>: <message>" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);
@@ -77,6 +94,9 @@ struct cli_import_opt {
 	bool keep_order; /* import files in the given order (demo) */
 	bool progress;   /* progress line on stderr */
 	bool quiet;      /* no per-type report */
+	struct coord *coord; /* the write path's rules (they never refuse an
+	                        import: what was prescribed is recorded, with
+	                        its findings) */
 };
 
 /* Imports paths (files; directories are expanded to their .json and

@@ -1084,6 +1084,8 @@ cli_import_paths(const char *cmd, struct store *s, char **paths,
 	im.opt = opt;
 	im.tty = isatty(STDERR_FILENO);
 	im.arena = arena_new(0);
+	ao.coord = opt->coord;
+	ao.rules_report_only = true;
 	im.api = api_new(s, &ao);
 	if (!im.arena || !im.api || !chunk_init(&im)) {
 		cli_err(cmd, "cannot start the import (out of memory)");
@@ -1128,7 +1130,7 @@ static void
 import_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: careweave import [--db PATH] [--progress] [--quiet] FILE|DIR...\n\n"
+		"usage: careweave import [--db PATH] [--progress] [--quiet] [--kb DIR] FILE|DIR...\n\n"
 		"Loads FHIR data through the API's write path (validation included):\n"
 		"  .json    a Bundle (transaction or batch as is; collection or searchset\n"
 		"           as a transaction of PUTs by id) or a single resource\n"
@@ -1137,12 +1139,15 @@ import_usage(FILE *f)
 		"dependency order (Organization, Location, Practitioner, PractitionerRole,\n"
 		"Patient, RelatedPerson, Device, Medication, Encounter, then the rest).\n"
 		"Conditional references that match nothing are kept as logical references\n"
-		"and reported.\n\n"
+		"and reported. The medication rules run on what is imported and record\n"
+		"their findings (DetectedIssues); they never refuse an import.\n\n"
 		"  --key-file FILE the database's key file\n"
 		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH      database file (default %s)\n"
 		"  --progress     progress on stderr even when it is not a terminal\n"
-		"  --quiet        no per-type counts\n\n"
+		"  --quiet        no per-type counts\n"
+		"  --kb DIR       the knowledge base folder (default $CAREWEAVE_KB, else\n"
+		"                 ./data/kb)\n\n"
 		"Exit status: 0 ok, 1 bad data (import stops; earlier transactions stay),\n"
 		"2 usage, 3 I/O or database error.\n",
 		CHUNK_RESOURCES, CLI_DEFAULT_DB);
@@ -1156,12 +1161,14 @@ cli_import(int argc, char **argv)
 		CLI_KEY_FILE_OPTION,
 		{"progress", no_argument, NULL, 'p'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"kb", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cli_import_opt opt = {.progress = isatty(STDERR_FILENO)};
-	const char *key_file = NULL, *db = CLI_DEFAULT_DB;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *kb_path = NULL;
 	struct store *s;
+	struct kb *kb;
 	int c, rc;
 
 	optind = 1;
@@ -1179,6 +1186,9 @@ cli_import(int argc, char **argv)
 		case 'q':
 			opt.quiet = true;
 			break;
+		case 'B':
+			kb_path = optarg;
+			break;
 		case 'h':
 			import_usage(stdout);
 			return CLI_OK;
@@ -1192,11 +1202,16 @@ cli_import(int argc, char **argv)
 		import_usage(stderr);
 		return CLI_EUSAGE;
 	}
+	if ((rc = cli_rules_open("import", kb_path, &kb, &opt.coord)) != CLI_OK)
+		return rc;
 	s = cli_open_store("import", db, false, key_file);
-	if (!s)
+	if (!s) {
+		cli_rules_close(kb, opt.coord);
 		return CLI_EIO;
+	}
 	rc = cli_import_paths("import", s, argv + optind, (size_t)(argc - optind), &opt);
 	store_close(s);
+	cli_rules_close(kb, opt.coord);
 	return rc;
 }
 
@@ -1234,7 +1249,7 @@ static void
 demo_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: careweave demo [--db PATH] [--dir DIR]\n\n"
+		"usage: careweave demo [--db PATH] [--dir DIR] [--kb DIR]\n\n"
 		"Loads the demo Bundles (DIR/*.json in name order, DIR defaults to\n"
 		"data/demo) through the import path. The Bundles PUT fixed ids, so\n"
 		"running it again leaves the same data.\n\n"
@@ -1246,7 +1261,9 @@ demo_usage(FILE *f)
 		"  --key-file FILE the database's key file\n"
 		"                  (default $CAREWEAVE_KEY_FILE)\n"
 		"  --db PATH   database file (default %s)\n"
-		"  --dir DIR   folder of demo Bundles\n",
+		"  --dir DIR   folder of demo Bundles\n"
+		"  --kb DIR    the knowledge base folder (default $CAREWEAVE_KB, else\n"
+		"              ./data/kb): the medication rules run on the demo data\n",
 		CLI_DEFAULT_DB);
 }
 
@@ -1257,12 +1274,14 @@ cli_demo(int argc, char **argv)
 		{"db", required_argument, NULL, 'd'},
 		CLI_KEY_FILE_OPTION,
 		{"dir", required_argument, NULL, 'D'},
+		{"kb", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cli_import_opt opt = {.keep_order = true,
 				     .progress = isatty(STDERR_FILENO)};
-	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *dir = NULL;
+	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *dir = NULL, *kb_path = NULL;
+	struct kb *kb;
 	char found[4200];
 	char *paths[1];
 	struct store *s;
@@ -1279,6 +1298,9 @@ cli_demo(int argc, char **argv)
 			break;
 		case 'D':
 			dir = optarg;
+			break;
+		case 'B':
+			kb_path = optarg;
 			break;
 		case 'h':
 			demo_usage(stdout);
@@ -1300,13 +1322,18 @@ cli_demo(int argc, char **argv)
 		}
 		dir = found;
 	}
+	if ((rc = cli_rules_open("demo", kb_path, &kb, &opt.coord)) != CLI_OK)
+		return rc;
 	s = cli_open_store("demo", db, false, key_file);
-	if (!s)
+	if (!s) {
+		cli_rules_close(kb, opt.coord);
 		return CLI_EIO;
+	}
 	paths[0] = (char *)dir;
 	rc = cli_import_paths("demo", s, paths, 1, &opt);
 	if (rc == CLI_OK)
 		rc = cli_demo_users(s);
 	store_close(s);
+	cli_rules_close(kb, opt.coord);
 	return rc;
 }

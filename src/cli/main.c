@@ -3,7 +3,8 @@
  * Like git.c, the commands are a table (name, function, one line of help)
  * read top to bottom; main only picks the row. Each command parses its own
  * options with getopt_long and answers its own --help. Exit codes are the
- * same for all (cli.h): 0 ok, 1 data errors, 2 usage, 3 I/O or database. */
+ * same for all (cli.h): 0 ok, 1 data errors, 2 usage, 3 I/O or database
+ * (and 4 for what kb lookup does not find). */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ static const struct cmd commands[] = {
 	{"backup", cli_backup, "copy the database, online, to a file"},
 	{"key", cli_key, "make a key for an encrypted database (key new FILE)"},
 	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
+	{"kb", cli_kb, "check the knowledge base; look up a drug, class or lab test"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -42,7 +44,8 @@ usage(FILE *f)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'careweave <command> --help' describes a command's options.\n"
 		   "Environment: CAREWEAVE_LOG=debug|info|warn|error (default info);\n"
-		   "CAREWEAVE_KEY_FILE=FILE: the database's key, as --key-file FILE.\n");
+		   "CAREWEAVE_KEY_FILE=FILE: the database's key, as --key-file FILE;\n"
+		   "CAREWEAVE_KB=DIR: the knowledge base folder, as --kb DIR (default ./data/kb).\n");
 }
 
 static void

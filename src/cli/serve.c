@@ -6,7 +6,13 @@
  * API so that port 0 can be resolved to the real port for the base URL; the
  * few microseconds in between are covered by a trampoline that answers 503.
  * Shutdown runs in reverse: stop HTTP (finishing requests in flight), free
- * the API, close the store (waiting for queued writes). */
+ * the API, close the store (waiting for queued writes).
+ *
+ * The knowledge base (kb/) is loaded before anything is opened: a malformed
+ * row refuses the start, naming its file and line. Without --kb or
+ * $CAREWEAVE_KB a missing ./data/kb is only warned about (no medication can
+ * then be checked); a folder that was named must be there. Nothing uses it
+ * yet: the coordination rules (coord/) will. */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <signal.h>
@@ -21,7 +27,9 @@
 #include "api/api.h"
 #include "audit/audit.h"
 #include "cli/cli.h"
+#include "coord/coord.h"
 #include "http/http.h"
+#include "kb/kb.h"
 #include "store/store.h"
 
 #define MAX_TIMEOUT_S 86400u
@@ -77,7 +85,7 @@ serve_usage(FILE *f)
 		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
 		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
 		"                       [--session-idle SECONDS] [--break-glass-max-minutes N]\n"
-		"                       [--tls-cert FILE --tls-key FILE]\n\n"
+		"                       [--tls-cert FILE --tls-key FILE] [--kb DIR]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -103,6 +111,8 @@ serve_usage(FILE *f)
 		"  --break-glass-max-minutes N\n"
 		"                     the longest emergency access a clinician may claim\n"
 		"                     with Patient/ID/$break-glass, 1 to %u (default %u)\n"
+		"  --kb DIR           the knowledge base folder (default $CAREWEAVE_KB,\n"
+		"                     else ./data/kb); a malformed row refuses the start\n"
 		"  --tls-cert FILE    serve HTTPS (TLS 1.2/1.3) with this PEM certificate\n"
 		"                     chain; needs --tls-key FILE, the PEM private key\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
@@ -131,11 +141,14 @@ cli_serve(int argc, char **argv)
 		{"break-glass-max-minutes", required_argument, NULL, 'g'},
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
+		{"kb", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *base_url = NULL;
-	const char *cert_path = NULL, *key_path = NULL;
+	const char *cert_path = NULL, *key_path = NULL, *kb_path = NULL;
+	struct kb *kb = NULL;
+	struct coord *co = NULL;
 	char *cert = NULL, *key = NULL;
 	struct http_options ho = {.bind = "127.0.0.1", .port = 8080,
 				  .error_fn = api_error_body};
@@ -235,6 +248,9 @@ cli_serve(int argc, char **argv)
 		case 'K':
 			key_path = optarg;
 			break;
+		case 'B':
+			kb_path = optarg;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return CLI_OK;
@@ -255,6 +271,8 @@ cli_serve(int argc, char **argv)
 		cli_err("serve", "--tls-cert and --tls-key go together");
 		return CLI_EUSAGE;
 	}
+	if ((rc = cli_rules_open("serve", kb_path, &kb, &co)) != CLI_OK)
+		return rc;
 	if (cert_path) {
 		size_t n;
 		int e;
@@ -262,11 +280,13 @@ cli_serve(int argc, char **argv)
 		if (!(cert = cli_read_file(cert_path, TLS_FILE_MAX, &n, &e))) {
 			cli_err("serve", "cannot read the certificate %s: %s", cert_path,
 				strerror(e));
+			cli_rules_close(kb, co);
 			return CLI_EIO;
 		}
 		if (!(key = cli_read_file(key_path, TLS_FILE_MAX, &n, &e))) {
 			cli_err("serve", "cannot read the key %s: %s", key_path, strerror(e));
 			free(cert);
+			cli_rules_close(kb, co);
 			return CLI_EIO;
 		}
 		ho.tls_cert = cert;
@@ -336,6 +356,7 @@ cli_serve(int argc, char **argv)
 		goto out_http;
 	}
 	ao.audit = au;
+	ao.coord = co;
 	api = api_new(s, &ao);
 	if (!api) {
 		cli_err("serve", "cannot start the API");
@@ -369,5 +390,6 @@ out_tls:
 		sodium_memzero(key, strlen(key));
 	free(key);
 	free(cert);
+	cli_rules_close(kb, co);
 	return rc;
 }

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { startServer, runCli, tempDir, countOf, repoRoot } from '../support/server.mjs';
 
 const expected = JSON.parse(readFileSync(path.join(repoRoot, 'tests/data/demo/expected.json'), 'utf8'));
-const COMMANDS = ['serve', 'import', 'export', 'demo', 'user', 'check', 'backup', 'key'];
+const COMMANDS = ['serve', 'import', 'export', 'demo', 'user', 'check', 'backup', 'key', 'kb'];
 const SANITIZER_RE = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/;
 
 let dir;
@@ -96,6 +96,14 @@ describe('demo, export, check', () => {
       const served = {};
       for (const t of Object.keys(expected.total)) served[t] = await countOf(srv.client, t);
       assert.deepEqual(served, expected.total);
+      // the medication rules raised what a pharmacist would expect, once
+      // however often the demo is loaded, and nothing else
+      const issues = (await srv.client.search({ resourceType: 'DetectedIssue', searchParams: { _count: 50 } }))
+        .entry?.map((e) => e.resource) ?? [];
+      assert.deepEqual(issues.map((i) => ({
+        patient: i.patient.reference, code: i.code.coding[0].code, severity: i.severity,
+        implicated: i.implicated.map((x) => x.reference).sort(),
+      })), expected.rules.DetectedIssue);
       // a port that is taken: 3, I/O
       const port = new URL(srv.base).port;
       const busy = await cli(['serve', '--db', path.join(dir, 'busy.db'), '--port', port], 3);

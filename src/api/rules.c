@@ -1,0 +1,316 @@
+/* api/rules.c: what coord/ says about a change, written with the change.
+ *
+ * The write paths call api_rules_apply after every create, update or
+ * delete (a transaction once all its entries are written), inside the
+ * same store transaction, whatever door the change came by (REST, a
+ * transaction or batch entry, import, HL7). For a type coord/ watches,
+ * for each finding it reports:
+ *
+ *   - already raised (a DetectedIssue with its identifier, still final):
+ *     nothing new;
+ *   - high severity and interruptive, and the medication carries no
+ *     override reason (extension COORD_OVERRIDE_URL): the change fails
+ *     with 409 and an OperationOutcome that holds the DetectedIssue
+ *     (contained) and says how to override; nothing is written;
+ *   - otherwise a DetectedIssue (an override's reason as its mitigation)
+ *     and a Communication (category alert) to the prescriber and the care
+ *     team's primary care physician, pharmacist and coordinator.
+ *
+ * A medication that stops being current settles the findings that
+ * implicate it: their status becomes mitigated, with the mitigation
+ * "Stopped Concurrent Therapy" (v3-ActCode 13) and when. Every resource
+ * written here goes through api_op_exec as careweave's own (no caller
+ * scope) and gets its own audit record, in the same transaction. */
+#include <string.h>
+
+#include "api/api_int.h"
+#include "coord/coord.h"
+
+#define COMM_CATEGORY "http://terminology.hl7.org/CodeSystem/communication-category"
+
+/* Writes res (validated first: careweave never stores what it would
+ * refuse from a client) as careweave's own change, with its record. */
+static enum cw_err
+write_own(struct store_tx *tx, struct arena *a, json_t *res, const char *id,
+	  const char **patients, size_t npatients, struct api_op *out,
+	  struct diag *d)
+{
+	const char *type = json_string_value(json_object_get(res, "resourceType"));
+	struct diag vd;
+	enum cw_err err;
+
+	memset(out, 0, sizeof(*out));
+	out->rt = type ? fhir_restype_find(type) : NULL;
+	if (!out->rt)
+		return CW_EINTERNAL;
+	diag_init(&vd, a);
+	if (fhir_validate(res, type, &vd) != CW_OK) {
+		diag_log(&vd, "rules: a %s careweave made is not valid", type);
+		return CW_EINTERNAL;
+	}
+	out->kind = id ? OP_UPDATE : OP_CREATE;
+	out->id = id;
+	out->res = res;
+	if ((err = api_op_resolve(tx, a, out, d)) ||
+	    (err = api_op_exec(tx, a, out, d)))
+		return err;
+	if (!out->npatients) {
+		out->patients = patients;
+		out->npatients = npatients;
+	}
+	return api_trail_tx_op(tx, a, NULL, NULL, out);
+}
+
+static const char *
+str_at(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/* The ids of type matching one search parameter in tx. */
+static enum cw_err
+find(struct store_tx *tx, struct arena *a, const char *type, const char *key,
+     const char *value, size_t max, const char ***ids, size_t *n,
+     struct diag *d)
+{
+	struct fhir_kv kv = {key, value};
+	struct fhir_query *q = arena_zalloc(a, sizeof(*q));
+	enum cw_err err;
+
+	if (!q)
+		return CW_ENOMEM;
+	err = fhir_query_parse(a, fhir_restype_find(type), &kv, 1, true, q, d);
+	return err ? err : store_tx_match(tx, a, q, max, ids, n, d);
+}
+
+static json_t *
+read_json(struct store_tx *tx, struct arena *a, const char *type,
+	  const char *id)
+{
+	struct store_res r;
+	json_t *v = NULL;
+
+	if (store_tx_read(tx, a, type, id, &r) ||
+	    fhir_parse_json(r.json.p, r.json.n, &v, NULL))
+		return NULL;
+	return api_json_own(a, v);
+}
+
+/* The override reason the medication carries, or NULL. */
+static const char *
+override_of(const json_t *res)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(json_object_get(res, "extension"), i, e) {
+		const char *url = str_at(e, "url"), *v = str_at(e, "valueString");
+
+		if (url && !strcmp(url, COORD_OVERRIDE_URL) && v && *v)
+			return v;
+	}
+	return NULL;
+}
+
+/* Settles the final DetectedIssues that implicate ref. */
+static enum cw_err
+settle(struct store_tx *tx, struct arena *a, const char *ref, const char *now,
+       const char **patients, size_t npatients, struct diag *d)
+{
+	const char **ids;
+	size_t n;
+	enum cw_err err;
+
+	if ((err = find(tx, a, "DetectedIssue", "implicated", ref, 200, &ids, &n, d)))
+		return err;
+	for (size_t i = 0; i < n; i++) {
+		json_t *di = read_json(tx, a, "DetectedIssue", ids[i]), *mit;
+		const char *sys = str_at(json_array_get(json_object_get(di, "identifier"), 0),
+					 "system");
+		struct api_op sub;
+
+		if (!di || !str_at(di, "status") || strcmp(str_at(di, "status"), "final") ||
+		    !sys || strcmp(sys, COORD_ISSUE_SYSTEM))
+			continue;
+		mit = json_object_get(di, "mitigation");
+		if (!mit) {
+			mit = json_array();
+			json_object_set_new(di, "mitigation", mit);
+		}
+		if (json_array_append_new(mit, json_pack(
+			    "{s:{s:[{s:s, s:s, s:s}], s:s}, s:s}", "action", "coding",
+			    "system", V3_ACT_CODE, "code", "13", "display",
+			    "Stopped Concurrent Therapy", "text",
+			    arena_printf(a, "%s is no longer current", ref), "date", now)) ||
+		    json_object_set_new(di, "status", json_string("mitigated")))
+			return CW_ENOMEM;
+		json_object_del(di, "meta");
+		if ((err = write_own(tx, a, di, ids[i], patients, npatients, &sub, d)))
+			return err;
+	}
+	return CW_OK;
+}
+
+/* Whether a final DetectedIssue with this key exists already. */
+static enum cw_err
+raised(struct store_tx *tx, struct arena *a, const char *key, bool *yes,
+       struct diag *d)
+{
+	const char **ids;
+	size_t n;
+	enum cw_err err;
+
+	*yes = false;
+	err = find(tx, a, "DetectedIssue", "identifier",
+		   arena_printf(a, "%s|%s", COORD_ISSUE_SYSTEM, key), 20, &ids, &n, d);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !*yes; i++) {
+		json_t *di = read_json(tx, a, "DetectedIssue", ids[i]);
+		const char *st = di ? str_at(di, "status") : NULL;
+
+		*yes = st && !strcmp(st, "final");
+	}
+	return CW_OK;
+}
+
+static const char *
+priority_of(enum kb_severity s)
+{
+	return s == KB_SEV_HIGH ? "urgent" : s == KB_SEV_MODERATE ? "asap" : "routine";
+}
+
+/* The Communication telling r.notify about the DetectedIssue di_id. */
+static json_t *
+alert(struct arena *a, const struct coord_report *r, const struct coord_finding *f,
+      const char *di_id, const char *now)
+{
+	json_t *rcpt = json_array(), *c;
+
+	for (size_t i = 0; rcpt && i < r->nnotify; i++)
+		if (json_array_append_new(rcpt, json_pack("{s:s}", "reference", r->notify[i]))) {
+			json_decref(rcpt);
+			return NULL;
+		}
+	c = json_pack("{s:s, s:s, s:[{s:[{s:s, s:s}]}], s:s, s:{s:s}, s:[{s:s}],"
+		      " s:s, s:o, s:[{s:s}]}",
+		      "resourceType", "Communication", "status", "completed",
+		      "category", "coding", "system", COMM_CATEGORY, "code", "alert",
+		      "priority", priority_of(f->severity),
+		      "subject", "reference", r->patient,
+		      "about", "reference", arena_printf(a, "DetectedIssue/%s", di_id),
+		      "sent", now, "recipient", rcpt,
+		      "payload", "contentString",
+		      arena_printf(a, "Medication safety (%s): %s%s%s",
+				   kb_severity_name(f->severity), f->detail,
+				   f->mitigation ? " What to do: " : "",
+				   f->mitigation ? f->mitigation : ""));
+	return c;
+}
+
+/* Says in d that f blocks the change, and keeps its DetectedIssue for the
+ * OperationOutcome (op->blocked). */
+static enum cw_err
+block(struct arena *a, struct api_op *op, const struct coord_report *r,
+      const struct coord_finding *f, const char *now, struct diag *d)
+{
+	json_t *di = coord_issue(r, f, now);
+
+	if (!di || !api_json_own(a, di))
+		return CW_ENOMEM;
+	if (!op->blocked && !(op->blocked = api_json_own(a, json_array())))
+		return CW_ENOMEM;
+	if (json_array_append(op->blocked, di))
+		return CW_ENOMEM;
+	/* what, what to do, how to override; the whole finding is contained */
+	diag_add(d, DIAG_ERROR, "business-rule", op->loc,
+		 "Refused: a high-severity %s. %.400s%s%.200s To write it anyway, state "
+		 "the reason in the extension %s (valueString).",
+		 f->code_display, f->detail, f->mitigation ? " What to do: " : "",
+		 f->mitigation ? f->mitigation : "", COORD_OVERRIDE_URL);
+	return CW_OK;
+}
+
+enum cw_err
+api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
+		struct diag *d)
+{
+	struct coord_report r;
+	const char *over, *pat[1];
+	char now[32];
+	bool blocked = false;
+	enum cw_err err;
+
+	if (!op->coord || !op->rt || !coord_watches(op->rt->name) || op->noop ||
+	    (op->kind == OP_DELETE && !op->deleted))
+		return CW_OK;
+	err = coord_on_change(op->coord, tx, a, op->rt->name, op->id,
+			      op->kind == OP_DELETE ? NULL : op->res, &r, d);
+	if (err)
+		return err;
+	time_format_instant(time_now_ms(), now);
+	if (r.settles)
+		return settle(tx, a, r.settles, now, op->patients, op->npatients, d);
+	if (r.unchecked)
+		diag_add(d, DIAG_WARNING, "informational", op->loc,
+			 "Not checked for interactions, duplicates or allergies: %s",
+			 r.unchecked_what);
+	over = override_of(op->res);
+	/* First every blocking finding, so the answer names them all. */
+	for (size_t i = 0; i < r.nfindings; i++) {
+		const struct coord_finding *f = &r.findings[i];
+		bool was;
+
+		if (f->severity != KB_SEV_HIGH || !f->interruptive || over ||
+		    op->report_only)
+			continue;
+		if ((err = raised(tx, a, f->key, &was, d)))
+			return err;
+		if (!was) {
+			if ((err = block(a, op, &r, f, now, d)))
+				return err;
+			blocked = true;
+		}
+	}
+	if (blocked)
+		return CW_ECONFLICT;
+	pat[0] = r.patient ? r.patient + 8 : NULL;
+	for (size_t i = 0; i < r.nfindings; i++) {
+		const struct coord_finding *f = &r.findings[i];
+		struct api_op di_op, c_op;
+		json_t *di, *c;
+		bool was;
+
+		if ((err = raised(tx, a, f->key, &was, d)))
+			return err;
+		if (was)
+			continue;
+		if (!(di = api_json_own(a, coord_issue(&r, f, now))))
+			return CW_ENOMEM;
+		if (over && f->severity == KB_SEV_HIGH && f->interruptive) {
+			const char *by = str_at(json_object_get(op->res, "requester"), "reference");
+			json_t *m = json_pack("[{s:{s:[{s:s, s:s, s:s}], s:s}, s:s}]",
+					      "action", "coding", "system", V3_ACT_CODE,
+					      "code", "1", "display", "Therapy Appropriate",
+					      "text", arena_printf(a, "Written despite the finding: %s", over),
+					      "date", now);
+
+			if (!m || json_object_set_new(di, "mitigation", m))
+				return CW_ENOMEM;
+			if (by)
+				json_object_set_new(json_array_get(m, 0), "author",
+						    json_pack("{s:s}", "reference", by));
+		}
+		if ((err = write_own(tx, a, di, NULL, pat, 1, &di_op, d)))
+			return err;
+		/* Information (the ONC non-interruptive pairs, low severity) is
+		 * on the record; only what needs a decision is sent. */
+		if (!r.nnotify || !f->interruptive || f->severity == KB_SEV_LOW)
+			continue;
+		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now))))
+			return CW_ENOMEM;
+		if ((err = write_own(tx, a, c, NULL, pat, 1, &c_op, d)))
+			return err;
+	}
+	return CW_OK;
+}

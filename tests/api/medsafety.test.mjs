@@ -1,0 +1,302 @@
+// tests/api/medsafety.test.mjs: the medication rules of the write path
+// (issue 4, "Checks on the write path"; src/coord/coord.h, src/api/rules.c).
+//
+// Each patient gets the records a case needs, written by the service user
+// startServer signs in as; what the rules decide is read back the way a
+// pharmacist or coordinator would: the answer to the order, the
+// DetectedIssues on the patient, the Communications to the team. The
+// knowledge base is the repository's data/kb (unit tests cover every
+// interaction, class and allergy group of it; these cover the write path).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { startServer, raw, runCli, tempDir } from '../support/server.mjs';
+
+const RX = 'http://www.nlm.nih.gov/research/umls/rxnorm';
+const SCT = 'http://snomed.info/sct';
+const NUCC = 'http://nucc.org/provider-taxonomy';
+const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
+const OVERRIDE = 'https://careweave.org/fhir/StructureDefinition/override-reason';
+
+let srv;
+const P = {}; // practitioners by role
+
+async function svc(method, url, body, headers) {
+  const r = await raw(srv.base, method, url, { body, headers });
+  assert.ok(r.status < 300, `${method} ${url}: ${r.status} ${r.text.slice(0, 600)}`);
+  return r;
+}
+
+async function patient(name) {
+  return (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: name }] })).json.id;
+}
+
+const rxConcept = (code, display, text) => ({ coding: [{ system: RX, code, display }], ...(text ? { text } : {}) });
+
+function order(pid, concept, extra = {}) {
+  return {
+    resourceType: 'MedicationRequest', status: 'active', intent: 'order',
+    subject: { reference: `Patient/${pid}` },
+    requester: { reference: `Practitioner/${P.prescriber}` },
+    medicationCodeableConcept: concept, ...extra,
+  };
+}
+
+const warfarinText = { text: 'Coumadin 5 mg tablet' };
+const naproxen = rxConcept('7258', 'naproxen', 'Naproxen sodium 220 mg tablet (Aleve)');
+const ibuprofen = rxConcept('5640', 'ibuprofen');
+
+async function issuesOf(pid) {
+  const b = (await svc('GET', `DetectedIssue?patient=${pid}`)).json;
+  return (b.entry ?? []).map((e) => e.resource);
+}
+
+async function alertsOf(pid) {
+  const b = (await svc('GET', `Communication?subject=${pid}&category=alert`)).json;
+  return (b.entry ?? []).map((e) => e.resource);
+}
+
+async function medsOf(pid) {
+  const b = (await svc('GET', `MedicationRequest?subject=${pid}`)).json;
+  return (b.entry ?? []).map((e) => e.resource);
+}
+
+before(async () => {
+  srv = await startServer();
+  for (const role of ['prescriber', 'other', 'pcp', 'pharmacist', 'coordinator']) {
+    P[role] = (await svc('POST', 'Practitioner', { resourceType: 'Practitioner', name: [{ family: `Dr ${role}` }] })).json.id;
+  }
+});
+after(async () => {
+  await srv?.stop();
+});
+
+async function team(pid) {
+  await svc('POST', 'CareTeam', {
+    resourceType: 'CareTeam', status: 'active', subject: { reference: `Patient/${pid}` },
+    participant: [
+      { role: [{ coding: [{ system: SCT, code: '446050000', display: 'Primary care physician' }] }], member: { reference: `Practitioner/${P.pcp}` } },
+      { role: [{ coding: [{ system: NUCC, code: '183500000X', display: 'Pharmacist' }] }], member: { reference: `Practitioner/${P.pharmacist}` } },
+      { role: [{ text: 'Nurse care coordinator' }], member: { reference: `Practitioner/${P.coordinator}` } },
+      { role: [{ text: 'Physical therapist' }], member: { reference: `Practitioner/${P.other}` } },
+    ],
+  });
+}
+
+describe('a high-severity interaction across prescribers', () => {
+  let pid;
+  let nap;
+  before(async () => {
+    pid = await patient('Interaction');
+    await team(pid);
+    nap = (await svc('POST', 'MedicationRequest', order(pid, naproxen, { requester: { reference: `Practitioner/${P.other}` } }))).json.id;
+  });
+
+  test('refuses the order with 409, the DetectedIssue in the OperationOutcome, and writes nothing', async () => {
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, warfarinText) });
+    assert.equal(r.status, 409, r.text.slice(0, 400));
+    assert.equal(r.json.resourceType, 'OperationOutcome');
+    const issue = r.json.issue.find((i) => i.code === 'business-rule');
+    assert.ok(issue && issue.severity === 'error', JSON.stringify(r.json.issue));
+    assert.match(issue.diagnostics, /warfarin/);
+    assert.match(issue.diagnostics, /naproxen/);
+    assert.match(issue.diagnostics, new RegExp(OVERRIDE.replace(/[./]/g, '\\$&')));
+    const di = r.json.contained?.find((c) => c.resourceType === 'DetectedIssue');
+    assert.ok(di, 'the DetectedIssue is in the OperationOutcome');
+    assert.equal(di.severity, 'high');
+    assert.deepEqual(di.code.coding[0], { system: ACT, code: 'DRG', display: 'Drug Interaction Alert' });
+    assert.ok(di.implicated.some((x) => x.reference === `MedicationRequest/${nap}`));
+    assert.match(di.detail, /bleeding/i);
+    // nothing written: no warfarin order, no finding, no message
+    assert.deepEqual((await medsOf(pid)).map((m) => m.id), [nap]);
+    assert.deepEqual(await issuesOf(pid), []);
+    assert.deepEqual(await alertsOf(pid), []);
+  });
+
+  test('with an override reason it is written, with the finding, the reason and the team told', async () => {
+    const reason = 'Atrial fibrillation; naproxen to be stopped today, PPI added';
+    const r = await svc('POST', 'MedicationRequest', order(pid, warfarinText, { extension: [{ url: OVERRIDE, valueString: reason }] }));
+    const wid = r.json.id;
+    const [di] = await issuesOf(pid);
+    assert.ok(di, 'a DetectedIssue');
+    assert.equal(di.status, 'final');
+    assert.equal(di.severity, 'high');
+    assert.deepEqual(di.implicated.map((x) => x.reference).sort(), [`MedicationRequest/${nap}`, `MedicationRequest/${wid}`].sort());
+    assert.equal(di.patient.reference, `Patient/${pid}`);
+    assert.match(di.mitigation[0].action.text, new RegExp(reason.slice(0, 20)));
+    assert.equal(di.mitigation[0].author.reference, `Practitioner/${P.prescriber}`);
+    const [c] = await alertsOf(pid);
+    assert.ok(c, 'a Communication to the team');
+    assert.equal(c.priority, 'urgent');
+    assert.equal(c.about[0].reference, `DetectedIssue/${di.id}`);
+    const to = c.recipient.map((x) => x.reference).sort();
+    assert.deepEqual(to, [P.prescriber, P.pcp, P.pharmacist, P.coordinator].map((p) => `Practitioner/${p}`).sort(),
+      'the prescriber, the primary care physician, the pharmacist and the coordinator; not the therapist');
+    assert.match(c.payload[0].contentString, /warfarin/);
+  });
+
+  test('writing the order again raises nothing new', async () => {
+    const before = await issuesOf(pid);
+    const m = (await medsOf(pid)).find((x) => x.id !== nap);
+    delete m.meta;
+    m.note = [{ text: 'dose checked' }];
+    await svc('PUT', `MedicationRequest/${m.id}`, m);
+    assert.equal((await issuesOf(pid)).length, before.length);
+  });
+
+  test('stopping one of the drugs settles the finding', async () => {
+    const m = (await svc('GET', `MedicationRequest/${nap}`)).json;
+    delete m.meta;
+    m.status = 'stopped';
+    await svc('PUT', `MedicationRequest/${nap}`, m);
+    const [di] = await issuesOf(pid);
+    assert.equal(di.status, 'mitigated');
+    const last = di.mitigation[di.mitigation.length - 1];
+    assert.equal(last.action.coding[0].code, '13');
+    assert.match(last.action.text, new RegExp(`MedicationRequest/${nap}`));
+  });
+});
+
+describe('what counts and what does not', () => {
+  test('a stopped drug, and another patient\'s drug, raise nothing', async () => {
+    const a = await patient('Stopped');
+    const b = await patient('Other');
+    await svc('POST', 'MedicationRequest', order(a, ibuprofen, { status: 'stopped' }));
+    await svc('POST', 'MedicationRequest', order(b, ibuprofen));
+    await svc('POST', 'MedicationRequest', order(a, warfarinText));
+    assert.deepEqual(await issuesOf(a), []);
+  });
+
+  test('a patient-reported over-the-counter drug counts', async () => {
+    const pid = await patient('Otc');
+    await svc('POST', 'MedicationStatement', {
+      resourceType: 'MedicationStatement', status: 'active', subject: { reference: `Patient/${pid}` },
+      informationSource: { reference: `Patient/${pid}` },
+      medicationCodeableConcept: { text: 'ibuprofen 400mg OTC' },
+    });
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, warfarinText) });
+    assert.equal(r.status, 409, r.text.slice(0, 300));
+  });
+
+  test('a clinical-drug code is mapped to its ingredient', async () => {
+    const pid = await patient('Scd');
+    await svc('POST', 'MedicationRequest', order(pid, ibuprofen));
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', {
+      body: order(pid, rxConcept('855332', 'Warfarin Sodium 5 MG Oral Tablet')),
+    });
+    assert.equal(r.status, 409, r.text.slice(0, 300));
+  });
+
+  test('two drugs of one class are a duplicate: written, with a moderate finding and the team told', async () => {
+    const pid = await patient('Duplicate');
+    await team(pid);
+    await svc('POST', 'MedicationRequest', order(pid, naproxen, { requester: { reference: `Practitioner/${P.other}` } }));
+    await svc('POST', 'MedicationRequest', order(pid, ibuprofen));
+    const dup = (await issuesOf(pid)).find((i) => i.code.coding[0].code === 'DUPTHPCLS');
+    assert.ok(dup, 'a duplicate-class finding');
+    assert.equal(dup.severity, 'moderate');
+    assert.match(dup.detail, /NSAIDs/);
+    const c = (await alertsOf(pid)).find((x) => x.about[0].reference === `DetectedIssue/${dup.id}`);
+    assert.ok(c, 'the team is told');
+    assert.equal(c.priority, 'asap');
+  });
+
+  test('information only (an ONC non-interruptive pair) is recorded, not sent', async () => {
+    const pid = await patient('Info');
+    await team(pid);
+    await svc('POST', 'MedicationRequest', order(pid, rxConcept('29046', 'lisinopril')));
+    await svc('POST', 'MedicationRequest', order(pid, naproxen));
+    const info = (await issuesOf(pid)).find((i) => i.code.coding[0].code === 'DRG');
+    assert.ok(info, 'the pair is on the record');
+    assert.equal(info.severity, 'low');
+    assert.deepEqual(await alertsOf(pid), []);
+  });
+
+  test('a medication careweave cannot map is written and said to be unchecked', async () => {
+    const pid = await patient('Unchecked');
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', {
+      body: order(pid, { text: 'Zyxlomab 3 mg injection' }),
+      headers: { prefer: 'return=OperationOutcome' },
+    });
+    assert.equal(r.status, 201, r.text.slice(0, 300));
+    const w = r.json.issue.find((i) => /Not checked/.test(i.diagnostics ?? ''));
+    assert.ok(w, `an unchecked warning: ${r.text.slice(0, 300)}`);
+    assert.equal(w.severity, 'warning');
+  });
+});
+
+describe('allergies', () => {
+  test('a drug the patient is allergic to (allergy recorded as text) is refused', async () => {
+    const pid = await patient('AllergyText');
+    await svc('POST', 'AllergyIntolerance', {
+      resourceType: 'AllergyIntolerance', patient: { reference: `Patient/${pid}` },
+      clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] },
+      code: { text: 'PCN' },
+    });
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, { text: 'Amoxicillin 500 mg capsule' }) });
+    assert.equal(r.status, 409, r.text.slice(0, 300));
+    const di = r.json.contained.find((c) => c.resourceType === 'DetectedIssue');
+    assert.equal(di.code.coding[0].code, 'ALGY');
+  });
+
+  test('a cross-reactive drug is written with a related-allergy finding; a refuted allergy does not count', async () => {
+    const pid = await patient('AllergyCross');
+    const allergy = (status) => ({
+      resourceType: 'AllergyIntolerance', patient: { reference: `Patient/${pid}` },
+      verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification', code: status }] },
+      code: { coding: [{ system: SCT, code: '764146007', display: 'Penicillin' }] },
+    });
+    await svc('POST', 'AllergyIntolerance', allergy('confirmed'));
+    await svc('POST', 'MedicationRequest', order(pid, rxConcept('2231', 'cephalexin', 'Cephalexin 500 mg capsule')));
+    const ralg = (await issuesOf(pid)).find((i) => i.code.coding[0].code === 'RALG');
+    assert.ok(ralg, 'a related-allergy finding');
+    assert.notEqual(ralg.severity, 'high');
+
+    const other = await patient('AllergyRefuted');
+    await svc('POST', 'AllergyIntolerance', { ...allergy('refuted'), patient: { reference: `Patient/${other}` } });
+    await svc('POST', 'MedicationRequest', order(other, { text: 'Amoxicillin 500 mg capsule' }));
+    assert.deepEqual(await issuesOf(other), []);
+  });
+});
+
+describe('transactions and imports', () => {
+  const bundleOf = (pid, ...concepts) => ({
+    resourceType: 'Bundle', type: 'transaction',
+    entry: concepts.map((c) => ({ request: { method: 'POST', url: 'MedicationRequest' }, resource: order(pid, c) })),
+  });
+
+  test('a transaction with two interacting orders is refused whole', async () => {
+    const pid = await patient('Transaction');
+    const r = await raw(srv.base, 'POST', '', { body: bundleOf(pid, warfarinText, ibuprofen) });
+    assert.equal(r.status, 409, r.text.slice(0, 300));
+    assert.ok(r.json.contained?.some((c) => c.resourceType === 'DetectedIssue'));
+    assert.deepEqual(await medsOf(pid), []);
+  });
+
+  test('an import records the finding and never refuses what was prescribed', async () => {
+    const dir = tempDir('careweave-medsafety-');
+    const db = path.join(dir, 'import.db');
+    const file = path.join(dir, 'bundle.json');
+    const pid = 'imported-patient';
+    writeFileSync(file, JSON.stringify({
+      resourceType: 'Bundle', type: 'transaction',
+      entry: [
+        { request: { method: 'PUT', url: `Patient/${pid}` }, resource: { resourceType: 'Patient', id: pid } },
+        { request: { method: 'PUT', url: `Practitioner/${P.prescriber}` }, resource: { resourceType: 'Practitioner', id: P.prescriber } },
+        ...bundleOf(pid, warfarinText, ibuprofen).entry,
+      ],
+    }));
+    const r = await runCli(['import', '--db', db, file]);
+    assert.equal(r.code, 0, r.stderr);
+    const s2 = await startServer({ db });
+    try {
+      const b = (await raw(s2.base, 'GET', `DetectedIssue?patient=${pid}`)).json;
+      const di = (b.entry ?? []).map((e) => e.resource);
+      assert.equal(di.length, 1, JSON.stringify(di).slice(0, 300));
+      assert.equal(di[0].severity, 'high');
+    } finally {
+      await s2.stop();
+    }
+  });
+});
