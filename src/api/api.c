@@ -128,6 +128,7 @@ static const struct route routes[] = {
 	{"DELETE", "{type}",                      api_h_cond_delete},
 	{"GET",    "{type}/_history",             api_h_history},
 	{"POST",   "{type}/_search",              api_h_search_post},
+	{"POST",   "{type}/$check",               api_h_check},
 	{"GET",    "{type}/{id}",                 api_h_read},
 	{"PUT",    "{type}/{id}",                 api_h_update},
 	{"DELETE", "{type}/{id}",                 api_h_delete},

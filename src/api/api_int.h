@@ -172,6 +172,10 @@ enum cw_err api_op_resolve(struct store_tx *tx, struct arena *a,
 			   struct api_op *op, struct diag *d);
 enum cw_err api_op_exec(struct store_tx *tx, struct arena *a,
 			struct api_op *op, struct diag *d);
+/* The access check of op (access/ decides), in tx; api_op_exec runs it
+ * first. CW_OK when op->scope is NULL (careweave's own writes). */
+enum cw_err api_op_authorize(struct store_tx *tx, struct arena *a,
+			     struct api_op *op, struct diag *d);
 /* rules.c: runs coord/'s rules on op (written in tx) and writes what they
  * find; CW_ECONFLICT when a high-severity finding refuses the change
  * (op->blocked holds its DetectedIssues). Called after api_op_exec, by
@@ -227,6 +231,16 @@ enum cw_err api_auth_gate(struct api_req *q);
 
 /* POST Patient/{id}/$break-glass: a clinician's emergency access grant. */
 enum cw_err api_h_break_glass(struct api_req *q);
+enum cw_err api_h_check(struct api_req *q);
+/* Parses the request body as a resource of the URL's type ({type}); the
+ * value dies with the arena. Not validated. */
+enum cw_err api_parse_resource(struct api_req *q, json_t **out);
+struct coord_report;
+/* check.c: the rules' findings on res as if q's caller wrote it (their
+ * right to write it checked first), in a store transaction that writes
+ * nothing. For $check and CDS Hooks. */
+enum cw_err api_rules_check(struct api_req *q, json_t *res,
+			    struct coord_report *out);
 
 /* ---- trail.c ---------------------------------------------------------- */
 

@@ -223,8 +223,8 @@ check_consent_actors(struct store_tx *tx, struct arena *a, const json_t *prov,
 
 /* The access check of one write, inside the write transaction so that it
  * sees the version the write replaces (access/ decides). */
-static enum cw_err
-authorize_op(struct store_tx *tx, struct arena *a, struct api_op *op,
+enum cw_err
+api_op_authorize(struct store_tx *tx, struct arena *a, struct api_op *op,
 	     struct diag *d)
 {
 	json_t *cur = NULL;
@@ -272,7 +272,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	bool created = false, existed = false;
 	enum cw_err err;
 
-	err = authorize_op(tx, a, op, d);
+	err = api_op_authorize(tx, a, op, d);
 	if (err)
 		return err;
 	switch (op->kind) {
@@ -424,8 +424,8 @@ api_parse_condition(struct arena *a, const struct fhir_restype *rt,
 
 /* Parses the request body as a resource of the URL's type. The caller owns
  * nothing: the value dies with the arena. */
-static enum cw_err
-parse_body(struct api_req *q, json_t **out)
+enum cw_err
+api_parse_resource(struct api_req *q, json_t **out)
 {
 	const char *rtype;
 	json_t *res = NULL;
@@ -748,7 +748,7 @@ api_h_create(struct api_req *q)
 	json_t *res;
 	enum cw_err err;
 
-	err = parse_body(q, &res);
+	err = api_parse_resource(q, &res);
 	if (err)
 		return err;
 	json_object_del(res, "id");
@@ -777,7 +777,7 @@ api_h_update(struct api_req *q)
 	json_t *res;
 	enum cw_err err;
 
-	err = parse_body(q, &res);
+	err = api_parse_resource(q, &res);
 	if (err)
 		return err;
 	body_id = json_string_value(json_object_get(res, "id"));
@@ -852,7 +852,7 @@ api_h_cond_update(struct api_req *q)
 	json_t *res;
 	enum cw_err err;
 
-	err = parse_body(q, &res);
+	err = api_parse_resource(q, &res);
 	if (err)
 		return err;
 	err = url_condition(q, &cond);

@@ -277,6 +277,11 @@ api_trail_request(struct api_req *q)
 					goto out_nomem;
 		}
 	}
+	/* an operation on no instance that read a patient's record ($check) */
+	if (!aud && !q->id && q->read_patients)
+		for (size_t k = 0; k < q->npatients; k++)
+			if (!add_id(q->a, &pats, &npats, &cap, q->patients[k]))
+				goto out_nomem;
 	if (!aud && q->nseen) {
 		/* A search page's resources were read with their patients;
 		 * only the rest (history) asks the store again. */

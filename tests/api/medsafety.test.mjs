@@ -300,3 +300,41 @@ describe('transactions and imports', () => {
     }
   });
 });
+
+describe('$check: the rules on a proposed order, nothing written', () => {
+  test('answers the DetectedIssues it would raise, and writes nothing', async () => {
+    const pid = await patient('Check');
+    const nap = (await svc('POST', 'MedicationRequest', order(pid, naproxen))).json.id;
+    const r = await raw(srv.base, 'POST', 'MedicationRequest/$check', { body: order(pid, warfarinText) });
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.equal(r.json.resourceType, 'Bundle');
+    assert.equal(r.json.type, 'collection');
+    const di = r.json.entry.map((e) => e.resource).filter((x) => x.resourceType === 'DetectedIssue');
+    assert.equal(di.length, 1);
+    assert.equal(di[0].severity, 'high');
+    assert.ok(di[0].implicated.some((x) => x.reference === `MedicationRequest/${nap}`));
+    assert.deepEqual((await medsOf(pid)).map((m) => m.id), [nap]);
+    assert.deepEqual(await issuesOf(pid), []);
+    // the answer told about the patient's record: the accounting of disclosures shows it
+    let seen = false;
+    for (let i = 0; i < 100 && !seen; i++) {
+      const b = (await svc('GET', `AuditEvent?patient=${pid}&_count=100`)).json;
+      seen = (b.entry ?? []).some((e) => e.resource.subtype?.[0]?.code === 'operation' &&
+        e.resource.entity?.some((x) => x.what?.reference === `Patient/${pid}`));
+      if (!seen) await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.ok(seen, 'the $check is in the patient\'s audit trail');
+  });
+
+  test('says what it could not check; a bad resource is 422; a type without rules is 400', async () => {
+    const pid = await patient('CheckUnknown');
+    const r = await raw(srv.base, 'POST', 'MedicationRequest/$check', { body: order(pid, { text: 'Zyxlomab 3 mg' }) });
+    assert.equal(r.status, 200);
+    const oo = r.json.entry.map((e) => e.resource).find((x) => x.resourceType === 'OperationOutcome');
+    assert.ok(oo && /Not checked/.test(oo.issue[0].diagnostics), r.text.slice(0, 300));
+    const bad = await raw(srv.base, 'POST', 'MedicationRequest/$check', { body: { ...order(pid, warfarinText), status: 'taken' } });
+    assert.equal(bad.status, 422, bad.text.slice(0, 200));
+    const none = await raw(srv.base, 'POST', 'Observation/$check', { body: { resourceType: 'Observation', status: 'final', code: { text: 'x' } } });
+    assert.equal(none.status, 400);
+  });
+});
