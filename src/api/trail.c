@@ -188,6 +188,18 @@ add_id(struct arena *a, const char ***v, size_t *n, size_t *cap, const char *id)
 	return true;
 }
 
+/* BTG when the request reached one of its patients only through a
+ * break-the-glass grant (the scope already decided it: no lookup), so the
+ * accounting of disclosures shows emergency accesses as such. */
+static int
+purpose_of(const struct access_scope *sc, const char *const *pats, size_t n)
+{
+	for (size_t i = 0; sc && i < n; i++)
+		if (access_scope_glass(sc, pats[i]))
+			return AUDIT_PURPOSE_BTG;
+	return AUDIT_PURPOSE_NONE;
+}
+
 /* Replaces the answer: the record could not be kept, so nothing is served. */
 static void
 refuse(struct api_req *q, enum cw_err err)
@@ -289,6 +301,7 @@ api_trail_request(struct api_req *q)
 	}
 	ev.patients = pats;
 	ev.npatients = npats;
+	ev.purpose = purpose_of(q->scope, pats, npats);
 	/* GET runs on a poll thread, everything else on a worker (batch
 	 * entries too, whatever their own method). */
 	may_wait = q->internal || strcmp(m, "GET");
@@ -340,6 +353,7 @@ api_trail_tx_op(struct store_tx *tx, struct arena *a,
 	ev.nwhat = 1;
 	ev.patients = op->patients;
 	ev.npatients = op->npatients;
+	ev.purpose = purpose_of(op->scope, op->patients, op->npatients);
 	return audit_tx_write(tx, a, &ev);
 }
 
@@ -375,6 +389,28 @@ api_trail_tx_glass(struct store_tx *tx, struct arena *a,
 		   const char *reason)
 {
 	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'E',
+				 .status = 200, .detail = reason};
+	struct audit_entity what[2] = {
+		{.type = "Patient", .id = patient_id},
+		{.type = "Communication", .id = notice_id},
+	};
+
+	ev.remote = remote;
+	who_of(&ev, who, who == NULL);
+	ev.what = what;
+	ev.nwhat = notice_id ? 2 : 1;
+	ev.patients = &patient_id;
+	ev.npatients = 1;
+	return audit_tx_write(tx, a, &ev);
+}
+
+enum cw_err
+api_trail_tx_glass_end(struct store_tx *tx, struct arena *a,
+		       const struct access_who *who, const char *remote,
+		       const char *patient_id, const char *notice_id,
+		       const char *reason)
+{
+	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'D',
 				 .status = 200, .detail = reason};
 	struct audit_entity what[2] = {
 		{.type = "Patient", .id = patient_id},
