@@ -338,7 +338,6 @@ access_grant_covers(const struct access_grant *g, const char *type,
 struct pgrant {
 	const char *pid;
 	struct access_grant g;
-	bool glass; /* reached only through a break-the-glass grant */
 };
 
 struct access_scope {
@@ -352,6 +351,9 @@ struct access_scope {
 	size_t n, cap;
 	struct pgrant *p;           /* the patients in reach */
 	const char **ids;           /* their ids, for the search restriction */
+	struct strs glass;          /* of them, those reached only through a
+				       break-the-glass grant (few: looked
+				       through for every audit record) */
 };
 
 struct access_scope *
@@ -673,7 +675,8 @@ load_glass(struct access_scope *sc)
 			return CW_ENOMEM;
 		pg->g = (struct access_grant){.read = true, .write = true,
 					      .all_types = true, .all_labels = true};
-		pg->glass = widened;
+		if (widened && (err = strs_add(sc->a, &sc->glass, pg->pid)))
+			return err;
 	}
 	return err;
 }
@@ -942,10 +945,7 @@ access_scope_glass(const struct access_scope *sc, const char *pid)
 {
 	if (!sc || !sc->loaded || sc->load_err || !pid)
 		return false;
-	for (size_t i = 0; i < sc->n; i++)
-		if (sc->p[i].glass && !strcmp(sc->p[i].pid, pid))
-			return true;
-	return false;
+	return strs_has(&sc->glass, pid);
 }
 
 bool

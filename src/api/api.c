@@ -244,6 +244,11 @@ route(struct api_req *q)
 		q->route = pat;
 		if (c.type) {
 			q->rt = fhir_restype_find(c.type);
+			if (!q->rt && c.comp && c.id && id_is_valid(c.id, strlen(c.id))) {
+				/* Patient/X/Nope: the record names the patient probed */
+				q->comp = c.comp;
+				q->id = c.id;
+			}
 			if (!q->rt)
 				return diag_err(&q->d, CW_ENOTFOUND, "not-supported",
 						NULL, "Resource type '%s' is not supported",

@@ -252,15 +252,16 @@ api_trail_request(struct api_req *q)
 	what[0].type = type;
 	if (i == NTRAIL || trail_table[i].instance)
 		what[0].id = q->id;
-	else if (ev.action == 'R')
+	else if (ev.action == 'R' && type)
 		what[0].params = search_names(q);
 	ev.what = what;
 	ev.nwhat = type ? 1 : 0;
 	if (q->comp && q->id) {
-		/* a compartment search: Patient/X/Observation names Patient/X */
-		what[1].type = q->comp;
-		what[1].id = q->id;
-		ev.nwhat = 2;
+		/* a compartment search: Patient/X/Observation names Patient/X
+		 * (first when the type is not one served: Patient/X/Nope) */
+		what[ev.nwhat].type = q->comp;
+		what[ev.nwhat].id = q->id;
+		ev.nwhat++;
 		if (!strcmp(q->comp, "Patient") &&
 		    !add_id(q->a, &pats, &npats, &cap, q->id))
 			goto out_nomem;

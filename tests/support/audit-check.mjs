@@ -140,7 +140,9 @@ function interactionOf(method, path) {
   if (s.length === 3 && s[2] === '_history') return { code: 'history-instance', type };
   if (s.length === 4 && s[2] === '_history') return { code: 'vread', type };
   if (s.length === 3 && s[2].startsWith('$')) return { code: 'operation', type, op: s[2] };
-  if ((s.length === 3 || (s.length === 4 && s[3] === '_search')) && isType(s[2])) return { code: 'search-type', type: s[2] };
+  // a compartment search names its type; one of a type not served names
+  // the compartment (Patient/X/Nope: Patient/X) instead
+  if ((s.length === 3 || (s.length === 4 && s[3] === '_search')) && isType(s[2])) return { code: 'search-type', type: s[2], comp: type };
   return null;
 }
 
@@ -179,7 +181,7 @@ function expectedOf(r) {
     try { n = JSON.parse(r.resBody).parameter.filter((p) => p.name === 'grant').length; } catch { /* one */ }
     return Array.from({ length: n }, () => ({ code: 'BTG', status: 200, type: 'Patient' }));
   }
-  return [{ code: codeOf(it, method, r.status), status: r.status, type: it.type }];
+  return [{ code: codeOf(it, method, r.status), status: r.status, type: it.type, comp: it.comp }];
 }
 
 // An update that created the resource (201: a conditional update with no
@@ -267,7 +269,7 @@ export async function compare(rec, records) {
   const left = want.filter((w) => !(w.type && take((e) => codeOk(w, e) && statusOk(w, e) && typeOf(e) === w.type)));
   for (const w of left) {
     const ok = take((e) => codeOk(w, e) && statusOk(w, e) &&
-      (!w.type || typeOf(e) === w.type || typeOf(e) === null || typeOf(e) === 'Resource'));
+      (!w.type || typeOf(e) === w.type || typeOf(e) === null || (w.comp && typeOf(e) === w.comp)));
     if (!ok) problems.push(`${w.r.method} ${short(w.r.path + (w.r.query ?? ''))} -> ${w.r.status ?? 'no answer'}: no ${[w.code].flat().join(' or ')} record with HTTP ${w.status ?? 'any'}${w.type ? ` on ${w.type}` : ''}`);
   }
   for (const m of maybe) take((e) => !m.code || subOf(e) === m.code);
