@@ -392,6 +392,16 @@ bool access_may_break_glass(const struct access_who *who);
  * breaks), or minutes not in 1..access_glass_max. The issue goes to d. */
 enum cw_err access_glass_check(const struct access *ac, const char *reason,
 			       size_t n, long minutes, struct diag *d);
+/* Whether who may end a live grant: the clinician may end their own
+ * (api/glass.c checks that it is theirs), a privacy officer any. */
+bool access_may_end_glass(const struct access_who *who);
+/* Whether the request whose scope is sc reached patient pid only through
+ * a live break-the-glass grant: the patient is not in the user's care-team
+ * reach, or is only with something withheld that the grant sets aside.
+ * false for a scope not loaded yet (nothing was decided through it) and
+ * for unrestricted scopes. No lookup: for the read's audit record (its
+ * purpose BTG). */
+bool access_scope_glass(const struct access_scope *sc, const char *pid);
 /* Who is told of a grant to patient_id: the Practitioner (or
  * PractitionerRole, Organization) of every coordinator on the patient's
  * active CareTeams (a participant whose user has the coordinator role, or

@@ -351,6 +351,9 @@ struct access_scope {
 	size_t n, cap;
 	struct pgrant *p;           /* the patients in reach */
 	const char **ids;           /* their ids, for the search restriction */
+	struct strs glass;          /* of them, those reached only through a
+				       break-the-glass grant (few: looked
+				       through for every audit record) */
 };
 
 struct access_scope *
@@ -662,12 +665,18 @@ load_glass(struct access_scope *sc)
 		return CW_OK;
 	err = store_glass_live(sc->s, sc->a, sc->who->uid, sc->now, &ids, &n);
 	for (size_t i = 0; !err && i < n; i++) {
-		struct pgrant *pg = add_patient(sc, ids[i]);
+		struct pgrant *pg = find_patient(sc, ids[i]);
+		/* the care team gave less than the grant does: what is read
+		 * of this patient is read because of the grant */
+		bool widened = !pg || !pg->g.read || !pg->g.write ||
+			       !pg->g.all_types || !pg->g.all_labels;
 
-		if (!pg)
+		if (!(pg = add_patient(sc, ids[i])))
 			return CW_ENOMEM;
 		pg->g = (struct access_grant){.read = true, .write = true,
 					      .all_types = true, .all_labels = true};
+		if (widened && (err = strs_add(sc->a, &sc->glass, pg->pid)))
+			return err;
 	}
 	return err;
 }
@@ -930,6 +939,21 @@ access_check_write(struct access_scope *sc, const struct fhir_restype *rt,
 }
 
 /* ---- break-the-glass ------------------------------------------------------ */
+
+bool
+access_scope_glass(const struct access_scope *sc, const char *pid)
+{
+	if (!sc || !sc->loaded || sc->load_err || !pid)
+		return false;
+	return strs_has(&sc->glass, pid);
+}
+
+bool
+access_may_end_glass(const struct access_who *who)
+{
+	return access_may_break_glass(who) ||
+	       (who && who->role == ACCESS_PRIVACY_OFFICER && who->uid);
+}
 
 bool
 access_may_break_glass(const struct access_who *who)

@@ -111,34 +111,38 @@ struct route {
 	const char *method;
 	const char *pattern;
 	api_handler_fn fn;
+	bool own_gate; /* the handler decides who may ask, not the type
+			  (access_role_may_ask): a privacy officer ends
+			  grants on a Patient they may not read */
 };
 
 static const struct route routes[] = {
-	/* method    pattern                        handler */
-	{"GET",    "metadata",                    api_h_metadata},
-	{"POST",   "",                            api_h_bundle},
-	{"GET",    "_history",                    api_h_history},
+	/* method    pattern                        handler          own_gate */
+	{"GET",    "metadata",                    api_h_metadata, false},
+	{"POST",   "",                            api_h_bundle, false},
+	{"GET",    "_history",                    api_h_history, false},
 	/* AuditEvents are the audit trail, not stored resources: read from
 	 * its table, never written through the API (any other method: 405) */
-	{"GET",    "AuditEvent",                  api_h_audit_search},
-	{"GET",    "AuditEvent/{id}",             api_h_audit_read},
-	{"GET",    "{type}",                      api_h_search},
-	{"POST",   "{type}",                      api_h_create},
-	{"PUT",    "{type}",                      api_h_cond_update},
-	{"DELETE", "{type}",                      api_h_cond_delete},
-	{"GET",    "{type}/_history",             api_h_history},
-	{"POST",   "{type}/_search",              api_h_search_post},
-	{"POST",   "{type}/$check",               api_h_check},
-	{"GET",    "{type}/{id}",                 api_h_read},
-	{"PUT",    "{type}/{id}",                 api_h_update},
-	{"DELETE", "{type}/{id}",                 api_h_delete},
-	{"GET",    "{type}/{id}/_history",        api_h_history},
-	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread},
-	{"GET",    "{type}/{id}/$everything",     api_h_everything},
-	{"POST",   "{type}/{id}/$everything",     api_h_everything},
-	{"POST",   "{type}/{id}/$break-glass",    api_h_break_glass},
-	{"GET",    "{comp}/{id}/{type}",          api_h_compartment},
-	{"POST",   "{comp}/{id}/{type}/_search",  api_h_compartment_post},
+	{"GET",    "AuditEvent",                  api_h_audit_search, false},
+	{"GET",    "AuditEvent/{id}",             api_h_audit_read, false},
+	{"GET",    "{type}",                      api_h_search, false},
+	{"POST",   "{type}",                      api_h_create, false},
+	{"PUT",    "{type}",                      api_h_cond_update, false},
+	{"DELETE", "{type}",                      api_h_cond_delete, false},
+	{"GET",    "{type}/_history",             api_h_history, false},
+	{"POST",   "{type}/_search",              api_h_search_post, false},
+	{"POST",   "{type}/$check",               api_h_check, false},
+	{"GET",    "{type}/{id}",                 api_h_read, false},
+	{"PUT",    "{type}/{id}",                 api_h_update, false},
+	{"DELETE", "{type}/{id}",                 api_h_delete, false},
+	{"GET",    "{type}/{id}/_history",        api_h_history, false},
+	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread, false},
+	{"GET",    "{type}/{id}/$everything",     api_h_everything, false},
+	{"POST",   "{type}/{id}/$everything",     api_h_everything, false},
+	{"POST",   "{type}/{id}/$break-glass",    api_h_break_glass, false},
+	{"POST",   "{type}/{id}/$break-glass-end", api_h_break_glass_end, true},
+	{"GET",    "{comp}/{id}/{type}",          api_h_compartment, false},
+	{"POST",   "{comp}/{id}/{type}/_search",  api_h_compartment_post, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -241,6 +245,11 @@ route(struct api_req *q)
 		q->route = pat;
 		if (c.type) {
 			q->rt = fhir_restype_find(c.type);
+			if (!q->rt && c.comp && c.id && id_is_valid(c.id, strlen(c.id))) {
+				/* Patient/X/Nope: the record names the patient probed */
+				q->comp = c.comp;
+				q->id = c.id;
+			}
 			if (!q->rt)
 				return diag_err(&q->d, CW_ENOTFOUND, "not-supported",
 						NULL, "Resource type '%s' is not supported",
@@ -254,7 +263,7 @@ route(struct api_req *q)
 		}
 		q->vid = c.vid;
 		q->comp = c.comp;
-		if (!access_role_may_ask(q->who, q->rt))
+		if (!routes[i].own_gate && !access_role_may_ask(q->who, q->rt))
 			return diag_err(&q->d, CW_EFORBIDDEN, "forbidden", NULL,
 					"Your role does not see %s resources",
 					q->rt->name);

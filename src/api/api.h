@@ -69,6 +69,15 @@ enum cw_err api_bundle(struct api *api, struct arena *a, json_t *bundle,
 		       const struct api_bundle_opt *opt, json_t **out,
 		       struct diag *d);
 
+/* Ends break-the-glass grant gid early, as `careweave glass end` (a local
+ * API only: the operator's door, signed in as nobody): the grant's end, a
+ * Communication to the recipients of the grant's notification and the
+ * audit record, in one transaction. CW_ENOTFOUND when gid is not live
+ * (no such grant, expired or ended already); reason (NULL: none) is
+ * checked as a claim's is. d says why on failure. */
+enum cw_err api_glass_end(struct api *api, struct arena *a, int64_t gid,
+			  const char *reason, struct diag *d);
+
 /* http_error_fn: the OperationOutcome body of an answer http/ makes itself
  * (413 for an oversized body, 500). ctx is the struct api. */
 void api_error_body(void *ctx, struct arena *a, int status, const char *msg,

@@ -12,7 +12,8 @@
  *   auth.c        /auth/login, /auth/logout, /auth/session, and the one
  *                 check every /fhir request passes (api_auth_gate)
  *   glass.c       Patient/{id}/$break-glass: an emergency access grant,
- *                 its notification and its audit call site
+ *                 its notification and its audit call site; its early
+ *                 end ($break-glass-end, api_glass_end for the CLI)
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -231,6 +232,10 @@ enum cw_err api_auth_gate(struct api_req *q);
 
 /* POST Patient/{id}/$break-glass: a clinician's emergency access grant. */
 enum cw_err api_h_break_glass(struct api_req *q);
+/* POST Patient/{id}/$break-glass-end: ends live grants on the patient
+ * early (the caller's own; a privacy officer's: any), each with a
+ * notification and its audit record in one transaction. */
+enum cw_err api_h_break_glass_end(struct api_req *q);
 enum cw_err api_h_check(struct api_req *q);
 /* Parses the request body as a resource of the URL's type ({type}); the
  * value dies with the arena. Not validated. */
@@ -253,6 +258,8 @@ enum cw_err api_rules_check(struct api_req *q, json_t *res,
 void api_trail_request(struct api_req *q);
 /* Inside a store_write callback, after op ran: the change's record, in
  * the same transaction. who NULL: a local tool. */
+enum cw_err api_trail_tx_rules(struct store_tx *tx, struct arena *a,
+			       const struct api_op *op);
 enum cw_err api_trail_tx_op(struct store_tx *tx, struct arena *a,
 			    const struct access_who *who, const char *remote,
 			    const struct api_op *op);
@@ -269,6 +276,14 @@ enum cw_err api_trail_tx_glass(struct store_tx *tx, struct arena *a,
 			       const struct access_who *who, const char *remote,
 			       const char *patient_id, const char *notice_id,
 			       const char *reason);
+/* Inside the end's store_write callback: the record of a grant's early
+ * end (subtype BTG, action D, the reason given for the end as its purpose
+ * text; the patient and the end's notification as entities). who NULL:
+ * an operator tool. */
+enum cw_err api_trail_tx_glass_end(struct store_tx *tx, struct arena *a,
+				   const struct access_who *who,
+				   const char *remote, const char *patient_id,
+				   const char *notice_id, const char *reason);
 /* Sign-in (ok or not) and sign-out, each its own durable record. user
  * NULL: the username named nobody, and is not stored. */
 void api_trail_auth(struct api_req *q, enum audit_kind kind,

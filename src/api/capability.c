@@ -110,8 +110,20 @@ resource_entry(const struct fhir_restype *rt)
 					 rt->name));
 	if (!strcmp(rt->name, "Patient"))
 		json_object_set_new(r, "operation",
-			json_pack("[{s:s,s:s}]", "name", "everything", "definition",
-				  "http://hl7.org/fhir/OperationDefinition/Patient-everything"));
+			json_pack("[{s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}]",
+				  "name", "everything", "definition",
+				  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+				  /* careweave's own (src/access/README.md) */
+				  "name", "break-glass", "definition",
+				  "urn:careweave:OperationDefinition:Patient-break-glass",
+				  "documentation", "Emergency access with a reason (Parameters: "
+				  "reason, minutes); the patient's coordinators and the "
+				  "privacy officers are told",
+				  "name", "break-glass-end", "definition",
+				  "urn:careweave:OperationDefinition:Patient-break-glass-end",
+				  "documentation", "Ends live break-the-glass grants early: "
+				  "one's own, or any for a privacy officer (Parameters: grant, "
+				  "reason; both optional)"));
 	return r;
 }
 

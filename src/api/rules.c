@@ -20,7 +20,8 @@
  * implicate it: their status becomes mitigated, with the mitigation
  * "Stopped Concurrent Therapy" (v3-ActCode 13) and when. Every resource
  * written here goes through api_op_exec as careweave's own (no caller
- * scope) and gets its own audit record, in the same transaction. */
+ * scope) and gets its own audit record (role "rules", no user), in the
+ * same transaction. */
 #include <string.h>
 
 #include "api/api_int.h"
@@ -58,7 +59,7 @@ write_own(struct store_tx *tx, struct arena *a, json_t *res, const char *id,
 		out->patients = patients;
 		out->npatients = npatients;
 	}
-	return api_trail_tx_op(tx, a, NULL, NULL, out);
+	return api_trail_tx_rules(tx, a, out);
 }
 
 static const char *

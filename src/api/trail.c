@@ -188,6 +188,18 @@ add_id(struct arena *a, const char ***v, size_t *n, size_t *cap, const char *id)
 	return true;
 }
 
+/* BTG when the request reached one of its patients only through a
+ * break-the-glass grant (the scope already decided it: no lookup), so the
+ * accounting of disclosures shows emergency accesses as such. */
+static int
+purpose_of(const struct access_scope *sc, const char *const *pats, size_t n)
+{
+	for (size_t i = 0; sc && i < n; i++)
+		if (access_scope_glass(sc, pats[i]))
+			return AUDIT_PURPOSE_BTG;
+	return AUDIT_PURPOSE_NONE;
+}
+
 /* Replaces the answer: the record could not be kept, so nothing is served. */
 static void
 refuse(struct api_req *q, enum cw_err err)
@@ -240,15 +252,16 @@ api_trail_request(struct api_req *q)
 	what[0].type = type;
 	if (i == NTRAIL || trail_table[i].instance)
 		what[0].id = q->id;
-	else if (ev.action == 'R')
+	else if (ev.action == 'R' && type)
 		what[0].params = search_names(q);
 	ev.what = what;
 	ev.nwhat = type ? 1 : 0;
 	if (q->comp && q->id) {
-		/* a compartment search: Patient/X/Observation names Patient/X */
-		what[1].type = q->comp;
-		what[1].id = q->id;
-		ev.nwhat = 2;
+		/* a compartment search: Patient/X/Observation names Patient/X
+		 * (first when the type is not one served: Patient/X/Nope) */
+		what[ev.nwhat].type = q->comp;
+		what[ev.nwhat].id = q->id;
+		ev.nwhat++;
 		if (!strcmp(q->comp, "Patient") &&
 		    !add_id(q->a, &pats, &npats, &cap, q->id))
 			goto out_nomem;
@@ -312,6 +325,7 @@ api_trail_request(struct api_req *q)
 	}
 	ev.patients = pats;
 	ev.npatients = npats;
+	ev.purpose = purpose_of(q->scope, pats, npats);
 	/* GET runs on a poll thread, everything else on a worker (batch
 	 * entries too, whatever their own method). */
 	may_wait = q->internal || strcmp(m, "GET");
@@ -363,6 +377,25 @@ api_trail_tx_op(struct store_tx *tx, struct arena *a,
 	ev.nwhat = 1;
 	ev.patients = op->patients;
 	ev.npatients = op->npatients;
+	ev.purpose = purpose_of(op->scope, op->patients, op->npatients);
+	return audit_tx_write(tx, a, &ev);
+}
+
+/* A write the rules made (a DetectedIssue, its Communication): careweave's
+ * own, recorded with the role "rules" and no user, in the transaction of
+ * the change that caused it. */
+enum cw_err
+api_trail_tx_rules(struct store_tx *tx, struct arena *a, const struct api_op *op)
+{
+	struct audit_event ev = {.kind = AUDIT_REST, .role = "rules"};
+	struct audit_entity what = {.type = op->rt->name, .id = op->id};
+
+	ev.interaction = op_interaction(op, &ev.action);
+	ev.status = op->status;
+	ev.what = &what;
+	ev.nwhat = 1;
+	ev.patients = op->patients;
+	ev.npatients = op->npatients;
 	return audit_tx_write(tx, a, &ev);
 }
 
@@ -398,6 +431,28 @@ api_trail_tx_glass(struct store_tx *tx, struct arena *a,
 		   const char *reason)
 {
 	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'E',
+				 .status = 200, .detail = reason};
+	struct audit_entity what[2] = {
+		{.type = "Patient", .id = patient_id},
+		{.type = "Communication", .id = notice_id},
+	};
+
+	ev.remote = remote;
+	who_of(&ev, who, who == NULL);
+	ev.what = what;
+	ev.nwhat = notice_id ? 2 : 1;
+	ev.patients = &patient_id;
+	ev.npatients = 1;
+	return audit_tx_write(tx, a, &ev);
+}
+
+enum cw_err
+api_trail_tx_glass_end(struct store_tx *tx, struct arena *a,
+		       const struct access_who *who, const char *remote,
+		       const char *patient_id, const char *notice_id,
+		       const char *reason)
+{
+	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'D',
 				 .status = 200, .detail = reason};
 	struct audit_entity what[2] = {
 		{.type = "Patient", .id = patient_id},

@@ -150,6 +150,7 @@ audit_pack(struct arena *a, const struct audit_event *ev, struct store_audit **o
 		.subtype = subtype_of(ev),
 		.action = ev->action ? ev->action : 'E',
 		.status = ev->status,
+		.purpose = ev->purpose,
 	};
 	r->user = put(&p, ev->user);
 	r->role = put(&p, role);
@@ -302,13 +303,20 @@ audit_render(struct sbuf *sb, const struct store_audit *r)
 		  "\"outcomeDesc\":\"HTTP %d\"",
 		  r->action && strchr("CRUDE", r->action) ? r->action : 'E', when,
 		  audit_outcome(r->status), r->status);
-	if (r->detail) {
+	if (r->detail || r->subtype == AUDIT_SUB_BREAK_GLASS ||
+	    r->purpose == AUDIT_PURPOSE_BTG) {
+		/* a grant, its end, or an access made only through one */
+		bool btg = r->subtype == AUDIT_SUB_BREAK_GLASS ||
+			   r->purpose == AUDIT_PURPOSE_BTG;
+
 		sbuf_adds(sb, ",\"purposeOfEvent\":[{");
-		if (r->subtype == AUDIT_SUB_BREAK_GLASS)
+		if (btg)
 			sbuf_adds(sb, "\"coding\":[{\"system\":\"" SYS_ACT_REASON
-				      "\",\"code\":\"BTG\"}],");
-		sbuf_adds(sb, "\"text\":");
-		add_str(sb, r->detail);
+				      "\",\"code\":\"BTG\"}]");
+		if (r->detail) {
+			sbuf_adds(sb, btg ? ",\"text\":" : "\"text\":");
+			add_str(sb, r->detail);
+		}
 		sbuf_adds(sb, "}]");
 	}
 	add_agent(sb, r);

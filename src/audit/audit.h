@@ -56,7 +56,17 @@ enum audit_kind {
 	AUDIT_REST,   /* a FHIR interaction */
 	AUDIT_LOGIN,  /* sign-in, failed or not */
 	AUDIT_LOGOUT, /* sign-out */
-	AUDIT_BREAK_GLASS, /* an emergency access grant (api/glass.c) */
+	AUDIT_BREAK_GLASS, /* an emergency access grant (api/glass.c): action
+			      'E' its claim, 'D' its early end */
+};
+
+/* Why an access was made, when it is not the ordinary care of the user's
+ * own patients (store_audit.purpose; the number is stored and hashed:
+ * never renumber). Rendered as purposeOfEvent. */
+enum audit_purpose {
+	AUDIT_PURPOSE_NONE = 0,
+	AUDIT_PURPOSE_BTG = 1, /* v3-ActReason BTG: the request reached a
+				  patient only through a break-the-glass grant */
 };
 
 /* What happened, as stored (store_audit.subtype): the number is in the
@@ -109,6 +119,7 @@ struct audit_event {
 	const char *const *patients; /* ids of the patients concerned */
 	size_t npatients;
 	const char *detail;      /* a reason the user gave, or NULL */
+	int purpose;             /* enum audit_purpose (a flag, no text) */
 	int64_t at;              /* ms; 0: now */
 };
 

@@ -1,4 +1,4 @@
-/* cli/audit.c: `careweave audit verify` and `careweave audit report`.
+/* cli/audit.c: `careweave audit verify`, `report` and `dump`.
  *
  * verify recomputes the hash chain of the audit table on a read-only
  * store (store_audit_verify) and names the first record that was altered
@@ -6,7 +6,9 @@
  * who touched that record, when, how and with what outcome, newest first,
  * read from the record's columns, the same ones the AuditEvent is rendered
  * from (ids, codes and times only; the records hold no PHI values, so
- * neither does the table). */
+ * neither does the table). dump writes every record as its AuditEvent
+ * JSON, one a line (NDJSON), newest first: the same text the API serves,
+ * for tools (the API test suite compares it with the requests it made). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,12 +22,16 @@ audit_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: careweave audit verify [--db PATH]\n"
-		"       careweave audit report --patient ID [--since DATE] [--db PATH]\n\n"
+		"       careweave audit report --patient ID [--since DATE] [--db PATH]\n"
+		"       careweave audit dump [--since DATE] [--db PATH]\n\n"
 		"verify  recompute the audit trail's hash chain; prints\n"
 		"        \"audit: N records, chain intact\" (exit 0) or the first record\n"
 		"        that was altered or is missing (exit 1)\n"
 		"report  who accessed one patient's record: when, who (role), what,\n"
-		"        the interaction and its outcome, newest first\n\n"
+		"        the interaction and its outcome, newest first; an access made\n"
+		"        only through a break-the-glass grant shows BTG after the\n"
+		"        interaction, a grant and its early end as BTG and BTG-end\n"
+		"dump    every record as its AuditEvent JSON, one a line, newest first\n\n"
 		"options:\n"
 		"  --db PATH       database file (default %s)\n"
 		"  --key-file FILE the database's key file\n"
@@ -73,7 +79,7 @@ static void
 report_row(const struct store_audit *r)
 {
 	const char *sub = audit_subtype_code(r->subtype);
-	char when[32], what[160];
+	char when[32], what[160], how[48];
 	size_t n;
 
 	time_format_instant(r->at, when);
@@ -92,8 +98,13 @@ report_row(const struct store_audit *r)
 		sub = "sign-in";
 	else if (r->subtype == AUDIT_SUB_LOGOUT)
 		sub = "sign-out";
+	else if (r->subtype == AUDIT_SUB_BREAK_GLASS)
+		sub = r->action == 'D' ? "BTG-end" : "BTG";
+	/* an access made only through a break-the-glass grant says so */
+	snprintf(how, sizeof(how), "%s%s", sub,
+		 r->purpose == AUDIT_PURPOSE_BTG ? " BTG" : "");
 	printf("%-24s  %-20s  %-13s  %-16s  %-40s  %s\n", when, or_dash(r->user),
-	       or_dash(r->role), sub, what, audit_outcome(r->status));
+	       or_dash(r->role), how, what, audit_outcome(r->status));
 }
 
 static int
@@ -138,6 +149,46 @@ do_report(const char *db, const char *key_file, const char *patient,
 	return rc;
 }
 
+static int
+do_dump(const char *db, const char *key_file, int64_t since)
+{
+	struct sbuf sb = SBUF_INIT(64u << 20);
+	struct store *s;
+	struct arena *a;
+	struct store_audit *v;
+	size_t n;
+	int64_t before = 0;
+	int rc = CLI_OK;
+
+	if (!(s = cli_open_store("audit", db, true, key_file)))
+		return CLI_EIO;
+	if (!(a = arena_new(0))) {
+		store_close(s);
+		return CLI_EIO;
+	}
+	for (;;) {
+		if (store_audit_list(s, a, NULL, before, since, 500, &v, &n)) {
+			cli_err("audit", "cannot read the audit trail of %s", db);
+			rc = CLI_EIO;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			sbuf_reset(&sb);
+			audit_render(&sb, &v[i]);
+			if (!sb.toobig)
+				printf("%.*s\n", (int)sb.len, sb.buf);
+		}
+		if (n < 500)
+			break;
+		before = v[n - 1].seq;
+		arena_reset(a);
+	}
+	sbuf_release(&sb);
+	arena_free(a);
+	store_close(s);
+	return rc;
+}
+
 int
 cli_audit(int argc, char **argv)
 {
@@ -159,8 +210,8 @@ cli_audit(int argc, char **argv)
 		return argc < 2 ? CLI_EUSAGE : CLI_OK;
 	}
 	sub = argv[1];
-	if (strcmp(sub, "verify") && strcmp(sub, "report")) {
-		cli_err("audit", "'%s' is not an audit command (verify, report)", sub);
+	if (strcmp(sub, "verify") && strcmp(sub, "report") && strcmp(sub, "dump")) {
+		cli_err("audit", "'%s' is not an audit command (verify, report, dump)", sub);
 		return CLI_EUSAGE;
 	}
 	argv[1] = argv[0];
@@ -200,13 +251,20 @@ cli_audit(int argc, char **argv)
 		}
 		return do_verify(db, key_file);
 	}
-	if (!patient || !id_is_valid(patient, strlen(patient))) {
-		cli_err("audit", "report needs --patient ID (a FHIR id)");
-		return CLI_EUSAGE;
-	}
 	if (since_s && time_parse(since_s, strlen(since_s), TIME_DATETIME, &tr)) {
 		cli_err("audit", "--since wants a date (YYYY-MM-DD) or an instant, not '%s'",
 			since_s);
+		return CLI_EUSAGE;
+	}
+	if (!strcmp(sub, "dump")) {
+		if (patient) {
+			cli_err("audit", "dump lists every record (no --patient)");
+			return CLI_EUSAGE;
+		}
+		return do_dump(db, key_file, since_s ? tr.lo : 0);
+	}
+	if (!patient || !id_is_valid(patient, strlen(patient))) {
+		cli_err("audit", "report needs --patient ID (a FHIR id)");
 		return CLI_EUSAGE;
 	}
 	return do_report(db, key_file, patient, since_s ? tr.lo : 0);

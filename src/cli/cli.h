@@ -30,6 +30,7 @@ int cli_demo(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_glass(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_backup(int argc, char **argv);
 int cli_kb(int argc, char **argv);

@@ -29,6 +29,7 @@ static const struct cmd commands[] = {
 	{"backup", cli_backup, "copy the database, online, to a file"},
 	{"key", cli_key, "make a key for an encrypted database (key new FILE)"},
 	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
+	{"glass", cli_glass, "list break-the-glass grants; end one early"},
 	{"kb", cli_kb, "check the knowledge base; look up a drug, class or lab test"},
 };
 

@@ -195,6 +195,22 @@ static const char *const migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
 	"CREATE TRIGGER audit_patient_no_delete BEFORE DELETE ON audit_patient"
 	"  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+
+	/* 7: break-the-glass grants can end early (api/glass.c
+	 * $break-glass-end, `careweave glass end`): when (ended, ms; NULL:
+	 * not ended) and by whom (ended_by: a uid, 0 for an operator tool),
+	 * and the grant's notification (notice, a Communication id), whose
+	 * recipients are told of the end. An index by patient for the
+	 * privacy officer's "every live grant on this patient". And the
+	 * audit record's purpose (audit.purpose: 0 none, 1 v3-ActReason BTG,
+	 * a read made only through a grant); a row with 0 hashes as before,
+	 * so the rows already chained still verify. ADD COLUMN fires no
+	 * UPDATE trigger. */
+	"ALTER TABLE glass_grants ADD COLUMN notice TEXT;"
+	"ALTER TABLE glass_grants ADD COLUMN ended INTEGER;"
+	"ALTER TABLE glass_grants ADD COLUMN ended_by INTEGER;"
+	"CREATE INDEX glass_grants_patient ON glass_grants(patient_id);"
+	"ALTER TABLE audit ADD COLUMN purpose INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

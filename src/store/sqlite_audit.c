@@ -1,4 +1,5 @@
-/* store/sqlite_audit.c: the audit and audit_patient tables (migration 6).
+/* store/sqlite_audit.c: the audit and audit_patient tables (migration 6;
+ * the purpose column, migration 7).
  *
  * audit/ decides what an AuditEvent says; this file only appends the rows,
  * chains them and reads them back. A row is the typed columns of struct
@@ -32,8 +33,9 @@
 /* The columns in encoding order; a reader selects them in this order too
  * (COLS), and row_of reads them back. */
 #define COLS "seq, at, subtype, action, status, user, role, link, remote," \
-	     " entity, params, patients, detail"
+	     " entity, params, patients, detail, purpose"
 #define ENC_VERSION 1
+#define ENC_VERSION_PURPOSE 2 /* a row with a purpose (migration 7) */
 #define CHUNK_BITS 12 /* audit_patient.chunk = seq >> CHUNK_BITS */
 
 static void
@@ -62,13 +64,16 @@ put_str(crypto_generichash_state *h, const char *s)
 
 /* hash = BLAKE2b-256(prev || version byte || seq, at, subtype, action,
  * status as 8-byte big-endian || user, role, link, remote, entity, params,
- * patients, detail as length-prefixed strings). */
+ * patients, detail as length-prefixed strings). A row whose purpose is not
+ * 0 has the version byte 2 and its purpose as one more 8-byte integer at
+ * the end; a row without one encodes as version 1 did, so the rows chained
+ * before migration 7 verify unchanged. */
 static void
 chain_hash(const unsigned char prev[STORE_AUDIT_HASH], const struct store_audit *r,
 	   unsigned char out[STORE_AUDIT_HASH])
 {
 	crypto_generichash_state h;
-	unsigned char v = ENC_VERSION;
+	unsigned char v = r->purpose ? ENC_VERSION_PURPOSE : ENC_VERSION;
 
 	crypto_generichash_init(&h, NULL, 0, STORE_AUDIT_HASH);
 	crypto_generichash_update(&h, prev, STORE_AUDIT_HASH);
@@ -86,6 +91,8 @@ chain_hash(const unsigned char prev[STORE_AUDIT_HASH], const struct store_audit 
 	put_str(&h, r->params);
 	put_str(&h, r->patients);
 	put_str(&h, r->detail);
+	if (r->purpose)
+		put_int(&h, r->purpose);
 	crypto_generichash_final(&h, out, STORE_AUDIT_HASH);
 }
 
@@ -115,6 +122,7 @@ row_of(sqlite3_stmt *st, struct store_audit *r)
 	r->subtype = sqlite3_column_int(st, 2);
 	r->action = sqlite3_column_int(st, 3);
 	r->status = sqlite3_column_int(st, 4);
+	r->purpose = sqlite3_column_int(st, 13);
 	return col_text(st, 5, &r->user) && col_text(st, 6, &r->role) &&
 	       col_text(st, 7, &r->link) && col_text(st, 8, &r->remote) &&
 	       col_text(st, 9, &r->entity) && col_text(st, 10, &r->params) &&
@@ -192,7 +200,8 @@ append_one(struct appender *ap, const struct store_audit *in, int64_t seq,
 	bind_opt(st, 11, r.params);
 	bind_opt(st, 12, r.patients);
 	bind_opt(st, 13, r.detail);
-	sqlite3_bind_blob(st, 14, h, STORE_AUDIT_HASH, SQLITE_STATIC);
+	sqlite3_bind_int(st, 14, r.purpose);
+	sqlite3_bind_blob(st, 15, h, STORE_AUDIT_HASH, SQLITE_STATIC);
 	if ((err = sq_step_write(c, st, "audit append")))
 		return err;
 	for (p = r.patients; p && *p; p += strspn(p, " ")) {
@@ -227,7 +236,8 @@ store_tx_audit_append(struct store_tx *tx, const struct store_audit *recs,
 	 * the statement cache */
 	if (!(ap.row = sq_prepare(tx->c, SQL(
 		"INSERT INTO audit(" COLS ", hash)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"))) ||
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+		" ?15)"))) ||
 	    !(ap.patient = sq_prepare(tx->c, SQL(
 		"INSERT OR IGNORE INTO audit_patient(chunk, patient_id, seq)"
 		" VALUES(?1, ?2, ?3)"))))
@@ -513,7 +523,7 @@ list_patient(struct sq_conn *c, struct arena *a, const char *patient,
 		if (!(st = sq_prepare(c, SQL(
 			"SELECT a.seq, a.at, a.subtype, a.action, a.status, a.user,"
 			" a.role, a.link, a.remote, a.entity, a.params, a.patients,"
-			" a.detail FROM audit_patient p"
+			" a.detail, a.purpose FROM audit_patient p"
 			" JOIN audit a ON a.seq = p.seq"
 			" WHERE p.chunk = ?1 AND p.patient_id = ?2 AND p.seq < ?3"
 			" AND a.at >= ?4 ORDER BY p.seq DESC LIMIT ?5"))))
@@ -596,8 +606,8 @@ store_audit_verify(struct store *s, struct store_audit_check *out)
 		}
 		if (ours)
 			chain_hash(prev, &r, h);
-		if (!ours || sqlite3_column_bytes(st, 13) != STORE_AUDIT_HASH ||
-		    sodium_memcmp(h, sqlite3_column_blob(st, 13), STORE_AUDIT_HASH)) {
+		if (!ours || sqlite3_column_bytes(st, 14) != STORE_AUDIT_HASH ||
+		    sodium_memcmp(h, sqlite3_column_blob(st, 14), STORE_AUDIT_HASH)) {
 			out->bad_seq = r.seq;
 			break;
 		}

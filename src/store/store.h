@@ -283,6 +283,9 @@ struct store_audit {
 	const char *params;   /* a search's parameter NAMES "name,_count", or NULL */
 	const char *patients; /* ids of the patients it names, listed, or NULL */
 	const char *detail;   /* a reason given (break-the-glass), or NULL */
+	int purpose;          /* audit/'s enum audit_purpose: 0 none, 1 BTG (a
+				 read made only through a break-the-glass
+				 grant); hashed only when not 0 */
 };
 
 /* Appends n records in order, chaining each to the one before (one lookup
@@ -334,24 +337,51 @@ bool store_is_encrypted(const struct store *s);
 
 /* ---- break-the-glass grants (for access/) ------------------------------ */
 
-/* An emergency access grant: user uid may reach patient_id until expires.
- * Not a FHIR resource (own table, never served). The reason is the
- * clinician's words: never logged. */
+/* An emergency access grant: user uid may reach patient_id until expires
+ * or until it is ended early (ended). Not a FHIR resource (own table, never
+ * served). The reason is the clinician's words: never logged. */
 struct store_glass {
+	int64_t gid;          /* the grant's id: set by the store (add, list) */
 	int64_t uid;
 	const char *patient_id;
 	const char *reason;
-	int64_t granted;  /* ms */
-	int64_t expires;  /* ms */
+	int64_t granted;      /* ms */
+	int64_t expires;      /* ms */
+	const char *notice;   /* the grant's notification (a Communication id),
+				 or NULL (a grant from before migration 7) */
+	int64_t ended;        /* ms when it was ended early; 0: it was not */
+	int64_t ended_by;     /* the uid that ended it; 0: an operator tool */
+	const char *username; /* store_glass_list: the username of uid */
+	const char *ended_by_name; /* store_glass_list: of ended_by, or NULL */
 };
 
 /* Records g inside a store_write callback, so the grant commits with what
- * the caller writes beside it (the notification) or not at all. */
-enum cw_err store_tx_glass_add(struct store_tx *tx, const struct store_glass *g);
+ * the caller writes beside it (the notification) or not at all. Sets
+ * g->gid. */
+enum cw_err store_tx_glass_add(struct store_tx *tx, struct store_glass *g);
+/* Ends grant gid at now, by uid by (0: an operator tool), inside a
+ * store_write callback: CW_ENOTFOUND unless it was live at now (granted <=
+ * now < expires, not ended), so two ends of one grant end it once. */
+enum cw_err store_tx_glass_end(struct store_tx *tx, int64_t gid, int64_t now,
+			       int64_t by);
 /* The patient ids of uid's grants live at now (granted <= now < expires,
- * not revoked), distinct, into an arena array. One indexed lookup. */
+ * not ended), distinct, into an arena array. One indexed lookup. */
 enum cw_err store_glass_live(struct store *s, struct arena *a, int64_t uid,
 			     int64_t now, const char ***ids, size_t *n);
+
+/* Which grants store_glass_list returns; 0 or NULL: any. */
+struct store_glass_filter {
+	int64_t gid;
+	int64_t uid;
+	const char *patient_id;
+	bool live_only;       /* only those live at now */
+	int64_t now;          /* ms */
+};
+/* Grants matching f, newest first, with their usernames, into an arena
+ * array (strings in the arena too). */
+enum cw_err store_glass_list(struct store *s, struct arena *a,
+			     const struct store_glass_filter *f,
+			     struct store_glass **out, size_t *n);
 
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);

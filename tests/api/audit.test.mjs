@@ -137,6 +137,16 @@ describe('audit trail', () => {
     assert.equal((await records(`patient=${pid}`)).list.length, want.length);
   });
 
+  test('a compartment search of a type not served names the patient it probed', async () => {
+    const pid = await newPatient();
+    assert.equal((await raw(srv.base, 'GET', `Patient/${pid}/NoSuchType`)).status, 404);
+    const list = await waitFor(pid, (l) => l.length === 2, 'the refused probe');
+    assert.equal(sub(list[0]), 'search-type');
+    assert.equal(list[0].outcomeDesc, 'HTTP 404');
+    assert.ok(list[0].entity.some((e) => e.what?.reference === `Patient/${pid}` && !e.role), JSON.stringify(list[0].entity));
+    assert.deepEqual(patientsOf(list[0]), [`Patient/${pid}`]);
+  });
+
   test('an Observation names its patient; a transaction is one record for all its entries', async () => {
     const pid = await newPatient();
     const o = await raw(srv.base, 'POST', 'Observation', {

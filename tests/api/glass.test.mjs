@@ -14,7 +14,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startServer, raw, addUser, login, tempDir, totpSecretOf, totpCode } from '../support/server.mjs';
+import { startServer, raw, addUser, login, tempDir, totpSecretOf, totpCode, runCli } from '../support/server.mjs';
 
 const PW = 'a long enough password 1';
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
@@ -272,5 +272,151 @@ describe('break-the-glass', () => {
       assert.equal((await as('bg-privacy', 'GET', `Communication/${c2.id}`)).status, 404);
       assert.ok(!matchIds((await as('bg-privacy', 'GET', 'Communication')).json).includes(c2.id));
     }
+  });
+});
+
+// After the tests above the outsider holds a live grant on B again (the
+// clock is back at 0). The accounting of disclosures marks what was read
+// through it; then the grant is ended early, by the clinician, by a
+// privacy officer and by the operator's CLI, each time at once.
+describe('break-the-glass: marked reads and early ends', () => {
+  const BTG = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
+  const isBtg = (e) => (e.purposeOfEvent ?? []).some((p) => p.coding?.some((c) => c.system === BTG && c.code === 'BTG'));
+  const trail = async (pid) => ((await as('bg-privacy', 'GET', `AuditEvent?patient=${pid}&_count=1000`)).json.entry ?? []).map((e) => e.resource);
+  const who = (e) => e.agent[0].who.identifier.value;
+  async function waitTrail(pid, pred, what) {
+    for (let i = 0; i < 40; i++) {
+      const list = await trail(pid);
+      const hit = list.filter(pred);
+      if (hit.length) return hit;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return assert.fail(`${what}: not in AuditEvent?patient=${pid}`);
+  }
+  const ends = async (pid) => (await notifications(pid)).map((e) => e.resource)
+    .filter((c) => c.topic?.text === 'Break-the-glass emergency access ended');
+
+  test('a read made only through the grant carries the BTG purpose; a care-team read does not', async () => {
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 200, 'the grant is live again');
+    assert.equal((await as('bg-outsider', 'GET', `Observation?subject=Patient/${ids.patB}`)).status, 200);
+    assert.equal((await as('bg-coord', 'GET', `Observation/${ids.obsB}`)).status, 200);
+    const mine = await waitTrail(ids.patB, (e) => who(e) === 'bg-outsider' && e.subtype?.[0]?.code === 'search-type', 'the search');
+    assert.ok(isBtg(mine[0]), JSON.stringify(mine[0].purposeOfEvent));
+    const reads = await waitTrail(ids.patB, (e) => who(e) === 'bg-outsider' && e.subtype?.[0]?.code === 'read', 'the read');
+    // the reads served under the grant (here and above) are marked, the
+    // refused ones before the grant and after its expiry are not
+    assert.ok(reads.filter((e) => e.outcome === '0').length >= 3, JSON.stringify(reads.map((e) => [e.outcome, e.entity?.[0]?.what])));
+    assert.ok(reads.filter((e) => e.outcome === '0').every(isBtg), 'every read under the grant is marked');
+    assert.ok(reads.filter((e) => e.outcome !== '0').length >= 2);
+    assert.ok(!reads.filter((e) => e.outcome !== '0').some(isBtg), 'a refused read is not');
+    const team = await waitTrail(ids.patB, (e) => who(e) === 'bg-coord' && e.subtype?.[0]?.code === 'read', 'the coordinator');
+    assert.ok(!team.some(isBtg), 'a care-team read is not an emergency access');
+    // C is out of reach: a refused read of C is not marked either
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsC}`)).status, 404);
+    const refused = await waitTrail(ids.patC, (e) => who(e) === 'bg-outsider', 'the refused read');
+    assert.ok(!refused.some(isBtg));
+  });
+
+  test('only the holder or a privacy officer may end a grant', async () => {
+    for (const w of ['bg-patient', 'bg-caregiver', 'bg-admin']) {
+      assert.equal((await as(w, 'POST', `Patient/${ids.patB}/$break-glass-end`)).status, 403, w);
+    }
+    assert.equal((await raw(srv.base, 'POST', `Patient/${ids.patB}/$break-glass-end`)).status, 403, 'service');
+    // a clinician with no grant of their own has nothing to end
+    const r = await as('bg-nurse', 'POST', `Patient/${ids.patB}/$break-glass-end`);
+    assert.equal(r.status, 404, r.text);
+    assert.equal((await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass-end`, { resourceType: 'Patient' })).status, 400);
+    assert.equal((await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass-end`,
+      { resourceType: 'Parameters', parameter: [{ name: 'grant', valueString: 'x' }] })).status, 400);
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 200, 'still live');
+    assert.equal((await ends(ids.patB)).length, 0, 'no end notification');
+  });
+
+  test('the clinician ends their own grant: access stops at once, the same people are told, it is recorded', async () => {
+    const [grant] = (await notifications(ids.patB)).map((e) => e.resource)
+      .filter((c) => c.topic?.text === 'Break-the-glass emergency access');
+    const r = await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass-end`, {
+      resourceType: 'Parameters', parameter: [{ name: 'reason', valueString: 'The patient was handed over to the team' }],
+    });
+    assert.equal(r.status, 200, r.text);
+    const p = r.json.parameter;
+    assert.ok(p.some((x) => x.name === 'grant' && /^\d+$/.test(x.valueString)));
+    const nref = p.find((x) => x.name === 'notification').valueReference.reference;
+    // at once: the very next request
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 404, 'read after the end');
+    assert.equal((await as('bg-outsider', 'GET', `Observation?subject=Patient/${ids.patB}&_total=accurate`)).json.total, 0);
+    assert.equal((await as('bg-outsider', 'GET', `Patient/${ids.patB}/$everything`)).status, 404);
+    // the end's notification: the grant's recipients, about the grant's
+    const [end] = await ends(ids.patB);
+    assert.equal(`Communication/${end.id}`, nref);
+    assert.deepEqual(end.recipient.map((x) => x.reference).sort(), grant.recipient.map((x) => x.reference).sort());
+    assert.equal(end.about[0].reference, `Communication/${grant.id}`);
+    assert.equal(end.sender.reference, `Practitioner/${ids.outsider}`);
+    assert.ok(end.payload[0].contentString.includes('handed over'));
+    // the audit record: BTG, action D, the ender, the reason
+    const [rec] = await waitTrail(ids.patB, (e) => e.subtype?.[0]?.code === 'BTG' && e.action === 'D', 'the end');
+    assert.equal(who(rec), 'bg-outsider');
+    assert.ok(isBtg(rec));
+    assert.equal(rec.purposeOfEvent[0].text, 'The patient was handed over to the team');
+    assert.ok(rec.entity.some((x) => x.what?.reference === nref));
+    // nothing left to end
+    assert.equal((await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass-end`)).status, 404);
+  });
+
+  test('a privacy officer revokes any live grant on the patient', async () => {
+    const g = await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass`, claim(REASON, 30));
+    assert.equal(g.status, 200, g.text);
+    const gid = g.json.parameter.find((x) => x.name === 'grant').valueString;
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 200);
+    // a grant that is not on this patient is not found
+    assert.equal((await as('bg-privacy', 'POST', `Patient/${ids.patC}/$break-glass-end`)).status, 404);
+    const r = await as('bg-privacy', 'POST', `Patient/${ids.patB}/$break-glass-end`,
+      { resourceType: 'Parameters', parameter: [{ name: 'grant', valueString: gid }] });
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 404, 'revoked');
+    const recs = await waitTrail(ids.patB, (e) => e.subtype?.[0]?.code === 'BTG' && e.action === 'D' && who(e) === 'bg-privacy', 'the revocation');
+    assert.equal(recs.length, 1);
+    assert.equal((await ends(ids.patB)).length, 2);
+  });
+
+  test('careweave glass list and glass end: the operator ends a grant', async () => {
+    const g = await as('bg-outsider', 'POST', `Patient/${ids.patB}/$break-glass`, claim(REASON, 30));
+    assert.equal(g.status, 200, g.text);
+    const gid = g.json.parameter.find((x) => x.name === 'grant').valueString;
+    const list = await runCli(['glass', 'list', '--db', srv.db]);
+    assert.equal(list.code, 0, list.stderr);
+    const row = list.stdout.split('\n').find((l) => l.startsWith(`${gid} `));
+    assert.ok(row && row.includes('bg-outsider') && row.includes(ids.patB) && /\blive$/.test(row), list.stdout);
+    assert.ok(!list.stdout.includes(REASON), 'the reason is not listed');
+    assert.match(list.stdout, /^1 grant live$/m);
+    const other = await runCli(['glass', 'list', '--patient', ids.patC, '--db', srv.db]);
+    assert.match(other.stdout, /^0 grants live$/m);
+
+    const end = await runCli(['glass', 'end', gid, '--reason', 'Ended by the operator on request', '--db', srv.db]);
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal((await as('bg-outsider', 'GET', `Observation/${ids.obsB}`)).status, 404, 'ended by the CLI');
+    const all = await runCli(['glass', 'list', '--all', '--db', srv.db]);
+    assert.match(all.stdout.split('\n').find((l) => l.startsWith(`${gid} `)), /ended \S+ by the operator$/);
+    assert.ok(all.stdout.split('\n').some((l) => / ended \S+ by bg-privacy$/.test(l)), all.stdout);
+    assert.ok(all.stdout.split('\n').some((l) => / ended \S+ by bg-outsider$/.test(l)), all.stdout);
+    const recs = await waitTrail(ids.patB, (e) => e.subtype?.[0]?.code === 'BTG' && e.action === 'D' &&
+      e.agent[0].role?.[0]?.coding?.[0]?.code === 'operator', 'the operator end');
+    assert.equal(recs.length, 1);
+    assert.equal((await ends(ids.patB)).length, 3);
+    const again = await runCli(['glass', 'end', gid, '--db', srv.db]);
+    assert.equal(again.code, 1, again.stdout + again.stderr);
+    assert.equal((await runCli(['glass', 'end', '--db', srv.db])).code, 2);
+    assert.equal((await runCli(['glass', 'frob'])).code, 2);
+    assert.match((await runCli(['--help'])).stdout, /^ {2}glass /m);
+  });
+
+  test('the accounting of disclosures (audit report) shows the emergency accesses as such', async () => {
+    const rep = await runCli(['audit', 'report', '--patient', ids.patB, '--db', srv.db]);
+    assert.equal(rep.code, 0, rep.stderr);
+    const lines = rep.stdout.split('\n');
+    assert.ok(lines.some((l) => l.includes('bg-outsider') && /\bread BTG\b/.test(l)), rep.stdout);
+    assert.ok(lines.some((l) => l.includes('bg-outsider') && /\bBTG-end\b/.test(l)));
+    assert.ok(lines.some((l) => l.includes('bg-coord') && /\bread\b/.test(l) && !/\bread BTG\b/.test(l)));
+    assert.ok(!rep.stdout.includes(REASON));
   });
 });

@@ -14,6 +14,12 @@
 // Admins sign in with a one-time code as well: `user add --admin` prints
 // the TOTP secret (totpSecretOf reads it from the output), totpCode
 // computes a code with node's own HMAC-SHA1, and login() sends it.
+//
+// Every server it starts has its requests recorded (audit-check.mjs), and
+// stop() compares them with the audit records the server wrote: a request
+// without its records, or a record no request explains, fails the test.
+// opts.auditCheck: a reason to skip that, for the rare server whose
+// requests cannot all be seen (raw sockets).
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { randomBytes, createHmac } from 'node:crypto';
@@ -22,6 +28,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { Client } from 'fhir-kit-client';
+import { recordRequests, stopRecording, compare } from './audit-check.mjs';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const sharedData = path.resolve(repoRoot, '../shared/data');
@@ -51,7 +58,8 @@ const SANITIZER_RE = /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime erro
  * sign-in (a server whose certificate fetch cannot check, say): token and
  * client are then undefined and user is what to sign in with; opts.role:
  * the `user add` arguments of that user (default: --role service
- * --system-client).
+ * --system-client); opts.auditCheck: a reason (string) not to compare the
+ * requests with the audit trail at stop() (raw sockets; keep it rare).
  */
 export async function startServer(opts = {}) {
   const bin = opts.bin ?? binPath();
@@ -77,6 +85,7 @@ export async function startServer(opts = {}) {
   const added = await addUser(db, user.username, user.password, role, { bin });
   user.totp = totpSecretOf(added.stdout) ?? undefined;
   const args = ['serve', '--db', db, '--port', '0', '--bind', '127.0.0.1', ...(opts.args ?? [])];
+  const startedAt = Date.now();
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -131,6 +140,8 @@ export async function startServer(opts = {}) {
   proc.stdout.on('data', () => {});
 
   const origin = new URL(base).origin;
+  const rec = typeof opts.auditCheck === 'string' ? null : recordRequests(origin);
+  if (rec) rec.startedAt = startedAt;
   let token;
   let client;
   if (opts.signIn ?? true) {
@@ -152,13 +163,18 @@ export async function startServer(opts = {}) {
    */
   async function stop({ check = true, keep = false } = {}) {
     tokens.delete(base);
+    const stopping = !exited;
     if (!exited) {
       proc.kill('SIGTERM');
       const t = setTimeout(() => { if (!exited) proc.kill('SIGKILL'); }, 10000);
       await exitPromise;
       clearTimeout(t);
     }
+    if (rec) stopRecording(rec);
     const res = { ...exited, stderr: err };
+    // the read records are flushed by the orderly exit: now compare
+    let audit = [];
+    if (rec && check && stopping && res.code === 0) audit = await auditProblems(rec);
     if (ownDir && !keep) rmSync(dir, { recursive: true, force: true });
     if (check) {
       const san = SANITIZER_RE.exec(err);
@@ -166,12 +182,34 @@ export async function startServer(opts = {}) {
         throw new Error(`careweave did not stop cleanly: code ${res.code}, signal ${res.signal}` +
           `${san ? `, sanitizer: ${san[1]}` : ''}\nstderr (tail):\n${err.slice(-8000)}`);
       }
+      if (audit.length) {
+        throw new Error(`the audit trail does not match the ${rec.requests.length} requests made to ${base} ` +
+          `(${audit.length} problem${audit.length === 1 ? '' : 's'}):\n  ${audit.slice(0, 40).join('\n  ')}` +
+          `${audit.length > 40 ? `\n  ... and ${audit.length - 40} more` : ''}`);
+      }
     }
     return res;
   }
 
-  /** SIGKILL (no clean shutdown), wait for exit; keeps the directory. */
+  /** The requests of rec against `careweave audit dump` of the database. */
+  async function auditProblems(r) {
+    const keyAt = (opts.args ?? []).indexOf('--key-file');
+    const keyFile = keyAt >= 0 ? opts.args[keyAt + 1] : opts.env?.CAREWEAVE_KEY_FILE;
+    const d = await runCli(['audit', 'dump', '--db', db, ...(keyFile ? ['--key-file', keyFile] : [])], { bin });
+    if (d.code !== 0) return [`careweave audit dump failed (code ${d.code}): ${d.stderr}`];
+    const records = d.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const problems = await compare(r, records);
+    if (process.env.CAREWEAVE_AUDIT_CHECK_VERBOSE) {
+      process.stderr.write(`audit check ${base}: ${r.requests.length} requests, ${records.length} records, ` +
+        `${problems.length} problems\n${problems.map((x) => `  ${x}\n`).join('')}`);
+    }
+    return problems;
+  }
+
+  /** SIGKILL (no clean shutdown), wait for exit; keeps the directory. The
+   * read records still queued are lost, so the trail is not compared. */
   async function kill() {
+    if (rec) stopRecording(rec);
     if (!exited) {
       proc.kill('SIGKILL');
       await exitPromise;

@@ -161,14 +161,27 @@ reopen(struct fx *f)
 	assert_non_null(f->s);
 }
 
+/* One read record with a purpose (BTG: made through a grant). */
+static enum cw_err
+add_btg_fn(struct store_tx *tx, void *ctx)
+{
+	struct audit_event ev = read_event("Observation", "o1");
+
+	ev.purpose = AUDIT_PURPOSE_BTG;
+	return audit_tx_write(tx, ctx, &ev);
+}
+
 /* The canonical encoding, written again here from the README's words:
  * a version byte 1, five integers as 8-byte big-endian, eight strings as a
- * 4-byte big-endian length and the bytes (NULL: length 0xffffffff). */
+ * 4-byte big-endian length and the bytes (NULL: length 0xffffffff); a row
+ * with a purpose (column 14 here) has the version byte 2 and the purpose
+ * as one more 8-byte integer at the end. */
 static void
 hash_row(sqlite3_stmt *q, const unsigned char prev[32], unsigned char out[32])
 {
 	crypto_generichash_state st;
-	unsigned char b[8], v = 1;
+	int64_t purpose = sqlite3_column_int64(q, 14);
+	unsigned char b[8], v = purpose ? 2 : 1;
 
 	crypto_generichash_init(&st, NULL, 0, 32);
 	crypto_generichash_update(&st, prev, 32);
@@ -191,6 +204,11 @@ hash_row(sqlite3_stmt *q, const unsigned char prev[32], unsigned char out[32])
 			crypto_generichash_update(&st, sqlite3_column_text(q, c),
 						  sqlite3_column_bytes(q, c));
 	}
+	if (purpose) {
+		for (int i = 0; i < 8; i++)
+			b[i] = (unsigned char)((uint64_t)purpose >> (56 - 8 * i));
+		crypto_generichash_update(&st, b, 8);
+	}
 	crypto_generichash_final(&st, out, 32);
 }
 
@@ -201,21 +219,23 @@ chain_is_blake2b_from_zeros(void **state)
 	unsigned char prev[32] = {0}, h[32];
 	sqlite3 *db;
 	sqlite3_stmt *q;
-	int rows = 0;
+	int rows = 0, btg = 0;
 
 	add(f, 3);
+	assert_int_equal(store_write(f->s, add_btg_fn, f->a), CW_OK);
 	add(f, 2);
-	intact(f, 5);
+	intact(f, 6);
 	db = raw_db(f);
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, at, subtype, action,"
 					    " status, user, role, link, remote, entity,"
-					    " params, patients, detail, hash FROM audit"
+					    " params, patients, detail, hash, purpose FROM audit"
 					    " ORDER BY seq", -1, &q, NULL), SQLITE_OK);
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		assert_int_equal(sqlite3_column_int64(q, 0), ++rows);
 		assert_string_equal((const char *)sqlite3_column_text(q, 9),
 				    "Observation/o1");
 		assert_int_equal(sqlite3_column_type(q, 12), SQLITE_NULL);
+		btg += sqlite3_column_int(q, 14) == AUDIT_PURPOSE_BTG;
 		hash_row(q, prev, h);
 		assert_int_equal(sqlite3_column_bytes(q, 13), 32);
 		assert_memory_equal(h, sqlite3_column_blob(q, 13), 32);
@@ -228,7 +248,8 @@ chain_is_blake2b_from_zeros(void **state)
 	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit", NULL, NULL, NULL),
 			     SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(rows, 5);
+	assert_int_equal(rows, 6);
+	assert_int_equal(btg, 1);
 	reopen(f);
 }
 
@@ -254,7 +275,7 @@ verify_names_altered_record(void **state)
 		"user = 'bob'", "role = NULL", "link = 'Practitioner/pr2'",
 		"remote = '10.9.9.9'", "entity = 'Observation/o2'",
 		"params = ''", "patients = 'p1 p2'", "detail = 'x'",
-		"user = CAST('ann' AS BLOB)",
+		"user = CAST('ann' AS BLOB)", "purpose = 1",
 	};
 	struct store_audit_check ck;
 	char sql[200];

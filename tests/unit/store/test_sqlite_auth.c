@@ -123,7 +123,7 @@ test_migrates_v1(void **state)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	assert_int_equal(v, 6); /* the newest migration (6: the audit trail) */
+	assert_int_equal(v, 7); /* the newest migration (7: grants end early) */
 	/* and a third open changes nothing */
 	f->s = open_store(f);
 	assert_non_null(f->s);
@@ -278,7 +278,7 @@ test_totp(void **state)
 static enum cw_err
 glass_fn(struct store_tx *tx, void *arg)
 {
-	const struct store_glass *g = arg;
+	struct store_glass *g = arg;
 	enum cw_err err = CW_OK;
 
 	for (; !err && g->patient_id; g++)
@@ -286,21 +286,40 @@ glass_fn(struct store_tx *tx, void *arg)
 	return err;
 }
 
+struct glass_end_job {
+	int64_t gid, now, by;
+};
+
+static enum cw_err
+glass_end_fn(struct store_tx *tx, void *arg)
+{
+	struct glass_end_job *j = arg;
+
+	return store_tx_glass_end(tx, j->gid, j->now, j->by);
+}
+
+#define GRANT(u, p, r, from, to) \
+	{.uid = (u), .patient_id = (p), .reason = (r), .granted = (from), .expires = (to)}
+
 static void
 test_glass(void **state)
 {
 	struct fx *f = *state;
-	const struct store_glass g[] = {
-		{7, "p1", "unconscious in the ED", 1000, 5000},
-		{7, "p1", "again, a later grant", 4000, 9000},
-		{7, "p2", "another patient", 6000, 7000},
-		{8, "p3", "another user", 1000, 9000},
+	struct store_glass g[] = {
+		GRANT(7, "p1", "unconscious in the ED", 1000, 5000),
+		GRANT(7, "p1", "again, a later grant", 4000, 9000),
+		GRANT(7, "p2", "another patient", 6000, 7000),
+		GRANT(8, "p3", "another user", 1000, 9000),
 		{0},
 	};
+	struct store_glass_filter lf = {0};
+	struct glass_end_job ej;
+	struct store_glass *l;
 	const char **ids;
 	size_t n;
 
-	assert_int_equal(store_write(f->s, glass_fn, (void *)g), CW_OK);
+	assert_int_equal(store_write(f->s, glass_fn, g), CW_OK);
+	assert_true(g[0].gid > 0 && g[1].gid == g[0].gid + 1); /* ids are set */
 	assert_int_equal(store_glass_live(f->s, f->a, 7, 999, &ids, &n), CW_OK);
 	assert_int_equal(n, 0); /* not yet */
 	assert_int_equal(store_glass_live(f->s, f->a, 7, 4500, &ids, &n), CW_OK);
@@ -312,6 +331,34 @@ test_glass(void **state)
 	assert_int_equal(n, 0); /* expires is the first moment it is over */
 	assert_int_equal(store_glass_live(f->s, f->a, 9, 4500, &ids, &n), CW_OK);
 	assert_int_equal(n, 0);
+
+	/* the list: newest first, filtered by patient and liveness */
+	assert_int_equal(store_glass_list(f->s, f->a, &lf, &l, &n), CW_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(l[0].gid, g[3].gid);
+	lf = (struct store_glass_filter){.patient_id = "p1", .live_only = true, .now = 4500};
+	assert_int_equal(store_glass_list(f->s, f->a, &lf, &l, &n), CW_OK);
+	assert_int_equal(n, 2);
+
+	/* an early end: only of a live grant, once */
+	ej = (struct glass_end_job){g[1].gid, 4500, 8};
+	assert_int_equal(store_write(f->s, glass_end_fn, &ej), CW_OK);
+	assert_int_equal(store_write(f->s, glass_end_fn, &ej), CW_ENOTFOUND);
+	ej = (struct glass_end_job){g[2].gid, 7000, 8}; /* expired */
+	assert_int_equal(store_write(f->s, glass_end_fn, &ej), CW_ENOTFOUND);
+	ej = (struct glass_end_job){999, 4500, 8}; /* no such grant */
+	assert_int_equal(store_write(f->s, glass_end_fn, &ej), CW_ENOTFOUND);
+	/* p1 is still reached through the first grant, not the ended one */
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 4500, &ids, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_glass_live(f->s, f->a, 7, 6500, &ids, &n), CW_OK);
+	assert_int_equal(n, 1); /* p2 only: the later p1 grant is ended */
+	assert_string_equal(ids[0], "p2");
+	lf = (struct store_glass_filter){.gid = g[1].gid};
+	assert_int_equal(store_glass_list(f->s, f->a, &lf, &l, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].ended, 4500);
+	assert_int_equal(l[0].ended_by, 8);
 }
 
 int
