@@ -248,6 +248,11 @@ h_logout(struct api_req *q)
 			 cookie_line(q, COOKIE_SESSION, "", true, true));
 	http_resp_header(q->w, "Set-Cookie",
 			 cookie_line(q, COOKIE_CSRF, "", false, true));
+	/* Nothing with health data stays in the browser after sign-out: it
+	 * drops its HTTP cache, cookies and the origin's storage
+	 * (localStorage, sessionStorage, IndexedDB, service workers), on top
+	 * of Cache-Control: no-store on every answer. */
+	http_resp_header(q->w, "Clear-Site-Data", "\"cache\", \"cookies\", \"storage\"");
 	api_reply(q, 204, NULL, 0);
 	return CW_OK;
 }

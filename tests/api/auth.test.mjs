@@ -207,6 +207,8 @@ describe('sign-in', () => {
     const out = await bare(srv, 'POST', '/auth/logout', bearer(t));
     assert.equal(out.status, 204);
     assert.ok(out.headers.getSetCookie().some((c) => /^cw_session=;.*Max-Age=0/.test(c)), 'clears the cookie');
+    // and tells the browser to drop everything it kept of this origin
+    assert.equal(out.headers.get('clear-site-data'), '"cache", "cookies", "storage"');
     const after0 = await bare(srv, 'GET', '/fhir/Patient', bearer(t));
     assert401(after0, 'after logout');
     assert.match(after0.json.issue[0].diagnostics, /signed out/);
