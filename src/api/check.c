@@ -1,14 +1,14 @@
 /* api/check.c: POST {type}/$check, the write path's rules on a proposed
  * resource that is not written.
  *
- * A prescriber (or an EHR at order time) sends the MedicationRequest or
- * MedicationStatement they are about to write; the answer is what careweave
- * would find if it were written: a Bundle (type collection) of the
- * DetectedIssues, each as it would be stored (no id), and an
- * OperationOutcome entry saying what could not be checked. Nothing is
- * written; the caller needs the right to write the resource (the patient
- * in their reach), since the answer tells about the patient's other
- * medications and allergies. The rules run in a store transaction on the
+ * A prescriber (or an EHR at order time) sends the MedicationRequest,
+ * MedicationStatement or ServiceRequest they are about to write; the
+ * answer is what careweave would find if it were written: a Bundle (type
+ * collection) of the DetectedIssues, each as it would be stored (no id),
+ * and an OperationOutcome entry saying what could not be checked. Nothing
+ * is written; the caller needs the right to write the resource (the
+ * patient in their reach), since the answer tells about the patient's
+ * other medications, allergies, results and orders. The rules run in a store transaction on the
  * writer that writes nothing, so they see exactly what a write would.
  *
  * Types coord/ has no rules for answer 400. */
@@ -78,8 +78,7 @@ answer(struct api_req *q, const struct coord_report *r)
 		diag_init(&d, q->a);
 		if (r->unchecked)
 			diag_add(&d, DIAG_WARNING, "informational", NULL,
-				 "Not checked for interactions, duplicates or allergies: %s",
-				 r->unchecked_what);
+				 "Not checked for %s: %s", r->unchecked_for, r->unchecked_what);
 		for (size_t i = 0; i < r->nunchecked_others; i++)
 			diag_add(&d, DIAG_WARNING, "informational", NULL,
 				 "%s is a current medication careweave cannot identify: "

@@ -13,12 +13,15 @@
  *     with 409 and an OperationOutcome that holds the DetectedIssue
  *     (contained) and says how to override; nothing is written;
  *   - otherwise a DetectedIssue (an override's reason as its mitigation)
- *     and a Communication (category alert) to the prescriber and the care
- *     team's primary care physician, pharmacist and coordinator.
+ *     and, unless it is low or information only, a Communication
+ *     (category alert) to the people coord/ names: the prescriber or
+ *     requester and the care team's primary care physician, coordinator
+ *     (and pharmacist, for medications).
  *
- * A medication that stops being current settles the findings that
- * implicate it: their status becomes mitigated, with the mitigation
- * "Stopped Concurrent Therapy" (v3-ActCode 13) and when. Every resource
+ * A medication or order that stops being current settles the findings
+ * that implicate it: their status becomes mitigated, with the mitigation
+ * coord/ names (a medication: "Stopped Concurrent Therapy", v3-ActCode
+ * 13; a lab order: "Other Action Taken", 8) and when. Every resource
  * written here goes through api_op_exec as careweave's own (no caller
  * scope) and gets its own audit record (role "rules", no user), in the
  * same transaction. */
@@ -113,11 +116,12 @@ override_of(const json_t *res)
 	return NULL;
 }
 
-/* Settles the final DetectedIssues that implicate ref. */
+/* Settles the final DetectedIssues that implicate r->settles. */
 static enum cw_err
-settle(struct store_tx *tx, struct arena *a, const char *ref, const char *now,
-       const char **patients, size_t npatients, struct diag *d)
+settle(struct store_tx *tx, struct arena *a, const struct coord_report *r,
+       const char *now, const char **patients, size_t npatients, struct diag *d)
 {
+	const char *ref = r->settles;
 	const char **ids;
 	size_t n;
 	enum cw_err err;
@@ -140,7 +144,8 @@ settle(struct store_tx *tx, struct arena *a, const char *ref, const char *now,
 		}
 		if (json_array_append_new(mit, json_pack(
 			    "{s:{s:[{s:s, s:s, s:s}], s:s}, s:s}", "action", "coding",
-			    "system", V3_ACT_CODE, "code", "13", "display",
+			    "system", V3_ACT_CODE, "code", r->settle_code ? r->settle_code : "13",
+			    "display", r->settle_display ? r->settle_display :
 			    "Stopped Concurrent Therapy", "text",
 			    arena_printf(a, "%s is no longer current", ref), "date", now)) ||
 		    json_object_set_new(di, "status", json_string("mitigated")))
@@ -178,7 +183,8 @@ raised(struct store_tx *tx, struct arena *a, const char *key, bool *yes,
 static const char *
 priority_of(enum kb_severity s)
 {
-	return s == KB_SEV_HIGH ? "urgent" : s == KB_SEV_MODERATE ? "asap" : "routine";
+	/* FHIR's request priorities rank routine < urgent < asap < stat */
+	return s == KB_SEV_HIGH ? "asap" : s == KB_SEV_MODERATE ? "urgent" : "routine";
 }
 
 /* The Communication telling r.notify about the DetectedIssue di_id. */
@@ -197,12 +203,12 @@ alert(struct arena *a, const struct coord_report *r, const struct coord_finding 
 		      " s:s, s:o, s:[{s:s}]}",
 		      "resourceType", "Communication", "status", "completed",
 		      "category", "coding", "system", COMM_CATEGORY, "code", "alert",
-		      "priority", priority_of(f->severity),
+		      "priority", f->priority ? f->priority : priority_of(f->severity),
 		      "subject", "reference", r->patient,
 		      "about", "reference", arena_printf(a, "DetectedIssue/%s", di_id),
 		      "sent", now, "recipient", rcpt,
 		      "payload", "contentString",
-		      arena_printf(a, "Medication safety (%s): %s%s%s",
+		      arena_printf(a, "%s (%s): %s%s%s", r->topic ? r->topic : "Careweave",
 				   kb_severity_name(f->severity), f->detail,
 				   f->mitigation ? " What to do: " : "",
 				   f->mitigation ? f->mitigation : ""));
@@ -254,11 +260,10 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	 * yet (an import of 344 stopped prescriptions a Bundle asks nothing). */
 	if (r.settles)
 		return op->status == 201 ? CW_OK :
-		       settle(tx, a, r.settles, now, op->patients, op->npatients, d);
+		       settle(tx, a, &r, now, op->patients, op->npatients, d);
 	if (r.unchecked)
-		diag_add(d, DIAG_WARNING, "informational", op->loc,
-			 "Not checked for interactions, duplicates or allergies: %s",
-			 r.unchecked_what);
+		diag_add(d, DIAG_WARNING, "informational", op->loc, "Not checked for %s: %s",
+			 r.unchecked_for, r.unchecked_what);
 	over = override_of(op->res);
 	/* First every blocking finding, so the answer names them all. */
 	for (size_t i = 0; i < r.nfindings; i++) {

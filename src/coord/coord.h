@@ -18,7 +18,18 @@
  * class the kb marks as one therapy). A medication the kb cannot map is
  * reported as unchecked, never passed as safe. When a medication stops
  * being current (stopped, completed, cancelled, entered-in-error,
- * not-taken, deleted) the findings that implicate it are settled. */
+ * not-taken, deleted) the findings that implicate it are settled.
+ *
+ * The lab rules (labs.c): when a ServiceRequest for a laboratory test is
+ * current (active, on-hold, draft), the test (kb_find_lab: its LOINC
+ * codes, else its name) is compared with the patient's results
+ * (Observation, DiagnosticReport) and their other pending orders for the
+ * same test, a panel containing it or a member of the ordered panel,
+ * within the test's shortest minimum retest interval before the order's
+ * authoredOn: a duplicate test, with when it was done and what it showed.
+ * A lab order careweave does not know is reported as unchecked. When the
+ * order is revoked, completed, entered in error or deleted its findings
+ * are settled. */
 #ifndef CW_COORD_H
 #define CW_COORD_H
 
@@ -39,6 +50,9 @@
  * write despite a high-severity finding: valueString, the reason. */
 #define COORD_OVERRIDE_URL "https://careweave.org/fhir/StructureDefinition/override-reason"
 #define V3_ACT_CODE "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+/* careweave's own DetectedIssue codes, where v3-ActCode has none that fits
+ * (the binding is preferred): "dup-order", a duplicate pending order. */
+#define COORD_ISSUE_CODES "https://careweave.org/fhir/CodeSystem/detected-issue"
 
 struct coord; /* opaque: the kb and the rules' settings */
 
@@ -50,8 +64,10 @@ void coord_free(struct coord *co);
 struct coord_finding {
 	enum kb_severity severity;
 	bool interruptive;       /* false: shown as information, never blocks */
-	const char *code;        /* v3-ActCode: DRG, ALGY, RALG, DUPTHPCLS, DUPTHPGEN */
+	const char *code_system; /* NULL: v3-ActCode */
+	const char *code;        /* DRG, ALGY, RALG, DUPTHPCLS, DUPTHPGEN, ALLDONE, ... */
 	const char *code_display;
+	const char *priority;    /* the Communication's, NULL: by severity */
 	const char *detail;      /* plain words: what and why */
 	const char *mitigation;  /* what to do instead, or NULL */
 	const char *key;         /* the identifier value (COORD_ISSUE_SYSTEM) */
@@ -62,11 +78,15 @@ struct coord_finding {
 /* What the rules say about one change. Everything is in the arena. */
 struct coord_report {
 	const char *patient;       /* "Patient/x", or NULL: nothing to say */
+	const char *topic;         /* what the rule is, for the team's message:
+				      "Medication safety", "Duplicate test" */
 	struct coord_finding *findings;
 	size_t nfindings;
 	/* the changed medication could not be mapped to ingredients (or only
 	 * partly): careweave could not check it; what it did not know */
 	bool unchecked;
+	const char *unchecked_for; /* what was not checked: "interactions,
+				      duplicates or allergies" */
 	const char *unchecked_what;
 	/* other current medications careweave could not check, as Type/id */
 	const char **unchecked_others;
@@ -74,6 +94,9 @@ struct coord_report {
 	/* "Type/id" of what this change implicates that is no longer current:
 	 * the findings implicating it are to be settled */
 	const char *settles;
+	/* the mitigation of the settled findings (v3-ActCode), and its words;
+	 * NULL: "13", "Stopped Concurrent Therapy" */
+	const char *settle_code, *settle_display;
 	/* whom to tell: Practitioner (or PractitionerRole) references of the
 	 * prescriber and of the care team's primary care physician,
 	 * pharmacist and coordinator; each once */
@@ -92,7 +115,7 @@ enum cw_err coord_on_change(struct coord *co, struct store_tx *tx,
 			    const json_t *res, struct coord_report *out,
 			    struct diag *d);
 
-/* The same checks for a proposed medication that is not written (for
+/* The same checks for a proposed medication or order that is not written (for
  * $check and CDS Hooks): res need not have an id; read through tx as
  * well, which the caller rolls back or has only read with. */
 enum cw_err coord_check_proposed(struct coord *co, struct store_tx *tx,

@@ -128,7 +128,7 @@ describe('a high-severity interaction across prescribers', () => {
     assert.equal(di.mitigation[0].author.reference, `Practitioner/${P.prescriber}`);
     const [c] = await alertsOf(pid);
     assert.ok(c, 'a Communication to the team');
-    assert.equal(c.priority, 'urgent');
+    assert.equal(c.priority, 'asap', 'high: asap (routine < urgent < asap < stat)');
     assert.equal(c.about[0].reference, `DetectedIssue/${di.id}`);
     const to = c.recipient.map((x) => x.reference).sort();
     assert.deepEqual(to, [P.prescriber, P.pcp, P.pharmacist, P.coordinator].map((p) => `Practitioner/${p}`).sort(),
@@ -199,7 +199,7 @@ describe('what counts and what does not', () => {
     assert.match(dup.detail, /NSAIDs/);
     const c = (await alertsOf(pid)).find((x) => x.about[0].reference === `DetectedIssue/${dup.id}`);
     assert.ok(c, 'the team is told');
-    assert.equal(c.priority, 'asap');
+    assert.equal(c.priority, 'urgent', 'moderate: urgent');
   });
 
   test('information only (an ONC non-interruptive pair) is recorded, not sent', async () => {

@@ -1,0 +1,388 @@
+/* coord/coord.c: what the rules share, and which rule a change goes to.
+ *
+ * coord_on_change and coord_check_proposed dispatch by resource type to
+ * the rule that owns it (medsafety.c, labs.c); the reading helpers, the
+ * finding keys, whom to tell and the DetectedIssue itself are the same for
+ * every rule and live here, so the findings of all rules look alike and
+ * api/rules.c handles them as one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord/coord_int.h"
+
+struct coord *
+coord_new(const struct kb *kb)
+{
+	struct coord *co = calloc(1, sizeof(*co));
+
+	if (co)
+		co->kb = kb;
+	return co;
+}
+
+void
+coord_free(struct coord *co)
+{
+	free(co);
+}
+
+bool
+coord_watches(const char *type)
+{
+	return !strcmp(type, "MedicationRequest") ||
+	       !strcmp(type, "MedicationStatement") ||
+	       !strcmp(type, "ServiceRequest");
+}
+
+/* ---- reading what the record says --------------------------------------- */
+
+const char *
+coord_str_at(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static void
+decref_cb(void *p)
+{
+	json_decref(p);
+}
+
+json_t *
+coord_read_json(struct store_tx *tx, struct arena *a, const char *type,
+		const char *id, struct diag *d)
+{
+	struct store_res r;
+	json_t *v = NULL;
+
+	if (store_tx_read(tx, a, type, id, &r) != CW_OK)
+		return NULL;
+	if (fhir_parse_json(r.json.p, r.json.n, &v, NULL) != CW_OK)
+		return NULL;
+	if (!arena_on_free(a, decref_cb, v)) {
+		json_decref(v);
+		return NULL;
+	}
+	(void)d;
+	return v;
+}
+
+enum cw_err
+coord_match(struct store_tx *tx, struct arena *a, const char *type,
+      const char *const *kv_pairs, size_t npairs, size_t max,
+      const char ***ids, size_t *n, struct diag *d)
+{
+	const struct fhir_restype *rt = fhir_restype_find(type);
+	struct fhir_kv *kv = arena_alloc(a, npairs * sizeof(*kv));
+	struct fhir_query *q = arena_zalloc(a, sizeof(*q));
+	enum cw_err err;
+
+	*ids = NULL;
+	*n = 0;
+	if (!rt)
+		return CW_EINTERNAL;
+	if (!kv || !q)
+		return CW_ENOMEM;
+	for (size_t i = 0; i < npairs; i++) {
+		kv[i].key = kv_pairs[2 * i];
+		kv[i].value = kv_pairs[2 * i + 1];
+	}
+	if ((err = fhir_query_parse(a, rt, kv, npairs, true, q, d)))
+		return err;
+	return store_tx_match(tx, a, q, max, ids, n, d);
+}
+
+size_t
+coord_codings_of(const json_t *cc, struct kb_coding *out, size_t max,
+		 const char **text)
+{
+	size_t i, n = 0;
+	json_t *c;
+
+	*text = coord_str_at(cc, "text");
+	json_array_foreach(json_object_get(cc, "coding"), i, c) {
+		if (n == max)
+			break;
+		out[n].system = coord_str_at(c, "system");
+		out[n].code = coord_str_at(c, "code");
+		out[n].display = coord_str_at(c, "display");
+		n++;
+	}
+	return n;
+}
+
+struct coord_finding *
+coord_add_finding(struct coord_findings *fs)
+{
+	if (!fs->f && !(fs->f = arena_zalloc(fs->a, COORD_FINDINGS_MAX * sizeof(*fs->f))))
+		return NULL;
+	if (fs->n == COORD_FINDINGS_MAX)
+		return NULL;
+	return &fs->f[fs->n++];
+}
+
+const char *
+coord_pair_key(struct arena *a, const char *rule, const char *x, const char *y)
+{
+	if (strcmp(x, y) > 0) {
+		const char *t = x;
+
+		x = y;
+		y = t;
+	}
+	char *k = arena_printf(a, "%s:%s:%s", rule, x, y);
+
+	/* a token search value: no '|' (system separator), ',' (or), '$' or '\\' */
+	for (char *p = k; p && *p; p++)
+		if (*p == '|' || *p == ',' || *p == '$' || *p == '\\')
+			*p = '-';
+	return k;
+}
+
+const char *
+coord_source_words(const struct coord *co, struct arena *a, const char *keys)
+{
+	char *out = NULL;
+
+	while (keys && *keys) {
+		size_t n = strcspn(keys, ",");
+		char key[64];
+		const char *t;
+
+		if (n && n < sizeof(key)) {
+			memcpy(key, keys, n);
+			key[n] = '\0';
+			t = kb_source_text(co->kb, key);
+			out = out ? arena_printf(a, "%s; %s", out, t ? t : key) :
+				    arena_strdup(a, t ? t : key);
+		}
+		keys += n + (keys[n] == ',');
+	}
+	return out;
+}
+
+/* ---- whom to tell --------------------------------------------------------- */
+
+static bool
+coding_is(const json_t *cc, const char *system, const char *code)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(cc, "coding"), i, c) {
+		const char *s = coord_str_at(c, "system"), *k = coord_str_at(c, "code");
+
+		if (s && k && !strcmp(s, system) && !strcmp(k, code))
+			return true;
+	}
+	return false;
+}
+
+static bool
+says(const char *text, const char *what)
+{
+	return text && strcasestr(text, what) != NULL;
+}
+
+static bool
+concept_says(const json_t *cc, const char *what)
+{
+	size_t i;
+	json_t *c;
+
+	if (says(coord_str_at(cc, "text"), what))
+		return true;
+	json_array_foreach(json_object_get(cc, "coding"), i, c)
+		if (says(coord_str_at(c, "display"), what))
+			return true;
+	return false;
+}
+
+#define SCT "http://snomed.info/sct"
+#define NUCC "http://nucc.org/provider-taxonomy"
+
+/* Whether a CareTeam participant's role is one of told (enum coord_told):
+ * the primary care physician, a pharmacist, the care coordinator. */
+static bool
+role_told(const json_t *roles, unsigned told)
+{
+	size_t i;
+	json_t *cc;
+
+	json_array_foreach(roles, i, cc) {
+		if ((told & COORD_TELL_PCP) &&
+		    (coding_is(cc, SCT, "446050000") ||  /* primary care physician */
+		     coding_is(cc, SCT, "62247001") ||   /* general practitioner */
+		     coding_is(cc, NUCC, "207Q00000X") || /* family medicine */
+		     coding_is(cc, NUCC, "208D00000X") || /* general practice */
+		     concept_says(cc, "primary care")))
+			return true;
+		if ((told & COORD_TELL_PHARMACIST) &&
+		    (coding_is(cc, SCT, "46255001") ||   /* pharmacist */
+		     coding_is(cc, NUCC, "183500000X") || /* pharmacist */
+		     concept_says(cc, "pharmacist")))
+			return true;
+		if ((told & COORD_TELL_COORDINATOR) &&
+		    (coding_is(cc, SCT, "768730001") ||  /* care coordinator */
+		     coding_is(cc, NUCC, "163WC0400X") || /* case management RN */
+		     concept_says(cc, "care coordinator") || concept_says(cc, "case manag")))
+			return true;
+	}
+	return false;
+}
+
+static bool
+add_ref(struct arena *a, const char ***v, size_t *n, const char *ref)
+{
+	if (!ref || (strncmp(ref, "Practitioner/", 13) && strncmp(ref, "PractitionerRole/", 17)))
+		return true;
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp((*v)[i], ref))
+			return true;
+	if (*n == COORD_NOTIFY_MAX)
+		return true;
+	if (!*v && !(*v = arena_alloc(a, COORD_NOTIFY_MAX * sizeof(**v))))
+		return false;
+	(*v)[(*n)++] = ref;
+	return true;
+}
+
+/* Today as YYYY-MM-DD, for the participants' periods. */
+static void
+today(char out[11])
+{
+	char at[32];
+
+	time_format_instant(time_now_ms(), at);
+	memcpy(out, at, 10);
+	out[10] = '\0';
+}
+
+enum cw_err
+coord_load_notify(struct store_tx *tx, struct arena *a, const char *patient,
+		  const char *author, unsigned told, struct coord_report *out,
+		  struct diag *d)
+{
+	const char *q[] = {"subject", patient, "status", "active"};
+	const char **ids;
+	size_t n;
+	char day[11];
+	enum cw_err err;
+
+	if (!add_ref(a, &out->notify, &out->nnotify, author))
+		return CW_ENOMEM;
+	err = coord_match(tx, a, "CareTeam", q, 2, 20, &ids, &n, d);
+	if (err)
+		return err;
+	today(day);
+	for (size_t i = 0; i < n; i++) {
+		json_t *team = coord_read_json(tx, a, "CareTeam", ids[i], d), *p;
+		size_t k;
+
+		json_array_foreach(json_object_get(team, "participant"), k, p) {
+			const char *end = coord_str_at(json_object_get(p, "period"), "end");
+
+			if (end && strncmp(end, day, 10) < 0)
+				continue;
+			if (role_told(json_object_get(p, "role"), told) &&
+			    !add_ref(a, &out->notify, &out->nnotify,
+				     coord_str_at(json_object_get(p, "member"), "reference")))
+				return CW_ENOMEM;
+		}
+	}
+	return CW_OK;
+}
+
+/* ---- which rule --------------------------------------------------------- */
+
+static bool
+current(const char *type, const json_t *res)
+{
+	return !strcmp(type, "ServiceRequest") ? coord_lab_current(res) :
+						 coord_med_current(type, res);
+}
+
+static enum cw_err
+check(struct coord *co, struct store_tx *tx, struct arena *a, const char *type,
+      const char *ref, const json_t *res, struct coord_report *out,
+      struct diag *d)
+{
+	if (!ref)
+		return CW_ENOMEM;
+	if (!strcmp(type, "ServiceRequest"))
+		return coord_lab_check(co, tx, a, ref, res, out, d);
+	return coord_med_check(co, tx, a, type, ref, res, out, d);
+}
+
+enum cw_err
+coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
+		const char *type, const char *id, const json_t *res,
+		struct coord_report *out, struct diag *d)
+{
+	const char *ref;
+
+	memset(out, 0, sizeof(*out));
+	if (!co || !coord_watches(type))
+		return CW_OK;
+	if (!(ref = arena_printf(a, "%s/%s", type, id)))
+		return CW_ENOMEM;
+	if (!res || !current(type, res)) {
+		/* deleted, stopped, completed, revoked...: what it was part of is settled */
+		out->settles = ref;
+		if (!strcmp(type, "ServiceRequest")) {
+			out->settle_code = "8";
+			out->settle_display = "Other Action Taken";
+		}
+		return CW_OK;
+	}
+	return check(co, tx, a, type, ref, res, out, d);
+}
+
+enum cw_err
+coord_check_proposed(struct coord *co, struct store_tx *tx, struct arena *a,
+		     const json_t *res, struct coord_report *out, struct diag *d)
+{
+	const char *type = coord_str_at(res, "resourceType");
+
+	memset(out, 0, sizeof(*out));
+	if (!co || !type || !coord_watches(type))
+		return CW_OK;
+	return check(co, tx, a, type,
+		     arena_printf(a, "%s/%s", type, coord_str_at(res, "id") ?
+				  coord_str_at(res, "id") : "proposed"),
+		     res, out, d);
+}
+
+/* ---- the DetectedIssue ---------------------------------------------------- */
+
+json_t *
+coord_issue(const struct coord_report *r, const struct coord_finding *f,
+	    const char *when)
+{
+	json_t *di, *impl = json_array();
+
+	for (size_t i = 0; impl && i < 2; i++)
+		if (f->implicated[i] &&
+		    json_array_append_new(impl, json_pack("{s:s}", "reference", f->implicated[i]))) {
+			json_decref(impl);
+			return NULL;
+		}
+	di = json_pack("{s:s, s:[{s:s, s:s}], s:s, s:{s:[{s:s, s:s, s:s}]}, s:s,"
+		       " s:{s:s}, s:s, s:o, s:s}",
+		       "resourceType", "DetectedIssue",
+		       "identifier", "system", COORD_ISSUE_SYSTEM, "value", f->key,
+		       "status", "final",
+		       "code", "coding", "system", f->code_system ? f->code_system : V3_ACT_CODE,
+		       "code", f->code,
+		       "display", f->code_display,
+		       "severity", kb_severity_name(f->severity),
+		       "patient", "reference", r->patient,
+		       "identifiedDateTime", when,
+		       "implicated", impl,
+		       "detail", f->detail);
+	if (di && f->source)
+		json_object_set_new(di, "detail", json_sprintf("%s (Source: %s.)", f->detail,
+							       f->source));
+	return di;
+}
+
