@@ -185,6 +185,25 @@ enum cw_err api_op_authorize(struct store_tx *tx, struct arena *a,
  * written after the prescription in the same Bundle counts). */
 enum cw_err api_rules_apply(struct store_tx *tx, struct arena *a,
 			    struct api_op *op, struct diag *d);
+/* What a finding's records say of their sensitivity (rules.c): the
+ * sensitive meta.security labels among them (labels, NULL when none),
+ * whether there are any, and whether scope may not read one (hidden). */
+struct rules_sens {
+	json_t *labels;
+	bool sensitive;
+	bool hidden;
+};
+struct coord_finding;
+struct coord_report;
+enum cw_err api_rules_sensitivity(struct store_tx *tx, struct arena *a,
+				  struct access_scope *scope,
+				  const struct coord_finding *f,
+				  struct rules_sens *out);
+/* The words, and the DetectedIssue, of f for whom a record it names may
+ * not be shown. */
+const char *api_rules_restricted_words(struct arena *a, const struct coord_finding *f);
+json_t *api_rules_restricted_issue(struct arena *a, const struct coord_report *r,
+				   const struct coord_finding *f, const char *now);
 /* ETag, Last-Modified (and Location for 201) headers of a stored version. */
 void api_version_headers(struct api_req *q, const struct store_res *res,
 			 bool location);
@@ -243,9 +262,10 @@ enum cw_err api_parse_resource(struct api_req *q, json_t **out);
 struct coord_report;
 /* check.c: the rules' findings on res as if q's caller wrote it (their
  * right to write it checked first), in a store transaction that writes
- * nothing. For $check and CDS Hooks. */
+ * nothing. For $check and CDS Hooks. (*hidden)[i]: finding i names a
+ * record the caller may not read: answer api_rules_restricted_issue. */
 enum cw_err api_rules_check(struct api_req *q, json_t *res,
-			    struct coord_report *out);
+			    struct coord_report *out, bool **hidden);
 
 /* ---- trail.c ---------------------------------------------------------- */
 

@@ -21,6 +21,7 @@ struct check_job {
 	struct api_req *q;
 	struct api_op op;
 	struct coord_report r;
+	bool *hidden; /* per finding: names a record the caller may not read */
 };
 
 static enum cw_err
@@ -29,14 +30,25 @@ check_cb(struct store_tx *tx, void *ctx)
 	struct check_job *j = ctx;
 	enum cw_err err;
 
-	if ((err = api_op_authorize(tx, j->q->a, &j->op, &j->q->d)))
+	if ((err = api_op_authorize(tx, j->q->a, &j->op, &j->q->d)) ||
+	    (err = coord_check_proposed(j->q->api->coord, tx, j->q->a, j->op.res, &j->r,
+					&j->q->d)))
 		return err;
-	return coord_check_proposed(j->q->api->coord, tx, j->q->a, j->op.res, &j->r,
-				    &j->q->d);
+	if (j->r.nfindings && !(j->hidden = arena_zalloc(j->q->a, j->r.nfindings * sizeof(bool))))
+		return CW_ENOMEM;
+	for (size_t i = 0; i < j->r.nfindings; i++) {
+		struct rules_sens s;
+
+		if ((err = api_rules_sensitivity(tx, j->q->a, j->op.scope, &j->r.findings[i], &s)))
+			return err;
+		j->hidden[i] = s.hidden;
+	}
+	return CW_OK;
 }
 
 enum cw_err
-api_rules_check(struct api_req *q, json_t *res, struct coord_report *out)
+api_rules_check(struct api_req *q, json_t *res, struct coord_report *out,
+		bool **hidden)
 {
 	struct check_job j = {.q = q};
 	enum cw_err err;
@@ -53,18 +65,20 @@ api_rules_check(struct api_req *q, json_t *res, struct coord_report *out)
 		return CW_ENOMEM;
 	err = store_write(q->api->store, check_cb, &j);
 	*out = j.r;
+	*hidden = j.hidden;
 	return err;
 }
 
 static json_t *
-answer(struct api_req *q, const struct coord_report *r)
+answer(struct api_req *q, const struct coord_report *r, const bool *hidden)
 {
 	json_t *b, *entries = json_array();
 	char now[32];
 
 	time_format_instant(time_now_ms(), now);
 	for (size_t i = 0; entries && i < r->nfindings; i++) {
-		json_t *di = coord_issue(r, &r->findings[i], now);
+		json_t *di = hidden[i] ? api_rules_restricted_issue(q->a, r, &r->findings[i], now) :
+			     coord_issue(r, &r->findings[i], now);
 
 		if (!di || json_array_append_new(entries, json_pack("{s:o}", "resource", di))) {
 			json_decref(entries);
@@ -101,6 +115,7 @@ api_h_check(struct api_req *q)
 {
 	struct coord_report r;
 	json_t *res = NULL, *out;
+	bool *hidden = NULL;
 	enum cw_err err;
 
 	if (!coord_watches(q->rt->name))
@@ -110,7 +125,7 @@ api_h_check(struct api_req *q)
 		return err;
 	if ((err = fhir_validate(res, q->rt->name, &q->d)))
 		return err;
-	if ((err = api_rules_check(q, res, &r)))
+	if ((err = api_rules_check(q, res, &r, &hidden)))
 		return err;
 	/* the answer tells about this patient's record: the audit record names them */
 	if (r.patient) {
@@ -123,7 +138,7 @@ api_h_check(struct api_req *q)
 		q->npatients = 1;
 		q->read_patients = true;
 	}
-	if (!(out = api_json_own(q->a, answer(q, &r))))
+	if (!(out = api_json_own(q->a, answer(q, &r, hidden))))
 		return CW_ENOMEM;
 	return api_reply_json(q, 200, out);
 }

@@ -180,6 +180,84 @@ raised(struct store_tx *tx, struct arena *a, const char *key, bool *yes,
 	return CW_OK;
 }
 
+/* ---- sensitive records --------------------------------------------------- */
+
+/* A finding names the records it is about. When one of them carries a
+ * sensitive label (access_label_sensitive: confidentiality R or V, PSY,
+ * ETH, HIV, SEX, ...), the finding must not carry it further than the
+ * record itself may go: the stored DetectedIssue takes the labels (so
+ * access/ withholds it from whom it withholds the record), the
+ * Communication and anyone who may not read the record get words that do
+ * not name it. */
+enum cw_err
+api_rules_sensitivity(struct store_tx *tx, struct arena *a,
+		      struct access_scope *scope, const struct coord_finding *f,
+		      struct rules_sens *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < 2; i++) {
+		const char *ref = f->implicated[i], *slash;
+		char type[64];
+		struct store_res res;
+		json_t *v = NULL, *c;
+		size_t k;
+		bool labelled = false, ok = true;
+
+		if (!ref || !(slash = strchr(ref, '/')) || (size_t)(slash - ref) >= sizeof(type))
+			continue;
+		memcpy(type, ref, (size_t)(slash - ref));
+		type[slash - ref] = '\0';
+		if (store_tx_read(tx, a, type, slash + 1, &res) != CW_OK)
+			continue; /* a proposed order: not stored */
+		if (fhir_parse_json(res.json.p, res.json.n, &v, NULL) || !api_json_own(a, v))
+			return CW_ENOMEM;
+		json_array_foreach(json_object_get(json_object_get(v, "meta"), "security"), k, c) {
+			const char *sys = str_at(c, "system"), *code = str_at(c, "code");
+
+			if (!sys || !code || !access_label_sensitive(sys, code))
+				continue;
+			labelled = true;
+			if (!out->labels && !(out->labels = api_json_own(a, json_array())))
+				return CW_ENOMEM;
+			if (json_array_append_new(out->labels, json_pack("{s:s, s:s}", "system", sys,
+									  "code", code)))
+				return CW_ENOMEM;
+		}
+		if (!labelled)
+			continue;
+		out->sensitive = true;
+		if (scope && !access_scope_all(scope) &&
+		    access_may_read_text(scope, type, res.json.p, res.json.n, &ok) == CW_OK && !ok)
+			out->hidden = true;
+	}
+	return CW_OK;
+}
+
+/* The words of f for whom the record it names may not be shown. */
+const char *
+api_rules_restricted_words(struct arena *a, const struct coord_finding *f)
+{
+	return arena_printf(a, "A %s (%s) involves a record of this patient that "
+			    "careweave may not show here (a sensitive record). Ask the "
+			    "patient's pharmacist or primary care physician.",
+			    f->code_display, kb_severity_name(f->severity));
+}
+
+/* A DetectedIssue for whom the record may not be shown: the words above,
+ * and only the records they may see implicated. */
+json_t *
+api_rules_restricted_issue(struct arena *a, const struct coord_report *r,
+			   const struct coord_finding *f, const char *now)
+{
+	struct coord_finding g = *f;
+
+	g.detail = api_rules_restricted_words(a, f);
+	g.mitigation = NULL;
+	g.source = NULL;
+	g.implicated[1] = NULL;
+	return coord_issue(r, &g, now);
+}
+
 static const char *
 priority_of(enum kb_severity s)
 {
@@ -190,7 +268,7 @@ priority_of(enum kb_severity s)
 /* The Communication telling r.notify about the DetectedIssue di_id. */
 static json_t *
 alert(struct arena *a, const struct coord_report *r, const struct coord_finding *f,
-      const char *di_id, const char *now)
+      const char *di_id, const char *now, bool sensitive)
 {
 	json_t *rcpt = json_array(), *c;
 
@@ -208,6 +286,11 @@ alert(struct arena *a, const struct coord_report *r, const struct coord_finding 
 		      "about", "reference", arena_printf(a, "DetectedIssue/%s", di_id),
 		      "sent", now, "recipient", rcpt,
 		      "payload", "contentString",
+		      sensitive ?
+		      arena_printf(a, "%s (%s): %s The finding is DetectedIssue/%s, for "
+				   "whom may see the records it names.",
+				   r->topic ? r->topic : "Careweave", kb_severity_name(f->severity),
+				   api_rules_restricted_words(a, f), di_id) :
 		      arena_printf(a, "%s (%s): %s%s%s", r->topic ? r->topic : "Careweave",
 				   kb_severity_name(f->severity), f->detail,
 				   f->mitigation ? " What to do: " : "",
@@ -219,9 +302,9 @@ alert(struct arena *a, const struct coord_report *r, const struct coord_finding 
  * OperationOutcome (op->blocked). */
 static enum cw_err
 block(struct arena *a, struct api_op *op, const struct coord_report *r,
-      const struct coord_finding *f, const char *now, struct diag *d)
+      const struct coord_finding *f, const char *now, bool hidden, struct diag *d)
 {
-	json_t *di = coord_issue(r, f, now);
+	json_t *di = hidden ? api_rules_restricted_issue(a, r, f, now) : coord_issue(r, f, now);
 
 	if (!di || !api_json_own(a, di))
 		return CW_ENOMEM;
@@ -233,8 +316,9 @@ block(struct arena *a, struct api_op *op, const struct coord_report *r,
 	diag_add(d, DIAG_ERROR, "business-rule", op->loc,
 		 "Refused: a high-severity %s. %.400s%s%.200s To write it anyway, state "
 		 "the reason in the extension %s (valueString).",
-		 f->code_display, f->detail, f->mitigation ? " What to do: " : "",
-		 f->mitigation ? f->mitigation : "", COORD_OVERRIDE_URL);
+		 f->code_display, hidden ? api_rules_restricted_words(a, f) : f->detail,
+		 !hidden && f->mitigation ? " What to do: " : "",
+		 !hidden && f->mitigation ? f->mitigation : "", COORD_OVERRIDE_URL);
 	return CW_OK;
 }
 
@@ -273,10 +357,13 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (f->severity != KB_SEV_HIGH || !f->interruptive || over ||
 		    op->report_only)
 			continue;
+		struct rules_sens s;
+
 		if ((err = raised(tx, a, f->key, &was, d)))
 			return err;
 		if (!was) {
-			if ((err = block(a, op, &r, f, now, d)))
+			if ((err = api_rules_sensitivity(tx, a, op->scope, f, &s)) ||
+			    (err = block(a, op, &r, f, now, s.hidden, d)))
 				return err;
 			blocked = true;
 		}
@@ -287,6 +374,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	for (size_t i = 0; i < r.nfindings; i++) {
 		const struct coord_finding *f = &r.findings[i];
 		struct api_op di_op, c_op;
+		struct rules_sens s;
 		json_t *di, *c;
 		bool was;
 
@@ -294,7 +382,12 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 			return err;
 		if (was)
 			continue;
+		if ((err = api_rules_sensitivity(tx, a, op->scope, f, &s)))
+			return err;
 		if (!(di = api_json_own(a, coord_issue(&r, f, now))))
+			return CW_ENOMEM;
+		/* the finding is as sensitive as what it names */
+		if (s.labels && json_object_set_new(di, "meta", json_pack("{s:O}", "security", s.labels)))
 			return CW_ENOMEM;
 		if (over && f->severity == KB_SEV_HIGH && f->interruptive) {
 			const char *by = str_at(json_object_get(op->res, "requester"), "reference");
@@ -316,7 +409,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		 * on the record; only what needs a decision is sent. */
 		if (!r.nnotify || !f->interruptive || f->severity == KB_SEV_LOW)
 			continue;
-		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now))))
+		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now, s.sensitive))))
 			return CW_ENOMEM;
 		if ((err = write_own(tx, a, c, NULL, pat, 1, &c_op, d)))
 			return err;

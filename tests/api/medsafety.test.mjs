@@ -11,7 +11,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { startServer, raw, runCli, tempDir } from '../support/server.mjs';
+import { startServer, raw, runCli, tempDir, addUser, login } from '../support/server.mjs';
 
 const RX = 'http://www.nlm.nih.gov/research/umls/rxnorm';
 const SCT = 'http://snomed.info/sct';
@@ -336,5 +336,46 @@ describe('$check: the rules on a proposed order, nothing written', () => {
     assert.equal(bad.status, 422, bad.text.slice(0, 200));
     const none = await raw(srv.base, 'POST', 'Observation/$check', { body: { resourceType: 'Observation', status: 'final', code: { text: 'x' } } });
     assert.equal(none.status, 400);
+  });
+});
+
+describe('a finding about a sensitive record goes no further than the record', () => {
+  const R = { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' };
+  let pid;
+  let doctor; // the PCP signed in: on the team, no consent for restricted records
+  before(async () => {
+    pid = await patient('Sensitive');
+    await team(pid);
+    await svc('POST', 'MedicationRequest', order(pid, naproxen, { meta: { security: [R] } }));
+    await addUser(srv.db, 'medsafety-pcp', 'a long enough password 1', ['--role', 'physician', '--link', `Practitioner/${P.pcp}`]);
+    const l = await login(srv.origin, 'medsafety-pcp', 'a long enough password 1');
+    doctor = { authorization: `Bearer ${l.token}` };
+  });
+
+  test('the refusal does not name the record the caller may not read', async () => {
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, warfarinText), headers: doctor });
+    assert.equal(r.status, 409, r.text.slice(0, 300));
+    assert.doesNotMatch(r.text, /naproxen/i);
+    const di = r.json.contained.find((c) => c.resourceType === 'DetectedIssue');
+    assert.equal(di.severity, 'high');
+    assert.equal(di.implicated.length, 1, 'only the order itself');
+    const c = await raw(srv.base, 'POST', 'MedicationRequest/$check', { body: order(pid, warfarinText), headers: doctor });
+    assert.equal(c.status, 200);
+    assert.doesNotMatch(c.text, /naproxen/i);
+  });
+
+  test('written, the DetectedIssue carries the label and the message names nothing', async () => {
+    await svc('POST', 'MedicationRequest', order(pid, warfarinText, { extension: [{ url: OVERRIDE, valueString: 'reviewed with the pharmacist' }] }));
+    const di = (await issuesOf(pid)).find((i) => i.severity === 'high');
+    assert.ok(di, 'the service user sees it');
+    assert.deepEqual(di.meta.security, [R]);
+    assert.match(di.detail, /naproxen/, 'the finding itself is whole');
+    const [c] = await alertsOf(pid);
+    assert.doesNotMatch(c.payload[0].contentString, /naproxen/i);
+    assert.match(c.payload[0].contentString, new RegExp(`DetectedIssue/${di.id}`));
+    // and the doctor, who may not see restricted records, does not see the finding
+    const seen = await raw(srv.base, 'GET', `DetectedIssue?patient=${pid}`, { headers: doctor });
+    assert.equal(seen.status, 200);
+    assert.ok(!(seen.json.entry ?? []).some((e) => e.resource.id === di.id), 'withheld like the record');
   });
 });
