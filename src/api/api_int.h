@@ -289,21 +289,14 @@ enum cw_err api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
 				const struct access_who *who, const char *remote,
 				const struct api_op *const *ops, size_t nops,
 				const char *const *patients, size_t npatients);
-/* Inside the grant's store_write callback: the break-the-glass record
- * (subtype BTG, the clinician's reason as its purpose, the patient and the
- * notification Communication as entities). */
+/* Inside the grant's (action E) or its early end's (action D) store_write
+ * callback: the break-the-glass record (subtype BTG; the clinician's reason
+ * as its purpose, or the reason given for the end; the patient and the
+ * notification Communication as entities). who NULL: an operator tool. */
 enum cw_err api_trail_tx_glass(struct store_tx *tx, struct arena *a,
 			       const struct access_who *who, const char *remote,
-			       const char *patient_id, const char *notice_id,
-			       const char *reason);
-/* Inside the end's store_write callback: the record of a grant's early
- * end (subtype BTG, action D, the reason given for the end as its purpose
- * text; the patient and the end's notification as entities). who NULL:
- * an operator tool. */
-enum cw_err api_trail_tx_glass_end(struct store_tx *tx, struct arena *a,
-				   const struct access_who *who,
-				   const char *remote, const char *patient_id,
-				   const char *notice_id, const char *reason);
+			       char action, const char *patient_id,
+			       const char *notice_id, const char *reason);
 /* Sign-in (ok or not) and sign-out, each its own durable record. user
  * NULL: the username named nobody, and is not stored. */
 void api_trail_auth(struct api_req *q, enum audit_kind kind,

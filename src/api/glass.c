@@ -160,7 +160,7 @@ glass_write_cb(struct store_tx *tx, void *ctx)
 	if (!err)
 		err = store_tx_glass_add(tx, &j->g);
 	if (!err)
-		err = api_trail_tx_glass(tx, j->q->a, j->q->who, j->q->r->remote,
+		err = api_trail_tx_glass(tx, j->q->a, j->q->who, j->q->r->remote, 'E',
 					 j->g.patient_id, j->op.out.id,
 					 j->g.reason);
 	return err;
@@ -296,9 +296,8 @@ glass_end_cb(struct store_tx *tx, void *ctx)
 		if (!err)
 			err = api_op_exec(tx, j->a, &e->op, j->d);
 		if (!err)
-			err = api_trail_tx_glass_end(tx, j->a, j->who, j->remote,
-						     e->g->patient_id,
-						     e->op.out.id, j->reason);
+			err = api_trail_tx_glass(tx, j->a, j->who, j->remote, 'D',
+						 e->g->patient_id, e->op.out.id, j->reason);
 		if (!err) {
 			e->ended = true;
 			j->nended++;

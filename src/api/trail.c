@@ -426,33 +426,11 @@ api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
 
 enum cw_err
 api_trail_tx_glass(struct store_tx *tx, struct arena *a,
-		   const struct access_who *who, const char *remote,
+		   const struct access_who *who, const char *remote, char action,
 		   const char *patient_id, const char *notice_id,
 		   const char *reason)
 {
-	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'E',
-				 .status = 200, .detail = reason};
-	struct audit_entity what[2] = {
-		{.type = "Patient", .id = patient_id},
-		{.type = "Communication", .id = notice_id},
-	};
-
-	ev.remote = remote;
-	who_of(&ev, who, who == NULL);
-	ev.what = what;
-	ev.nwhat = notice_id ? 2 : 1;
-	ev.patients = &patient_id;
-	ev.npatients = 1;
-	return audit_tx_write(tx, a, &ev);
-}
-
-enum cw_err
-api_trail_tx_glass_end(struct store_tx *tx, struct arena *a,
-		       const struct access_who *who, const char *remote,
-		       const char *patient_id, const char *notice_id,
-		       const char *reason)
-{
-	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = 'D',
+	struct audit_event ev = {.kind = AUDIT_BREAK_GLASS, .action = action,
 				 .status = 200, .detail = reason};
 	struct audit_entity what[2] = {
 		{.type = "Patient", .id = patient_id},
