@@ -11,6 +11,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, raw } from '../support/server.mjs';
+import { ruleHelpers } from '../support/rules.mjs';
 
 const LOINC = 'http://loinc.org';
 const SCT = 'http://snomed.info/sct';
@@ -22,16 +23,7 @@ const LAB = [{ coding: [{ system: SCT, code: '108252007', display: 'Laboratory p
 
 let srv;
 const P = {}; // practitioners by role
-
-async function svc(method, url, body, headers) {
-  const r = await raw(srv.base, method, url, { body, headers });
-  assert.ok(r.status < 300, `${method} ${url}: ${r.status} ${r.text.slice(0, 600)}`);
-  return r;
-}
-
-async function patient(name) {
-  return (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: name }] })).json.id;
-}
+const { svc, patient, issuesOf, alertsOf, team } = ruleHelpers({ srv: () => srv, P });
 
 const loinc = (code, display) => ({ coding: [{ system: LOINC, code, display }] });
 const hba1c = loinc('4548-4', 'Hemoglobin A1c/Hemoglobin.total in Blood');
@@ -51,28 +43,6 @@ async function result(pid, code, when, value, unit, extra = {}) {
     subject: { reference: `Patient/${pid}` }, effectiveDateTime: when,
     valueQuantity: { value, unit, system: 'http://unitsofmeasure.org', code: unit }, ...extra,
   })).json.id;
-}
-
-async function issuesOf(pid) {
-  const b = (await svc('GET', `DetectedIssue?patient=${pid}`)).json;
-  return (b.entry ?? []).map((e) => e.resource);
-}
-
-async function alertsOf(pid) {
-  const b = (await svc('GET', `Communication?subject=${pid}&category=alert`)).json;
-  return (b.entry ?? []).map((e) => e.resource);
-}
-
-async function team(pid) {
-  await svc('POST', 'CareTeam', {
-    resourceType: 'CareTeam', status: 'active', subject: { reference: `Patient/${pid}` },
-    participant: [
-      { role: [{ coding: [{ system: SCT, code: '446050000', display: 'Primary care physician' }] }], member: { reference: `Practitioner/${P.pcp}` } },
-      { role: [{ coding: [{ system: NUCC, code: '183500000X', display: 'Pharmacist' }] }], member: { reference: `Practitioner/${P.pharmacist}` } },
-      { role: [{ text: 'Nurse care coordinator' }], member: { reference: `Practitioner/${P.coordinator}` } },
-      { role: [{ text: 'Physical therapist' }], member: { reference: `Practitioner/${P.other}` } },
-    ],
-  });
 }
 
 before(async () => {

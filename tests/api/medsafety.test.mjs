@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { startServer, raw, runCli, tempDir, addUser, login } from '../support/server.mjs';
+import { ruleHelpers } from '../support/rules.mjs';
 
 const RX = 'http://www.nlm.nih.gov/research/umls/rxnorm';
 const SCT = 'http://snomed.info/sct';
@@ -21,16 +22,7 @@ const OVERRIDE = 'https://careweave.org/fhir/StructureDefinition/override-reason
 
 let srv;
 const P = {}; // practitioners by role
-
-async function svc(method, url, body, headers) {
-  const r = await raw(srv.base, method, url, { body, headers });
-  assert.ok(r.status < 300, `${method} ${url}: ${r.status} ${r.text.slice(0, 600)}`);
-  return r;
-}
-
-async function patient(name) {
-  return (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: name }] })).json.id;
-}
+const { svc, patient, issuesOf, alertsOf, team } = ruleHelpers({ srv: () => srv, P });
 
 const rxConcept = (code, display, text) => ({ coding: [{ system: RX, code, display }], ...(text ? { text } : {}) });
 
@@ -47,16 +39,6 @@ const warfarinText = { text: 'Coumadin 5 mg tablet' };
 const naproxen = rxConcept('7258', 'naproxen', 'Naproxen sodium 220 mg tablet (Aleve)');
 const ibuprofen = rxConcept('5640', 'ibuprofen');
 
-async function issuesOf(pid) {
-  const b = (await svc('GET', `DetectedIssue?patient=${pid}`)).json;
-  return (b.entry ?? []).map((e) => e.resource);
-}
-
-async function alertsOf(pid) {
-  const b = (await svc('GET', `Communication?subject=${pid}&category=alert`)).json;
-  return (b.entry ?? []).map((e) => e.resource);
-}
-
 async function medsOf(pid) {
   const b = (await svc('GET', `MedicationRequest?subject=${pid}`)).json;
   return (b.entry ?? []).map((e) => e.resource);
@@ -71,18 +53,6 @@ before(async () => {
 after(async () => {
   await srv?.stop();
 });
-
-async function team(pid) {
-  await svc('POST', 'CareTeam', {
-    resourceType: 'CareTeam', status: 'active', subject: { reference: `Patient/${pid}` },
-    participant: [
-      { role: [{ coding: [{ system: SCT, code: '446050000', display: 'Primary care physician' }] }], member: { reference: `Practitioner/${P.pcp}` } },
-      { role: [{ coding: [{ system: NUCC, code: '183500000X', display: 'Pharmacist' }] }], member: { reference: `Practitioner/${P.pharmacist}` } },
-      { role: [{ text: 'Nurse care coordinator' }], member: { reference: `Practitioner/${P.coordinator}` } },
-      { role: [{ text: 'Physical therapist' }], member: { reference: `Practitioner/${P.other}` } },
-    ],
-  });
-}
 
 describe('a high-severity interaction across prescribers', () => {
   let pid;
