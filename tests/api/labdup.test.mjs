@@ -15,7 +15,6 @@ import { ruleHelpers } from '../support/rules.mjs';
 
 const LOINC = 'http://loinc.org';
 const SCT = 'http://snomed.info/sct';
-const NUCC = 'http://nucc.org/provider-taxonomy';
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 const CW_CODES = 'https://careweave.org/fhir/CodeSystem/detected-issue';
 const AUTHORED = '2026-11-23T10:00:00-06:00';

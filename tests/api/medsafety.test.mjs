@@ -16,7 +16,6 @@ import { ruleHelpers } from '../support/rules.mjs';
 
 const RX = 'http://www.nlm.nih.gov/research/umls/rxnorm';
 const SCT = 'http://snomed.info/sct';
-const NUCC = 'http://nucc.org/provider-taxonomy';
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 const OVERRIDE = 'https://careweave.org/fhir/StructureDefinition/override-reason';
 
