@@ -355,7 +355,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		bool was;
 
 		if (f->severity != KB_SEV_HIGH || !f->interruptive || over ||
-		    op->report_only)
+		    op->report_only || r.never_refuses)
 			continue;
 		struct rules_sens s;
 

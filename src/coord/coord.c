@@ -31,7 +31,8 @@ coord_watches(const char *type)
 {
 	return !strcmp(type, "MedicationRequest") ||
 	       !strcmp(type, "MedicationStatement") ||
-	       !strcmp(type, "ServiceRequest");
+	       !strcmp(type, "ServiceRequest") ||
+	       !strcmp(type, "AllergyIntolerance");
 }
 
 /* ---- reading what the record says --------------------------------------- */
@@ -298,6 +299,8 @@ coord_load_notify(struct store_tx *tx, struct arena *a, const char *patient,
 static bool
 current(const char *type, const json_t *res)
 {
+	if (!strcmp(type, "AllergyIntolerance"))
+		return coord_allergy_current(res);
 	return !strcmp(type, "ServiceRequest") ? coord_lab_current(res) :
 						 coord_med_current(type, res);
 }
@@ -311,6 +314,8 @@ check(struct coord *co, struct store_tx *tx, struct arena *a, const char *type,
 		return CW_ENOMEM;
 	if (!strcmp(type, "ServiceRequest"))
 		return coord_lab_check(co, tx, a, ref, res, out, d);
+	if (!strcmp(type, "AllergyIntolerance"))
+		return coord_allergy_check(co, tx, a, ref, res, out, d);
 	return coord_med_check(co, tx, a, type, ref, res, out, d);
 }
 
@@ -329,7 +334,7 @@ coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
 	if (!res || !current(type, res)) {
 		/* deleted, stopped, completed, revoked...: what it was part of is settled */
 		out->settles = ref;
-		if (!strcmp(type, "ServiceRequest")) {
+		if (!strcmp(type, "ServiceRequest") || !strcmp(type, "AllergyIntolerance")) {
 			out->settle_code = "8";
 			out->settle_display = "Other Action Taken";
 		}

@@ -93,6 +93,9 @@ struct coord_report {
 	size_t nunchecked_others;
 	/* "Type/id" of what this change implicates that is no longer current:
 	 * the findings implicating it are to be settled */
+	/* the change is never refused, whatever the findings (recording an
+	 * allergy: what it means for the medications is reported) */
+	bool never_refuses;
 	const char *settles;
 	/* the mitigation of the settled findings (v3-ActCode), and its words;
 	 * NULL: "13", "Stopped Concurrent Therapy" */

@@ -69,6 +69,12 @@ enum cw_err coord_med_check(struct coord *co, struct store_tx *tx,
 			    const json_t *res, struct coord_report *out,
 			    struct diag *d);
 
+/* medsafety.c: AllergyIntolerance (every current medication against it). */
+bool coord_allergy_current(const json_t *res);
+enum cw_err coord_allergy_check(struct coord *co, struct store_tx *tx,
+				struct arena *a, const char *ref, const json_t *res,
+				struct coord_report *out, struct diag *d);
+
 /* labs.c: ServiceRequest. */
 bool coord_lab_current(const json_t *res);
 enum cw_err coord_lab_check(struct coord *co, struct store_tx *tx,

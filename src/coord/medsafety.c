@@ -126,8 +126,8 @@ med_fill(struct coord *co, struct store_tx *tx, struct arena *a,
 
 /* Whether an allergy record counts: active (or no clinical status), and
  * not refuted or entered in error. */
-static bool
-allergy_current(const json_t *res)
+bool
+coord_allergy_current(const json_t *res)
 {
 	const json_t *cs = json_array_get(json_object_get(json_object_get(res, "clinicalStatus"),
 							  "coding"), 0);
@@ -211,7 +211,7 @@ load_allergies(struct coord *co, struct store_tx *tx, struct arena *a,
 		const char *text = NULL;
 		size_t nc;
 
-		if (!res || !allergy_current(res))
+		if (!res || !coord_allergy_current(res))
 			continue;
 		cc = json_object_get(res, "code");
 		nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
@@ -431,6 +431,58 @@ coord_med_check(struct coord *co, struct store_tx *tx, struct arena *a,
 	out->nfindings = fs.n;
 	if (fs.n)
 		return coord_load_notify(tx, a, out->patient, m.by,
+					 COORD_TELL_PCP | COORD_TELL_PHARMACIST |
+					 COORD_TELL_COORDINATOR, out, d);
+	return CW_OK;
+}
+
+/* A new or changed allergy that is current: every current medication of
+ * the patient is checked against it (the same findings, with the same keys,
+ * as when the medication is written). Recording an allergy is never
+ * refused: the findings are reported and written. */
+enum cw_err
+coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
+		    const char *ref, const json_t *res, struct coord_report *out,
+		    struct diag *d)
+{
+	struct record rec = {0};
+	struct coord_findings fs = {.a = a};
+	struct allergy al = {.ref = ref};
+	const json_t *cc = json_object_get(res, "code");
+	struct kb_coding cs[8];
+	const char *text = NULL, *author = NULL;
+	size_t nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
+	enum cw_err err;
+
+	out->patient = patient_of("AllergyIntolerance", res);
+	if (!out->patient)
+		return CW_OK;
+	out->topic = "Medication safety";
+	out->unchecked_for = "the patient's medications";
+	out->never_refuses = true;
+	al.words = cc ? concept_words(cc) : "an allergy without a code or name";
+	kb_map_allergy(co->kb, cs, nc, text, &al.map);
+	if (al.map.status == KB_UNCHECKED) {
+		/* a food or environmental allergen, or one careweave does not know */
+		out->unchecked = true;
+		out->unchecked_what = arena_printf(a, "%s: careweave knows no medication in it",
+						   al.words);
+		return CW_OK;
+	}
+	if ((err = load_meds(co, tx, a, out->patient, "MedicationRequest", NULL, &rec, d)) ||
+	    (err = load_meds(co, tx, a, out->patient, "MedicationStatement", NULL, &rec, d)))
+		return err;
+	for (size_t i = 0; i < rec.nmeds; i++) {
+		size_t before = fs.n;
+
+		allergy_findings(co, &rec.meds[i], &al, &fs);
+		if (fs.n > before && !author)
+			author = rec.meds[i].by; /* the prescriber of what it affects */
+	}
+	out->findings = fs.f;
+	out->nfindings = fs.n;
+	if (fs.n)
+		return coord_load_notify(tx, a, out->patient, author,
 					 COORD_TELL_PCP | COORD_TELL_PHARMACIST |
 					 COORD_TELL_COORDINATOR, out, d);
 	return CW_OK;

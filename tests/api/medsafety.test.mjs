@@ -229,6 +229,43 @@ describe('allergies', () => {
   });
 });
 
+describe('a new allergy', () => {
+  let pid;
+  let amox;
+  let allergyId;
+  const allergyBody = (verification) => ({
+    resourceType: 'AllergyIntolerance', patient: { reference: `Patient/${pid}` },
+    clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] },
+    verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification', code: verification }] },
+    code: { text: 'Penicillin allergy' },
+  });
+  before(async () => {
+    pid = await patient('NewAllergy');
+    await team(pid);
+    amox = (await svc('POST', 'MedicationRequest', order(pid, { text: 'Amoxicillin 500 mg capsule' }))).json.id;
+  });
+
+  test('is checked against the current medications, and never refused', async () => {
+    const r = await raw(srv.base, 'POST', 'AllergyIntolerance', { body: allergyBody('confirmed') });
+    assert.equal(r.status, 201, r.text.slice(0, 300));
+    allergyId = r.json.id;
+    const [di] = await issuesOf(pid);
+    assert.ok(di, 'a finding about the amoxicillin');
+    assert.equal(di.code.coding[0].code, 'ALGY');
+    assert.equal(di.severity, 'high');
+    assert.deepEqual(di.implicated.map((x) => x.reference).sort(),
+      [`AllergyIntolerance/${allergyId}`, `MedicationRequest/${amox}`].sort());
+    const [c] = await alertsOf(pid);
+    assert.ok(c && c.recipient.some((x) => x.reference === `Practitioner/${P.prescriber}`), 'the prescriber of the amoxicillin is told');
+  });
+
+  test('refuting it settles the finding', async () => {
+    await svc('PUT', `AllergyIntolerance/${allergyId}`, { ...allergyBody('refuted'), id: allergyId });
+    const [di] = await issuesOf(pid);
+    assert.equal(di.status, 'mitigated');
+  });
+});
+
 describe('transactions and imports', () => {
   const bundleOf = (pid, ...concepts) => ({
     resourceType: 'Bundle', type: 'transaction',
