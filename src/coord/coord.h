@@ -120,7 +120,8 @@ struct coord_given {
  * is not written, compared with given instead of the patient's record in
  * the store: no transaction, nothing read. The report has no one to
  * notify. At most the limits of the store's record apply (the first 200
- * current requests and statements, 100 allergies). */
+ * current requests and statements, 100 allergies). Only the medication
+ * rules run over given records: a res of another type reports nothing. */
 enum cw_err coord_check_given(struct coord *co, struct arena *a,
 			      const json_t *res, const struct coord_given *given,
 			      struct coord_report *out, struct diag *d);

@@ -51,6 +51,15 @@ coord_watches(const char *type)
 	       !strcmp(type, "MedicationStatement");
 }
 
+/* Whether type is a medication record the medication rules compare
+ * (coord_watches may name types other rules handle). */
+static bool
+is_med(const char *type)
+{
+	return type && (!strcmp(type, "MedicationRequest") ||
+			!strcmp(type, "MedicationStatement"));
+}
+
 /* ---- reading what the record says --------------------------------------- */
 
 static const char *
@@ -409,7 +418,7 @@ record_given(struct coord *co, struct arena *a, const char *patient,
 		bool allergy = type && !strcmp(type, "AllergyIntolerance");
 		const char *ref;
 
-		if (!type || (!coord_watches(type) && !allergy))
+		if (!is_med(type) && !allergy)
 			continue;
 		if (!names_patient(str_at(json_object_get(res, allergy ? "patient" : "subject"),
 					  "reference"), patient))
@@ -899,8 +908,8 @@ coord_check_given(struct coord *co, struct arena *a, const json_t *res,
 	enum cw_err err;
 
 	memset(out, 0, sizeof(*out));
-	if (!co || !type || !coord_watches(type))
-		return CW_OK;
+	if (!co || !is_med(type))
+		return CW_OK; /* given records serve the medication rules only */
 	out->patient = patient_of(type, res);
 	if (!out->patient)
 		return CW_OK;

@@ -183,6 +183,19 @@ describe('a patient careweave holds, on naproxen', () => {
     assert.deepEqual(r.json, { cards: [] });
   });
 
+  test('a draft order of another kind (a lab test) next to the medication is answered too', async () => {
+    const other = (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: 'CdsLab' }] })).json.id;
+    const lab = {
+      resourceType: 'ServiceRequest', id: 'draft-hba1c', status: 'draft', intent: 'order',
+      code: { coding: [{ system: 'http://loinc.org', code: '4548-4', display: 'Hemoglobin A1c' }] },
+      subject: { reference: `Patient/${other}` },
+    };
+    const r = await call(SIGN, hookRequest('order-sign', other, [lab, draft('draft-metformin', other, metformin)]));
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assertValidCards(r.json);
+    assert.ok(!r.json.cards.some((c) => /Not checked/.test(c.summary)), 'a lab order is not a medication careweave failed to check');
+  });
+
   test('a medication careweave cannot identify: an info card saying it was not checked', async () => {
     const r = await call(SIGN, hookRequest('order-sign', pid, [draft('draft-unknown', pid, { text: 'Zyxlomab 3 mg' })]));
     assert.equal(r.status, 200, r.text.slice(0, 300));
