@@ -5,7 +5,8 @@
  * 405), content negotiation (JSON only: XML asked for is 406, XML sent is
  * 415), the Prefer header, the one table from cw_err to HTTP status and
  * IssueType, and the per-request log line. Handlers live in rest.c,
- * search.c, bundle.c and capability.c; they return a cw_err and leave the
+ * search.c, bundle.c and capability.c (CDS Hooks, outside /fhir, in
+ * cds.c); they return a cw_err and leave the
  * issues in q->d, and this file turns that into an OperationOutcome.
  *
  * The log line carries the method, the route pattern (never the path, which
@@ -703,6 +704,14 @@ api_handle(void *ctx, struct http_req *r, struct http_resp *w)
 	if (api_auth_path(r->path)) {
 		api_auth_serve(&q);
 		log_info("auth %s /%s -> %d in %lld ms", r->method, q.route,
+			 w->status, (long long)(time_now_ms() - t0));
+		return;
+	}
+	/* CDS Hooks (not FHIR, outside /fhir): its discovery is open, its
+	 * services pass the same session gate (api_cds_serve). */
+	if (api_cds_path(r->path)) {
+		api_cds_serve(&q);
+		log_info("cds %s /%s -> %d in %lld ms", r->method, q.route,
 			 w->status, (long long)(time_now_ms() - t0));
 		return;
 	}

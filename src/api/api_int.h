@@ -11,6 +11,8 @@
  *   capability.c  the CapabilityStatement served at /metadata
  *   auth.c        /auth/login, /auth/logout, /auth/session, and the one
  *                 check every /fhir request passes (api_auth_gate)
+ *   cds.c         CDS Hooks 1.x: GET /cds-services and the order-select
+ *                 and order-sign services, the rules' findings as cards
  *   glass.c       Patient/{id}/$break-glass: an emergency access grant,
  *                 its notification and its audit call site; its early
  *                 end ($break-glass-end, api_glass_end for the CLI)
@@ -246,6 +248,15 @@ void api_auth_serve(struct api_req *q);
  * for GET /fhir/metadata and a local API. On CW_OK q->who is set; on an
  * error q->d says why (and a 401 carries WWW-Authenticate). */
 enum cw_err api_auth_gate(struct api_req *q);
+
+/* ---- cds.c ------------------------------------------------------------ */
+
+/* Whether path is /cds-services or under it (served by api_cds_serve, not
+ * the FHIR route table). */
+bool api_cds_path(const char *path);
+/* Serves CDS Hooks: GET /cds-services (discovery, no session) and POST
+ * /cds-services/{id} (a session; recorded). */
+void api_cds_serve(struct api_req *q);
 
 /* ---- glass.c ---------------------------------------------------------- */
 

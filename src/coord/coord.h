@@ -69,6 +69,10 @@ struct coord_finding {
 	const char *code_display;
 	const char *priority;    /* the Communication's, NULL: by severity */
 	const char *detail;      /* plain words: what and why */
+	const char *summary;     /* a few words naming it ("warfarin with
+				    naproxen"), for a CDS Hooks card's
+				    summary; NULL: the card says it from
+				    code_display and detail */
 	const char *mitigation;  /* what to do instead, or NULL */
 	const char *key;         /* the identifier value (COORD_ISSUE_SYSTEM) */
 	const char *implicated[2]; /* "MedicationRequest/a", the other or NULL */
@@ -124,6 +128,29 @@ enum cw_err coord_on_change(struct coord *co, struct store_tx *tx,
 enum cw_err coord_check_proposed(struct coord *co, struct store_tx *tx,
 				 struct arena *a, const json_t *res,
 				 struct coord_report *out, struct diag *d);
+
+/* Records a caller gives instead of the store's (CDS Hooks prefetch: a
+ * patient careweave does not hold). Borrowed JSON values: the patient's
+ * MedicationRequests, MedicationStatements and AllergyIntolerances (other
+ * types are ignored, but for Medications a medicationReference names), in
+ * any order; those about another patient than the proposed medication's
+ * subject (a relative reference, or an absolute one ending in it) are
+ * ignored, and so are those that are not current (the same tests as for
+ * the store's records). */
+struct coord_given {
+	const json_t *const *res;
+	size_t n;
+};
+
+/* The same checks as coord_check_proposed for a proposed medication that
+ * is not written, compared with given instead of the patient's record in
+ * the store: no transaction, nothing read. The report has no one to
+ * notify. At most the limits of the store's record apply (the first 200
+ * current requests and statements, 100 allergies). Only the medication
+ * rules run over given records: a res of another type reports nothing. */
+enum cw_err coord_check_given(struct coord *co, struct arena *a,
+			      const json_t *res, const struct coord_given *given,
+			      struct coord_report *out, struct diag *d);
 
 /* The DetectedIssue of finding f about patient, with when (an instant). A
  * new value; NULL on no memory. */

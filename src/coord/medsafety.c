@@ -42,10 +42,11 @@ patient_of(const char *type, const json_t *res)
 }
 
 /* The CodeableConcept naming what a medication record is: its own, or
- * the Medication it references (contained "#id" or Medication/id in tx). */
+ * the Medication it references (contained "#id", or Medication/id in tx,
+ * or among the given records when there is no tx). */
 static const json_t *
 med_concept(struct store_tx *tx, struct arena *a, const json_t *res,
-	    struct diag *d)
+	    const struct coord_given *given, struct diag *d)
 {
 	const json_t *cc = json_object_get(res, "medicationCodeableConcept");
 	const char *ref;
@@ -66,6 +67,17 @@ med_concept(struct store_tx *tx, struct arena *a, const json_t *res,
 	}
 	if (strncmp(ref, "Medication/", 11))
 		return NULL;
+	if (!tx) {
+		/* a given record: its Medication is given too, or unknown */
+		for (i = 0; given && i < given->n; i++) {
+			const json_t *g = given->res[i];
+			const char *gt = coord_str_at(g, "resourceType"), *gid = coord_str_at(g, "id");
+
+			if (gt && !strcmp(gt, "Medication") && gid && !strcmp(gid, ref + 11))
+				return json_object_get(g, "code");
+		}
+		return NULL;
+	}
 	m = coord_read_json(tx, a, "Medication", ref + 11, d);
 	return m ? json_object_get(m, "code") : NULL;
 }
@@ -106,10 +118,10 @@ struct allergy {
 static void
 med_fill(struct coord *co, struct store_tx *tx, struct arena *a,
 	 struct med *m, const char *type, const char *ref, const json_t *res,
-	 struct diag *d)
+	 const struct coord_given *given, struct diag *d)
 {
 	struct kb_coding cs[8];
-	const json_t *cc = med_concept(tx, a, res, d);
+	const json_t *cc = med_concept(tx, a, res, given, d);
 	const char *text = NULL;
 	size_t n = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
 	const char *by = coord_str_at(json_object_get(res, !strcmp(type, "MedicationRequest") ?
@@ -140,7 +152,26 @@ coord_allergy_current(const json_t *res)
 	return !v || (strcmp(v, "refuted") && strcmp(v, "entered-in-error"));
 }
 
+static void
+allergy_fill(struct coord *co, struct allergy *al, const char *ref,
+	     const json_t *res)
+{
+	const json_t *cc = json_object_get(res, "code");
+	struct kb_coding cs[8];
+	const char *text = NULL;
+	size_t nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
+
+	al->ref = ref;
+	al->words = cc ? concept_words(cc) : "an allergy without a code or name";
+	kb_map_allergy(co->kb, cs, nc, text, &al->map);
+}
+
 /* ---- the patient's other records ------------------------------------------ */
+
+/* What a proposed medication is compared with: the patient's current
+ * medications (but itself) and allergies, read from the store in the
+ * change's transaction (record_load) or taken from records the caller
+ * gives (record_given); the comparison (compare) is the same. */
 
 struct record {
 	struct med *meds;
@@ -183,7 +214,7 @@ load_meds(struct coord *co, struct store_tx *tx, struct arena *a,
 			continue;
 		if (!(res = coord_read_json(tx, a, type, ids[i], d)) || !coord_med_current(type, res))
 			continue;
-		med_fill(co, tx, a, &rec->meds[rec->nmeds++], type, ref, res, d);
+		med_fill(co, tx, a, &rec->meds[rec->nmeds++], type, ref, res, NULL, d);
 	}
 	return CW_OK;
 }
@@ -204,23 +235,95 @@ load_allergies(struct coord *co, struct store_tx *tx, struct arena *a,
 	if (n && !rec->allergies)
 		return CW_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		struct allergy *al = &rec->allergies[rec->nallergies];
 		json_t *res = coord_read_json(tx, a, "AllergyIntolerance", ids[i], d);
-		const json_t *cc;
-		struct kb_coding cs[8];
-		const char *text = NULL;
-		size_t nc;
+		const char *ref;
 
 		if (!res || !coord_allergy_current(res))
 			continue;
-		cc = json_object_get(res, "code");
-		nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
-		al->ref = arena_printf(a, "AllergyIntolerance/%s", ids[i]);
-		al->words = cc ? concept_words(cc) : "an allergy without a code or name";
-		kb_map_allergy(co->kb, cs, nc, text, &al->map);
-		if (!al->ref)
+		if (!(ref = arena_printf(a, "AllergyIntolerance/%s", ids[i])))
 			return CW_ENOMEM;
-		rec->nallergies++;
+		allergy_fill(co, &rec->allergies[rec->nallergies++], ref, res);
+	}
+	return CW_OK;
+}
+
+static enum cw_err
+record_load(struct coord *co, struct store_tx *tx, struct arena *a,
+	    const char *patient, const char *self, struct record *rec,
+	    struct diag *d)
+{
+	enum cw_err err;
+
+	if ((err = load_meds(co, tx, a, patient, "MedicationRequest", self, rec, d)) ||
+	    (err = load_meds(co, tx, a, patient, "MedicationStatement", self, rec, d)))
+		return err;
+	return load_allergies(co, tx, a, patient, rec, d);
+}
+
+/* Whether type is a medication record the medication rules compare
+ * (coord_watches names types other rules handle). */
+static bool
+is_med(const char *type)
+{
+	return type && (!strcmp(type, "MedicationRequest") ||
+			!strcmp(type, "MedicationStatement"));
+}
+
+/* Whether a reference names patient ("Patient/x"), also as an absolute
+ * URL of another server (".../Patient/x"): given records come from the
+ * caller's system. */
+static bool
+names_patient(const char *ref, const char *patient)
+{
+	size_t n, p;
+
+	if (!ref || !patient)
+		return false;
+	n = strlen(ref);
+	p = strlen(patient);
+	if (n == p)
+		return !strcmp(ref, patient);
+	return n > p && ref[n - p - 1] == '/' && !strcmp(ref + n - p, patient);
+}
+
+static enum cw_err
+record_given(struct coord *co, struct arena *a, const char *patient,
+	     const char *self, const struct coord_given *given,
+	     struct record *rec, struct diag *d)
+{
+	size_t nreq = 0, nst = 0;
+
+	rec->meds = given->n ? arena_zalloc(a, given->n * sizeof(*rec->meds)) : NULL;
+	rec->allergies = given->n ? arena_zalloc(a, given->n * sizeof(*rec->allergies)) : NULL;
+	if (given->n && (!rec->meds || !rec->allergies))
+		return CW_ENOMEM;
+	for (size_t i = 0; i < given->n; i++) {
+		const json_t *res = given->res[i];
+		const char *type = coord_str_at(res, "resourceType"), *id = coord_str_at(res, "id");
+		bool allergy = type && !strcmp(type, "AllergyIntolerance");
+		const char *ref;
+
+		if (!is_med(type) && !allergy)
+			continue;
+		if (!names_patient(coord_str_at(json_object_get(res, allergy ? "patient" : "subject"),
+						"reference"), patient))
+			continue;
+		ref = arena_printf(a, "%s/%s", type, id ? id : arena_printf(a, "given-%zu", i));
+		if (!ref)
+			return CW_ENOMEM;
+		if (self && !strcmp(ref, self))
+			continue;
+		if (allergy) {
+			if (rec->nallergies < COORD_ALLERGIES_MAX && coord_allergy_current(res))
+				allergy_fill(co, &rec->allergies[rec->nallergies++], ref, res);
+			continue;
+		}
+		if (!coord_med_current(type, res))
+			continue;
+		if (!strcmp(type, "MedicationRequest") ? nreq++ >= COORD_MEDS_MAX :
+		    nst++ >= COORD_MEDS_MAX)
+			continue;
+		med_fill(co, NULL, a, &rec->meds[rec->nmeds++], type, ref, res, given, d);
 	}
 	return CW_OK;
 }
@@ -258,6 +361,8 @@ ddi_findings(struct coord *co, const struct med *m, const struct med *o,
 			drug_name(co, hits[i].drug_a), m->words, m->ref,
 			drug_name(co, hits[i].drug_b), o->words, o->ref,
 			r->effect && *r->effect ? r->effect : "see the reference");
+		f->summary = arena_printf(fs->a, "%s with %s", drug_name(co, hits[i].drug_a),
+					  drug_name(co, hits[i].drug_b));
 		f->mitigation = r->advice && *r->advice ? r->advice : NULL;
 		f->key = coord_pair_key(fs->a, arena_printf(fs->a, "ddi:%s", r->id), m->ref, o->ref);
 		f->implicated[0] = m->ref;
@@ -296,6 +401,7 @@ dup_findings(struct coord *co, const struct med *m, const struct med *o,
 			f->detail = arena_printf(fs->a,
 				"%s is prescribed twice: %s (%s) and %s (%s).",
 				drug_name(co, da), m->words, m->ref, o->words, o->ref);
+			f->summary = arena_printf(fs->a, "%s prescribed twice", drug_name(co, da));
 			f->mitigation = "Keep one prescription: stop the other, or confirm both are meant.";
 			f->key = coord_pair_key(fs->a, arena_printf(fs->a, "dup:%s", drug_name(co, da)),
 					  m->ref, o->ref);
@@ -326,6 +432,8 @@ dup_findings(struct coord *co, const struct med *m, const struct med *o,
 					"Two %s at once: %s (%s, %s) and %s (%s, %s).",
 					cl->name, drug_name(co, da), m->words, m->ref,
 					drug_name(co, db), o->words, o->ref);
+				f->summary = arena_printf(fs->a, "two %s, %s and %s", cl->name,
+							  drug_name(co, da), drug_name(co, db));
 				f->mitigation = "Usually one drug of this class is enough: review whether both are needed.";
 				f->key = coord_pair_key(fs->a, arena_printf(fs->a, "dupclass:%s", cl->name),
 						  m->ref, o->ref);
@@ -360,6 +468,8 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 			f->detail = arena_printf(fs->a,
 				"The patient is recorded as allergic to %s (%s), and %s (%s) contains %s.",
 				al->words, al->ref, m->words, m->ref, drug_name(co, h->drug));
+			f->summary = arena_printf(fs->a, "%s, and the patient is allergic to %s",
+						  drug_name(co, h->drug), al->words);
 			f->mitigation = "Choose a drug the patient is not allergic to, or confirm the allergy record is wrong.";
 			f->key = coord_pair_key(fs->a, "allergy", m->ref, al->ref);
 			f->source = NULL;
@@ -370,6 +480,8 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 				"The patient is recorded as allergic to %s (%s); %s (%s, %s) may cross-react: %s",
 				al->words, al->ref, drug_name(co, h->drug), m->words, m->ref,
 				h->rule->note && *h->rule->note ? h->rule->note : "see the reference.");
+			f->summary = arena_printf(fs->a, "%s may cross-react with the allergy to %s",
+						  drug_name(co, h->drug), al->words);
 			f->mitigation = h->severity >= KB_SEV_MODERATE ?
 				"Consider an alternative, or give with monitoring if the reaction was mild." :
 				"Cross-reactivity is uncommon; note the recorded reaction.";
@@ -381,35 +493,36 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 
 /* ---- the checks --------------------------------------------------------- */
 
-enum cw_err
-coord_med_check(struct coord *co, struct store_tx *tx, struct arena *a,
-		const char *type, const char *ref, const json_t *res,
-		struct coord_report *out, struct diag *d)
+/* The medication the change (or the proposal) is, mapped: out says when
+ * careweave could not identify it. */
+static void
+proposed(struct coord *co, struct store_tx *tx, struct arena *a,
+	 const char *type, const char *ref, const json_t *res,
+	 const struct coord_given *given, struct med *m,
+	 struct coord_report *out, struct diag *d)
 {
-	struct record rec = {0};
-	struct coord_findings fs = {.a = a};
-	struct med m;
-	enum cw_err err;
-
-	out->patient = patient_of(type, res);
-	if (!out->patient)
-		return CW_OK;
 	out->topic = "Medication safety";
 	out->unchecked_for = "interactions, duplicates or allergies";
-	med_fill(co, tx, a, &m, type, ref, res, d);
-	if (m.map.status != KB_MAPPED) {
+	med_fill(co, tx, a, m, type, ref, res, given, d);
+	if (m->map.status != KB_MAPPED) {
 		out->unchecked = true;
-		out->unchecked_what = m.map.status == KB_PARTIAL ?
-			arena_printf(a, "%s: careweave knows part of it (not \"%s\")", m.words,
-				     m.map.unknown) :
-			arena_printf(a, "%s: careweave does not know this medication", m.words);
+		out->unchecked_what = m->map.status == KB_PARTIAL ?
+			arena_printf(a, "%s: careweave knows part of it (not \"%s\")", m->words,
+				     m->map.unknown) :
+			arena_printf(a, "%s: careweave does not know this medication", m->words);
 	}
-	if ((err = load_meds(co, tx, a, out->patient, "MedicationRequest", ref, &rec, d)) ||
-	    (err = load_meds(co, tx, a, out->patient, "MedicationStatement", ref, &rec, d)) ||
-	    (err = load_allergies(co, tx, a, out->patient, &rec, d)))
-		return err;
-	for (size_t i = 0; i < rec.nmeds; i++) {
-		const struct med *o = &rec.meds[i];
+}
+
+/* Compares m with the record: the findings, and the records careweave
+ * could not compare, into out. */
+static enum cw_err
+compare(struct coord *co, struct arena *a, const struct med *m,
+	const struct record *rec, struct coord_report *out)
+{
+	struct coord_findings fs = {.a = a};
+
+	for (size_t i = 0; i < rec->nmeds; i++) {
+		const struct med *o = &rec->meds[i];
 
 		if (o->map.status == KB_UNCHECKED) {
 			const char **nv = arena_realloc(a, out->unchecked_others,
@@ -422,18 +535,61 @@ coord_med_check(struct coord *co, struct store_tx *tx, struct arena *a,
 			out->unchecked_others = nv;
 			continue;
 		}
-		ddi_findings(co, &m, o, &fs);
-		dup_findings(co, &m, o, &fs);
+		ddi_findings(co, m, o, &fs);
+		dup_findings(co, m, o, &fs);
 	}
-	for (size_t i = 0; i < rec.nallergies; i++)
-		allergy_findings(co, &m, &rec.allergies[i], &fs);
+	for (size_t i = 0; i < rec->nallergies; i++)
+		allergy_findings(co, m, &rec->allergies[i], &fs);
 	out->findings = fs.f;
 	out->nfindings = fs.n;
-	if (fs.n)
+	return CW_OK;
+}
+
+enum cw_err
+coord_med_check(struct coord *co, struct store_tx *tx, struct arena *a,
+		const char *type, const char *ref, const json_t *res,
+		struct coord_report *out, struct diag *d)
+{
+	struct record rec = {0};
+	struct med m;
+	enum cw_err err;
+
+	out->patient = patient_of(type, res);
+	if (!out->patient)
+		return CW_OK;
+	proposed(co, tx, a, type, ref, res, NULL, &m, out, d);
+	if ((err = record_load(co, tx, a, out->patient, ref, &rec, d)) ||
+	    (err = compare(co, a, &m, &rec, out)))
+		return err;
+	if (out->nfindings)
 		return coord_load_notify(tx, a, out->patient, m.by,
 					 COORD_TELL_PCP | COORD_TELL_PHARMACIST |
 					 COORD_TELL_COORDINATOR, out, d);
 	return CW_OK;
+}
+
+enum cw_err
+coord_check_given(struct coord *co, struct arena *a, const json_t *res,
+		  const struct coord_given *given, struct coord_report *out,
+		  struct diag *d)
+{
+	const char *type = coord_str_at(res, "resourceType"), *ref, *id = coord_str_at(res, "id");
+	struct record rec = {0};
+	struct med m;
+	enum cw_err err;
+
+	memset(out, 0, sizeof(*out));
+	if (!co || !is_med(type))
+		return CW_OK; /* given records serve the medication rules only */
+	out->patient = patient_of(type, res);
+	if (!out->patient)
+		return CW_OK;
+	if (!(ref = arena_printf(a, "%s/%s", type, id ? id : "proposed")))
+		return CW_ENOMEM;
+	proposed(co, NULL, a, type, ref, res, given, &m, out, d);
+	if ((err = record_given(co, a, out->patient, ref, given, &rec, d)))
+		return err;
+	return compare(co, a, &m, &rec, out);
 }
 
 /* A new or changed allergy that is current: every current medication of
@@ -447,11 +603,8 @@ coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
 {
 	struct record rec = {0};
 	struct coord_findings fs = {.a = a};
-	struct allergy al = {.ref = ref};
-	const json_t *cc = json_object_get(res, "code");
-	struct kb_coding cs[8];
-	const char *text = NULL, *author = NULL;
-	size_t nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
+	struct allergy al;
+	const char *author = NULL;
 	enum cw_err err;
 
 	out->patient = patient_of("AllergyIntolerance", res);
@@ -460,8 +613,7 @@ coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
 	out->topic = "Medication safety";
 	out->unchecked_for = "the patient's medications";
 	out->never_refuses = true;
-	al.words = cc ? concept_words(cc) : "an allergy without a code or name";
-	kb_map_allergy(co->kb, cs, nc, text, &al.map);
+	allergy_fill(co, &al, ref, res);
 	if (al.map.status == KB_UNCHECKED) {
 		/* a food or environmental allergen, or one careweave does not know */
 		out->unchecked = true;

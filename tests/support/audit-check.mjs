@@ -1,5 +1,6 @@
 // tests/support/audit-check.mjs: every request of the API test suite
-// leaves exactly the audit records it should (issue 3).
+// leaves exactly the audit records it should (issue 3), CDS Hooks calls
+// (/cds-services) included.
 //
 // startServer() (server.mjs) opens a recorder for each server it starts.
 // Every HTTP request this process makes to that server's origin is
@@ -171,6 +172,15 @@ function expectedOf(r) {
     if (path === '/auth/logout' && method === 'POST') return r.status === 401 || unrecordedAnswer(r) ? [] : [{ code: '110123', status: r.status }];
     return [];
   }
+  // CDS Hooks (src/api/cds.c): discovery holds no health data and is not
+  // recorded; a call of a service (POST /cds-services/{id}, one segment)
+  // that passed the sign-in gate is one operation record, whatever its
+  // answer, naming no resource type
+  if (/^\/cds-services(\/|$)/.test(path)) {
+    if (!/^\/cds-services\/[^/]+\/?$/.test(path)) return [];
+    if (r.status !== null && unrecordedAnswer(r)) return [];
+    return [{ code: 'operation', status: r.status, type: null }];
+  }
   if (!/^\/fhir(\/|$)/.test(path)) return [];
   if ((method === 'GET' || method === 'HEAD') && /^\/fhir\/metadata\/?$/.test(path)) return [];
   const it = interactionOf(method, path);
@@ -257,7 +267,7 @@ export async function compare(rec, records) {
   for (const r of rec.requests) {
     if (r.status === null) {
       const it = r.path.startsWith('/fhir') ? interactionOf(r.method, r.path) : null;
-      maybe.push({ r, code: r.path === '/auth/login' ? '110122' : it?.code ?? null });
+      maybe.push({ r, code: r.path === '/auth/login' ? '110122' : r.path.startsWith('/cds-services/') ? 'operation' : it?.code ?? null });
       continue;
     }
     for (const x of expectedOf(r)) want.push({ r, ...x });
