@@ -12,16 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coord/coord.h"
+#include "coord/coord_int.h"
 
 #define COORD_MEDS_MAX 200
 #define COORD_ALLERGIES_MAX 100
 #define COORD_FINDINGS_MAX 64
 #define COORD_NOTIFY_MAX 32
-
-struct coord {
-	const struct kb *kb;
-};
 
 struct coord *
 coord_new(const struct kb *kb)
