@@ -357,12 +357,13 @@ overall_words(struct api_req *q, const struct coord_list *l, unsigned recent,
 	size_t nd = 0;
 	const char *s, *names = NULL;
 
+	/* the first ten named, then how many more */
 	for (size_t i = 0; i < l->ng; i++)
-		if (l->g[i].flags & COORD_FLAG_DISCREPANCIES) {
-			nd++;
+		if ((l->g[i].flags & COORD_FLAG_DISCREPANCIES) && nd++ < 10)
 			names = names ? arena_printf(q->a, "%s, %s", names, l->g[i].name) :
 					l->g[i].name;
-		}
+	if (nd > 10)
+		names = arena_printf(q->a, "%s and %zu more", names, nd - 10);
 	s = arena_printf(q->a, "%zu medication%s from %zu record%s (current, or stopped in the "
 			 "last %u days).", l->ng, l->ng == 1 ? "" : "s", l->nconsidered - l->nold,
 			 l->nconsidered - l->nold == 1 ? "" : "s", recent);

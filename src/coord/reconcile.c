@@ -19,6 +19,13 @@
 #include "coord/coord_int.h"
 
 #define DAY_MS 86400000LL
+/* Explanations kept per entry (the flags are all kept), records cited in
+ * one explanation, entries told in a group's summary and its size: a
+ * patient with thousands of records gets a list, not quadratic text. */
+#define WHY_MAX 6
+#define CITE_MAX 3
+#define SUMMARY_ENTRIES 12
+#define SUMMARY_MAX (32u << 10)
 #define UCUM "http://unitsofmeasure.org"
 #define MR_CATEGORY "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
 
@@ -386,6 +393,8 @@ struct item {
 	unsigned drugs[KB_MAP_MAX];
 	unsigned ndrugs;
 	size_t order;           /* input order, for a stable sort */
+	unsigned nwhy;          /* explanations in e.why */
+	bool more;              /* more than WHY_MAX: "and more" said */
 };
 
 static size_t
@@ -741,15 +750,29 @@ cite(struct arena *a, const struct coord_list_entry *e)
 			 arena_printf(a, "%s (%s)", e->ref, who(e));
 }
 
+/* Sets flag on it and adds the explanation words, while there is room
+ * (words is NULL when there is none: see WHY). false: no memory. */
 static bool
 why_add(struct arena *a, struct item *it, unsigned flag, const char *words)
 {
 	it->e.flags |= flag;
+	if (it->nwhy >= WHY_MAX) {
+		if (!it->more) {
+			it->more = true;
+			it->e.why = arena_printf(a, "%s; and more", it->e.why);
+		}
+		return it->e.why != NULL;
+	}
 	if (!words)
 		return false;
+	it->nwhy++;
 	it->e.why = it->e.why ? arena_printf(a, "%s; %s", it->e.why, words) : words;
 	return it->e.why != NULL;
 }
+
+/* The explanation is only formatted when it will be kept. */
+#define WHY(a, it, flag, ...) \
+	why_add((a), (it), (flag), (it)->nwhy < WHY_MAX ? arena_printf((a), __VA_ARGS__) : NULL)
 
 /* Compares a current entry with the group's reference entry. */
 static bool
@@ -757,37 +780,33 @@ compare_doses(struct arena *a, struct item *ref, struct item *it, const char **n
 {
 	if (dose_comparable(&ref->dose, &it->dose)) {
 		if (!dose_same(&ref->dose, &it->dose) &&
-		    (!why_add(a, it, COORD_FLAG_DOSE,
-			      arena_printf(a, "dose %s here, %s in %s", it->dose.words,
-					   ref->dose.words, cite(a, &ref->e))) ||
-		     !why_add(a, ref, COORD_FLAG_DOSE,
-			      arena_printf(a, "dose %s here, %s in %s", ref->dose.words,
-					   it->dose.words, cite(a, &it->e)))))
+		    (!WHY(a, it, COORD_FLAG_DOSE, "dose %s here, %s in %s", it->dose.words,
+			  ref->dose.words, cite(a, &ref->e)) ||
+		     !WHY(a, ref, COORD_FLAG_DOSE, "dose %s here, %s in %s", ref->dose.words,
+			  it->dose.words, cite(a, &it->e))))
 			return false;
 	} else if (ref->dose.have && it->dose.have) {
-		*not_compared = arena_printf(a, "doses in different units not compared (%s in %s, %s in %s)",
-					     ref->dose.words, ref->e.ref, it->dose.words, it->e.ref);
+		if (!*not_compared)
+			*not_compared = arena_printf(a, "doses in different units not compared "
+						     "(%s in %s, %s in %s)", ref->dose.words,
+						     ref->e.ref, it->dose.words, it->e.ref);
 	} else if (dose_comparable(&ref->strength, &it->strength)) {
 		/* no dose on both: the strengths named are all there is */
 		if (!dose_same(&ref->strength, &it->strength) &&
-		    (!why_add(a, it, COORD_FLAG_DOSE,
-			      arena_printf(a, "strength %s here, %s in %s (no dose stated on both)",
-					   it->strength.words, ref->strength.words, cite(a, &ref->e))) ||
-		     !why_add(a, ref, COORD_FLAG_DOSE,
-			      arena_printf(a, "strength %s here, %s in %s (no dose stated on both)",
-					   ref->strength.words, it->strength.words, cite(a, &it->e)))))
+		    (!WHY(a, it, COORD_FLAG_DOSE, "strength %s here, %s in %s (no dose stated on both)",
+			  it->strength.words, ref->strength.words, cite(a, &ref->e)) ||
+		     !WHY(a, ref, COORD_FLAG_DOSE, "strength %s here, %s in %s (no dose stated on both)",
+			  ref->strength.words, it->strength.words, cite(a, &it->e))))
 			return false;
 	} else if (!*not_compared) {
 		*not_compared = arena_printf(a, "the dose of %s could not be compared with %s",
 					     it->e.ref, ref->e.ref);
 	}
 	if (ref->freq.have && it->freq.have && !near(ref->freq.per_day, it->freq.per_day) &&
-	    (!why_add(a, it, COORD_FLAG_DOSE,
-		      arena_printf(a, "taken %s here, %s in %s", it->freq.words,
-				   ref->freq.words, cite(a, &ref->e))) ||
-	     !why_add(a, ref, COORD_FLAG_DOSE,
-		      arena_printf(a, "taken %s here, %s in %s", ref->freq.words,
-				   it->freq.words, cite(a, &it->e)))))
+	    (!WHY(a, it, COORD_FLAG_DOSE, "taken %s here, %s in %s", it->freq.words,
+		  ref->freq.words, cite(a, &ref->e)) ||
+	     !WHY(a, ref, COORD_FLAG_DOSE, "taken %s here, %s in %s", ref->freq.words,
+		  it->freq.words, cite(a, &it->e))))
 		return false;
 	return true;
 }
@@ -830,8 +849,8 @@ group_rules(struct arena *a, struct group_work *g, unsigned recent_days)
 		struct item *it = g->it[i];
 
 		if (it->e.flags & COORD_FLAG_COURSE_ENDED &&
-		    !why_add(a, it, 0, arena_printf(a, "its course ended on %s but it is still %s",
-						    day_of(a, it->course_end), it->e.status)))
+		    !WHY(a, it, 0, "its course ended on %s but it is still %s",
+			 day_of(a, it->course_end), it->e.status))
 			return CW_ENOMEM;
 		if (current(&it->e) && it->rx && (!ref || !ref->rx ||
 		    (it->e.when && ref->e.when && strcmp(it->e.when, ref->e.when) > 0)))
@@ -844,8 +863,8 @@ group_rules(struct arena *a, struct group_work *g, unsigned recent_days)
 	if (!g->prescribed)
 		for (size_t i = 0; i < g->n; i++)
 			if (current(&g->it[i]->e) &&
-			    !why_add(a, g->it[i], COORD_FLAG_NOT_PRESCRIBED,
-				     arena_strdup(a, "no prescription of it from anyone on record")))
+			    !WHY(a, g->it[i], COORD_FLAG_NOT_PRESCRIBED,
+				 "no prescription of it from anyone on record"))
 				return CW_ENOMEM;
 	/* stopped by one source, active in another */
 	for (size_t i = 0; i < g->n; i++) {
@@ -865,8 +884,7 @@ group_rules(struct arena *a, struct group_work *g, unsigned recent_days)
 				other = true;
 		}
 		if (same) {
-			if (!why_add(a, e, COORD_FLAG_SUPERSEDED,
-				     arena_printf(a, "replaced by %s", cite(a, &same->e))))
+			if (!WHY(a, e, COORD_FLAG_SUPERSEDED, "replaced by %s", cite(a, &same->e)))
 				return CW_ENOMEM;
 			continue;
 		}
@@ -877,12 +895,10 @@ group_rules(struct arena *a, struct group_work *g, unsigned recent_days)
 
 			if (!current(&x->e))
 				continue;
-			if (!why_add(a, x, COORD_FLAG_STOPPED_ACTIVE,
-				     arena_printf(a, "%s ended it on %s (%s) but it is %s here", who(&e->e),
-						  e->e.ended, e->e.ref, x->e.status)) ||
-			    !why_add(a, e, COORD_FLAG_STOPPED_ACTIVE,
-				     arena_printf(a, "%s here (%s), but still %s in %s", e->e.status,
-						  e->e.ended, x->e.status, cite(a, &x->e))))
+			if (!WHY(a, x, COORD_FLAG_STOPPED_ACTIVE, "%s ended it on %s (%s) but it is %s here",
+				 who(&e->e), e->e.ended, e->e.ref, x->e.status) ||
+			    !WHY(a, e, COORD_FLAG_STOPPED_ACTIVE, "%s here (%s), but still %s in %s",
+				 e->e.status, e->e.ended, x->e.status, cite(a, &x->e)))
 				return CW_ENOMEM;
 		}
 	}
@@ -898,19 +914,26 @@ group_rules(struct arena *a, struct group_work *g, unsigned recent_days)
 		for (size_t i = 0; i < g->n; i++) {
 			struct item *it = g->it[i];
 			const char *others = NULL;
+			size_t cited = 0, more = 0;
 
 			if (!current(&it->e) || it->e.state == COORD_ST_INTENDED || !it->rx)
 				continue;
-			for (size_t k = 0; k < g->n; k++) {
+			for (size_t k = 0; it->nwhy < WHY_MAX && k < g->n; k++) {
 				struct item *x = g->it[k];
 
 				if (x == it || !current(&x->e) || x->e.state == COORD_ST_INTENDED || !x->rx)
 					continue;
+				if (cited++ == CITE_MAX) {
+					more = nrx - 1 - CITE_MAX;
+					break;
+				}
 				others = others ? arena_printf(a, "%s, %s", others, cite(a, &x->e)) :
 						  cite(a, &x->e);
+				if (!others)
+					return CW_ENOMEM;
 			}
-			if (!why_add(a, it, COORD_FLAG_DUPLICATE,
-				     arena_printf(a, "also prescribed and current in %s", others)))
+			if (!WHY(a, it, COORD_FLAG_DUPLICATE, "also prescribed and current in %s%s",
+				 others, more ? arena_printf(a, " and %zu more", more) : ""))
 				return CW_ENOMEM;
 		}
 	return CW_OK;
@@ -946,22 +969,23 @@ cross_group_rules(const struct coord *co, struct arena *a, struct group_work *g,
 
 				if (!current(&it->e) || !it->rx)
 					continue;
-				if (!why_add(a, it, COORD_FLAG_DUPLICATE,
-					     arena_printf(a, "%s is also prescribed in %s", dr ? dr->name : "?",
-							  g[j].name)))
+				if (!WHY(a, it, COORD_FLAG_DUPLICATE, "%s is also prescribed in %s",
+					 dr ? dr->name : "?", g[j].name))
 					return CW_ENOMEM;
 			}
 		}
 	return CW_OK;
 }
 
-/* What a clinician reads first about a group. */
+/* What a clinician reads first about a group: at most SUMMARY_ENTRIES
+ * records told, then how many more. */
 static const char *
 summary_of(struct arena *a, const struct group_work *g, unsigned flags,
 	   unsigned recent_days)
 {
-	size_t ncur = 0, nend = 0;
-	const char *s;
+	struct sbuf sb = SBUF_INIT(SUMMARY_MAX);
+	size_t ncur = 0, nend = 0, told = 0, left = 0;
+	const char *out;
 
 	for (size_t i = 0; i < g->n; i++) {
 		if (current(&g->it[i]->e))
@@ -969,42 +993,56 @@ summary_of(struct arena *a, const struct group_work *g, unsigned flags,
 		else if (g->it[i]->e.state == COORD_ST_ENDED)
 			nend++;
 	}
-	s = arena_printf(a, "%s: %zu current, %zu stopped in the last %u days.", g->name,
-			 ncur, nend, recent_days);
-	for (size_t i = 0; s && i < g->n; i++) {
+	sbuf_addf(&sb, "%s: %zu current, %zu stopped in the last %u days.", g->name,
+		  ncur, nend, recent_days);
+	for (size_t i = 0; i < g->n && i < SUMMARY_ENTRIES; i++) {
 		const struct coord_list_entry *e = &g->it[i]->e;
 
-		s = arena_printf(a, "%s %s%s%s%s: %s, %s%s by %s, %s%.10s.", s, e->words,
-				 e->dose || e->dosage ? " (" : "",
-				 e->dose ? e->dose : e->dosage ? e->dosage : "",
-				 e->dose || e->dosage ? ")" : "", e->status,
-				 coord_list_source_code(e->source),
-				 e->reported ? " (recorded from a report)" : "", who(e),
-				 e->when ? "on " : "no date", e->when ? e->when : "");
+		sbuf_addf(&sb, " %s%s%s%s: %s, %s%s by %s, %s%.10s.", e->words,
+			  e->dose || e->dosage ? " (" : "",
+			  e->dose ? e->dose : e->dosage ? e->dosage : "",
+			  e->dose || e->dosage ? ")" : "", e->status,
+			  coord_list_source_code(e->source),
+			  e->reported ? " (recorded from a report)" : "", who(e),
+			  e->when ? "on " : "no date", e->when ? e->when : "");
 	}
-	if (s && g->unchecked)
-		s = arena_printf(a, "%s careweave cannot identify it: grouped by its name, "
-				 "not checked by ingredient.", s);
-	if (s && (flags & COORD_FLAG_DISCREPANCIES)) {
-		s = arena_printf(a, "%s To reconcile:", s);
-		for (size_t i = 0; s && i < g->n; i++) {
+	if (g->n > SUMMARY_ENTRIES)
+		sbuf_addf(&sb, " And %zu more records.", g->n - SUMMARY_ENTRIES);
+	if (g->unchecked)
+		sbuf_adds(&sb, " careweave cannot identify it: grouped by its name, "
+			  "not checked by ingredient.");
+	if (flags & COORD_FLAG_DISCREPANCIES) {
+		sbuf_adds(&sb, " To reconcile:");
+		for (size_t i = 0; i < g->n; i++) {
 			const struct coord_list_entry *e = &g->it[i]->e;
 
-			if (e->why && (e->flags & COORD_FLAG_DISCREPANCIES))
-				s = arena_printf(a, "%s %s: %s.", s, e->ref, e->why);
+			if (!e->why || !(e->flags & COORD_FLAG_DISCREPANCIES))
+				continue;
+			if (told++ < SUMMARY_ENTRIES)
+				sbuf_addf(&sb, " %s: %s.", e->ref, e->why);
+			else
+				left++;
 		}
-	} else if (s && !g->unchecked) {
-		s = arena_printf(a, "%s No discrepancy found.", s);
+		if (left)
+			sbuf_addf(&sb, " And %zu more records with discrepancies.", left);
+	} else if (!g->unchecked) {
+		sbuf_adds(&sb, " No discrepancy found.");
 	}
-	for (size_t i = 0; s && i < g->n; i++) {
+	told = 0;
+	for (size_t i = 0; i < g->n && told < SUMMARY_ENTRIES; i++) {
 		const struct coord_list_entry *e = &g->it[i]->e;
 
-		if (e->why && !(e->flags & COORD_FLAG_DISCREPANCIES))
-			s = arena_printf(a, "%s Note: %s: %s.", s, e->ref, e->why);
+		if (e->why && !(e->flags & COORD_FLAG_DISCREPANCIES)) {
+			sbuf_addf(&sb, " Note: %s: %s.", e->ref, e->why);
+			told++;
+		}
 	}
-	if (s && g->not_compared)
-		s = arena_printf(a, "%s Note: %s.", s, g->not_compared);
-	return s;
+	if (g->not_compared)
+		sbuf_addf(&sb, " Note: %s.", g->not_compared);
+	/* a summary at its cap is cut, not refused */
+	out = arena_strndup(a, sb.buf, sb.len);
+	sbuf_release(&sb);
+	return out;
 }
 
 static int
@@ -1059,15 +1097,18 @@ coord_medication_list(const struct coord *co, struct arena *a,
 	qsort(items, n, sizeof(*items), cmp_items);
 	for (i = 0; i < n; i = j) {
 		struct group_work *w = &g[ng];
+		size_t end = i;
 
-		for (j = i; j < n && !strcmp(items[j].key, items[i].key); j++) {
+		while (end < n && !strcmp(items[end].key, items[i].key))
+			end++;
+		if (!(w->it = arena_alloc(a, (end - i) * sizeof(*w->it))))
+			return CW_ENOMEM;
+		for (j = i; j < end; j++) {
 			w->prescribed |= items[j].prescribed;
 			if (!items[j].listed) {
 				out->nold++;
 				continue;
 			}
-			if (!w->it && !(w->it = arena_alloc(a, (n - i) * sizeof(*w->it))))
-				return CW_ENOMEM;
 			w->it[w->n++] = &items[j];
 		}
 		if (!w->n)

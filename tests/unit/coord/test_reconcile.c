@@ -290,6 +290,52 @@ test_limits_and_names(void **state)
 	assert_null(coord_list_source_code(COORD_SRC_COUNT));
 }
 
+/* Thousands of records cost a bounded amount: one group of 2,000 current
+ * prescriptions of one drug in two doses (every rule fires on every
+ * entry) and 2,000 records careweave cannot map, each its own group. */
+static void
+test_many(void **state)
+{
+	struct arena *big = arena_new(256u << 20);
+	struct coord_list_input *in = arena_alloc(big, COORD_LIST_MAX * sizeof(*in));
+	struct coord_list l;
+	size_t longest = 0;
+
+	assert_non_null(in);
+	for (size_t i = 0; i < COORD_LIST_MAX; i++) {
+		json_t *v = i % 2 ?
+			json_pack("{s:s, s:s, s:s, s:{s:[{s:s, s:s}]}, s:{s:s}, s:[{s:s}]}",
+				  "resourceType", "MedicationRequest", "status", "active",
+				  "intent", "order", "medicationCodeableConcept", "coding",
+				  "system", KB_RXNORM, "code", "6809", "requester", "reference",
+				  i % 4 == 1 ? "Practitioner/a" : "Practitioner/b",
+				  "dosageInstruction", "text", i % 4 == 1 ? "500 mg daily" : "1000 mg daily") :
+			json_pack("{s:s, s:s, s:{s:s}}", "resourceType", "MedicationStatement",
+				  "status", "active", "medicationCodeableConcept", "text",
+				  arena_printf(big, "remedy %c%c%c", 'a' + (int)(i / 676 % 26),
+					       'a' + (int)(i / 26 % 26), 'a' + (int)(i % 26)));
+
+		assert_non_null(v);
+		arena_on_free(big, decref, v);
+		in[i] = (struct coord_list_input){.ref = arena_printf(big, "X/%zu", i), .res = v,
+						  .updated = now};
+	}
+	assert_int_equal(coord_medication_list(co, big, in, COORD_LIST_MAX, now, 90, &l), CW_OK);
+	assert_int_equal(l.ng, 1 + COORD_LIST_MAX / 2);
+	for (size_t i = 0; i < l.ng; i++) {
+		size_t n = strlen(l.g[i].summary);
+
+		longest = n > longest ? n : longest;
+		for (size_t k = 0; k < l.g[i].n; k++)
+			assert_true(!l.g[i].e[k].why || strlen(l.g[i].e[k].why) < 4096);
+	}
+	assert_true(longest <= 32u << 10);
+	assert_true(group(&l, "metformin")->flags & COORD_FLAG_DUPLICATE);
+	assert_true(group(&l, "metformin")->flags & COORD_FLAG_DOSE);
+	assert_true(arena_used(big) < (96u << 20));
+	arena_free(big);
+}
+
 int
 main(void)
 {
@@ -301,6 +347,7 @@ main(void)
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_unchecked_and_course),
 		cmocka_unit_test(test_limits_and_names),
+		cmocka_unit_test(test_many),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
