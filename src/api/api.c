@@ -140,6 +140,8 @@ static const struct route routes[] = {
 	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread, false},
 	{"GET",    "{type}/{id}/$everything",     api_h_everything, false},
 	{"POST",   "{type}/{id}/$everything",     api_h_everything, false},
+	{"GET",    "{type}/{id}/$medication-list", api_h_medication_list, false},
+	{"POST",   "{type}/{id}/$medication-list", api_h_medication_list, false},
 	{"POST",   "{type}/{id}/$break-glass",    api_h_break_glass, false},
 	{"POST",   "{type}/{id}/$break-glass-end", api_h_break_glass_end, true},
 	{"GET",    "{comp}/{id}/{type}",          api_h_compartment, false},

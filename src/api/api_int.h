@@ -16,6 +16,8 @@
  *   glass.c       Patient/{id}/$break-glass: an emergency access grant,
  *                 its notification and its audit call site; its early
  *                 end ($break-glass-end, api_glass_end for the CLI)
+ *   medlist.c     Patient/{id}/$medication-list: the reconciled
+ *                 medication list (the rules are coord/reconcile.c's)
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -232,6 +234,14 @@ enum cw_err api_h_everything(struct api_req *q);
 /* Patient/{id}/{type}[/_search]: search within a patient's compartment. */
 enum cw_err api_h_compartment(struct api_req *q);
 enum cw_err api_h_compartment_post(struct api_req *q);
+/* CW_OK when q->id (a Patient) is in the caller's reach (or the API is
+ * local); else 404 "not known", as for one that does not exist. */
+enum cw_err api_patient_reachable(struct api_req *q);
+
+/* ---- medlist.c -------------------------------------------------------- */
+
+/* GET and POST Patient/{id}/$medication-list (parameter recent, days). */
+enum cw_err api_h_medication_list(struct api_req *q);
 
 /* ---- bundle.c --------------------------------------------------------- */
 

@@ -110,9 +110,16 @@ resource_entry(const struct fhir_restype *rt)
 					 rt->name));
 	if (!strcmp(rt->name, "Patient"))
 		json_object_set_new(r, "operation",
-			json_pack("[{s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}]",
+			json_pack("[{s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}]",
 				  "name", "everything", "definition",
 				  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+				  "name", "medication-list", "definition",
+				  "urn:careweave:OperationDefinition:Patient-medication-list",
+				  "documentation", "The reconciled medication list: every "
+				  "MedicationRequest and MedicationStatement the caller may see, "
+				  "current or stopped in the last `recent` days (default 90), "
+				  "grouped by ingredient, with the discrepancies between sources "
+				  "(a List of contained Lists, one per group; GET or POST)",
 				  /* careweave's own (src/access/README.md) */
 				  "name", "break-glass", "definition",
 				  "urn:careweave:OperationDefinition:Patient-break-glass",

@@ -400,8 +400,8 @@ static const char *const other_compartments[] = {
 
 /* A patient the caller may not read is, to them, one that does not exist
  * (404 either way, so the answer does not tell them apart). */
-static enum cw_err
-patient_reachable(struct api_req *q)
+enum cw_err
+api_patient_reachable(struct api_req *q)
 {
 	struct access_scope *sc = api_scope(q);
 	struct access_grant g;
@@ -441,7 +441,7 @@ check_compartment(struct api_req *q)
 		return diag_err(&q->d, CW_EINVAL, "not-supported", NULL,
 				"%s resources are not in the Patient compartment",
 				q->rt->name);
-	err = patient_reachable(q);
+	err = api_patient_reachable(q);
 	if (err)
 		return err;
 	err = store_read(q->api->store, q->a, "Patient", q->id, &pat);
@@ -639,7 +639,7 @@ api_h_everything(struct api_req *q)
 	}
 	if (err)
 		return err;
-	err = patient_reachable(q);
+	err = api_patient_reachable(q);
 	if (err)
 		return err;
 	ps.scope = q->scope;

@@ -29,7 +29,11 @@
  * authoredOn: a duplicate test, with when it was done and what it showed.
  * A lab order careweave does not know is reported as unchecked. When the
  * order is revoked, completed, entered in error or deleted its findings
- * are settled. */
+ * are settled.
+ *
+ * The reconciled medication list (reconcile.c) is the other kind of rule:
+ * given the patient's medication records, it groups them and says where
+ * the sources disagree; it reads and writes nothing. */
 #ifndef CW_COORD_H
 #define CW_COORD_H
 
@@ -156,5 +160,129 @@ enum cw_err coord_check_given(struct coord *co, struct arena *a,
  * new value; NULL on no memory. */
 json_t *coord_issue(const struct coord_report *r, const struct coord_finding *f,
 		    const char *when);
+
+/* ---- the reconciled medication list (reconcile.c) --------------------- */
+
+/* Patient/{id}/$medication-list: every medication record of the patient,
+ * from every source, grouped by what it is (its ingredient set), with what
+ * the sources disagree about. The caller reads the records (whatever the
+ * caller may see) and passes them; coord/ decides which to list, groups
+ * them and states the discrepancies; it reads nothing itself. The rules
+ * and their limits are in src/coord/README.md. */
+
+/* The flags of the list's entries and groups (a careweave CodeSystem): the
+ * code names of enum coord_list_flag and of enum coord_list_state. */
+#define COORD_LIST_FLAG_SYSTEM "https://careweave.org/fhir/CodeSystem/medication-list-flag"
+/* A stopped record is listed when it ended at most this many days ago. */
+#define COORD_LIST_RECENT_DAYS 90
+#define COORD_LIST_RECENT_MAX 3650
+/* Records one list considers, groups and entries of a group. */
+#define COORD_LIST_MAX 4000
+
+/* Where an entry comes from. */
+enum coord_list_source {
+	COORD_SRC_PRESCRIPTION = 1, /* a MedicationRequest order, outpatient,
+				       community or no category */
+	COORD_SRC_DISCHARGE,        /* an order of category discharge */
+	COORD_SRC_INPATIENT,        /* an order of category inpatient */
+	COORD_SRC_PROPOSAL,         /* intent proposal or plan: not prescribed */
+	COORD_SRC_PATIENT,          /* a statement from the Patient or a RelatedPerson */
+	COORD_SRC_CLINICIAN,        /* a statement from a Practitioner(Role) */
+	COORD_SRC_ORGANIZATION,     /* a statement from an Organization (a pharmacy) */
+	COORD_SRC_UNSTATED,         /* a statement that names no source */
+	COORD_SRC_COUNT
+};
+
+/* What the record says of itself. */
+enum coord_list_state {
+	COORD_ST_ACTIVE = 1, /* active */
+	COORD_ST_ON_HOLD,    /* on-hold */
+	COORD_ST_INTENDED,   /* a statement's intended */
+	COORD_ST_ENDED,      /* stopped, completed, cancelled, not-taken */
+	COORD_ST_UNKNOWN,    /* unknown */
+	COORD_ST_COUNT
+};
+
+/* What reconciliation found: bits of an entry's and a group's flags. */
+enum coord_list_flag {
+	COORD_FLAG_DOSE = 1u << 0,           /* dose-differs */
+	COORD_FLAG_STOPPED_ACTIVE = 1u << 1, /* stopped-vs-active */
+	COORD_FLAG_NOT_PRESCRIBED = 1u << 2, /* not-prescribed */
+	COORD_FLAG_DUPLICATE = 1u << 3,      /* duplicate */
+	COORD_FLAG_UNCHECKED = 1u << 4,      /* unchecked */
+	COORD_FLAG_COURSE_ENDED = 1u << 5,   /* course-ended */
+	COORD_FLAG_SUPERSEDED = 1u << 6,     /* superseded (information) */
+	COORD_FLAG_COUNT_BITS = 7
+};
+/* The flags a reconciler must look at (the rest are information). */
+#define COORD_FLAG_DISCREPANCIES (COORD_FLAG_DOSE | COORD_FLAG_STOPPED_ACTIVE | \
+				  COORD_FLAG_NOT_PRESCRIBED | COORD_FLAG_DUPLICATE | \
+				  COORD_FLAG_COURSE_ENDED)
+
+/* One record as the caller read it. medication: the Medication that
+ * res.medicationReference names, when it is not contained (the caller
+ * read it, if the caller may), else NULL. updated: meta.lastUpdated (ms). */
+struct coord_list_input {
+	const char *ref;       /* "MedicationRequest/x" */
+	const json_t *res;
+	const json_t *medication;
+	int64_t updated;
+};
+
+struct coord_list_entry {
+	const char *ref;          /* the source record */
+	enum coord_list_source source;
+	enum coord_list_state state;
+	const char *status;       /* the record's own status */
+	const char *words;        /* what the record calls the medication */
+	const char *dosage;       /* the first dosage's text, or NULL */
+	const char *dose;         /* the dose compared ("1000 mg"), or NULL */
+	const char *by;           /* requester / informationSource reference, or NULL */
+	const char *by_display;   /* its display, or NULL */
+	const char *when;         /* authoredOn, dateAsserted or the effective
+				     time, as the record writes it; or NULL */
+	const char *ended;        /* when it ended (YYYY-MM-DD), ENDED only */
+	bool reported;            /* a MedicationRequest recorded from a report
+				     (reportedBoolean, reportedReference) */
+	unsigned flags;           /* enum coord_list_flag bits */
+	const char *why;          /* plain words for the flags, or NULL */
+};
+
+struct coord_list_group {
+	const char *name;         /* "metformin", "hydrochlorothiazide + lisinopril",
+				     or the record's words when unchecked */
+	bool unchecked;           /* careweave could not map it: grouped by its
+				     normalized words, not compared by ingredient */
+	struct coord_list_entry *e;
+	size_t n;
+	unsigned flags;           /* the union of the entries' */
+	const char *summary;      /* what a clinician reads first */
+};
+
+struct coord_list {
+	struct coord_list_group *g; /* by name */
+	size_t ng;
+	size_t nconsidered;         /* records passed in */
+	size_t nold;                /* ended before the window, entered in
+				       error, drafts: not listed */
+};
+
+/* Reconciles the records in (n of them, at most COORD_LIST_MAX: more is
+ * CW_ETOOBIG) as of now (ms): lists the current ones and those that ended
+ * in the last recent_days, grouped, with their flags. Everything is in a;
+ * costs one kb mapping a record and a comparison per pair of one group. */
+enum cw_err coord_medication_list(const struct coord *co, struct arena *a,
+				  const struct coord_list_input *in, size_t n,
+				  int64_t now, unsigned recent_days,
+				  struct coord_list *out);
+/* "dose-differs", "active"...: the code of one flag bit or state, and the
+ * words a clinician reads ("Dose differs between sources"). */
+const char *coord_list_flag_code(unsigned bit);
+const char *coord_list_flag_display(unsigned bit);
+const char *coord_list_state_code(enum coord_list_state st);
+const char *coord_list_state_display(enum coord_list_state st);
+/* "prescription", "patient-reported"...: the code of a source kind. */
+const char *coord_list_source_code(enum coord_list_source src);
+const char *coord_list_source_display(enum coord_list_source src);
 
 #endif

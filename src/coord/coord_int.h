@@ -1,5 +1,6 @@
 /* coord/coord_int.h: what the rules of coord/ share (coord.c), and each
- * rule's entry points. Not for use outside coord/.
+ * rule's entry points (medsafety.c, labs.c; reconcile.c, the reconciled
+ * medication list, uses struct coord only). Not for use outside coord/.
  *
  * Every function here reads through the caller's store transaction and
  * allocates in the caller's arena; nothing outlives the rule evaluation. */
