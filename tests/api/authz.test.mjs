@@ -168,6 +168,13 @@ describe('the matrix: every role, every interaction, a patient in and out of rea
       assert.equal((await as(role, 'GET', `Patient/${ids.patB}/$everything`)).status, 404, '$everything B');
       const ev = await as(role, 'GET', `Patient/${ids.patA}/$everything`);
       assert.equal(ev.status, 200, '$everything A');
+      // the medication list, and the rules' $check (it tells about the patient's medications)
+      assert.equal((await as(role, 'GET', `Patient/${ids.patA}/$medication-list`)).status, reads(role) ? 200 : 404, '$medication-list A');
+      assert.equal((await as(role, 'GET', `Patient/${ids.patB}/$medication-list`)).status, 404, '$medication-list B');
+      const proposal = (pid) => ({ resourceType: 'MedicationRequest', status: 'active', intent: 'order',
+        subject: { reference: `Patient/${pid}` }, medicationCodeableConcept: { text: 'Coumadin 5 mg tablet' } });
+      assert.equal((await as(role, 'POST', 'MedicationRequest/$check', proposal(ids.patA))).status, writes(role) ? 200 : 403, '$check A');
+      assert.equal((await as(role, 'POST', 'MedicationRequest/$check', proposal(ids.patB))).status, 404, '$check B');
       // history
       assert.equal((await as(role, 'GET', `Observation/${ids.obsB}/_history`)).status, 404, 'history B');
       assert.equal((await as(role, 'GET', `Observation/${ids.obsA}/_history`)).status, reads(role) ? 200 : 404, 'history A');
