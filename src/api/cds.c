@@ -596,7 +596,7 @@ static enum cw_err
 call(struct api_req *q, const struct cds_service *svc)
 {
 	struct call c = {.svc = svc};
-	struct coord_given given;
+	struct coord_given given, drafts_given;
 	struct cards cs = {0};
 	json_t *body = NULL, *all;
 	bool held, checked = false;
@@ -621,8 +621,38 @@ call(struct api_req *q, const struct cds_service *svc)
 				"This server runs without its rules");
 	if ((err = patient_held(q, c.patient_id, &held)))
 		return err;
-	given.res = c.given;
-	given.n = c.ngiven;
+	/* The other draft orders count as the patient's medications too: an
+	 * order signed with another that interacts with it is found. As
+	 * given records: a copy about the patient, taken as active. */
+	{
+		size_t nd = json_array_size(c.drafts);
+		const json_t **all_given = arena_alloc(q->a, (c.ngiven + nd + 1) * sizeof(*all_given));
+
+		if (!all_given)
+			return CW_ENOMEM;
+		for (size_t k = 0; k < c.ngiven; k++)
+			all_given[k] = c.given[k];
+		given.res = all_given;
+		given.n = c.ngiven;
+		drafts_given.res = all_given + c.ngiven;
+		drafts_given.n = 0;
+		json_array_foreach(c.drafts, i, e) {
+			const json_t *res = json_object_get(e, "resource");
+			json_t *cp;
+
+			if (!coord_watches(str_at(res, "resourceType")))
+				continue;
+			if (!(cp = api_json_own(q->a, json_deep_copy(res))) ||
+			    json_object_set_new(cp, "subject", json_pack("{s:s}", "reference", c.patient_ref)) ||
+			    json_object_set_new(cp, "status", json_string("active")))
+				return CW_ENOMEM;
+			if (!str_at(cp, "id"))
+				json_object_set_new(cp, "id", json_string(arena_printf(q->a, "draft-%zu", i)));
+			all_given[c.ngiven + drafts_given.n++] = cp;
+		}
+		if (!held)
+			given.n += drafts_given.n;
+	}
 	if (held) {
 		/* careweave's record is read: the audit record names the patient */
 		const char **p = arena_alloc(q->a, sizeof(*p));
@@ -646,6 +676,10 @@ call(struct api_req *q, const struct cds_service *svc)
 			continue;
 		if ((err = draft_of(q, &c, i, res, &draft)))
 			return err;
+		/* the name its copy among the drafts has, so it is not compared
+		 * with itself */
+		if (!id)
+			json_object_set_new(draft, "id", json_string(arena_printf(q->a, "draft-%zu", i)));
 		if (held) {
 			q->rt = fhir_restype_find(type);
 			err = api_rules_check(q, draft, &r, &hidden);
@@ -655,6 +689,18 @@ call(struct api_req *q, const struct cds_service *svc)
 		}
 		if (err || (err = report_cards(q, &cs, &r, res, ref, hidden)))
 			return err;
+		if (held && drafts_given.n > 1) {
+			/* and with the other drafts of this call (not in the store) */
+			struct coord_report rd;
+
+			if ((err = coord_check_given(q->api->coord, q->a, draft, &drafts_given, &rd,
+						     &q->d)))
+				return err;
+			rd.unchecked = false;         /* said by the first report */
+			rd.nunchecked_others = 0;
+			if ((err = report_cards(q, &cs, &rd, res, ref, NULL)))
+				return err;
+		}
 		checked = true;
 	}
 	/* a patient careweave does not hold, checked over what was sent: say

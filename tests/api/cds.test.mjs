@@ -135,8 +135,15 @@ describe('a patient careweave holds, on naproxen', () => {
     assert.equal(r.status, 200, r.text.slice(0, 600));
     assert.match(r.headers.get('content-type'), /application\/json/);
     assertValidCards(r.json);
-    assert.equal(r.json.cards.length, 1, JSON.stringify(r.json.cards.map((c) => c.summary)));
-    const [c] = r.json.cards;
+    // the selected draft against the record (naproxen) and against the other
+    // draft of the session (ibuprofen); the unselected draft gets no card of its own
+    assert.equal(r.json.cards.length, 2, JSON.stringify(r.json.cards.map((c) => c.summary)));
+    for (const k of r.json.cards) {
+      assert.deepEqual(k.suggestions[0].actions[0].resourceId, ['MedicationRequest/draft-warfarin'], k.summary);
+    }
+    assert.ok(r.json.cards.some((k) => /ibuprofen/i.test(k.summary)), 'the other draft is compared with');
+    const c = r.json.cards.find((k) => /naproxen/i.test(k.summary));
+    assert.ok(c, 'the record is compared with');
     assert.equal(c.indicator, 'critical');
     assert.match(c.summary, /warfarin/i);
     assert.match(c.summary, /naproxen/i);
@@ -163,6 +170,18 @@ describe('a patient careweave holds, on naproxen', () => {
     const targets = r.json.cards.flatMap((c) => (c.suggestions ?? []).flatMap((s) => s.actions.flatMap((a) => a.resourceId)));
     assert.ok(targets.includes('MedicationRequest/draft-warfarin'));
     assert.ok(targets.includes('MedicationRequest/draft-ibuprofen'), 'two NSAIDs: the ibuprofen draft is named too');
+  });
+
+  test('order-sign: two drafts are compared with each other, not only with the record', async () => {
+    const other = (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: 'CdsTwoDrafts' }] })).json.id;
+    const r = await call(SIGN, hookRequest('order-sign', other, [draft('draft-warfarin-2', other, warfarin), draft('draft-ibuprofen-2', other, ibuprofen)]));
+    assert.equal(r.status, 200, r.text.slice(0, 600));
+    assertValidCards(r.json);
+    assert.equal(r.json.cards[0]?.indicator, 'critical', JSON.stringify(r.json.cards.map((c) => c.summary)));
+    assert.match(r.json.cards[0].summary, /warfarin/i);
+    // and a single draft is never compared with itself
+    const one = await call(SIGN, hookRequest('order-sign', other, [draft('draft-warfarin-3', other, warfarin)]));
+    assert.deepEqual(one.json, { cards: [] });
   });
 
   test('the call is in the patient\'s audit trail', async () => {
