@@ -117,12 +117,6 @@ coord_list_source_display(enum coord_list_source src)
 
 /* ---- reading a record ------------------------------------------------------ */
 
-static const char *
-str_at(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 static bool
 is(const char *s, const char *lit)
 {
@@ -191,12 +185,12 @@ dose_set_unit(struct dose *d, const char *unit, const char *per)
 static bool
 quantity_of(const json_t *q, struct dose *d, double *v, const char **unit_words)
 {
-	const char *code = str_at(q, "code"), *unit = str_at(q, "unit"), *u;
+	const char *code = coord_str_at(q, "code"), *unit = coord_str_at(q, "unit"), *u;
 	double scale = 1;
 
 	if (!q || !fhir_number(json_object_get(q, "value"), v, NULL))
 		return false;
-	u = code && is(str_at(q, "system"), UCUM) ? unit_find(code, strlen(code), &scale) : NULL;
+	u = code && is(coord_str_at(q, "system"), UCUM) ? unit_find(code, strlen(code), &scale) : NULL;
 	if (!u && unit)
 		u = unit_find(unit, strlen(unit), &scale);
 	*unit_words = unit ? unit : code ? code : "";
@@ -354,7 +348,7 @@ freq_of(struct arena *a, const json_t *dosage, struct freq *f)
 		{"mo", "month", 30}, {"a", "year", 365},
 	};
 	const json_t *rep = json_object_get(json_object_get(dosage, "timing"), "repeat");
-	const char *pu = str_at(rep, "periodUnit");
+	const char *pu = coord_str_at(rep, "periodUnit");
 	double freq = 1, period;
 
 	memset(f, 0, sizeof(*f));
@@ -397,31 +391,13 @@ struct item {
 	bool more;              /* more than WHY_MAX: "and more" said */
 };
 
-static size_t
-codings_of(const json_t *cc, struct kb_coding *out, size_t max, const char **text)
-{
-	size_t i, n = 0;
-	json_t *c;
-
-	*text = str_at(cc, "text");
-	json_array_foreach(json_object_get(cc, "coding"), i, c) {
-		if (n == max)
-			break;
-		out[n].system = str_at(c, "system");
-		out[n].code = str_at(c, "code");
-		out[n].display = str_at(c, "display");
-		n++;
-	}
-	return n;
-}
-
 /* What the record is: its medicationCodeableConcept, a contained
  * Medication's code, or the code of the Medication the caller read. */
 static const json_t *
 concept_of(const struct coord_list_input *in)
 {
 	const json_t *cc = json_object_get(in->res, "medicationCodeableConcept");
-	const char *ref = str_at(json_object_get(in->res, "medicationReference"), "reference");
+	const char *ref = coord_str_at(json_object_get(in->res, "medicationReference"), "reference");
 	size_t i;
 	json_t *c;
 
@@ -429,8 +405,8 @@ concept_of(const struct coord_list_input *in)
 		return cc;
 	if (ref && ref[0] == '#') {
 		json_array_foreach(json_object_get(in->res, "contained"), i, c)
-			if (is(str_at(c, "resourceType"), "Medication") &&
-			    is(str_at(c, "id"), ref + 1))
+			if (is(coord_str_at(c, "resourceType"), "Medication") &&
+			    is(coord_str_at(c, "id"), ref + 1))
 				return json_object_get(c, "code");
 		return NULL;
 	}
@@ -440,18 +416,18 @@ concept_of(const struct coord_list_input *in)
 static const char *
 concept_words(const json_t *cc, const json_t *res)
 {
-	const char *t = str_at(cc, "text");
+	const char *t = coord_str_at(cc, "text");
 	json_t *c = json_array_get(json_object_get(cc, "coding"), 0);
-	const char *d = str_at(json_object_get(res, "medicationReference"), "display");
+	const char *d = coord_str_at(json_object_get(res, "medicationReference"), "display");
 
 	if (t && *t)
 		return t;
-	if (c && str_at(c, "display"))
-		return str_at(c, "display");
+	if (c && coord_str_at(c, "display"))
+		return coord_str_at(c, "display");
 	if (d && *d)
 		return d;
-	if (c && str_at(c, "code"))
-		return str_at(c, "code");
+	if (c && coord_str_at(c, "code"))
+		return coord_str_at(c, "code");
 	return "a medication without a code or name";
 }
 
@@ -514,8 +490,8 @@ coded(const json_t *cc, const char *system, const char *code)
 	json_t *c;
 
 	json_array_foreach(json_object_get(cc, "coding"), i, c)
-		if (is(str_at(c, "code"), code) &&
-		    (!str_at(c, "system") || is(str_at(c, "system"), system)))
+		if (is(coord_str_at(c, "code"), code) &&
+		    (!coord_str_at(c, "system") || is(coord_str_at(c, "system"), system)))
 			return true;
 	return false;
 }
@@ -574,11 +550,11 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 	  int64_t now, int64_t since, struct item *it)
 {
 	const json_t *res = in->res, *cc = concept_of(in), *dosage, *by;
-	const char *type = str_at(res, "resourceType"), *st = str_at(res, "status");
+	const char *type = coord_str_at(res, "resourceType"), *st = coord_str_at(res, "status");
 	bool mr = is(type, "MedicationRequest");
 	struct kb_coding cs[8];
 	const char *text = NULL;
-	size_t nc = cc ? codings_of(cc, cs, 8, &text) : 0;
+	size_t nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
 	struct kb_mapping map;
 	int64_t ended = 0;
 	size_t i;
@@ -604,10 +580,10 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 		it->listed = false; /* entered-in-error, draft */
 	/* the source and who */
 	by = json_object_get(res, mr ? "requester" : "informationSource");
-	it->e.by = str_at(by, "reference");
-	it->e.by_display = str_at(by, "display");
+	it->e.by = coord_str_at(by, "reference");
+	it->e.by_display = coord_str_at(by, "display");
 	if (mr) {
-		const char *intent = str_at(res, "intent");
+		const char *intent = coord_str_at(res, "intent");
 
 		it->rx = order_intent(intent);
 		it->e.source = !it->rx ? COORD_SRC_PROPOSAL : COORD_SRC_PRESCRIPTION;
@@ -619,14 +595,14 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 				it->e.source = COORD_SRC_INPATIENT;
 		}
 		it->prescribed = it->rx && it->listed;
-		it->e.when = str_at(res, "authoredOn");
+		it->e.when = coord_str_at(res, "authoredOn");
 		it->e.reported = json_is_true(json_object_get(res, "reportedBoolean")) ||
 				 json_object_get(res, "reportedReference");
-		it->prior = str_at(json_object_get(res, "priorPrescription"), "reference");
+		it->prior = coord_str_at(json_object_get(res, "priorPrescription"), "reference");
 		dosage = json_array_get(json_object_get(res, "dosageInstruction"), 0);
 		/* the course: the latest end of every dosage's bounds, if all have one */
 		json_array_foreach(json_object_get(res, "dosageInstruction"), i, x) {
-			int64_t e = end_of(str_at(json_object_get(json_object_get(json_object_get(
+			int64_t e = end_of(coord_str_at(json_object_get(json_object_get(json_object_get(
 				x, "timing"), "repeat"), "boundsPeriod"), "end"));
 
 			if (!e) {
@@ -638,7 +614,7 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 		}
 		if (it->e.state == COORD_ST_ENDED) {
 			ended = it->course_end ? it->course_end :
-				end_of(str_at(json_object_get(json_object_get(res, "dispenseRequest"),
+				end_of(coord_str_at(json_object_get(json_object_get(res, "dispenseRequest"),
 							      "validityPeriod"), "end"));
 		}
 	} else {
@@ -657,18 +633,18 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 			it->e.source = COORD_SRC_PATIENT;
 		else
 			it->e.source = COORD_SRC_UNSTATED;
-		it->e.when = str_at(res, "dateAsserted");
+		it->e.when = coord_str_at(res, "dateAsserted");
 		if (!it->e.when)
-			it->e.when = str_at(res, "effectiveDateTime");
+			it->e.when = coord_str_at(res, "effectiveDateTime");
 		if (!it->e.when)
-			it->e.when = str_at(per, "start");
+			it->e.when = coord_str_at(per, "start");
 		dosage = json_array_get(json_object_get(res, "dosage"), 0);
-		it->course_end = end_of(str_at(per, "end"));
+		it->course_end = end_of(coord_str_at(per, "end"));
 		if (it->e.state == COORD_ST_ENDED) {
 			ended = it->course_end ? it->course_end :
-				end_of(str_at(res, "effectiveDateTime"));
+				end_of(coord_str_at(res, "effectiveDateTime"));
 			if (!ended)
-				ended = end_of(str_at(res, "dateAsserted"));
+				ended = end_of(coord_str_at(res, "dateAsserted"));
 		}
 	}
 	if (it->e.state == COORD_ST_ENDED) {
@@ -679,7 +655,7 @@ item_fill(const struct coord *co, struct arena *a, const struct coord_list_input
 		if (ended < since)
 			it->listed = false;
 	}
-	it->e.dosage = str_at(dosage, "text");
+	it->e.dosage = coord_str_at(dosage, "text");
 	dose_structured(a, dosage, &it->dose);
 	if (!it->dose.have)
 		dose_in_text(a, it->e.dosage, &it->dose);
