@@ -44,33 +44,46 @@ struct glass_claim {
 	long minutes;
 };
 
-/* Reads {reason, minutes} from a Parameters body. CW_EINVAL (400) when the
- * body is not a Parameters resource or has no reason string; the value
- * rules are access_glass_check's. */
+/* The parameter array of a Parameters body; an empty body is NULL params,
+ * refused with need (400) when need is set. what: the words of a refusal. */
 static enum cw_err
-parse_claim(struct api_req *q, struct glass_claim *c)
+parameters_of(struct api_req *q, const char *need, const char *what, json_t **params)
 {
-	json_t *body = NULL, *params, *p;
+	json_t *body = NULL;
 	const char *rtype;
-	size_t i;
 	enum cw_err err;
 
-	c->reason = NULL;
-	c->minutes = ACCESS_GLASS_MINUTES_DEFAULT;
+	*params = NULL;
 	if ((err = api_check_body_type(q, false)))
 		return err;
 	if (!q->r->body_len)
-		return diag_err(&q->d, CW_EINVAL, "required", NULL,
-				"Send a Parameters resource with a reason");
+		return need ? diag_err(&q->d, CW_EINVAL, "required", NULL, "%s", need) : CW_OK;
 	if ((err = fhir_parse_json(q->r->body, q->r->body_len, &body, &q->d)))
 		return err;
 	if (!api_json_own(q->a, body))
 		return CW_ENOMEM;
 	rtype = json_string_value(json_object_get(body, "resourceType"));
 	if (!rtype || strcmp(rtype, "Parameters"))
-		return diag_err(&q->d, CW_EINVAL, "invalid", "resourceType",
-				"Send a Parameters resource with a reason");
-	params = json_object_get(body, "parameter");
+		return diag_err(&q->d, CW_EINVAL, "invalid", "resourceType", "%s", what);
+	*params = json_object_get(body, "parameter");
+	return CW_OK;
+}
+
+/* Reads {reason, minutes} from a Parameters body. CW_EINVAL (400) when the
+ * body is not a Parameters resource or has no reason string; the value
+ * rules are access_glass_check's. */
+static enum cw_err
+parse_claim(struct api_req *q, struct glass_claim *c)
+{
+	json_t *params, *p;
+	size_t i;
+	enum cw_err err;
+
+	c->reason = NULL;
+	c->minutes = ACCESS_GLASS_MINUTES_DEFAULT;
+	if ((err = parameters_of(q, "Send a Parameters resource with a reason",
+				 "Send a Parameters resource with a reason", &params)))
+		return err;
 	json_array_foreach(params, i, p) {
 		const char *name = json_string_value(json_object_get(p, "name"));
 		json_t *v;
@@ -428,27 +441,17 @@ end_grants(struct api *api, struct arena *a, struct access_scope *sc,
 static enum cw_err
 parse_end(struct api_req *q, int64_t *gid, const char **reason, size_t *reason_len)
 {
-	json_t *body = NULL, *p;
-	const char *rtype;
+	json_t *params, *p;
 	size_t i;
 	enum cw_err err;
 
 	*gid = 0;
 	*reason = NULL;
 	*reason_len = 0;
-	if ((err = api_check_body_type(q, false)))
+	if ((err = parameters_of(q, NULL, "Send a Parameters resource (grant, reason) or no body",
+				 &params)))
 		return err;
-	if (!q->r->body_len)
-		return CW_OK;
-	if ((err = fhir_parse_json(q->r->body, q->r->body_len, &body, &q->d)))
-		return err;
-	if (!api_json_own(q->a, body))
-		return CW_ENOMEM;
-	rtype = json_string_value(json_object_get(body, "resourceType"));
-	if (!rtype || strcmp(rtype, "Parameters"))
-		return diag_err(&q->d, CW_EINVAL, "invalid", "resourceType",
-				"Send a Parameters resource (grant, reason) or no body");
-	json_array_foreach(json_object_get(body, "parameter"), i, p) {
+	json_array_foreach(params, i, p) {
 		const char *name = json_string_value(json_object_get(p, "name"));
 		json_t *v;
 
