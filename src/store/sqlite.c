@@ -211,6 +211,16 @@ static const char *const migrations[] = {
 	"ALTER TABLE glass_grants ADD COLUMN ended_by INTEGER;"
 	"CREATE INDEX glass_grants_patient ON glass_grants(patient_id);"
 	"ALTER TABLE audit ADD COLUMN purpose INTEGER NOT NULL DEFAULT 0;",
+
+	/* 8: what a module keeps derived from the resources (sqlite_facts.c):
+	 * coord/'s summary of one patient's medications, allergies and live
+	 * findings, so a check reads one row instead of searching and parsing
+	 * the record. Written in the transaction of the change it follows;
+	 * a row may be dropped at any time (it is made again from the
+	 * resources), so no migration ever has to convert one. */
+	"CREATE TABLE facts("
+	"  name TEXT PRIMARY KEY,"
+	"  body BLOB NOT NULL);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -764,6 +774,7 @@ run_group(struct store *s, struct sq_job **jobs, size_t n)
 			continue;
 		}
 		tx.poisoned = CW_OK;
+		sq_facts_forget(s, false);
 		err = jobs[i]->fn(&tx, jobs[i]->ctx);
 		if (!err)
 			err = tx.poisoned;
@@ -1033,6 +1044,7 @@ store_free(struct store *s)
 	pthread_cond_destroy(&s->ck_cv);
 	if (s->tx_arena)
 		arena_free(s->tx_arena);
+	sq_facts_forget(s, true);
 	if (s->scratch)
 		arena_free(s->scratch);
 	sbuf_release(&s->jbuf);

@@ -168,6 +168,24 @@ enum cw_err store_tx_match(struct store_tx *tx, struct arena *a,
 /* The arena of the transaction's own scratch memory, reset after commit. */
 struct arena *store_tx_arena(struct store_tx *tx);
 
+/* ---- derived rows (sqlite_facts.c) -------------------------------------
+ *
+ * A module may keep what it derives from the resources in a row of its
+ * own, named "module/key" (coord/: one per patient), read and written in
+ * the transaction of the change it follows. The store never interprets a
+ * body; a row may be dropped at any time and must be made again from the
+ * resources by whoever keeps it. */
+
+/* The body of row name, NUL-terminated, copied into a; *found false (and
+ * out empty) when there is none. */
+enum cw_err store_tx_facts_get(struct store_tx *tx, struct arena *a,
+			       const char *name, struct span *out, bool *found);
+/* Creates or replaces row name with the n bytes of body. */
+enum cw_err store_tx_facts_put(struct store_tx *tx, const char *name,
+			       const void *body, size_t n);
+/* Drops row name (nothing when there is none). */
+enum cw_err store_tx_facts_drop(struct store_tx *tx, const char *name);
+
 /* ---- people and sessions (for access/) -------------------------------- */
 
 /* A person who signs in. Not a FHIR resource: users live in their own

@@ -97,6 +97,14 @@ struct store {
 	struct sbuf jbuf;          /* serialized JSON of one put */
 	int64_t last_ms;           /* lastUpdated never goes backwards */
 	struct sq_job **batch;     /* the group being committed (max_group) */
+	/* the facts row a job last read or wrote (sqlite_facts.c): a module
+	 * reads back what it just wrote without SQLite; forgotten at the start
+	 * of every job (so a rolled-back job leaves nothing in it) */
+	struct {
+		char *name, *body;
+		size_t n, cap;
+		bool valid;
+	} facts_last;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct sq_job *head, *tail;
@@ -121,6 +129,10 @@ struct store_tx {
 	struct sq_conn *c;
 	enum cw_err poisoned; /* a write of this job failed half way */
 };
+
+/* Forgets the facts row kept from the last job; frees it too when done
+ * (store_close). */
+void sq_facts_forget(struct store *s, bool done);
 
 /* The calling thread's reader connection, opened on first use. NULL with
  * an issue in d (may be NULL) when the database cannot be opened. */

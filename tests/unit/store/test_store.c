@@ -303,6 +303,82 @@ test_failed_job_rolls_back(void **state)
 	assert_int_equal(store_read(f->s, f->a, "Patient", "rb2", &r), CW_OK);
 }
 
+/* Facts rows (sqlite_facts.c): what a job writes it reads back at once,
+ * a later job sees what committed, and a job that fails leaves neither its
+ * row nor the writer's memory of it. */
+struct facts_ctx {
+	struct arena *a;
+	const char *name;
+	const char *put;      /* body to put, or NULL: drop */
+	const char *seen;     /* the body read after the put, or NULL */
+	const char *before;   /* the body read before the put, or NULL */
+	enum cw_err fail_with;
+};
+
+static enum cw_err
+facts_fn(struct store_tx *tx, void *arg)
+{
+	struct facts_ctx *c = arg;
+	struct span body;
+	bool found;
+	enum cw_err err;
+
+	if ((err = store_tx_facts_get(tx, c->a, c->name, &body, &found)))
+		return err;
+	c->before = found ? body.p : NULL;
+	err = c->put ? store_tx_facts_put(tx, c->name, c->put, strlen(c->put)) :
+		       store_tx_facts_drop(tx, c->name);
+	if (err || (err = store_tx_facts_get(tx, c->a, c->name, &body, &found)))
+		return err;
+	c->seen = found ? body.p : NULL;
+	return c->fail_with;
+}
+
+static void
+test_facts_rows(void **state)
+{
+	struct fx *f = *state;
+	struct facts_ctx c = {.a = f->a, .name = "coord/p1", .put = "first"};
+
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	assert_null(c.before);
+	assert_string_equal(c.seen, "first");
+	/* a failed job: its own read saw its put, nothing of it stays */
+	c.put = "second";
+	c.fail_with = CW_EINVALID;
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_EINVALID);
+	assert_string_equal(c.before, "first");
+	assert_string_equal(c.seen, "second");
+	c.put = "third";
+	c.fail_with = CW_OK;
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	assert_string_equal(c.before, "first");
+	/* another name is another row; a drop leaves none */
+	c.name = "coord/p2";
+	c.put = NULL;
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	assert_null(c.before);
+	assert_null(c.seen);
+	c.name = "coord/p1";
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	assert_string_equal(c.before, "third");
+	assert_null(c.seen);
+	/* a reopened store reads what committed */
+	c.put = "fourth";
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	store_close(f->s);
+	{
+		struct diag d;
+
+		diag_init(&d, f->a);
+		f->s = open_store(f->path, false, &d);
+		assert_non_null(f->s);
+	}
+	c.put = "fifth";
+	assert_int_equal(store_write(f->s, facts_fn, &c), CW_OK);
+	assert_string_equal(c.before, "fourth");
+}
+
 /* A transaction of several MiB of WAL goes through the writer's VFS,
  * which gathers the WAL appends into large writes: what a commit wrote
  * must be what a reader and a reopened store see, and a failed one must
@@ -1586,6 +1662,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_versions_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_if_match_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_facts_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
