@@ -49,6 +49,14 @@ struct kb *kb_load(const char *dir, kb_report_fn *report, void *arg,
 		   enum cw_err *err);
 void kb_free(struct kb *kb);
 
+/* Which mapping rules map.c applies: raise it whenever a change there can
+ * map a medication or allergy differently, so that what was mapped and
+ * kept (coord/'s facts) is mapped again. */
+#define KB_MAP_REVISION 1
+/* A number that changes when any kb file or KB_MAP_REVISION changes:
+ * whatever was derived from another kb is to be derived again. */
+uint64_t kb_fingerprint(const struct kb *kb);
+
 /* The directory to load: dir when set, else $CAREWEAVE_KB when set, else
  * KB_DEFAULT_DIR. *explicit says whether it was named (by dir or the
  * environment), so a caller can refuse a missing named directory but

@@ -57,6 +57,7 @@ struct kb_side {
 
 struct kb {
 	struct arena *a;
+	uint64_t digest; /* kb_fingerprint */
 
 	struct kb_drug *drug;
 	size_t ndrug;

@@ -135,6 +135,9 @@ read_tsv(struct loader *L, const char *name, const char *const *cols,
 	}
 	fclose(fp);
 	buf[len] = '\0';
+	/* FNV-1a over every file, in load order: kb_fingerprint */
+	for (size_t i = 0; i < len; i++)
+		L->kb->digest = (L->kb->digest ^ (unsigned char)buf[i]) * 0x100000001b3ULL;
 	for (size_t i = 0; i < len; i++)
 		lines += buf[i] == '\n';
 	f->row = arena_alloc(a, lines * sizeof(*f->row));
@@ -1076,6 +1079,7 @@ kb_load(const char *dir, kb_report_fn *report, void *arg, enum cw_err *err)
 		return NULL;
 	}
 	kb->a = a;
+	kb->digest = 0xcbf29ce484222325ULL ^ KB_MAP_REVISION;
 	L.kb = kb;
 	if (!kb_tab_init(&kb->names, a, 1024) || !kb_tab_init(&kb->first, a, 1024) ||
 	    !kb_tab_init(&kb->rxcui, a, 256)) {
@@ -1120,6 +1124,12 @@ kb_load(const char *dir, kb_report_fn *report, void *arg, enum cw_err *err)
 	if (err)
 		*err = CW_OK;
 	return kb;
+}
+
+uint64_t
+kb_fingerprint(const struct kb *kb)
+{
+	return kb->digest;
 }
 
 void
