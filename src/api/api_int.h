@@ -156,7 +156,12 @@ struct api_op {
 	size_t npatients;
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */
 	struct access_scope *scope;    /* the writer's access; NULL: local */
-	struct coord *coord;           /* the rules to run (rules.c); NULL: none */
+	struct coord *coord;           /* the rules to run (rules.c), and what
+					  they keep of a patient, which
+					  api_op_exec keeps true
+					  (coord_note_write); NULL: no rules,
+					  what was kept of the patient is
+					  dropped */
 	bool report_only;              /* the rules record findings, never refuse */
 	/* results */
 	json_t *blocked;               /* the DetectedIssues that refused it (409) */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "coord/coord.h"
 
 /* ---- the write-path core -------------------------------------------------- */
 
@@ -268,8 +269,10 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	    struct diag *d)
 {
 	struct store_put put = {.rt = op->rt};
-	size_t before = d->n;
+	size_t before = d->n, nwas = 0;
+	const char **was = NULL;
 	bool created = false, existed = false;
+	bool kept = op->rt && coord_keeps(op->rt->name);
 	enum cw_err err;
 
 	err = api_op_authorize(tx, a, op, d);
@@ -294,6 +297,11 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		put.create = op->kind == OP_CREATE || op->create_with_id;
 		put.if_match = op->if_match;
 		put.fresh_id = op->kind == OP_CREATE && op->fresh_id;
+		/* whom the version before was about: coord/ keeps what the
+		 * rules need of each patient (a record may move to another) */
+		if (kept && !put.fresh_id &&
+		    (err = store_tx_patients(tx, a, op->rt->name, op->id, &was, &nwas)))
+			return err;
 		err = store_tx_put(tx, a, &put, &op->out, &created);
 		if (err)
 			return op_fail(d, before, err, op);
@@ -302,6 +310,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		/* whose record changed, for the audit record of this write */
 		op->patients = op->out.patients;
 		op->npatients = op->out.npatients;
+		if (kept)
+			return coord_note_write(op->coord, tx, a, op->rt->name, op->id, op->res,
+						put.fresh_id, was, nwas, d);
 		return CW_OK;
 	case OP_DELETE:
 		op->status = 204;
@@ -317,6 +328,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (err)
 			return op_fail(d, before, err, op);
 		op->deleted = existed;
+		if (kept && existed)
+			return coord_note_write(op->coord, tx, a, op->rt->name, op->id, NULL,
+						false, op->patients, op->npatients, d);
 		return CW_OK;
 	}
 	return CW_EINTERNAL;

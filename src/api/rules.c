@@ -6,8 +6,8 @@
  * transaction or batch entry, import, HL7). For a type coord/ watches,
  * for each finding it reports:
  *
- *   - already raised (a DetectedIssue with its identifier, still final):
- *     nothing new;
+ *   - already raised (a DetectedIssue with its identifier, still final,
+ *     as coord/'s kept records of the patient say: f->raised): nothing new;
  *   - high severity and interruptive, and the medication carries no
  *     override reason (extension COORD_OVERRIDE_URL): the change fails
  *     with 409 and an OperationOutcome that holds the DetectedIssue
@@ -35,9 +35,9 @@
 /* Writes res (validated first: careweave never stores what it would
  * refuse from a client) as careweave's own change, with its record. */
 static enum cw_err
-write_own(struct store_tx *tx, struct arena *a, json_t *res, const char *id,
-	  const char **patients, size_t npatients, struct api_op *out,
-	  struct diag *d)
+write_own(struct store_tx *tx, struct arena *a, struct coord *co, json_t *res,
+	  const char *id, const char **patients, size_t npatients,
+	  struct api_op *out, struct diag *d)
 {
 	const char *type = json_string_value(json_object_get(res, "resourceType"));
 	struct diag vd;
@@ -55,6 +55,9 @@ write_own(struct store_tx *tx, struct arena *a, json_t *res, const char *id,
 	out->kind = id ? OP_UPDATE : OP_CREATE;
 	out->id = id;
 	out->res = res;
+	/* what coord/ keeps of the patient follows (a DetectedIssue), but the
+	 * rules do not run on their own writes */
+	out->coord = co;
 	if ((err = api_op_resolve(tx, a, out, d)) ||
 	    (err = api_op_exec(tx, a, out, d)))
 		return err;
@@ -118,8 +121,9 @@ override_of(const json_t *res)
 
 /* Settles the final DetectedIssues that implicate r->settles. */
 static enum cw_err
-settle(struct store_tx *tx, struct arena *a, const struct coord_report *r,
-       const char *now, const char **patients, size_t npatients, struct diag *d)
+settle(struct store_tx *tx, struct arena *a, struct coord *co,
+       const struct coord_report *r, const char *now, const char **patients,
+       size_t npatients, struct diag *d)
 {
 	const char *ref = r->settles;
 	const char **ids;
@@ -151,31 +155,8 @@ settle(struct store_tx *tx, struct arena *a, const struct coord_report *r,
 		    json_object_set_new(di, "status", json_string("mitigated")))
 			return CW_ENOMEM;
 		json_object_del(di, "meta");
-		if ((err = write_own(tx, a, di, ids[i], patients, npatients, &sub, d)))
+		if ((err = write_own(tx, a, co, di, ids[i], patients, npatients, &sub, d)))
 			return err;
-	}
-	return CW_OK;
-}
-
-/* Whether a final DetectedIssue with this key exists already. */
-static enum cw_err
-raised(struct store_tx *tx, struct arena *a, const char *key, bool *yes,
-       struct diag *d)
-{
-	const char **ids;
-	size_t n;
-	enum cw_err err;
-
-	*yes = false;
-	err = find(tx, a, "DetectedIssue", "identifier",
-		   arena_printf(a, "%s|%s", COORD_ISSUE_SYSTEM, key), 20, &ids, &n, d);
-	if (err)
-		return err;
-	for (size_t i = 0; i < n && !*yes; i++) {
-		json_t *di = read_json(tx, a, "DetectedIssue", ids[i]);
-		const char *st = di ? str_at(di, "status") : NULL;
-
-		*yes = st && !strcmp(st, "final");
 	}
 	return CW_OK;
 }
@@ -344,7 +325,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	 * yet (an import of 344 stopped prescriptions a Bundle asks nothing). */
 	if (r.settles)
 		return op->status == 201 ? CW_OK :
-		       settle(tx, a, &r, now, op->patients, op->npatients, d);
+		       settle(tx, a, op->coord, &r, now, op->patients, op->npatients, d);
 	if (r.unchecked)
 		diag_add(d, DIAG_WARNING, "informational", op->loc, "Not checked for %s: %s",
 			 r.unchecked_for, r.unchecked_what);
@@ -352,16 +333,12 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	/* First every blocking finding, so the answer names them all. */
 	for (size_t i = 0; i < r.nfindings; i++) {
 		const struct coord_finding *f = &r.findings[i];
-		bool was;
+		struct rules_sens s;
 
 		if (f->severity != KB_SEV_HIGH || !f->interruptive || over ||
 		    op->report_only || r.never_refuses)
 			continue;
-		struct rules_sens s;
-
-		if ((err = raised(tx, a, f->key, &was, d)))
-			return err;
-		if (!was) {
+		if (!f->raised) {
 			if ((err = api_rules_sensitivity(tx, a, op->scope, f, &s)) ||
 			    (err = block(a, op, &r, f, now, s.hidden, d)))
 				return err;
@@ -376,11 +353,8 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		struct api_op di_op, c_op;
 		struct rules_sens s;
 		json_t *di, *c;
-		bool was;
 
-		if ((err = raised(tx, a, f->key, &was, d)))
-			return err;
-		if (was)
+		if (f->raised)
 			continue;
 		if ((err = api_rules_sensitivity(tx, a, op->scope, f, &s)))
 			return err;
@@ -403,7 +377,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 				json_object_set_new(json_array_get(m, 0), "author",
 						    json_pack("{s:s}", "reference", by));
 		}
-		if ((err = write_own(tx, a, di, NULL, pat, 1, &di_op, d)))
+		if ((err = write_own(tx, a, op->coord, di, NULL, pat, 1, &di_op, d)))
 			return err;
 		/* Information (the ONC non-interruptive pairs, low severity) is
 		 * on the record; only what needs a decision is sent. */
@@ -411,7 +385,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 			continue;
 		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now, s.sensitive))))
 			return CW_ENOMEM;
-		if ((err = write_own(tx, a, c, NULL, pat, 1, &c_op, d)))
+		if ((err = write_own(tx, a, op->coord, c, NULL, pat, 1, &c_op, d)))
 			return err;
 	}
 	return CW_OK;

@@ -122,19 +122,44 @@ coord_add_finding(struct coord_findings *fs)
 	return &fs->f[fs->n++];
 }
 
-const char *
-coord_pair_key(struct arena *a, const char *rule, const char *x, const char *y)
+bool
+coord_finding_known(const struct coord_findings *fs, const char *key)
 {
+	return fs->known && key && coord_facts_raised(fs->known, key);
+}
+
+const char *
+coord_pair_key(struct arena *a, const char *rule, const char *what, const char *x,
+	       const char *y)
+{
+	const char *part[4];
+	size_t len[4], n = 0, total = 0;
+	char *k, *p;
+
 	if (strcmp(x, y) > 0) {
 		const char *t = x;
 
 		x = y;
 		y = t;
 	}
-	char *k = arena_printf(a, "%s:%s:%s", rule, x, y);
-
+	part[n++] = rule;
+	if (what)
+		part[n++] = what;
+	part[n++] = x;
+	part[n++] = y;
+	for (size_t i = 0; i < n; i++)
+		total += (len[i] = strlen(part[i])) + 1;
+	/* "rule:what:x:y", put together by hand: one is made for every pair
+	 * compared on every write */
+	if (!(k = arena_alloc(a, total)))
+		return NULL;
+	for (size_t i = 0, at = 0; i < n; i++) {
+		memcpy(k + at, part[i], len[i]);
+		at += len[i];
+		k[at++] = i + 1 < n ? ':' : '\0';
+	}
 	/* a token search value: no '|' (system separator), ',' (or), '$' or '\\' */
-	for (char *p = k; p && *p; p++)
+	for (p = k; *p; p++)
 		if (*p == '|' || *p == ',' || *p == '$' || *p == '\\')
 			*p = '-';
 	return k;
@@ -319,12 +344,42 @@ check(struct coord *co, struct store_tx *tx, struct arena *a, const char *type,
 	return coord_med_check(co, tx, a, type, ref, res, out, d);
 }
 
+/* Which findings of a change's report are on the record already (its
+ * patient's kept records), and, when one is new, whom to tell. */
+static enum cw_err
+mark_raised(struct coord *co, struct store_tx *tx, struct arena *a,
+	    struct coord_report *out, struct diag *d)
+{
+	size_t fresh = 0;
+	enum cw_err err;
+
+	if (!out->nfindings || !out->patient)
+		return CW_OK;
+	if (!out->facts) {
+		if (!(out->facts = arena_zalloc(a, sizeof(*out->facts))))
+			return CW_ENOMEM;
+		if ((err = coord_facts_load(co, tx, a, out->patient, out->facts, d)))
+			return err;
+	}
+	for (size_t i = 0; i < out->nfindings; i++) {
+		struct coord_finding *f = &out->findings[i];
+
+		f->raised = coord_facts_raised(out->facts, f->key);
+		fresh += !f->raised;
+	}
+	if (!fresh || !out->notify_told)
+		return CW_OK;
+	return coord_load_notify(tx, a, out->patient, out->notify_author, out->notify_told,
+				 out, d);
+}
+
 enum cw_err
 coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
 		const char *type, const char *id, const json_t *res,
 		struct coord_report *out, struct diag *d)
 {
 	const char *ref;
+	enum cw_err err;
 
 	memset(out, 0, sizeof(*out));
 	if (!co || !coord_watches(type))
@@ -340,7 +395,10 @@ coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
 		}
 		return CW_OK;
 	}
-	return check(co, tx, a, type, ref, res, out, d);
+	out->new_only = true;
+	if ((err = check(co, tx, a, type, ref, res, out, d)))
+		return err;
+	return mark_raised(co, tx, a, out, d);
 }
 
 enum cw_err

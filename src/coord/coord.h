@@ -59,6 +59,7 @@
 #define COORD_ISSUE_CODES "https://careweave.org/fhir/CodeSystem/detected-issue"
 
 struct coord; /* opaque: the kb and the rules' settings */
+struct coord_facts; /* coord/'s own: what it keeps of a patient */
 
 /* kb is borrowed and must outlive the coord. NULL on no memory. */
 struct coord *coord_new(const struct kb *kb);
@@ -79,6 +80,8 @@ struct coord_finding {
 				    code_display and detail */
 	const char *mitigation;  /* what to do instead, or NULL */
 	const char *key;         /* the identifier value (COORD_ISSUE_SYSTEM) */
+	bool raised;             /* a final DetectedIssue with this key is on
+				    the record already (coord_on_change) */
 	const char *implicated[2]; /* "MedicationRequest/a", the other or NULL */
 	const char *source;      /* the reference the rule comes from */
 };
@@ -113,7 +116,36 @@ struct coord_report {
 	 * pharmacist and coordinator; each once */
 	const char **notify;
 	size_t nnotify;
+	/* coord/'s own: whom the rule tells besides the team (the author of
+	 * the change) and which members (enum coord_told in coord_int.h),
+	 * loaded into notify only when a finding is new; and what the rule
+	 * read of the patient's kept records */
+	const char *notify_author;
+	unsigned notify_told;
+	struct coord_facts *facts;
+	/* a write's check (coord_on_change): a finding already raised is left
+	 * out where the rule can tell early (the medication rules), else
+	 * marked raised */
+	bool new_only;
 };
+
+/* Whether writes of this type change what the rules keep of a patient
+ * (coord_note_write): MedicationRequest, MedicationStatement,
+ * AllergyIntolerance, DetectedIssue. */
+bool coord_keeps(const char *type);
+
+/* Keeps what the rules know of a patient true after a write of type/id
+ * (res its new version, NULL: deleted), in the same transaction: the one
+ * write path calls it for every put and delete of a type coord_keeps,
+ * before the rules run. fresh: the record did not exist before. before:
+ * the patient ids the previous version was about (store_tx_patients
+ * before the write), nbefore of them. co NULL (a write without rules):
+ * what was kept of those patients is dropped, to be made again. */
+enum cw_err coord_note_write(struct coord *co, struct store_tx *tx,
+			     struct arena *a, const char *type, const char *id,
+			     const json_t *res, bool fresh,
+			     const char *const *before, size_t nbefore,
+			     struct diag *d);
 
 /* Whether changes of this type have rules (cheap: call before coord_on_change). */
 bool coord_watches(const char *type);

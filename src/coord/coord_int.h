@@ -11,6 +11,13 @@
 
 #define COORD_FINDINGS_MAX 64
 #define COORD_NOTIFY_MAX 32
+/* The current medication requests (and, apart, statements) and allergies
+ * of a patient the medication rules read when they make what they keep of
+ * the patient (facts.c), or take from a caller (CDS Hooks prefetch); a
+ * patient with more is checked against the first ones, said in the log
+ * (ids only). */
+#define COORD_MEDS_MAX 200
+#define COORD_ALLERGIES_MAX 100
 
 struct coord {
 	const struct kb *kb;
@@ -30,19 +37,82 @@ enum cw_err coord_match(struct store_tx *tx, struct arena *a, const char *type,
 size_t coord_codings_of(const json_t *cc, struct kb_coding *out, size_t max,
 			const char **text);
 
+/* The words of a CodeableConcept naming a medication or allergen: its
+ * text, else the first coding's display, else its code. */
+const char *coord_concept_words(const json_t *cc);
+/* The patient a record of type is about ("Patient/x": an allergy's or a
+ * DetectedIssue's patient, else the subject), or NULL. */
+const char *coord_patient_of(const char *type, const json_t *res);
+
+/* ---- what the rules keep of a patient (facts.c) ----------------------- */
+
+/* The kinds of record kept. */
+enum {
+	COORD_FACT_REQUEST = 'm',   /* a current MedicationRequest */
+	COORD_FACT_STATEMENT = 's', /* a current MedicationStatement */
+	COORD_FACT_ALLERGY = 'a',   /* a current AllergyIntolerance */
+	COORD_FACT_FINDING = 'd',   /* a final DetectedIssue careweave raised */
+};
+
+/* What the rules know of one record. */
+struct coord_fact {
+	char kind;
+	const char *type;   /* "MedicationRequest", ... */
+	const char *ref;    /* "MedicationRequest/x" */
+	const char *by;     /* a medication's prescriber or reporter, or NULL */
+	const char *words;  /* what it calls the medication or allergen */
+	const char *medref; /* "Medication/x" not yet mapped (coord_fact_resolve),
+			       or NULL */
+	const char *key;    /* a finding's identifier value */
+	struct kb_mapping map;
+};
+
+/* The records kept of one patient, in no order. */
+struct coord_facts {
+	const char *patient; /* "Patient/x" */
+	struct coord_fact *e;
+	size_t n, cap;
+};
+
+/* What the rules know of res (of type, at ref), into out, and whether it
+ * is a record they keep (current). A medication that names a Medication resource
+ * is mapped through tx (or given, when tx is NULL), unless keep_medref:
+ * then out->medref names it. */
+bool coord_fact_of(struct coord *co, struct store_tx *tx, struct arena *a,
+		   const char *type, const char *ref, const json_t *res,
+		   const struct coord_given *given, bool keep_medref,
+		   struct coord_fact *out, struct diag *d);
+/* Maps the Medication f->medref names, read in tx. */
+enum cw_err coord_fact_resolve(struct coord *co, struct store_tx *tx,
+			       struct arena *a, struct coord_fact *f,
+			       struct diag *d);
+/* The kept records of patient as tx sees them (made from the record when
+ * there is no row to read; then kept). */
+enum cw_err coord_facts_load(struct coord *co, struct store_tx *tx,
+			     struct arena *a, const char *patient,
+			     struct coord_facts *out, struct diag *d);
+/* Whether a final finding with key is on f's patient's record. */
+bool coord_facts_raised(const struct coord_facts *f, const char *key);
+
 /* The findings of one evaluation, at most COORD_FINDINGS_MAX. */
 struct coord_findings {
 	struct arena *a;
 	struct coord_finding *f;
 	size_t n;
+	/* when set (a write's check, coord_report.new_only): findings already
+	 * on this record are left out, words and all */
+	const struct coord_facts *known;
 };
 
 /* A zeroed finding to fill, or NULL when full or out of memory. */
 struct coord_finding *coord_add_finding(struct coord_findings *fs);
-/* "rule:x:y" with x and y in a fixed order (the pair has one key whichever
- * came first), made a valid token search value. */
-const char *coord_pair_key(struct arena *a, const char *rule, const char *x,
-			   const char *y);
+/* Whether the finding key is to be left out (fs->known has it raised). */
+bool coord_finding_known(const struct coord_findings *fs, const char *key);
+/* "rule:what:x:y" ("rule:x:y" when what is NULL) with x and y in a fixed
+ * order (the pair has one key whichever came first), made a valid token
+ * search value. NULL on no memory. */
+const char *coord_pair_key(struct arena *a, const char *rule, const char *what,
+			   const char *x, const char *y);
 /* The references a list of source keys names ("onc-ni,cw-summary"), their
  * texts joined by "; " (a key the kb does not know stays as it is). */
 const char *coord_source_words(const struct coord *co, struct arena *a,

@@ -344,7 +344,7 @@ done_finding(struct coord *co, struct order *o, unsigned other,
 		interval_words(co->kb, a, r));
 	f->mitigation = "Reuse this result if it answers the question; if the test must be "
 			"repeated this soon, keep the order and say why.";
-	f->key = coord_pair_key(a, "labdone", o->ref, r->best_ref);
+	f->key = coord_pair_key(a, "labdone", NULL, o->ref, r->best_ref);
 	f->implicated[0] = o->ref;
 	f->implicated[1] = r->best_ref;
 	f->source = coord_source_words(co, a, r->rt->source);
@@ -374,7 +374,7 @@ pending_finding(struct coord *co, struct order *o, unsigned other,
 		days_words(a, apart, "from this order"), o->ref,
 		interval_words(co->kb, a, r));
 	f->mitigation = "Keep one order: revoke the other, or confirm both are meant.";
-	f->key = coord_pair_key(a, "labdup", o->ref, oref);
+	f->key = coord_pair_key(a, "labdup", NULL, o->ref, oref);
 	f->implicated[0] = o->ref;
 	f->implicated[1] = oref;
 	f->source = coord_source_words(co, a, r->rt->source);
@@ -563,9 +563,7 @@ coord_lab_check(struct coord *co, struct store_tx *tx, struct arena *a,
 		return err;
 	out->findings = o.fs.f;
 	out->nfindings = o.fs.n;
-	if (o.fs.n)
-		return coord_load_notify(tx, a, patient,
-					 coord_str_at(json_object_get(res, "requester"), "reference"),
-					 COORD_TELL_PCP | COORD_TELL_COORDINATOR, out, d);
+	out->notify_author = coord_str_at(json_object_get(res, "requester"), "reference");
+	out->notify_told = COORD_TELL_PCP | COORD_TELL_COORDINATOR;
 	return CW_OK;
 }

@@ -3,19 +3,18 @@
  * Everything is read inside the caller's store transaction, so a
  * transaction Bundle that writes two interacting prescriptions is checked
  * with both in place, and a check never sees a half-written change. The
- * patient's record is read whole for each check: their current
- * MedicationRequests and MedicationStatements (at most COORD_MEDS_MAX of
- * each) and AllergyIntolerances (COORD_ALLERGIES_MAX); a patient with more
- * is checked against the first ones and the report says so in the log
- * (ids only). The kb does the pharmacology; this file decides which pairs
- * to compare and puts each finding into words a clinician reads. */
+ * patient's record is what facts.c keeps of it (every current medication
+ * and allergy, mapped when it was written, and the findings already
+ * raised), so a check reads one row; records a caller gives (CDS Hooks
+ * prefetch) are taken as given, at most COORD_MEDS_MAX requests and
+ * statements and COORD_ALLERGIES_MAX allergies. The kb does the
+ * pharmacology; this file decides which pairs to compare and puts each
+ * finding into words a clinician reads. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "coord/coord_int.h"
 
-#define COORD_MEDS_MAX 200
-#define COORD_ALLERGIES_MAX 100
 
 /* Whether a medication record of type is current: what the patient takes
  * or is to take now. */
@@ -31,109 +30,12 @@ coord_med_current(const char *type, const json_t *res)
 	return !strcmp(type, "MedicationStatement") && !strcmp(st, "intended");
 }
 
-/* The patient a medication or allergy is about: "Patient/x", or NULL. */
-static const char *
-patient_of(const char *type, const json_t *res)
-{
-	const char *ref = coord_str_at(json_object_get(res, !strcmp(type, "AllergyIntolerance") ?
-						  "patient" : "subject"), "reference");
-
-	return ref && !strncmp(ref, "Patient/", 8) && ref[8] ? ref : NULL;
-}
-
-/* The CodeableConcept naming what a medication record is: its own, or
- * the Medication it references (contained "#id", or Medication/id in tx,
- * or among the given records when there is no tx). */
-static const json_t *
-med_concept(struct store_tx *tx, struct arena *a, const json_t *res,
-	    const struct coord_given *given, struct diag *d)
-{
-	const json_t *cc = json_object_get(res, "medicationCodeableConcept");
-	const char *ref;
-	size_t i;
-	json_t *c, *m;
-
-	if (cc)
-		return cc;
-	ref = coord_str_at(json_object_get(res, "medicationReference"), "reference");
-	if (!ref)
-		return NULL;
-	if (ref[0] == '#') {
-		json_array_foreach(json_object_get(res, "contained"), i, c)
-			if (!strcmp(coord_str_at(c, "resourceType") ? coord_str_at(c, "resourceType") : "", "Medication") &&
-			    coord_str_at(c, "id") && !strcmp(coord_str_at(c, "id"), ref + 1))
-				return json_object_get(c, "code");
-		return NULL;
-	}
-	if (strncmp(ref, "Medication/", 11))
-		return NULL;
-	if (!tx) {
-		/* a given record: its Medication is given too, or unknown */
-		for (i = 0; given && i < given->n; i++) {
-			const json_t *g = given->res[i];
-			const char *gt = coord_str_at(g, "resourceType"), *gid = coord_str_at(g, "id");
-
-			if (gt && !strcmp(gt, "Medication") && gid && !strcmp(gid, ref + 11))
-				return json_object_get(g, "code");
-		}
-		return NULL;
-	}
-	m = coord_read_json(tx, a, "Medication", ref + 11, d);
-	return m ? json_object_get(m, "code") : NULL;
-}
-
-/* What a medication or allergy is, for the words of a finding: the text,
- * else the first coding's display, else its code. */
-static const char *
-concept_words(const json_t *cc)
-{
-	const char *t = coord_str_at(cc, "text");
-	json_t *c = json_array_get(json_object_get(cc, "coding"), 0);
-
-	if (t && *t)
-		return t;
-	if (c && coord_str_at(c, "display"))
-		return coord_str_at(c, "display");
-	if (c && coord_str_at(c, "code"))
-		return coord_str_at(c, "code");
-	return "an unnamed medication";
-}
-
-/* One medication of the patient, as the rules see it. */
-struct med {
-	const char *ref;       /* "MedicationRequest/x" */
-	const char *type;
-	const json_t *res;
-	const char *words;     /* what the record calls it */
-	const char *by;        /* the prescriber or reporter's reference, or NULL */
-	struct kb_mapping map;
-};
-
-struct allergy {
-	const char *ref;
-	const char *words;
-	struct kb_mapping map;
-};
-
 static void
 med_fill(struct coord *co, struct store_tx *tx, struct arena *a,
-	 struct med *m, const char *type, const char *ref, const json_t *res,
+	 struct coord_fact *m, const char *type, const char *ref, const json_t *res,
 	 const struct coord_given *given, struct diag *d)
 {
-	struct kb_coding cs[8];
-	const json_t *cc = med_concept(tx, a, res, given, d);
-	const char *text = NULL;
-	size_t n = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
-	const char *by = coord_str_at(json_object_get(res, !strcmp(type, "MedicationRequest") ?
-						 "requester" : "informationSource"),
-				"reference");
-
-	m->ref = ref;
-	m->type = type;
-	m->res = res;
-	m->words = cc ? concept_words(cc) : "a medication without a code or name";
-	m->by = by;
-	kb_map_medication(co->kb, cs, n, text, &m->map);
+	(void)coord_fact_of(co, tx, a, type, ref, res, given, false, m, d);
 }
 
 /* Whether an allergy record counts: active (or no clinical status), and
@@ -153,17 +55,10 @@ coord_allergy_current(const json_t *res)
 }
 
 static void
-allergy_fill(struct coord *co, struct allergy *al, const char *ref,
+allergy_fill(struct coord *co, struct arena *a, struct coord_fact *al, const char *ref,
 	     const json_t *res)
 {
-	const json_t *cc = json_object_get(res, "code");
-	struct kb_coding cs[8];
-	const char *text = NULL;
-	size_t nc = cc ? coord_codings_of(cc, cs, 8, &text) : 0;
-
-	al->ref = ref;
-	al->words = cc ? concept_words(cc) : "an allergy without a code or name";
-	kb_map_allergy(co->kb, cs, nc, text, &al->map);
+	(void)coord_fact_of(co, NULL, a, "AllergyIntolerance", ref, res, NULL, false, al, NULL);
 }
 
 /* ---- the patient's other records ------------------------------------------ */
@@ -174,90 +69,46 @@ allergy_fill(struct coord *co, struct allergy *al, const char *ref,
  * gives (record_given); the comparison (compare) is the same. */
 
 struct record {
-	struct med *meds;
+	struct coord_fact *meds;
 	size_t nmeds;
-	struct allergy *allergies;
+	struct coord_fact *allergies;
 	size_t nallergies;
 };
 
-static enum cw_err
-load_meds(struct coord *co, struct store_tx *tx, struct arena *a,
-	  const char *patient, const char *type, const char *self,
-	  struct record *rec, struct diag *d)
-{
-	const char *q[] = {"subject", patient, "status",
-			   !strcmp(type, "MedicationRequest") ? "active,on-hold" :
-			   "active,on-hold,intended"};
-	const char **ids;
-	size_t n;
-	struct med *nm;
-	enum cw_err err;
-
-	err = coord_match(tx, a, type, q, 2, COORD_MEDS_MAX, &ids, &n, d);
-	if (err)
-		return err;
-	if (n == COORD_MEDS_MAX)
-		log_warn("coord: %s has %zu or more current %ss; checked against the first",
-			 patient, n, type);
-	nm = arena_realloc(a, rec->meds, rec->nmeds * sizeof(*nm),
-			   (rec->nmeds + n) * sizeof(*nm));
-	if (n && !nm)
-		return CW_ENOMEM;
-	rec->meds = nm;
-	for (size_t i = 0; i < n; i++) {
-		const char *ref = arena_printf(a, "%s/%s", type, ids[i]);
-		json_t *res;
-
-		if (!ref)
-			return CW_ENOMEM;
-		if (self && !strcmp(ref, self))
-			continue;
-		if (!(res = coord_read_json(tx, a, type, ids[i], d)) || !coord_med_current(type, res))
-			continue;
-		med_fill(co, tx, a, &rec->meds[rec->nmeds++], type, ref, res, NULL, d);
-	}
-	return CW_OK;
-}
-
-static enum cw_err
-load_allergies(struct coord *co, struct store_tx *tx, struct arena *a,
-	       const char *patient, struct record *rec, struct diag *d)
-{
-	const char *q[] = {"patient", patient};
-	const char **ids;
-	size_t n;
-	enum cw_err err;
-
-	err = coord_match(tx, a, "AllergyIntolerance", q, 1, COORD_ALLERGIES_MAX, &ids, &n, d);
-	if (err)
-		return err;
-	rec->allergies = n ? arena_zalloc(a, n * sizeof(*rec->allergies)) : NULL;
-	if (n && !rec->allergies)
-		return CW_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		json_t *res = coord_read_json(tx, a, "AllergyIntolerance", ids[i], d);
-		const char *ref;
-
-		if (!res || !coord_allergy_current(res))
-			continue;
-		if (!(ref = arena_printf(a, "AllergyIntolerance/%s", ids[i])))
-			return CW_ENOMEM;
-		allergy_fill(co, &rec->allergies[rec->nallergies++], ref, res);
-	}
-	return CW_OK;
-}
-
+/* The patient's kept records (facts.c) as the record to compare with:
+ * every current medication but self, and with_allergies the allergies. */
 static enum cw_err
 record_load(struct coord *co, struct store_tx *tx, struct arena *a,
-	    const char *patient, const char *self, struct record *rec,
-	    struct diag *d)
+	    const char *patient, const char *self, bool with_allergies,
+	    struct record *rec, struct coord_report *out, struct diag *d)
 {
+	struct coord_facts *f = arena_zalloc(a, sizeof(*f));
 	enum cw_err err;
 
-	if ((err = load_meds(co, tx, a, patient, "MedicationRequest", self, rec, d)) ||
-	    (err = load_meds(co, tx, a, patient, "MedicationStatement", self, rec, d)))
+	if (!f)
+		return CW_ENOMEM;
+	if ((err = coord_facts_load(co, tx, a, patient, f, d)))
 		return err;
-	return load_allergies(co, tx, a, patient, rec, d);
+	out->facts = f;
+	rec->meds = f->n ? arena_alloc(a, f->n * sizeof(*rec->meds)) : NULL;
+	rec->allergies = f->n ? arena_alloc(a, f->n * sizeof(*rec->allergies)) : NULL;
+	if (f->n && (!rec->meds || !rec->allergies))
+		return CW_ENOMEM;
+	for (size_t i = 0; i < f->n; i++) {
+		struct coord_fact *e = &f->e[i];
+
+		if (e->kind == COORD_FACT_ALLERGY) {
+			if (with_allergies)
+				rec->allergies[rec->nallergies++] = *e;
+			continue;
+		}
+		if (e->kind == COORD_FACT_FINDING || (self && !strcmp(e->ref, self)))
+			continue;
+		if ((err = coord_fact_resolve(co, tx, a, e, d)))
+			return err;
+		rec->meds[rec->nmeds++] = *e;
+	}
+	return CW_OK;
 }
 
 /* Whether type is a medication record the medication rules compare
@@ -315,7 +166,7 @@ record_given(struct coord *co, struct arena *a, const char *patient,
 			continue;
 		if (allergy) {
 			if (rec->nallergies < COORD_ALLERGIES_MAX && coord_allergy_current(res))
-				allergy_fill(co, &rec->allergies[rec->nallergies++], ref, res);
+				allergy_fill(co, a, &rec->allergies[rec->nallergies++], ref, res);
 			continue;
 		}
 		if (!coord_med_current(type, res))
@@ -340,7 +191,7 @@ drug_name(const struct coord *co, unsigned drug)
 
 
 static void
-ddi_findings(struct coord *co, const struct med *m, const struct med *o,
+ddi_findings(struct coord *co, const struct coord_fact *m, const struct coord_fact *o,
 	     struct coord_findings *fs)
 {
 	struct kb_ddi_hit hits[8];
@@ -348,9 +199,13 @@ ddi_findings(struct coord *co, const struct med *m, const struct med *o,
 
 	for (size_t i = 0; i < n && i < 8; i++) {
 		const struct kb_interaction *r = hits[i].rule;
-		struct coord_finding *f = coord_add_finding(fs);
+		const char *key = coord_pair_key(fs->a, "ddi", r->id,
+						 m->ref, o->ref);
+		struct coord_finding *f;
 
-		if (!f)
+		if (coord_finding_known(fs, key))
+			continue;
+		if (!(f = coord_add_finding(fs)))
 			return;
 		f->severity = r->severity;
 		f->interruptive = r->interruptive;
@@ -364,7 +219,7 @@ ddi_findings(struct coord *co, const struct med *m, const struct med *o,
 		f->summary = arena_printf(fs->a, "%s with %s", drug_name(co, hits[i].drug_a),
 					  drug_name(co, hits[i].drug_b));
 		f->mitigation = r->advice && *r->advice ? r->advice : NULL;
-		f->key = coord_pair_key(fs->a, arena_printf(fs->a, "ddi:%s", r->id), m->ref, o->ref);
+		f->key = key;
 		f->implicated[0] = m->ref;
 		f->implicated[1] = o->ref;
 		f->source = coord_source_words(co, fs->a, r->source);
@@ -374,23 +229,49 @@ ddi_findings(struct coord *co, const struct med *m, const struct med *o,
 /* Two records of one ingredient, or two drugs of one therapeutic class. A
  * prescription and a statement of the same ingredient are one therapy
  * told twice (the reconciled list merges them), not a duplicate. */
+/* The therapy classes (kb_class_is_therapy) of each drug of m, found once
+ * for all the records m is compared with. */
+struct therapies {
+	unsigned cls[KB_MAP_MAX][16];
+	size_t n[KB_MAP_MAX];
+};
+
 static void
-dup_findings(struct coord *co, const struct med *m, const struct med *o,
-	     struct coord_findings *fs)
+therapies_of(const struct coord *co, const struct coord_fact *m, struct therapies *t)
+{
+	for (unsigned i = 0; i < m->map.n; i++) {
+		unsigned all[16];
+		size_t n = m->map.ref[i].kind == KB_REF_DRUG ?
+			   kb_drug_classes(co->kb, m->map.ref[i].id, all, 16) : 0;
+
+		t->n[i] = 0;
+		for (size_t c = 0; c < n && c < 16; c++)
+			if (kb_class_is_therapy(co->kb, all[c]))
+				t->cls[i][t->n[i]++] = all[c];
+	}
+}
+
+static void
+dup_findings(struct coord *co, const struct coord_fact *m, const struct therapies *th,
+	     const struct coord_fact *o, struct coord_findings *fs)
 {
 	bool same_kind = !strcmp(m->type, o->type);
 
 	for (unsigned i = 0; i < m->map.n; i++) {
-		unsigned da = m->map.ref[i].id, cls_a[16];
-		size_t nca;
+		unsigned da = m->map.ref[i].id;
 
 		if (m->map.ref[i].kind != KB_REF_DRUG)
 			continue;
 		for (unsigned j = 0; j < o->map.n; j++) {
 			unsigned db = o->map.ref[j].id;
 			struct coord_finding *f;
+			const char *key;
 
 			if (o->map.ref[j].kind != KB_REF_DRUG || db != da || !same_kind)
+				continue;
+			key = coord_pair_key(fs->a, "dup", drug_name(co, da),
+					     m->ref, o->ref);
+			if (coord_finding_known(fs, key))
 				continue;
 			if (!(f = coord_add_finding(fs)))
 				return;
@@ -403,24 +284,25 @@ dup_findings(struct coord *co, const struct med *m, const struct med *o,
 				drug_name(co, da), m->words, m->ref, o->words, o->ref);
 			f->summary = arena_printf(fs->a, "%s prescribed twice", drug_name(co, da));
 			f->mitigation = "Keep one prescription: stop the other, or confirm both are meant.";
-			f->key = coord_pair_key(fs->a, arena_printf(fs->a, "dup:%s", drug_name(co, da)),
-					  m->ref, o->ref);
+			f->key = key;
 			f->implicated[0] = m->ref;
 			f->implicated[1] = o->ref;
 			f->source = NULL;
 		}
-		nca = kb_drug_classes(co->kb, da, cls_a, 16);
-		for (size_t c = 0; c < nca && c < 16; c++) {
-			const struct kb_class *cl = kb_class_at(co->kb, cls_a[c]);
+		for (size_t c = 0; c < th->n[i]; c++) {
+			const struct kb_class *cl = kb_class_at(co->kb, th->cls[i][c]);
 
-			if (!kb_class_is_therapy(co->kb, cls_a[c]))
-				continue;
 			for (unsigned j = 0; j < o->map.n; j++) {
 				unsigned db = o->map.ref[j].id;
 				struct coord_finding *f;
+				const char *key;
 
 				if (o->map.ref[j].kind != KB_REF_DRUG || db == da ||
-				    !kb_drug_in_class(co->kb, db, cls_a[c]))
+				    !kb_drug_in_class(co->kb, db, th->cls[i][c]))
+					continue;
+				key = coord_pair_key(fs->a, "dupclass", cl->name,
+						     m->ref, o->ref);
+				if (coord_finding_known(fs, key))
 					continue;
 				if (!(f = coord_add_finding(fs)))
 					return;
@@ -435,8 +317,7 @@ dup_findings(struct coord *co, const struct med *m, const struct med *o,
 				f->summary = arena_printf(fs->a, "two %s, %s and %s", cl->name,
 							  drug_name(co, da), drug_name(co, db));
 				f->mitigation = "Usually one drug of this class is enough: review whether both are needed.";
-				f->key = coord_pair_key(fs->a, arena_printf(fs->a, "dupclass:%s", cl->name),
-						  m->ref, o->ref);
+				f->key = key;
 				f->implicated[0] = m->ref;
 				f->implicated[1] = o->ref;
 				f->source = coord_source_words(co, fs->a, cl->source);
@@ -446,7 +327,7 @@ dup_findings(struct coord *co, const struct med *m, const struct med *o,
 }
 
 static void
-allergy_findings(struct coord *co, const struct med *m, const struct allergy *al,
+allergy_findings(struct coord *co, const struct coord_fact *m, const struct coord_fact *al,
 		 struct coord_findings *fs)
 {
 	struct kb_allergy_hit hits[8];
@@ -454,10 +335,15 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 
 	for (size_t i = 0; i < n && i < 8; i++) {
 		const struct kb_allergy_hit *h = &hits[i];
-		struct coord_finding *f = coord_add_finding(fs);
+		const char *key = coord_pair_key(fs->a, h->rule ? "cross-allergy" : "allergy", NULL,
+						 m->ref, al->ref);
+		struct coord_finding *f;
 
-		if (!f)
+		if (coord_finding_known(fs, key))
+			continue;
+		if (!(f = coord_add_finding(fs)))
 			return;
+		f->key = key;
 		f->severity = h->severity;
 		f->interruptive = true;
 		f->implicated[0] = m->ref;
@@ -471,7 +357,6 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 			f->summary = arena_printf(fs->a, "%s, and the patient is allergic to %s",
 						  drug_name(co, h->drug), al->words);
 			f->mitigation = "Choose a drug the patient is not allergic to, or confirm the allergy record is wrong.";
-			f->key = coord_pair_key(fs->a, "allergy", m->ref, al->ref);
 			f->source = NULL;
 		} else {
 			f->code = "RALG";
@@ -485,7 +370,6 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 			f->mitigation = h->severity >= KB_SEV_MODERATE ?
 				"Consider an alternative, or give with monitoring if the reaction was mild." :
 				"Cross-reactivity is uncommon; note the recorded reaction.";
-			f->key = coord_pair_key(fs->a, "cross-allergy", m->ref, al->ref);
 			f->source = coord_source_words(co, fs->a, h->rule->source);
 		}
 	}
@@ -498,7 +382,7 @@ allergy_findings(struct coord *co, const struct med *m, const struct allergy *al
 static void
 proposed(struct coord *co, struct store_tx *tx, struct arena *a,
 	 const char *type, const char *ref, const json_t *res,
-	 const struct coord_given *given, struct med *m,
+	 const struct coord_given *given, struct coord_fact *m,
 	 struct coord_report *out, struct diag *d)
 {
 	out->topic = "Medication safety";
@@ -516,13 +400,15 @@ proposed(struct coord *co, struct store_tx *tx, struct arena *a,
 /* Compares m with the record: the findings, and the records careweave
  * could not compare, into out. */
 static enum cw_err
-compare(struct coord *co, struct arena *a, const struct med *m,
+compare(struct coord *co, struct arena *a, const struct coord_fact *m,
 	const struct record *rec, struct coord_report *out)
 {
-	struct coord_findings fs = {.a = a};
+	struct coord_findings fs = {.a = a, .known = out->new_only ? out->facts : NULL};
+	struct therapies th;
 
+	therapies_of(co, m, &th);
 	for (size_t i = 0; i < rec->nmeds; i++) {
-		const struct med *o = &rec->meds[i];
+		const struct coord_fact *o = &rec->meds[i];
 
 		if (o->map.status == KB_UNCHECKED) {
 			const char **nv = arena_realloc(a, out->unchecked_others,
@@ -536,7 +422,7 @@ compare(struct coord *co, struct arena *a, const struct med *m,
 			continue;
 		}
 		ddi_findings(co, m, o, &fs);
-		dup_findings(co, m, o, &fs);
+		dup_findings(co, m, &th, o, &fs);
 	}
 	for (size_t i = 0; i < rec->nallergies; i++)
 		allergy_findings(co, m, &rec->allergies[i], &fs);
@@ -551,20 +437,18 @@ coord_med_check(struct coord *co, struct store_tx *tx, struct arena *a,
 		struct coord_report *out, struct diag *d)
 {
 	struct record rec = {0};
-	struct med m;
+	struct coord_fact m;
 	enum cw_err err;
 
-	out->patient = patient_of(type, res);
+	out->patient = coord_patient_of(type, res);
 	if (!out->patient)
 		return CW_OK;
 	proposed(co, tx, a, type, ref, res, NULL, &m, out, d);
-	if ((err = record_load(co, tx, a, out->patient, ref, &rec, d)) ||
+	if ((err = record_load(co, tx, a, out->patient, ref, true, &rec, out, d)) ||
 	    (err = compare(co, a, &m, &rec, out)))
 		return err;
-	if (out->nfindings)
-		return coord_load_notify(tx, a, out->patient, m.by,
-					 COORD_TELL_PCP | COORD_TELL_PHARMACIST |
-					 COORD_TELL_COORDINATOR, out, d);
+	out->notify_author = m.by;
+	out->notify_told = COORD_TELL_PCP | COORD_TELL_PHARMACIST | COORD_TELL_COORDINATOR;
 	return CW_OK;
 }
 
@@ -575,13 +459,13 @@ coord_check_given(struct coord *co, struct arena *a, const json_t *res,
 {
 	const char *type = coord_str_at(res, "resourceType"), *ref, *id = coord_str_at(res, "id");
 	struct record rec = {0};
-	struct med m;
+	struct coord_fact m;
 	enum cw_err err;
 
 	memset(out, 0, sizeof(*out));
 	if (!co || !is_med(type))
 		return CW_OK; /* given records serve the medication rules only */
-	out->patient = patient_of(type, res);
+	out->patient = coord_patient_of(type, res);
 	if (!out->patient)
 		return CW_OK;
 	if (!(ref = arena_printf(a, "%s/%s", type, id ? id : "proposed")))
@@ -603,17 +487,17 @@ coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
 {
 	struct record rec = {0};
 	struct coord_findings fs = {.a = a};
-	struct allergy al;
+	struct coord_fact al;
 	const char *author = NULL;
 	enum cw_err err;
 
-	out->patient = patient_of("AllergyIntolerance", res);
+	out->patient = coord_patient_of("AllergyIntolerance", res);
 	if (!out->patient)
 		return CW_OK;
 	out->topic = "Medication safety";
 	out->unchecked_for = "the patient's medications";
 	out->never_refuses = true;
-	allergy_fill(co, &al, ref, res);
+	allergy_fill(co, a, &al, ref, res);
 	if (al.map.status == KB_UNCHECKED) {
 		/* a food or environmental allergen, or one careweave does not know */
 		out->unchecked = true;
@@ -621,9 +505,9 @@ coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
 						   al.words);
 		return CW_OK;
 	}
-	if ((err = load_meds(co, tx, a, out->patient, "MedicationRequest", NULL, &rec, d)) ||
-	    (err = load_meds(co, tx, a, out->patient, "MedicationStatement", NULL, &rec, d)))
+	if ((err = record_load(co, tx, a, out->patient, NULL, false, &rec, out, d)))
 		return err;
+	fs.known = out->new_only ? out->facts : NULL;
 	for (size_t i = 0; i < rec.nmeds; i++) {
 		size_t before = fs.n;
 
@@ -633,9 +517,7 @@ coord_allergy_check(struct coord *co, struct store_tx *tx, struct arena *a,
 	}
 	out->findings = fs.f;
 	out->nfindings = fs.n;
-	if (fs.n)
-		return coord_load_notify(tx, a, out->patient, author,
-					 COORD_TELL_PCP | COORD_TELL_PHARMACIST |
-					 COORD_TELL_COORDINATOR, out, d);
+	out->notify_author = author;
+	out->notify_told = COORD_TELL_PCP | COORD_TELL_PHARMACIST | COORD_TELL_COORDINATOR;
 	return CW_OK;
 }

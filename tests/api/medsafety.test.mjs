@@ -10,7 +10,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, cpSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { startServer, raw, runCli, tempDir, addUser, login } from '../support/server.mjs';
 import { ruleHelpers } from '../support/rules.mjs';
 
@@ -303,6 +304,105 @@ describe('transactions and imports', () => {
       assert.equal(di[0].severity, 'high');
     } finally {
       await s2.stop();
+    }
+  });
+});
+
+// The rules read what src/coord/facts.c keeps of each patient (one row,
+// changed with every medication, allergy and finding written). These are
+// the cases where what is kept could go wrong if it did not follow the
+// record.
+describe('what the rules keep of a patient follows the record', () => {
+  const codes = (issues) => issues.map((i) => i.code.coding[0].code).sort();
+
+  test('a prescription moved to another patient counts for that patient only', async () => {
+    const x = await patient('Moved-from');
+    const y = await patient('Moved-to');
+    const w = (await svc('POST', 'MedicationRequest', order(x, warfarinText))).json;
+    delete w.meta;
+    w.subject = { reference: `Patient/${y}` };
+    await svc('PUT', `MedicationRequest/${w.id}`, w);
+    await svc('POST', 'MedicationRequest', order(x, ibuprofen));
+    assert.deepEqual(await issuesOf(x), [], 'the warfarin is no longer this patient\'s');
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(y, ibuprofen) });
+    assert.equal(r.status, 409, 'the other patient now takes warfarin');
+  });
+
+  test('an order naming a Medication resource is checked by what that Medication is now', async () => {
+    const pid = await patient('Medication-resource');
+    const med = (await svc('POST', 'Medication', { resourceType: 'Medication', code: rxConcept('11289', 'warfarin') })).json;
+    await svc('POST', 'MedicationRequest', {
+      ...order(pid, undefined), medicationCodeableConcept: undefined,
+      medicationReference: { reference: `Medication/${med.id}` },
+    });
+    let r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, ibuprofen) });
+    assert.equal(r.status, 409, 'warfarin, through the Medication');
+    delete med.meta;
+    med.code = rxConcept('161', 'acetaminophen');
+    await svc('PUT', `Medication/${med.id}`, med);
+    r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, ibuprofen) });
+    assert.equal(r.status, 201, `the Medication is acetaminophen now: ${r.text.slice(0, 300)}`);
+  });
+
+  test('a refused order leaves nothing behind for the next one', async () => {
+    const pid = await patient('Refused-leaves-nothing');
+    await svc('POST', 'MedicationRequest', order(pid, warfarinText));
+    const r = await raw(srv.base, 'POST', 'MedicationRequest', { body: order(pid, ibuprofen) });
+    assert.equal(r.status, 409);
+    await svc('POST', 'MedicationRequest', order(pid, naproxen, { extension: [{ url: OVERRIDE, valueString: 'reviewed' }] }));
+    assert.deepEqual(codes(await issuesOf(pid)), ['DRG'],
+      'warfarin with naproxen; no second NSAID, since the ibuprofen was never written');
+  });
+
+  test('a stopped drug, a deleted allergy and a deleted finding stop counting', async () => {
+    const pid = await patient('Deleted-things');
+    const w = (await svc('POST', 'MedicationRequest', order(pid, warfarinText))).json;
+    const al = (await svc('POST', 'AllergyIntolerance', {
+      resourceType: 'AllergyIntolerance', patient: { reference: `Patient/${pid}` }, code: { text: 'Ibuprofen' },
+    })).json;
+    await svc('DELETE', `AllergyIntolerance/${al.id}`);
+    delete w.meta;
+    w.status = 'stopped';
+    await svc('PUT', `MedicationRequest/${w.id}`, w);
+    const ib = (await svc('POST', 'MedicationRequest', order(pid, ibuprofen))).json;
+    assert.deepEqual(await issuesOf(pid), [], 'neither the stopped warfarin nor the deleted allergy');
+    // a finding deleted from the record is raised again when the order is written again
+    const n = (await svc('POST', 'MedicationRequest', order(pid, naproxen))).json;
+    const [dup] = await issuesOf(pid);
+    assert.equal(dup.code.coding[0].code, 'DUPTHPCLS');
+    await svc('DELETE', `DetectedIssue/${dup.id}`);
+    delete n.meta;
+    n.note = [{ text: 'written again' }];
+    await svc('PUT', `MedicationRequest/${n.id}`, n);
+    const again = await issuesOf(pid);
+    assert.equal(again.length, 1, JSON.stringify(again).slice(0, 300));
+    assert.notEqual(again[0].id, dup.id);
+    assert.ok(again[0].implicated.some((x) => x.reference === `MedicationRequest/${ib.id}`));
+  });
+
+  test('another knowledge base maps what was kept again', async () => {
+    // "Zzwarfarin" is no name the repository's kb knows: unchecked when written
+    const dir = tempDir('careweave-facts-kb-');
+    const kb = path.join(dir, 'kb');
+    cpSync(fileURLToPath(new URL('../../data/kb', import.meta.url)), kb, { recursive: true });
+    const db = path.join(dir, 'facts.db');
+    let s1 = await startServer({ db });
+    let pid;
+    try {
+      pid = (await raw(s1.base, 'POST', 'Patient', { body: { resourceType: 'Patient', name: [{ family: 'Kb-change' }] } })).json.id;
+      const r = await raw(s1.base, 'POST', 'MedicationRequest', { body: { ...order(pid, { text: 'Zzwarfarin 5 mg tablet' }), requester: undefined } });
+      assert.equal(r.status, 201, r.text.slice(0, 300));
+    } finally {
+      await s1.stop();
+    }
+    const drugs = path.join(kb, 'drugs.tsv');
+    writeFileSync(drugs, readFileSync(drugs, 'utf8').replace('Coumadin|Jantoven', 'Coumadin|Jantoven|Zzwarfarin'));
+    s1 = await startServer({ db, args: ['--kb', kb] });
+    try {
+      const r = await raw(s1.base, 'POST', 'MedicationRequest', { body: { ...order(pid, ibuprofen), requester: undefined } });
+      assert.equal(r.status, 409, `the new kb knows Zzwarfarin is warfarin: ${r.text.slice(0, 300)}`);
+    } finally {
+      await s1.stop();
     }
   });
 });
