@@ -13,8 +13,11 @@
 //   update-mr-20       PUT of one active naproxen MedicationRequest of A
 //                      (checked against the 20 others and the allergies
 //                      on every write; it carries an override reason, so a
-//                      high finding never refuses it)
-//   update-mr-0        the same PUT for B, whose record is empty: the
+//                      high finding never refuses it); two bodies, 500 mg
+//                      and 250 mg (update-mr-20-b), which wrk alternates at
+//                      random, so what careweave keeps of the order changes
+//                      on most writes, as it does on a create
+//   update-mr-0        the same PUTs for B, whose record is empty: the
 //                      baseline of the rules' cost on a write
 //
 //   node bench/medsafety-fixture.mjs BASE_URL OUT   (BENCH_TOKEN: the session)
@@ -99,6 +102,9 @@ write('check-medication', 'MedicationRequest/$check', mr(a, naproxen, prescriber
 // the rows being updated: written once first, so a PUT is an update
 const ua = await send('POST', 'MedicationRequest', mr(a, naproxen, prescribers[1]));
 const ub = await send('POST', 'MedicationRequest', mr(b, naproxen, prescribers[1]));
+const naproxen250 = ['7258', 'naproxen', 'Naproxen 250 mg tablet'];
 write('update-mr-20', `MedicationRequest/${ua.id}`, { ...mr(a, naproxen, prescribers[1]), id: ua.id });
+write('update-mr-20-b', `MedicationRequest/${ua.id}`, { ...mr(a, naproxen250, prescribers[1]), id: ua.id });
 write('update-mr-0', `MedicationRequest/${ub.id}`, { ...mr(b, naproxen, prescribers[1]), id: ub.id });
+write('update-mr-0-b', `MedicationRequest/${ub.id}`, { ...mr(b, naproxen250, prescribers[1]), id: ub.id });
 console.log(JSON.stringify({ patientWith20: a, patientWithNone: b, medications: drugs.length, allergies: 5 }));

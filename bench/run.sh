@@ -174,8 +174,8 @@ SCENARIOS=(
 	"search Patient name, 1 conn|GET|search-name.txt||1|1"
 	"create Observation|POST|create.txt|create-observation.json|$CONNS|$WRK_THREADS"
 	"medication \$check, 20 medications + 5 allergies|POST|check-medication.txt|check-medication.json|$CONNS|$WRK_THREADS"
-	"write MedicationRequest, 20 medications + 5 allergies|PUT|update-mr-20.txt|update-mr-20.json|$CONNS|$WRK_THREADS"
-	"write MedicationRequest, no other records|PUT|update-mr-0.txt|update-mr-0.json|$CONNS|$WRK_THREADS"
+	"write MedicationRequest, 20 medications + 5 allergies|PUT|update-mr-20.txt|update-mr-20.json:update-mr-20-b.json|$CONNS|$WRK_THREADS"
+	"write MedicationRequest, no other records|PUT|update-mr-0.txt|update-mr-0.json:update-mr-0-b.json|$CONNS|$WRK_THREADS"
 )
 selected() { [ -z "$ONLY" ] && return 0; case " $ONLY " in *" $1 "*) return 0 ;; esac; local n; for n in $ONLY; do [[ "$1" == *"$n"* ]] && return 0; done; return 1; }
 
@@ -329,7 +329,8 @@ for s in "${SCENARIOS[@]}"; do
 	selected "$name" || continue
 	echo "== $name ($(elapsed))"
 	export BENCH_PATHS=$OUT/paths/$list BENCH_METHOD=$method BENCH_BODY=
-	[ -n "$body" ] && export BENCH_BODY=$OUT/$body
+	# several bodies, a:b: each request takes one of them (wrk-list.lua)
+	[ -n "$body" ] && export BENCH_BODY=$(printf '%s' "$body" | sed "s|[^:][^:]*|$OUT/&|g")
 	cw="- - - - - -"
 	ng="- - - - - -"
 	if [ "$NO_SERVER" != 1 ] && [ "$WARMUP" != 0 ]; then

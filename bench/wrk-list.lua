@@ -3,11 +3,12 @@
 --
 --   BENCH_PATHS=file   request paths, one a line ("/fhir/Patient/123")
 --   BENCH_METHOD=POST  method (default GET)
---   BENCH_BODY=file    request body (sent with Content-Type application/fhir+json)
+--   BENCH_BODY=file    request body (sent with Content-Type application/fhir+json);
+--                      file:file2:... several, each request picks one at random
 --   BENCH_TOKEN=hex    session token, sent as Authorization: Bearer (run.sh signs in)
 local paths = {}
 local method = os.getenv("BENCH_METHOD") or "GET"
-local body = nil
+local bodies = {}
 local headers = { ["Accept"] = "application/fhir+json" }
 
 function init(args)
@@ -19,9 +20,9 @@ function init(args)
 	f:close()
 	assert(#paths > 0, "no paths in " .. list)
 	local bf = os.getenv("BENCH_BODY")
-	if bf and #bf > 0 then
-		local g = assert(io.open(bf, "rb"), "cannot open BENCH_BODY " .. bf)
-		body = g:read("*a")
+	for name in string.gmatch(bf or "", "[^:]+") do
+		local g = assert(io.open(name, "rb"), "cannot open BENCH_BODY " .. name)
+		bodies[#bodies + 1] = g:read("*a")
 		g:close()
 		headers["Content-Type"] = "application/fhir+json"
 	end
@@ -33,5 +34,7 @@ function init(args)
 end
 
 function request()
+	local body = nil
+	if #bodies > 0 then body = bodies[math.random(#bodies)] end
 	return wrk.format(method, paths[math.random(#paths)], headers, body)
 end
