@@ -23,7 +23,7 @@ TEST_CFLAGS := $(CSTD) $(WARN) $(INC) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-point
                -DCW_TEST_HOOKS
 
 # Library sources: every module but the CLI entry point.
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/fhir/*.c src/store/*.c src/http/*.c src/access/*.c src/audit/*.c src/kb/*.c src/coord/*.c src/api/*.c src/cli/*.c))
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/fhir/*.c src/store/*.c src/http/*.c src/access/*.c src/audit/*.c src/kb/*.c src/coord/*.c src/hl7v2/*.c src/api/*.c src/cli/*.c))
 LIB_SRC  := $(filter-out src/cli/main.c,$(LIB_SRC))
 MAIN_SRC := src/cli/main.c
 HDRS     := $(wildcard src/*/*.h src/*/*.def)
