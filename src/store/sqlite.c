@@ -221,6 +221,31 @@ static const char *const migrations[] = {
 	"CREATE TABLE facts("
 	"  name TEXT PRIMARY KEY,"
 	"  body BLOB NOT NULL);",
+
+	/* 9: the HL7 v2 message log (sqlite_hl7.c): every message received,
+	 * as it arrived, with what careweave answered and did, so an operator
+	 * can see and replay what failed (`careweave hl7`). One row per
+	 * (sending application, facility, control id): a message sent again
+	 * finds its row, and a message already accepted changes nothing. Not
+	 * FHIR resources: never served, indexed or exported. */
+	"CREATE TABLE hl7_messages("
+	"  seq INTEGER PRIMARY KEY,"
+	"  sender TEXT NOT NULL,"
+	"  facility TEXT NOT NULL,"
+	"  control_id TEXT NOT NULL,"
+	"  type TEXT,"
+	"  version TEXT,"
+	"  peer TEXT,"
+	"  received INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL,"
+	"  outcome INTEGER NOT NULL,"
+	"  ack TEXT,"
+	"  detail TEXT,"
+	"  resources TEXT,"
+	"  raw BLOB NOT NULL);"
+	"CREATE UNIQUE INDEX hl7_messages_key ON hl7_messages(sender, facility, control_id);"
+	"CREATE INDEX hl7_messages_outcome ON hl7_messages(outcome, seq);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

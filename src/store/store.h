@@ -401,6 +401,62 @@ enum cw_err store_glass_list(struct store *s, struct arena *a,
 			     const struct store_glass_filter *f,
 			     struct store_glass **out, size_t *n);
 
+/* ---- the HL7 v2 message log (sqlite_hl7.c, for hl7v2/) ------------------
+ *
+ * Every message a feed sent, as it arrived, with the answer careweave gave
+ * and what it wrote. One row per key (sending application, sending
+ * facility, control id: MSH-3, MSH-4, MSH-10): a message sent again finds
+ * its row. Not FHIR resources: never served, searched or exported. */
+
+enum store_hl7_outcome {
+	STORE_HL7_ACCEPTED = 0, /* applied (ACK AA) */
+	STORE_HL7_ERROR = 1,    /* understood, not applied (AE): fix, replay */
+	STORE_HL7_REJECTED = 2, /* not taken (AR): type, version, not HL7 */
+};
+
+struct store_hl7 {
+	int64_t seq;            /* the row's number (the store sets it) */
+	const char *sender;     /* MSH-3.1, "" when absent */
+	const char *facility;   /* MSH-4.1, "" when absent */
+	const char *control_id; /* MSH-10, "" when absent */
+	const char *type;       /* "ADT^A01", or NULL */
+	const char *version;    /* MSH-12, or NULL */
+	const char *peer;       /* "ip:port" it came from, or NULL (a replay) */
+	int64_t received;       /* ms: first received (the store keeps it) */
+	int64_t updated;        /* ms: last received or replayed */
+	int attempts;           /* times received or replayed (the store counts) */
+	int outcome;            /* enum store_hl7_outcome */
+	const char *ack;        /* the answer sent, or NULL */
+	const char *detail;     /* why, in words (no values of the message) */
+	const char *resources;  /* what it wrote: "Patient/x Encounter/y", or NULL */
+	struct span raw;        /* the message as received */
+};
+
+/* The row of a key, inside a store_write callback; CW_ENOTFOUND if none. */
+enum cw_err store_tx_hl7_get(struct store_tx *tx, struct arena *a,
+			     const char *sender, const char *facility,
+			     const char *control_id, struct store_hl7 *out);
+/* Records m under its key: a new row, or the key's row with m's outcome,
+ * answer, detail, resources, type, version, peer, raw and updated, one
+ * more attempt (received stays the first). Sets m->seq. */
+enum cw_err store_tx_hl7_put(struct store_tx *tx, struct store_hl7 *m);
+
+/* Which rows store_hl7_list returns: outcome < 0 any; before > 0 only
+ * seq < before (paging back); at most limit (1..1000) newest first. */
+struct store_hl7_filter {
+	int outcome;
+	int64_t before;
+	size_t limit;
+};
+
+/* Rows newest first into an arena array, without raw and ack. */
+enum cw_err store_hl7_list(struct store *s, struct arena *a,
+			   const struct store_hl7_filter *f,
+			   struct store_hl7 **out, size_t *n);
+/* The row seq, whole; CW_ENOTFOUND if none. */
+enum cw_err store_hl7_get(struct store *s, struct arena *a, int64_t seq,
+			  struct store_hl7 *out);
+
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);
 

@@ -154,7 +154,7 @@ back_to_schema_1(const char *path)
 		sqlite3_free(sql);
 	}
 	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
-		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts;"
+		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
 		    " UPDATE schema_version SET version = 1; COMMIT");
 	sqlite3_close(db);
 }

@@ -102,7 +102,7 @@ test_migrates_v1(void **state)
 	/* back to what a version-2 database holds */
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
-		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts;"
+		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
 		    " UPDATE schema_version SET version = 2");
 	sqlite3_close(db);
 
@@ -123,7 +123,7 @@ test_migrates_v1(void **state)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	assert_int_equal(v, 8); /* the newest migration (8: the facts rows) */
+	assert_int_equal(v, 9); /* the newest migration (9: the HL7 v2 message log) */
 	/* and a third open changes nothing */
 	f->s = open_store(f);
 	assert_non_null(f->s);
@@ -236,7 +236,7 @@ test_totp(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	exec_ok(db, "ALTER TABLE users DROP COLUMN totp_step;"
 		    " ALTER TABLE users DROP COLUMN totp; DROP TABLE glass_grants;"
-		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts;"
+		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
 		    " UPDATE schema_version SET version = 3");
 	sqlite3_close(db);
 	f->s = open_store(f);

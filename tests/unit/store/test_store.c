@@ -379,6 +379,83 @@ test_facts_rows(void **state)
 	assert_string_equal(c.before, "fourth");
 }
 
+/* The HL7 v2 message log: one row per key; a message sent again counts
+ * one more attempt and keeps its first receipt; the list pages newest
+ * first and filters by outcome. */
+struct hl7_ctx {
+	struct arena *a;
+	struct store_hl7 m;
+	struct store_hl7 got;
+	enum cw_err get_err;
+};
+
+static enum cw_err
+hl7_fn(struct store_tx *tx, void *arg)
+{
+	struct hl7_ctx *c = arg;
+	enum cw_err err;
+
+	c->get_err = store_tx_hl7_get(tx, c->a, c->m.sender, c->m.facility,
+				      c->m.control_id, &c->got);
+	if (c->get_err && c->get_err != CW_ENOTFOUND)
+		return c->get_err;
+	err = store_tx_hl7_put(tx, &c->m);
+	return err;
+}
+
+static void
+test_hl7_log(void **state)
+{
+	struct fx *f = *state;
+	struct hl7_ctx c = {.a = f->a};
+	struct store_hl7 *v, one;
+	struct store_hl7_filter flt = {.outcome = -1, .limit = 10};
+	size_t n;
+
+	c.m = (struct store_hl7){.sender = "ADT1", .facility = "GHH", .control_id = "MSG1",
+				 .type = "ADT^A01", .version = "2.5", .peer = "127.0.0.1:1",
+				 .updated = 1000, .outcome = STORE_HL7_ERROR,
+				 .ack = "MSA|AE|MSG1", .detail = "unknown patient",
+				 .raw = SPAN_LIT("MSH|^~\\&|ADT1|GHH")};
+	assert_int_equal(store_write(f->s, hl7_fn, &c), CW_OK);
+	assert_int_equal(c.get_err, CW_ENOTFOUND);
+	assert_int_equal(c.m.attempts, 1);
+	assert_int_equal(c.m.received, 1000);
+	/* sent again, and accepted this time */
+	c.m.updated = 2000;
+	c.m.outcome = STORE_HL7_ACCEPTED;
+	c.m.ack = "MSA|AA|MSG1";
+	c.m.detail = NULL;
+	c.m.resources = "Patient/p1";
+	assert_int_equal(store_write(f->s, hl7_fn, &c), CW_OK);
+	assert_int_equal(c.get_err, CW_OK);
+	assert_string_equal(c.got.ack, "MSA|AE|MSG1");
+	assert_int_equal(c.m.attempts, 2);
+	assert_int_equal(c.m.received, 1000);
+	/* another message of another sender */
+	c.m.sender = "LAB";
+	c.m.control_id = "MSG1";
+	c.m.outcome = STORE_HL7_REJECTED;
+	assert_int_equal(store_write(f->s, hl7_fn, &c), CW_OK);
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &v, &n), CW_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].sender, "LAB");
+	assert_string_equal(v[1].sender, "ADT1");
+	assert_int_equal(v[1].attempts, 2);
+	assert_string_equal(v[1].resources, "Patient/p1");
+	flt.outcome = STORE_HL7_ACCEPTED;
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &v, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_hl7_get(f->s, f->a, v[0].seq, &one), CW_OK);
+	assert_string_equal(one.ack, "MSA|AA|MSG1");
+	assert_int_equal(one.raw.n, strlen("MSH|^~\\&|ADT1|GHH"));
+	flt.outcome = -1;
+	flt.before = v[0].seq;
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &v, &n), CW_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_hl7_get(f->s, f->a, 999, &one), CW_ENOTFOUND);
+}
+
 /* A transaction of several MiB of WAL goes through the writer's VFS,
  * which gathers the WAL appends into large writes: what a commit wrote
  * must be what a reader and a reopened store see, and a failed one must
@@ -1663,6 +1740,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_if_match_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_facts_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hl7_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
