@@ -77,6 +77,7 @@
 #define STOP_GRACE_MS 5000
 #define REFUSED_LOG_MS 10000  /* at most one "refused" line per this */
 #define TLS_PEM_MAX (1u << 20)
+#define KEEP_BUFFER (64u << 10) /* larger buffers are freed after use */
 /* TLS 1.2 and 1.3 only, as http/ (GnuTLS priority string). */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
@@ -135,6 +136,8 @@ struct mllp {
 	bool io_started;
 	struct conn **conns;
 	unsigned nconns;
+	struct pollfd *pfd;       /* max_conns + 2: wake, listener, conns */
+	struct conn **pc;         /* the conn of each pfd entry, or NULL */
 	int64_t now;
 	int64_t accept_at;        /* accept again from then on */
 	int64_t refused_logged;
@@ -505,10 +508,14 @@ conn_answered(struct conn *c)
 			sbuf_reset(&c->out);
 		}
 	}
-	if (c->reply.alloc > 65536)
-		sbuf_release(&c->reply); /* a big answer need not stay */
+	/* A big message or answer need not keep its memory while the
+	 * connection waits for the next. */
+	if (c->reply.alloc > KEEP_BUFFER)
+		sbuf_release(&c->reply);
 	else
 		sbuf_reset(&c->reply);
+	if (c->msg.alloc > KEEP_BUFFER)
+		sbuf_release(&c->msg);
 	conn_pump(c);
 }
 
@@ -537,6 +544,21 @@ peer_text(const struct sockaddr_storage *ss, char *out, size_t n)
 	}
 }
 
+/* Closing a socket with unread bytes makes the kernel reset it, and a
+ * reset can make the peer drop an answer it has not read yet. So a close
+ * of ours (timeout, stop) ends the sending side first and throws away
+ * what is already waiting; what arrives later may still cause a reset. */
+static void
+close_gently(int fd)
+{
+	char buf[4096];
+
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < 16; i++)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+}
+
 static void
 conn_free(struct conn *c)
 {
@@ -546,8 +568,11 @@ conn_free(struct conn *c)
 			gnutls_bye(c->tls, GNUTLS_SHUT_WR);
 		gnutls_deinit(c->tls);
 	}
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		if (!c->gone)
+			close_gently(c->fd);
 		close(c->fd);
+	}
 	sbuf_release(&c->msg);
 	sbuf_release(&c->reply);
 	sbuf_release(&c->out);
@@ -749,18 +774,10 @@ static void *
 io_main(void *arg)
 {
 	struct mllp *l = arg;
-	struct pollfd *pfd;
-	struct conn **pc;
+	struct pollfd *pfd = l->pfd;
+	struct conn **pc = l->pc;
 	int64_t stop_deadline = 0;
 
-	pfd = calloc(l->max_conns + 2, sizeof(*pfd));
-	pc = calloc(l->max_conns + 2, sizeof(*pc));
-	if (!pfd || !pc) {
-		log_error("mllp: out of memory: the listener does not run");
-		free(pfd);
-		free(pc);
-		return NULL;
-	}
 	for (;;) {
 		int64_t wait;
 		unsigned n = 0;
@@ -808,9 +825,13 @@ io_main(void *arg)
 			wait = stop_deadline - l->now;
 		if (wait < 0)
 			wait = 0;
-		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR) {
-			log_error("mllp: poll: %s", strerror(errno));
-			break;
+		if (poll(pfd, n, (int)wait) < 0) {
+			if (errno != EINTR) {
+				/* ENOMEM: try again in a moment */
+				log_error("mllp: poll: %s", strerror(errno));
+				nanosleep(&(struct timespec){0, 100 * 1000000}, NULL);
+			}
+			continue;
 		}
 		l->now = mono_ms();
 		for (unsigned i = 0; i < n; i++) {
@@ -832,37 +853,35 @@ io_main(void *arg)
 		if (!l->conns[i]->busy)
 			conn_kill(l->conns[i], "listener stopping");
 	reap(l);
-	free(pfd);
-	free(pc);
 	return NULL;
 }
 
 /* ---- start and stop ---------------------------------------------------- */
 
 static bool
-parse_bind(const char *bind, unsigned port, struct sockaddr_storage *ss,
+parse_bind(const char *addr, unsigned port, struct sockaddr_storage *ss,
 	   socklen_t *len)
 {
 	char buf[INET6_ADDRSTRLEN + 2];
-	size_t n = strlen(bind);
+	size_t n = strlen(addr);
 	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
 
 	memset(ss, 0, sizeof(*ss));
-	if (strcmp(bind, "localhost") == 0)
-		bind = "127.0.0.1";
-	if (n >= 2 && bind[0] == '[' && bind[n - 1] == ']' && n - 2 < sizeof(buf)) {
-		memcpy(buf, bind + 1, n - 2);
+	if (strcmp(addr, "localhost") == 0)
+		addr = "127.0.0.1";
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof(buf)) {
+		memcpy(buf, addr + 1, n - 2);
 		buf[n - 2] = '\0';
-		bind = buf;
+		addr = buf;
 	}
-	if (inet_pton(AF_INET, bind, &in4->sin_addr) == 1) {
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t)port);
 		*len = sizeof(*in4);
 		return true;
 	}
-	if (inet_pton(AF_INET6, bind, &in6->sin6_addr) == 1) {
+	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons((uint16_t)port);
 		*len = sizeof(*in6);
@@ -954,6 +973,8 @@ mllp_free(struct mllp *l)
 		conn_close(l->conns[i], l->nconns - 1 - i);
 	}
 	free(l->conns);
+	free(l->pfd);
+	free(l->pc);
 	free(l->workers);
 	if (l->lfd >= 0)
 		close(l->lfd);
@@ -1028,8 +1049,10 @@ mllp_start(const struct mllp_options *opt, mllp_handler *fn, void *ctx,
 	pthread_cond_init(&l->more, NULL);
 	l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	l->conns = calloc(o.max_conns, sizeof(*l->conns));
+	l->pfd = calloc(o.max_conns + 2, sizeof(*l->pfd));
+	l->pc = calloc(o.max_conns + 2, sizeof(*l->pc));
 	l->workers = calloc(o.workers, sizeof(*l->workers));
-	if (l->wake < 0 || !l->conns || !l->workers) {
+	if (l->wake < 0 || !l->conns || !l->pfd || !l->pc || !l->workers) {
 		diag_err(d, CW_ENOMEM, "exception", NULL, "out of memory or descriptors");
 		goto out_free;
 	}
