@@ -403,6 +403,107 @@ test_peer_closes_mid_message(void **state)
 	close(fd);
 }
 
+/* The framing rules of README-mllp.md, a byte at a time, as a model for
+ * the listener's (which scans whole reads): appends each message the
+ * handler should see, as the test handler answers it, to out. */
+struct model {
+	int st; /* 0 outside, 1 in, 2 after 0x1C */
+	char cur[128];
+	size_t n;
+	bool big;
+};
+
+static void
+model_byte(struct model *m, unsigned char b, struct sbuf *out)
+{
+	if (m->st == 2) {
+		m->st = 0;
+		if (b == 0x0D) {
+			sbuf_addch(out, 0x0B);
+			if (m->big) {
+				sbuf_addf(out, "BIG:64");
+			} else {
+				sbuf_adds(out, "ACK:");
+				sbuf_add(out, m->cur, m->n);
+			}
+			sbuf_add(out, "\x1c\x0d", 2);
+			return;
+		}
+	}
+	if (m->st == 0) {
+		if (b == 0x0B) {
+			m->st = 1;
+			m->n = 0;
+			m->big = false;
+		}
+		return;
+	}
+	if (b == 0x0B) {
+		m->n = 0;
+		m->big = false;
+	} else if (b == 0x1C) {
+		m->st = 2;
+	} else if (m->n < 64) {
+		m->cur[m->n++] = (char)b;
+	} else {
+		m->big = true;
+	}
+}
+
+/* Frames, broken frames, restarts and noise at random, sent in random
+ * pieces: the answers are the model's, in order, and nothing else. */
+static void
+test_random_framing(void **state)
+{
+	static const char alpha[] = "abcxyz019|^~&\r\n\0";
+	struct sbuf in = SBUF_INIT(0), want = SBUF_INIT(0);
+	struct model m = {0};
+	unsigned x = 2026;
+	int fd = dial(lis);
+	char *got;
+	size_t off = 0;
+
+#define RND() (x = x * 1103515245u + 12345u, (x >> 16) & 0x7fff)
+	for (int i = 0; i < 400; i++) {
+		unsigned kind = RND() % 10, len = RND() % 90;
+
+		if (kind < 6) /* a good frame, sometimes too long */
+			sbuf_addch(&in, 0x0B);
+		for (unsigned j = 0; j < len; j++) {
+			if (kind >= 8 && RND() % 5 == 0)
+				sbuf_addch(&in, "\x0b\x1c\x0d"[RND() % 3]);
+			else
+				sbuf_addch(&in, alpha[RND() % (sizeof(alpha) - 1)]);
+		}
+		if (kind < 6) {
+			sbuf_addch(&in, 0x1C);
+			sbuf_addch(&in, 0x0D);
+		} else if (kind == 6) { /* a broken end */
+			sbuf_addch(&in, 0x1C);
+		}
+	}
+#undef RND
+	for (size_t i = 0; i < in.len; i++)
+		model_byte(&m, (unsigned char)in.buf[i], &want);
+	while (off < in.len) {
+		size_t k = 1 + (size_t)(rand() % 300);
+
+		if (k > in.len - off)
+			k = in.len - off;
+		send_all(fd, in.buf + off, k);
+		off += k;
+	}
+	assert_true(want.len > 1000);
+	got = malloc(want.len);
+	assert_int_equal(recv(fd, got, want.len, MSG_WAITALL), (ssize_t)want.len);
+	assert_memory_equal(got, want.buf, want.len);
+	expect_quiet(fd, 100);
+	free(got);
+	sbuf_release(&in);
+	sbuf_release(&want);
+	close(fd);
+}
+
 /* Random bytes, framing characters among them: no crash, no hang. */
 static void
 test_noise(void **state)
@@ -631,13 +732,14 @@ static void
 test_tls(void **state)
 {
 	char dir[] = "/tmp/cw-mllp-XXXXXX", cmd[1024], path[512];
-	struct mllp_options o = {0};
+	struct mllp_options o = {.message_timeout_s = 1};
 	gnutls_certificate_credentials_t cred;
 	gnutls_session_t s;
 	gnutls_protocol_t v;
 	struct mllp *l;
 	char *cert, *key;
 	int fd, r;
+	long t0;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(cmd, sizeof(cmd),
@@ -653,6 +755,13 @@ test_tls(void **state)
 	o.tls_cert = cert;
 	o.tls_key = key;
 	l = start(&o);
+
+	/* a sender that never starts its handshake is cut off */
+	fd = dial(l);
+	t0 = now_ms();
+	expect_closed(fd, 2500);
+	assert_true(now_ms() - t0 >= 900);
+	close(fd);
 
 	/* a plain-TCP sender on the TLS port is closed, nothing else */
 	fd = dial(l);
@@ -703,6 +812,7 @@ main(void)
 		cmocka_unit_test(test_no_answer),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_peer_closes_mid_message),
+		cmocka_unit_test(test_random_framing),
 		cmocka_unit_test(test_noise),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_message_timeout),
