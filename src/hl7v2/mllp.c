@@ -75,7 +75,7 @@
 #define LISTEN_BACKLOG 64
 #define POLL_MAX_MS 1000
 #define STOP_GRACE_MS 5000
-#define REFUSED_LOG_MS 10000  /* at most one "refused" line per this */
+#define REFUSED_LOG_MS 10000  /* at most one "refused" (or "pausing") line per this */
 #define TLS_PEM_MAX (1u << 20)
 #define KEEP_BUFFER (64u << 10) /* larger buffers are freed after use */
 /* TLS 1.2 and 1.3 only, as http/ (GnuTLS priority string). */
@@ -141,6 +141,7 @@ struct mllp {
 	int64_t now;
 	int64_t accept_at;        /* accept again from then on */
 	int64_t refused_logged;
+	int64_t pause_logged;
 	unsigned long refused;
 	bool stop_begun;
 	/* shared with the workers, under lock */
@@ -675,8 +676,11 @@ accept_some(struct mllp *l)
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending
 			 * connection stays in the backlog; polling it again
 			 * at once would spin. */
-			log_warn("mllp: cannot accept: %s; pausing %d ms",
-				 strerror(errno), ACCEPT_PAUSE_MS);
+			if (l->now - l->pause_logged >= REFUSED_LOG_MS || !l->pause_logged) {
+				log_warn("mllp: cannot accept: %s; pausing %d ms at a time",
+					 strerror(errno), ACCEPT_PAUSE_MS);
+				l->pause_logged = l->now;
+			}
 			l->accept_at = l->now + ACCEPT_PAUSE_MS;
 			return;
 		}

@@ -346,6 +346,49 @@ test_too_big(void **state)
 	close(fd);
 }
 
+/* A sender that sends and then shuts its side (printf ... | nc) still
+ * gets its answers, then the close. */
+static void
+test_half_close(void **state)
+{
+	int fd = dial(lis);
+
+	send_str(fd, "\x0bone\x1c\x0d\x0btwo\x1c\x0d");
+	shutdown(fd, SHUT_WR);
+	expect_frame(fd, "ACK:one");
+	expect_frame(fd, "ACK:two");
+	expect_closed(fd, 1000);
+	close(fd);
+}
+
+static void
+test_ipv6(void **state)
+{
+	struct arena *a = arena_new(0);
+	struct mllp_options o = {.bind = "::1"};
+	struct sockaddr_in6 sa = {0};
+	struct timeval tv = {5, 0};
+	struct diag d;
+	struct mllp *l;
+	int fd;
+
+	diag_init(&d, a);
+	l = mllp_start(&o, handler, NULL, &d);
+	arena_free(a);
+	if (!l)
+		skip(); /* no IPv6 loopback here */
+	fd = socket(AF_INET6, SOCK_STREAM, 0);
+	sa.sin6_family = AF_INET6;
+	sa.sin6_port = htons((uint16_t)mllp_port(l));
+	sa.sin6_addr = in6addr_loopback;
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send_str(fd, "\x0bsix\x1c\x0d");
+	expect_frame(fd, "ACK:six");
+	close(fd);
+	mllp_stop(l);
+}
+
 static void
 test_no_answer(void **state)
 {
@@ -809,6 +852,8 @@ main(void)
 		cmocka_unit_test(test_ten_concurrent),
 		cmocka_unit_test(test_in_order_on_one_connection),
 		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_half_close),
+		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_no_answer),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_peer_closes_mid_message),
