@@ -46,7 +46,8 @@ now_ms(void)
 }
 
 /* "ACK:<msg>"; "BIG:<kept bytes>" for too_big; a message starting with
- * SLEEP first takes 300 ms; QUIET gets no answer; HUGE answers 600 KiB. */
+ * SLEEP first takes 300 ms; QUIET gets no answer; HUGE answers 600 KiB;
+ * LEN answers "LEN:<its length>". */
 static void
 handler(void *ctx, const char *msg, size_t n, bool too_big, const char *peer,
 	struct sbuf *reply)
@@ -62,6 +63,8 @@ handler(void *ctx, const char *msg, size_t n, bool too_big, const char *peer,
 		sbuf_addf(reply, "BIG:%zu", n);
 	} else if (n >= 5 && memcmp(msg, "QUIET", 5) == 0) {
 		/* nothing */
+	} else if (n >= 3 && memcmp(msg, "LEN", 3) == 0) {
+		sbuf_addf(reply, "LEN:%zu", n);
 	} else if (n >= 4 && memcmp(msg, "HUGE", 4) == 0) {
 		for (int i = 0; i < 600 * 1024 / 8; i++)
 			sbuf_add(reply, "01234567", 8);
@@ -830,6 +833,31 @@ test_tls(void **state)
 	tls_send(s, "B\x1c\x0d");
 	tls_expect(s, "ACK:A");
 	tls_expect(s, "ACK:B");
+	/* three messages of 100 KB in one go: many TLS records, more than
+	 * one read buffer each, decrypted bytes left waiting in GnuTLS */
+	{
+		size_t one = 100000, n = 3 * (one + 3);
+		char *big = malloc(n), *p = big;
+
+		for (int i = 0; i < 3; i++) {
+			*p++ = 0x0B;
+			memset(p, 'z', one);
+			memcpy(p, "LEN", 3);
+			p += one;
+			*p++ = 0x1C;
+			*p++ = 0x0D;
+		}
+		for (size_t off = 0; off < n;) {
+			ssize_t k = gnutls_record_send(s, big + off, n - off);
+
+			assert_true(k > 0);
+			off += (size_t)k;
+		}
+		free(big);
+		tls_expect(s, "LEN:100000");
+		tls_expect(s, "LEN:100000");
+		tls_expect(s, "LEN:100000");
+	}
 	gnutls_bye(s, GNUTLS_SHUT_RDWR);
 	gnutls_deinit(s);
 	gnutls_certificate_free_credentials(cred);
