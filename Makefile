@@ -9,7 +9,7 @@
 #   make fmt        clang-format the C sources
 
 CC      ?= gcc
-PKGS    := libmicrohttpd jansson sqlite3 libsodium zlib
+PKGS    := libmicrohttpd jansson sqlite3 libsodium zlib gnutls
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
