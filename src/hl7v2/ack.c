@@ -170,33 +170,38 @@ from_raw(struct arena *a, const char *raw, size_t nraw, struct ack_src *s,
 	}
 }
 
+/* MSH-7: now, in UTC. Escaped like any value: a sender may have chosen
+ * '+' as a separator. */
 static enum cw_err
-add_time(struct sbuf *out)
+add_time(const struct hl7_delims *dl, struct sbuf *out)
 {
-	char iso[32];
+	char iso[32], dtm[24];
 
 	/* "2026-11-23T17:50:00.123Z" to DTM "20261123175000+0000" */
 	time_format_instant(time_now_ms(), iso);
-	return sbuf_addf(out, "%.4s%.2s%.2s%.2s%.2s%.2s+0000", iso, iso + 5, iso + 8,
-			 iso + 11, iso + 14, iso + 17);
+	snprintf(dtm, sizeof(dtm), "%.4s%.2s%.2s%.2s%.2s%.2s+0000", iso, iso + 5,
+		 iso + 8, iso + 11, iso + 14, iso + 17);
+	return hl7_escape(dl, dtm, out);
 }
 
 /* MSH-10: a UUIDv7 from 2.5, where ST holds 199 characters; before, 20
- * hex digits (48 bits of milliseconds, 32 random) fit the 20 allowed. */
+ * hex digits (48 bits of milliseconds, 32 random) fit the 20 allowed.
+ * Escaped too, for a sender whose separators include '-'. */
 static enum cw_err
-add_control_id(struct sbuf *out, unsigned minor)
+add_control_id(const struct hl7_delims *dl, struct sbuf *out, unsigned minor)
 {
 	char id[ID_LEN + 1];
 	uint32_t r;
 
 	if (minor >= 5) {
 		id_new(id);
-		return sbuf_adds(out, id);
-	}
-	id_random_bytes(&r, sizeof(r));
-	return sbuf_addf(out, "%012llx%08x",
+	} else {
+		id_random_bytes(&r, sizeof(r));
+		snprintf(id, sizeof(id), "%012llx%08x",
 			 (unsigned long long)time_now_ms() & 0xffffffffffffULL,
 			 (unsigned)r);
+	}
+	return hl7_escape(dl, id, out);
 }
 
 static enum cw_err
@@ -274,6 +279,12 @@ hl7_ack(struct arena *a, const struct hl7_msg *m, const char *raw, size_t nraw,
 		return CW_EINVAL;
 	if (m) {
 		from_msg(m, &s);
+		/* No version named: the ACK says 2.5, which has no truncation
+		 * character, so it must not declare one. */
+		if (!s.vers.n && s.dl.truncation) {
+			s.dl.truncation = '\0';
+			s.enc.n = 4;
+		}
 	} else {
 		s.dl = (struct hl7_delims){'|', '^', '~', '\\', '&', '\0'};
 		s.enc = SPAN_LIT("^~\\&");
@@ -299,7 +310,7 @@ hl7_ack(struct arena *a, const struct hl7_msg *m, const char *raw, size_t nraw,
 	if (!err)
 		err = sbuf_addch(out, f);
 	if (!err)
-		err = add_time(out);
+		err = add_time(&s.dl, out);
 	if (!err)
 		err = sbuf_addf(out, "%c%cACK", f, f);
 	if (!err && s.trigger) {
@@ -312,11 +323,15 @@ hl7_ack(struct arena *a, const struct hl7_msg *m, const char *raw, size_t nraw,
 	if (!err)
 		err = sbuf_addch(out, f);
 	if (!err)
-		err = add_control_id(out, s.minor);
+		err = add_control_id(&s.dl, out, s.minor);
 	if (!err)
-		err = sbuf_addf(out, "%c%.*s%c%.*s\r", f, (int)s.proc.n, s.proc.p, f,
-				(int)(s.vers.n ? s.vers.n : 3),
-				s.vers.n ? s.vers.p : "2.5");
+		err = sbuf_addf(out, "%c%.*s%c", f, (int)s.proc.n, s.proc.p, f);
+	if (!err && s.vers.n)
+		err = sbuf_add(out, s.vers.p, s.vers.n);
+	else if (!err)
+		err = hl7_escape(&s.dl, "2.5", out); /* the sender named none */
+	if (!err)
+		err = sbuf_addch(out, '\r');
 
 	if (!err)
 		err = sbuf_addf(out, "MSA%c%s%c", f, codes[code], f);

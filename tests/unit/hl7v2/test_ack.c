@@ -230,6 +230,29 @@ ack_keeps_delimiters(void **state)
 	assert_string_equal(hl7_get(a, msa, 3, 0, 0, 0), "name # and * here");
 }
 
+/* What careweave writes itself (the time's "+0000", the id's dashes, a
+ * default version) is escaped too, for senders with odd separators. */
+static void
+ack_escapes_what_it_writes(void **state)
+{
+	static const char in[] = "MSH+^~\\-.+A+B+C+D+2020++ADT^A01+X1+P\r";
+	struct fx *f = *state;
+	struct hl7_msg *m = parse(f, in, strlen(in));
+	struct hl7_msg *a;
+	struct hl7_header h;
+	int64_t ms;
+
+	assert_int_equal(hl7_delims(m)->subcomponent, '-');
+	a = ack(f, m, in, strlen(in), HL7_AE, &(struct hl7_problem){
+		"PID", 1, 3, 101, false, "a-b.c+d"}, 1);
+	assert_int_equal(hl7_header(a, &h, &f->d), CW_OK);
+	assert_string_equal(h.type, "ACK");
+	assert_string_equal(h.version, "2.5");
+	assert_int_equal(strlen(h.control_id), ID_LEN);
+	assert_true(hl7_datetime_ms(h.datetime, 0, &ms));
+	assert_string_equal(hl7_get(a, hl7_find(a, "ERR", 0, 0), 8, 0, 0, 0), "a-b.c+d");
+}
+
 static void
 ack_escapes_control_id(void **state)
 {
@@ -314,6 +337,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(ae_in_23, setup, teardown),
 		cmocka_unit_test_setup_teardown(ack_keeps_delimiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(ack_escapes_control_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(ack_escapes_what_it_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(ack_from_raw, setup, teardown),
 		cmocka_unit_test_setup_teardown(ack_respects_the_cap, setup, teardown),
 	};
