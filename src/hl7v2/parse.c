@@ -136,6 +136,8 @@ hl7_parse(struct arena *a, const char *text, size_t n, struct hl7_msg **out,
 	if (n > HL7_MSG_MAX)
 		return fail(d, CW_ETOOBIG, "too-long", NULL,
 			    "the message is larger than 1 MiB");
+	if (!text || n == 0)
+		return fail(d, CW_EINVAL, "structure", NULL, "the message is empty");
 	if (memchr(text, '\0', n))
 		return fail(d, CW_EINVAL, "structure", NULL,
 			    "the message holds a NUL byte");
