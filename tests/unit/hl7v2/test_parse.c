@@ -553,6 +553,44 @@ malformed(void **state)
 	sbuf_release(&sb);
 }
 
+/* An arena too small for the message or its index: CW_ENOMEM, whatever
+ * the allocation that fails; reads in a full arena give NULL, never a
+ * crash. */
+static void
+arena_exhaustion(void **state)
+{
+	struct sbuf sb = SBUF_INIT(HL7_MSG_MAX);
+	size_t cap;
+	bool saw_nomem = false, saw_ok = false;
+
+	assert_int_equal(sbuf_adds(&sb, "MSH|^~\\&|A||||||ORU^R01|1|P|2.5\r"), CW_OK);
+	for (unsigned i = 0; i < 3000; i++)
+		assert_int_equal(sbuf_adds(&sb, "OBX|1|NM|x^y^LN||12.5|mg\r"), CW_OK);
+	for (cap = 16 * 1024; cap <= 512 * 1024; cap += 8 * 1024) {
+		struct arena *a = arena_new(cap);
+		struct hl7_msg *m = NULL;
+		struct diag d;
+		enum cw_err err;
+
+		diag_init(&d, NULL); /* the diag must not need the arena */
+		err = hl7_parse(a, sb.buf, sb.len, &m, &d);
+		if (err == CW_OK) {
+			saw_ok = true;
+			assert_int_equal(hl7_segment_count(m), 3001);
+			for (size_t k = 1; k < 3001; k++)
+				(void)hl7_get(m, k, 5, 0, 0, 0);
+		} else {
+			assert_int_equal(err, CW_ENOMEM);
+			assert_null(m);
+			saw_nomem = true;
+		}
+		arena_free(a);
+	}
+	assert_true(saw_ok && saw_nomem);
+	sbuf_release(&sb);
+	*state = *state;
+}
+
 /* The parse keeps its own copy: the caller's buffer may be reused. */
 static void
 text_is_copied(void **state)
@@ -672,6 +710,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(z_segments_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(text_is_copied, setup, teardown),
+		cmocka_unit_test(arena_exhaustion),
 		cmocka_unit_test(datetime_precisions),
 		cmocka_unit_test(datetime_ms),
 	};
