@@ -6,9 +6,10 @@
 # modified. Exits non-zero if a target fails to build or finds a crash; the
 # crashing input is kept under build/fuzz/artifacts/.
 #
-# Only src/base, src/fhir and src/kb go into the fuzz library: the parsers
-# live there and nothing in them needs the database or the network
-# (fuzz_kb_map reads data/kb, relative to the repository root).
+# Only src/base, src/fhir, src/kb and the HL7 v2 parser and ACK
+# (src/hl7v2/parse.c, ack.c; not the listener) go into the fuzz library:
+# the parsers live there and nothing in them needs the database or the
+# network (fuzz_kb_map reads data/kb, relative to the repository root).
 set -euo pipefail
 
 secs="${1:-20}"
@@ -33,8 +34,8 @@ PKG_LIBS=($(pkg-config --libs jansson))
 
 # Library objects, rebuilt only when the source or a header is newer.
 objs=()
-newest_hdr=$(ls -t src/base/*.h src/fhir/*.h src/fhir/*.def src/kb/*.h 2>/dev/null | head -1)
-for src in src/base/*.c src/fhir/*.c src/kb/*.c; do
+newest_hdr=$(ls -t src/base/*.h src/fhir/*.h src/fhir/*.def src/kb/*.h src/hl7v2/*.h 2>/dev/null | head -1)
+for src in src/base/*.c src/fhir/*.c src/kb/*.c src/hl7v2/parse.c src/hl7v2/ack.c; do
 	obj="$out/obj/$(echo "${src#src/}" | tr / _).o"
 	objs+=("$obj")
 	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_hdr" -nt "$obj" ]; then

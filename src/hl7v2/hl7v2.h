@@ -42,8 +42,12 @@ struct hl7_delims {
 /* Parses the n bytes of text into *out. CW_EINVAL, with why in d, when
  * it is not an HL7 v2 message at all: no MSH segment first, no or a
  * repeated separator in MSH-1/MSH-2, more than HL7_SEGMENTS_MAX segments,
- * a NUL byte. A segment whose name is not three letters or digits is a
- * problem too (named in d, by its position). Everything else parses. */
+ * a field with more than HL7_REPS_MAX repetitions, a NUL byte, a second
+ * MSH (batches are not taken). A segment whose name is not three letters
+ * or digits is a problem too (named in d, by its position). More than
+ * HL7_MSG_MAX bytes: CW_ETOOBIG; the arena full: CW_ENOMEM. Everything
+ * else parses. The text is copied into a (the caller's buffer may be
+ * reused), and the values hl7_get decodes are allocated in a too. */
 enum cw_err hl7_parse(struct arena *a, const char *text, size_t n,
 		      struct hl7_msg **out, struct diag *d);
 
@@ -146,8 +150,9 @@ struct hl7_problem {
  * location, ERR-3 code, ERR-4 severity, ERR-8 text; before 2.5: ERR-1).
  * m may be NULL (nothing could be parsed): the answer is then an AR in
  * version 2.5 with delimiters |^~\&, and what could be read of the MSH
- * line from raw (raw, nraw: the bytes received) fills MSA-2 and the
- * swapped applications when it can. Values written are escaped. */
+ * line from raw (raw, nraw: the bytes received) fills MSA-2, the
+ * swapped applications and the trigger when it can. Values written are
+ * escaped. CW_ETOOBIG when out's cap is reached. */
 enum cw_err hl7_ack(struct arena *a, const struct hl7_msg *m,
 		    const char *raw, size_t nraw, enum hl7_ack_code code,
 		    const struct hl7_problem *problems, size_t nproblems,
