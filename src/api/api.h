@@ -59,6 +59,21 @@ struct api_bundle_opt {
 	 * logical reference {type, identifier, display} and a warning issue,
 	 * instead of failing the whole transaction. */
 	bool lenient_refs;
+	/* An in-process door that is not the operator (an HL7 v2 feed): the
+	 * audit record names this agent ("hl7v2:ADT1@GOOD HEALTH HOSPITAL",
+	 * role "interface") and remote (the sender's address); NULL: the
+	 * local operator. The agent is recorded, not checked: the door
+	 * decided it may write. */
+	const char *agent;
+	const char *remote;
+	/* A transaction only: called inside its job once every entry and
+	 * its record are written, with what was written ("Type/id", one per
+	 * entry that wrote); an error rolls the whole transaction back.
+	 * The door records its own work with the change (the HL7 message
+	 * log), so that both commit or neither does. */
+	enum cw_err (*in_tx)(struct store_tx *tx, void *ctx,
+			     const char *const *written, size_t nwritten);
+	void *in_tx_ctx;
 };
 
 /* Processes a batch or transaction Bundle through the write path, as POST

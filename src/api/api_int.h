@@ -310,11 +310,13 @@ enum cw_err api_trail_tx_op(struct store_tx *tx, struct arena *a,
 			    const struct access_who *who, const char *remote,
 			    const struct api_op *op);
 /* The same for a whole transaction Bundle: one record, one entity per
- * write entry, the patients of all of them. */
+ * write entry, the patients of all of them. agent: with no who, the
+ * interface that sent it (role "interface"), or NULL: a local tool. */
 enum cw_err api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
-				const struct access_who *who, const char *remote,
-				const struct api_op *const *ops, size_t nops,
-				const char *const *patients, size_t npatients);
+				const struct access_who *who, const char *agent,
+				const char *remote, const struct api_op *const *ops,
+				size_t nops, const char *const *patients,
+				size_t npatients);
 /* Inside the grant's (action E) or its early end's (action D) store_write
  * callback: the break-the-glass record (subtype BTG; the clinician's reason
  * as its purpose, or the reason given for the end; the patient and the

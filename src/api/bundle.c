@@ -150,6 +150,7 @@ struct bctx {
 	bool audited;             /* the Bundle's record is written (a committed
 				     transaction; a batch's entries record
 				     themselves) */
+	const struct api_bundle_opt *opt; /* the door's agent and hook, or NULL */
 };
 
 static enum cw_err
@@ -575,8 +576,31 @@ record_tx(struct bctx *b, struct store_tx *tx)
 			pats[np++] = p;
 		}
 	}
-	return api_trail_tx_bundle(tx, b->a, b->who, b->remote, ops, nops,
-				   pats, np);
+	return api_trail_tx_bundle(tx, b->a, b->who, b->opt ? b->opt->agent : NULL,
+				   b->remote, ops, nops, pats, np);
+}
+
+/* The door's own record of what the transaction wrote (api_bundle_opt.in_tx). */
+static enum cw_err
+door_in_tx(struct bctx *b, struct store_tx *tx)
+{
+	const char **w;
+	size_t n = 0;
+
+	if (!b->opt || !b->opt->in_tx)
+		return CW_OK;
+	if (!(w = arena_alloc(b->a, (b->n + 1) * sizeof(*w))))
+		return CW_ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct api_op *op = &b->e[i].op;
+
+		if (b->e[i].method == BM_GET || b->e[i].method == BM_HEAD || !op->rt ||
+		    !op->id || op->noop)
+			continue;
+		if (!(w[n++] = arena_printf(b->a, "%s/%s", op->rt->name, op->id)))
+			return CW_ENOMEM;
+	}
+	return b->opt->in_tx(tx, b->opt->in_tx_ctx, w, n);
 }
 
 static enum cw_err
@@ -638,7 +662,9 @@ tx_cb(struct store_tx *tx, void *ctx)
 		if ((err = api_rules_apply(tx, b->a, &e->op, b->d)))
 			return err;
 	}
-	return record_tx(b, tx);
+	if ((err = record_tx(b, tx)))
+		return err;
+	return door_in_tx(b, tx);
 }
 
 /* ---- internal requests (batch entries, transaction GETs) ------------------ */
@@ -961,6 +987,9 @@ bundle_run(struct api *api, struct arena *a, json_t *bundle,
 			return CW_ENOMEM;
 	}
 	b.lenient_refs = opt && opt->lenient_refs;
+	b.opt = opt;
+	if (!who && opt && opt->remote)
+		b.remote = opt->remote;
 	rtype = json_string_value(json_object_get(bundle, "resourceType"));
 	if (!json_is_object(bundle) || !rtype || strcmp(rtype, "Bundle"))
 		return diag_err(d, CW_EINVAL, "invalid", "resourceType",

@@ -402,9 +402,9 @@ api_trail_tx_rules(struct store_tx *tx, struct arena *a, const struct api_op *op
 
 enum cw_err
 api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
-		    const struct access_who *who, const char *remote,
-		    const struct api_op *const *ops, size_t nops,
-		    const char *const *patients, size_t npatients)
+		    const struct access_who *who, const char *agent,
+		    const char *remote, const struct api_op *const *ops,
+		    size_t nops, const char *const *patients, size_t npatients)
 {
 	struct audit_event ev = {.kind = AUDIT_REST, .interaction = "transaction",
 				 .action = 'E', .status = 200};
@@ -417,7 +417,13 @@ api_trail_tx_bundle(struct store_tx *tx, struct arena *a,
 		what[i].id = ops[i]->id;
 	}
 	ev.remote = remote;
-	who_of(&ev, who, who == NULL);
+	if (!who && agent) {
+		/* an interface (an HL7 v2 feed): named, not a signed-in user */
+		ev.user = agent;
+		ev.role = "interface";
+	} else {
+		who_of(&ev, who, who == NULL);
+	}
 	ev.what = what;
 	ev.nwhat = nops;
 	ev.patients = patients;

@@ -34,6 +34,7 @@ int cli_glass(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_backup(int argc, char **argv);
 int cli_kb(int argc, char **argv);
+int cli_hl7(int argc, char **argv);
 
 struct store;
 struct api;

@@ -31,6 +31,7 @@ static const struct cmd commands[] = {
 	{"audit", cli_audit, "verify the audit trail's hash chain; report who saw a patient's record"},
 	{"glass", cli_glass, "list break-the-glass grants; end one early"},
 	{"kb", cli_kb, "check the knowledge base; look up a drug, class or lab test"},
+	{"hl7", cli_hl7, "list the HL7 v2 messages received; show one; replay a failed one"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -28,6 +28,8 @@
 #include "audit/audit.h"
 #include "cli/cli.h"
 #include "coord/coord.h"
+#include "hl7v2/mllp.h"
+#include "hl7v2/receive.h"
 #include "http/http.h"
 #include "kb/kb.h"
 #include "store/store.h"
@@ -60,6 +62,29 @@ serve_handle(void *ctx, struct http_req *r, struct http_resp *w)
 }
 
 /* An address http_start accepts: a literal, [v6], or localhost. */
+/* "+HHMM" or "-HHMM" (or "Z") as minutes east of UTC. */
+static bool
+tz_of(const char *s, int *minutes)
+{
+	int h, m;
+
+	if (!strcmp(s, "Z") || !strcmp(s, "UTC")) {
+		*minutes = 0;
+		return true;
+	}
+	if (strlen(s) != 5 || (s[0] != '+' && s[0] != '-'))
+		return false;
+	for (int i = 1; i < 5; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	h = (s[1] - '0') * 10 + (s[2] - '0');
+	m = (s[3] - '0') * 10 + (s[4] - '0');
+	if (h > 14 || m > 59)
+		return false;
+	*minutes = (s[0] == '-' ? -1 : 1) * (h * 60 + m);
+	return true;
+}
+
 static bool
 bind_ok(const char *b)
 {
@@ -85,7 +110,10 @@ serve_usage(FILE *f)
 		"                       [--workers N] [--max-body BYTES] [--base-url URL]\n"
 		"                       [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
 		"                       [--session-idle SECONDS] [--break-glass-max-minutes N]\n"
-		"                       [--tls-cert FILE --tls-key FILE] [--kb DIR]\n\n"
+		"                       [--tls-cert FILE --tls-key FILE] [--kb DIR]\n"
+		"                       [--mllp-port N [--mllp-bind ADDR]\n"
+		"                        [--mllp-tls-cert FILE --mllp-tls-key FILE]\n"
+		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -115,10 +143,21 @@ serve_usage(FILE *f)
 		"                     else ./data/kb); a malformed row refuses the start\n"
 		"  --tls-cert FILE    serve HTTPS (TLS 1.2/1.3) with this PEM certificate\n"
 		"                     chain; needs --tls-key FILE, the PEM private key\n"
+		"  --mllp-port N      also take HL7 v2 messages (ADT) over MLLP on this\n"
+		"                     TCP port, 0 picks a free one (default: no listener)\n"
+		"  --mllp-bind ADDR   address of the MLLP listener (default 127.0.0.1)\n"
+		"  --mllp-tls-cert FILE, --mllp-tls-key FILE\n"
+		"                     MLLP over TLS (1.2/1.3) with this PEM chain and key\n"
+		"  --hl7-tz +HHMM     the feeds' local time, for date/times they send\n"
+		"                     without a zone (default +0000, UTC)\n"
+		"  --hl7-accept-test  also apply messages marked for training (MSH-11 T);\n"
+		"                     by default they are rejected (AR)\n"
+		"  (every message and its answer: 'careweave hl7 list')\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
 		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
 		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
-		"\nPrints 'careweave listening on http[s]://ADDR:PORT/fhir' once it serves.\n",
+		"\nPrints 'careweave listening on http[s]://ADDR:PORT/fhir' once it serves,\n"
+		"and before it, with --mllp-port, 'careweave mllp listening on ADDR:PORT'.\n",
 		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S, GLASS_MAX_MIN,
 		ACCESS_GLASS_MAX_DEFAULT);
 }
@@ -142,6 +181,12 @@ cli_serve(int argc, char **argv)
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
 		{"kb", required_argument, NULL, 'B'},
+		{"mllp-port", required_argument, NULL, 'M'},
+		{"mllp-bind", required_argument, NULL, 'A'},
+		{"mllp-tls-cert", required_argument, NULL, 'c'},
+		{"mllp-tls-key", required_argument, NULL, 'k'},
+		{"hl7-tz", required_argument, NULL, 'z'},
+		{"hl7-accept-test", no_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -158,6 +203,13 @@ cli_serve(int argc, char **argv)
 	struct access_options aco = {0};
 	struct access *ac = NULL;
 	struct audit *au = NULL;
+	struct mllp_options mo = {.bind = "127.0.0.1"};
+	struct hl7_receiver_options ro = {0};
+	struct hl7_receiver *rcv = NULL;
+	struct mllp *mllp = NULL;
+	const char *mcert_path = NULL, *mkey_path = NULL;
+	char *mcert = NULL, *mkey = NULL;
+	bool mllp_on = false;
 	struct store *s;
 	struct arena *a;
 	struct diag d;
@@ -251,6 +303,34 @@ cli_serve(int argc, char **argv)
 		case 'B':
 			kb_path = optarg;
 			break;
+		case 'M':
+			if (!cli_parse_num(optarg, 0, 65535, false, &v)) {
+				cli_err("serve", "--mllp-port wants a number from 0 to 65535, not '%s'",
+					optarg);
+				return CLI_EUSAGE;
+			}
+			mo.port = (unsigned)v;
+			mllp_on = true;
+			break;
+		case 'A':
+			mo.bind = optarg;
+			break;
+		case 'c':
+			mcert_path = optarg;
+			break;
+		case 'k':
+			mkey_path = optarg;
+			break;
+		case 'z':
+			if (!tz_of(optarg, &ro.tz_minutes)) {
+				cli_err("serve", "--hl7-tz wants an offset such as +0100 or -0500, not '%s'",
+					optarg);
+				return CLI_EUSAGE;
+			}
+			break;
+		case 'T':
+			ro.accept_test = true;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return CLI_OK;
@@ -269,6 +349,18 @@ cli_serve(int argc, char **argv)
 	}
 	if (!cert_path != !key_path) {
 		cli_err("serve", "--tls-cert and --tls-key go together");
+		return CLI_EUSAGE;
+	}
+	if (!mcert_path != !mkey_path) {
+		cli_err("serve", "--mllp-tls-cert and --mllp-tls-key go together");
+		return CLI_EUSAGE;
+	}
+	if (!mllp_on && (mcert_path || strcmp(mo.bind, "127.0.0.1"))) {
+		cli_err("serve", "--mllp-bind and --mllp-tls-* need --mllp-port");
+		return CLI_EUSAGE;
+	}
+	if (!bind_ok(mo.bind)) {
+		cli_err("serve", "--mllp-bind wants an IPv4 or IPv6 address, not '%s'", mo.bind);
 		return CLI_EUSAGE;
 	}
 	if ((rc = cli_rules_open("serve", kb_path, &kb, &co)) != CLI_OK)
@@ -291,6 +383,25 @@ cli_serve(int argc, char **argv)
 		}
 		ho.tls_cert = cert;
 		ho.tls_key = key;
+	}
+	if (mcert_path) {
+		size_t n;
+		int e;
+
+		if (!(mcert = cli_read_file(mcert_path, TLS_FILE_MAX, &n, &e)) ||
+		    !(mkey = cli_read_file(mkey_path, TLS_FILE_MAX, &n, &e))) {
+			cli_err("serve", "cannot read %s: %s", mcert ? mkey_path : mcert_path,
+				strerror(e));
+			free(mcert);
+			if (key)
+				sodium_memzero(key, strlen(key));
+			free(key);
+			free(cert);
+			cli_rules_close(kb, co);
+			return CLI_EIO;
+		}
+		mo.tls_cert = mcert;
+		mo.tls_key = mkey;
 	}
 
 	sigemptyset(&set);
@@ -364,6 +475,20 @@ cli_serve(int argc, char **argv)
 		goto out_http;
 	}
 	atomic_store_explicit(&tramp.api, api, memory_order_release);
+	if (mllp_on) {
+		/* the hospital feeds: through the same API and rules */
+		ro.api = api;
+		ro.store = s;
+		if (!(rcv = hl7_receiver_new(&ro)) ||
+		    !(mllp = mllp_start(&mo, hl7_receive, rcv, &d))) {
+			cli_err("serve", "%s", d.n ? d.issues[d.n - 1].msg :
+				"cannot start the MLLP listener");
+			rc = CLI_EIO;
+			goto out_api;
+		}
+		printf("careweave mllp listening on %s:%u\n", mo.bind, mllp_port(mllp));
+		log_info("HL7 v2 over MLLP%s on port %u", mcert ? " (TLS)" : "", mllp_port(mllp));
+	}
 	printf("careweave listening on %s\n", url);
 	fflush(stdout);
 	log_info("serving on port %u", http_port(srv));
@@ -371,6 +496,10 @@ cli_serve(int argc, char **argv)
 	sig = 0;
 	sigwait(&set, &sig);
 	log_info("signal %d: shutting down", sig);
+out_api:
+	/* the feeds first: their handler writes through the API */
+	mllp_stop(mllp);
+	hl7_receiver_free(rcv);
 	http_stop(srv);
 	srv = NULL;
 	api_free(api);
@@ -388,8 +517,12 @@ out_store:
 out_tls:
 	if (key)
 		sodium_memzero(key, strlen(key));
+	if (mkey)
+		sodium_memzero(mkey, strlen(mkey));
 	free(key);
 	free(cert);
+	free(mkey);
+	free(mcert);
 	cli_rules_close(kb, co);
 	return rc;
 }

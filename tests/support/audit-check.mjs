@@ -18,8 +18,9 @@
 // A match is on the interaction (AuditEvent.subtype) and the HTTP status
 // (outcomeDesc), and on the resource type too where the request names one
 // that the server serves. Records of operator tools (role `operator`: the
-// CLI writing the same file) and records older than the server's start are
-// not this server's requests and are left out. Requests whose answer never
+// CLI writing the same file), of interfaces (role `interface`: HL7 v2 feeds
+// over MLLP) and records older than the server's start are not this
+// server's HTTP requests and are left out. Requests whose answer never
 // arrived (aborted, timed out) may or may not have a record: one record of
 // the same interaction, whatever its status, is let through for each.
 //
@@ -252,8 +253,9 @@ const show = (e) => `AuditEvent/${e.id} ${subOf(e)} ${e.action} HTTP ${statusOf(
 export async function compare(rec, records) {
   await Promise.all([...rec.pending]);
   for (const r of rec.requests) if (r.reqBodyPromise) r.reqBody = await r.reqBodyPromise;
-  // the rules' own writes (role rules) follow from a change, not a request
-  const actual = records.filter((e) => !['operator', 'rules'].includes(e.agent?.[0]?.role?.[0]?.coding?.[0]?.code) &&
+  // the rules' own writes (role rules) follow from a change, not a request;
+  // an interface's (role interface: an HL7 v2 feed) came over MLLP, not HTTP
+  const actual = records.filter((e) => !['operator', 'rules', 'interface'].includes(e.agent?.[0]?.role?.[0]?.coding?.[0]?.code) &&
     Date.parse(e.recorded) >= rec.startedAt - 5);
   const used = new Array(actual.length).fill(false);
   const problems = [];

@@ -220,6 +220,7 @@ export async function startServer(opts = {}) {
   return {
     base, origin, client, token, user, db, dir, proc, stop, kill,
     stderr: () => err,
+    stdout: () => out,
     alive: () => !exited,
   };
 }

@@ -1,0 +1,745 @@
+/* hl7v2/adt.c: ADT events as changes to the record.
+ *
+ * Every ADT event carries the patient (PID) and most a visit (PV1); the
+ * event says what happened to the visit:
+ *
+ *   A01 admit, A04 register, A05 pre-admit: the visit begins (in-progress;
+ *       pre-admit: planned); A02 transfer: a new location; A03 discharge:
+ *       finished, with its end and disposition; A06 / A07: outpatient to
+ *       inpatient and back (the class changes); A08: the demographics or
+ *       the visit changed; A11, A12, A13: the admit, transfer or discharge
+ *       is cancelled and what it did is undone.
+ *
+ * The Patient is found by the identifiers of PID-3 (any of them; more than
+ * one Patient holding them is an error, never a guess); the message's
+ * demographics (name, birth date, sex, address, phones, marital status,
+ * death) replace careweave's, its identifiers are added, everything else
+ * careweave holds is kept. The Encounter is found by the visit number
+ * (PV1-19), else, for an event about a visit already under way, the
+ * patient's latest one not finished. Diagnoses (DG1) become Conditions of
+ * the Encounter, next of kin (NK1) RelatedPersons, each with an identifier
+ * of its own so a message sent again changes nothing. */
+#include <string.h>
+
+#include "hl7v2/map_int.h"
+
+#define V3_ACT "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+#define DG1_SYSTEM "urn:careweave:hl7v2:dg1"
+#define NK1_SYSTEM "urn:careweave:hl7v2:nk1"
+#define ADT_DG1_MAX 50
+#define ADT_NK1_MAX 20
+
+bool
+hl7_adt_handles(const char *trigger)
+{
+	static const char *const events[] = {"A01", "A02", "A03", "A04", "A05", "A06",
+					     "A07", "A08", "A11", "A12", "A13"};
+
+	for (size_t i = 0; trigger && i < sizeof(events) / sizeof(events[0]); i++)
+		if (!strcmp(trigger, events[i]))
+			return true;
+	return false;
+}
+
+static bool
+is(const char *trigger, const char *event)
+{
+	return !strcmp(trigger, event);
+}
+
+/* ---- what careweave holds ------------------------------------------------- */
+
+struct found {
+	json_t *res;     /* owned by the map's arena */
+	const char *id;
+	long version;
+	int n;           /* how many matched (at most 2 looked at) */
+};
+
+static void
+decref_cb(void *p)
+{
+	json_decref(p);
+}
+
+/* The resources of type matching key=value (a token "system|value", or a
+ * reference), read as committed; f->n says whether there were 0, 1 or more. */
+static enum cw_err
+find(struct hl7_map *mp, const char *type, const char *key, const char *value,
+     const char *key2, const char *value2, struct found *f, struct diag *d)
+{
+	struct fhir_kv kv[3] = {{key, value}, {key2, value2}, {"_sort", "-_lastUpdated"}};
+	struct fhir_query q;
+	struct store_page page;
+	size_t nkv = key2 ? 3 : 2;
+	enum cw_err err;
+
+	memset(f, 0, sizeof(*f));
+	if (!key2)
+		kv[1] = kv[2];
+	if ((err = fhir_query_parse(mp->a, fhir_restype_find(type), kv, nkv, true, &q, d)))
+		return err;
+	q.count = 2;
+	if ((err = store_search(mp->store, mp->a, &q, &page, d)))
+		return err;
+	f->n = (int)page.n;
+	if (!page.n)
+		return CW_OK;
+	if (fhir_parse_json(page.res[0].json.p, page.res[0].json.n, &f->res, NULL))
+		return CW_EINTERNAL;
+	if (!arena_on_free(mp->a, decref_cb, f->res)) {
+		json_decref(f->res);
+		return CW_ENOMEM;
+	}
+	f->id = page.res[0].id;
+	f->version = page.res[0].version;
+	return CW_OK;
+}
+
+/* An identifier as a token search value ("system|value"), for find(). */
+static const char *
+token(struct hl7_map *mp, const json_t *ident)
+{
+	return arena_printf(mp->a, "%s|%s", json_string_value(json_object_get(ident, "system")),
+			    json_string_value(json_object_get(ident, "value")));
+}
+
+/* The same inside a URL (an entry's conditional url or ifNoneExist). */
+static const char *
+token_url(struct hl7_map *mp, const json_t *ident)
+{
+	return hl7_map_token_query(mp->a, json_string_value(json_object_get(ident, "system")),
+				   json_string_value(json_object_get(ident, "value")));
+}
+
+/* ---- the Patient ---------------------------------------------------------- */
+
+static const char *
+gender_of(const char *sex)
+{
+	/* HL7 table 0001 to FHIR administrative-gender */
+	if (!sex)
+		return NULL;
+	if (!strcmp(sex, "M"))
+		return "male";
+	if (!strcmp(sex, "F"))
+		return "female";
+	if (!strcmp(sex, "O") || !strcmp(sex, "A") || !strcmp(sex, "N"))
+		return "other";
+	return "unknown";
+}
+
+/* The Patient the PID says, as demographics only (identifiers in idents). */
+static json_t *
+patient_of(struct hl7_map *mp, long pid, json_t *idents)
+{
+	json_t *p = json_pack("{s:s}", "resourceType", "Patient"), *v, *arr;
+	unsigned n;
+	const char *s;
+
+	if (!p)
+		return NULL;
+	if (json_array_size(idents))
+		json_object_set(p, "identifier", idents);
+	arr = json_array();
+	n = hl7_reps(mp->m, (size_t)pid, 5);
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_xpn(mp, pid, 5, r)))
+			json_array_append_new(arr, v);
+	json_object_set_new(p, "name", arr);
+	if ((s = hl7_map_dtm(mp, pid, 7, true)))
+		json_object_set_new(p, "birthDate", json_string(s));
+	if ((s = gender_of(hl7_get(mp->m, (size_t)pid, 8, 0, 1, 0))))
+		json_object_set_new(p, "gender", json_string(s));
+	arr = json_array();
+	n = hl7_reps(mp->m, (size_t)pid, 11);
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_xad(mp, pid, 11, r)))
+			json_array_append_new(arr, v);
+	json_object_set_new(p, "address", arr);
+	arr = json_array();
+	n = hl7_reps(mp->m, (size_t)pid, 13);
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_xtn(mp, pid, 13, r, "home")))
+			json_array_append_new(arr, v);
+	n = hl7_reps(mp->m, (size_t)pid, 14);
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_xtn(mp, pid, 14, r, "work")))
+			json_array_append_new(arr, v);
+	json_object_set_new(p, "telecom", arr);
+	if ((v = hl7_map_table(mp, pid, 16, "0002")))
+		json_object_set_new(p, "maritalStatus", v);
+	if ((s = hl7_map_dtm(mp, pid, 29, false)))
+		json_object_set_new(p, "deceasedDateTime", json_string(s));
+	else if ((s = hl7_get(mp->m, (size_t)pid, 30, 0, 1, 0)) && s != HL7_NULL &&
+		 (!strcmp(s, "Y") || !strcmp(s, "N")))
+		json_object_set_new(p, "deceasedBoolean", json_boolean(!strcmp(s, "Y")));
+	/* an empty list is not FHIR */
+	for (const char *k = "name"; k; k = !strcmp(k, "name") ? "address" :
+					  !strcmp(k, "address") ? "telecom" : NULL)
+		if (!json_array_size(json_object_get(p, k)))
+			json_object_del(p, k);
+	return p;
+}
+
+static bool
+same_ident(const json_t *x, const json_t *y)
+{
+	const char *sx = json_string_value(json_object_get(x, "system"));
+	const char *sy = json_string_value(json_object_get(y, "system"));
+	const char *vx = json_string_value(json_object_get(x, "value"));
+	const char *vy = json_string_value(json_object_get(y, "value"));
+
+	return sx && sy && vx && vy && !strcmp(sx, sy) && !strcmp(vx, vy);
+}
+
+/* What careweave holds, with what the message says on top (see the head
+ * of this file): a new value owned by the caller. */
+static json_t *
+merge_patient(const json_t *held, const json_t *msg)
+{
+	static const char *const demo[] = {"name", "birthDate", "gender", "address", "telecom",
+					   "maritalStatus", "deceasedDateTime",
+					   "deceasedBoolean"};
+	json_t *out = json_deep_copy(held), *ids, *v;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	json_object_del(out, "meta");
+	for (size_t k = 0; k < sizeof(demo) / sizeof(demo[0]); k++)
+		if ((v = json_object_get(msg, demo[k])))
+			json_object_set(out, demo[k], v);
+	if (json_object_get(msg, "deceasedDateTime"))
+		json_object_del(out, "deceasedBoolean");
+	if (json_object_get(msg, "deceasedBoolean"))
+		json_object_del(out, "deceasedDateTime");
+	ids = json_object_get(out, "identifier");
+	if (!ids) {
+		ids = json_array();
+		json_object_set_new(out, "identifier", ids);
+	}
+	json_array_foreach(json_object_get(msg, "identifier"), i, v) {
+		size_t k;
+		json_t *h;
+		bool have = false;
+
+		json_array_foreach(ids, k, h)
+			have |= same_ident(h, v);
+		if (!have)
+			json_array_append(ids, v);
+	}
+	return out;
+}
+
+/* Adds the Patient entry; *ref is how the other entries name it. */
+static enum cw_err
+patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
+	      struct diag *d)
+{
+	json_t *idents = json_array(), *msgp, *v;
+	const char *key_url;
+	struct found f = {0};
+	unsigned n = hl7_reps(mp->m, (size_t)pid, 3);
+	size_t i;
+	char uuid[ID_LEN + 1];
+	enum cw_err err;
+
+	if (!idents)
+		return CW_ENOMEM;
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_cx(mp, pid, 3, r)))
+			json_array_append_new(idents, v);
+	/* before 2.3.1 some feeds put the patient id in PID-2 */
+	if (!json_array_size(idents) && (v = hl7_map_cx(mp, pid, 2, 0)))
+		json_array_append_new(idents, v);
+	if (!json_array_size(idents)) {
+		json_decref(idents);
+		return hl7_map_problem(mp, pid, 3, 101, true,
+				       "PID-3 holds no patient identifier");
+	}
+	msgp = patient_of(mp, pid, idents);
+	if (!msgp) {
+		json_decref(idents);
+		return CW_ENOMEM;
+	}
+	*key = token(mp, json_array_get(idents, 0));
+	key_url = token_url(mp, json_array_get(idents, 0));
+	json_array_foreach(idents, i, v) {
+		if ((err = find(mp, "Patient", "identifier", token(mp, v), NULL, NULL, &f, d))) {
+			json_decref(idents);
+			json_decref(msgp);
+			return err;
+		}
+		if (f.n > 1) {
+			json_decref(idents);
+			json_decref(msgp);
+			return hl7_map_problem(mp, pid, 3, 205, true,
+					       "More than one Patient holds identifier %zu of PID-3; "
+					       "careweave will not choose (a coordinator should merge them)",
+					       i + 1);
+		}
+		if (f.n == 1)
+			break;
+	}
+	json_decref(idents);
+	if (f.n == 1) {
+		json_t *merged = merge_patient(f.res, msgp);
+
+		json_decref(msgp);
+		if (!merged)
+			return CW_ENOMEM;
+		json_object_set_new(merged, "id", json_string(f.id));
+		*ref = arena_printf(mp->a, "Patient/%s", f.id);
+		return hl7_map_entry(mp, "PUT", *ref, merged, NULL,
+				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+	}
+	id_new(uuid);
+	*ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
+	return hl7_map_entry(mp, "POST", "Patient", msgp,
+			     arena_printf(mp->a, "identifier=%s", key_url), NULL, *ref);
+}
+
+/* ---- the Encounter -------------------------------------------------------- */
+
+static json_t *
+class_of(const char *pc, const char *trigger)
+{
+	const char *code = "IMP", *display = "inpatient encounter";
+
+	/* HL7 table 0004 to v3-ActCode (A06: now an inpatient; A07: now an outpatient) */
+	if (is(trigger, "A06"))
+		pc = "I";
+	else if (is(trigger, "A07"))
+		pc = "O";
+	if (!pc)
+		pc = "U";
+	switch (pc[0]) {
+	case 'E':
+		code = "EMER", display = "emergency";
+		break;
+	case 'O':
+	case 'R':
+		code = "AMB", display = "ambulatory";
+		break;
+	case 'P':
+		code = "PRENC", display = "pre-admission";
+		break;
+	case 'I':
+	case 'B':
+		break;
+	default:
+		return json_pack("{s:s, s:s, s:s}", "system",
+				 "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+				 "code", "UNK", "display", "unknown");
+	}
+	return json_pack("{s:s, s:s, s:s}", "system", V3_ACT, "code", code, "display", display);
+}
+
+static const char *
+status_of(const char *trigger, const char *held)
+{
+	if (is(trigger, "A03"))
+		return "finished";
+	if (is(trigger, "A05"))
+		return held ? held : "planned";
+	if (is(trigger, "A11"))
+		return "cancelled";
+	if (is(trigger, "A08"))
+		return held ? held : "in-progress";
+	return "in-progress";
+}
+
+/* When the event happened: EVN-6, else EVN-2, else MSH-7. */
+static const char *
+event_time(struct hl7_map *mp)
+{
+	long evn = hl7_find(mp->m, "EVN", 0, 0);
+	const char *t = evn >= 0 ? hl7_map_dtm(mp, evn, 6, false) : NULL;
+
+	if (!t && evn >= 0)
+		t = hl7_map_dtm(mp, evn, 2, false);
+	if (!t)
+		t = hl7_map_dtm(mp, 0, 7, false);
+	return t;
+}
+
+/* PV1-3 (PL) in words: point of care, room, bed, facility. */
+static const char *
+location_words(struct hl7_map *mp, long pv1)
+{
+	const char *part[4], *out = NULL;
+
+	for (unsigned c = 0; c < 4; c++) {
+		part[c] = hl7_get(mp->m, (size_t)pv1, 3, 0, c + 1, 0);
+		if (part[c] == HL7_NULL)
+			part[c] = NULL;
+	}
+	for (unsigned c = 0; c < 4; c++)
+		if (part[c])
+			out = out ? arena_printf(mp->a, "%s, %s %s", out,
+						 c == 1 ? "room" : c == 2 ? "bed" : "at",
+						 part[c]) :
+				    arena_strdup(mp->a, part[c]);
+	return out;
+}
+
+static void
+add_participant(struct hl7_map *mp, json_t *enc, long pv1, unsigned field,
+		const char *type, const char *display)
+{
+	json_t *who = hl7_map_xcn(mp, pv1, field, 0), *parts;
+
+	if (!who)
+		return;
+	parts = json_object_get(enc, "participant");
+	if (!parts) {
+		parts = json_array();
+		json_object_set_new(enc, "participant", parts);
+	}
+	json_array_append_new(parts, json_pack("{s:[{s:[{s:s, s:s, s:s}]}], s:o}", "type",
+		"coding", "system", "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+		"code", type, "display", display, "individual", who));
+}
+
+static json_t *
+priority_of(struct hl7_map *mp, long pv1)
+{
+	const char *t = hl7_get(mp->m, (size_t)pv1, 4, 0, 1, 0);
+	const char *code, *display;
+
+	if (!t || t == HL7_NULL)
+		return NULL;
+	/* HL7 table 0007 to v3-ActPriority */
+	if (!strcmp(t, "E") || !strcmp(t, "A") || !strcmp(t, "L"))
+		code = "EM", display = "emergency";
+	else if (!strcmp(t, "U"))
+		code = "UR", display = "urgent";
+	else if (!strcmp(t, "R") || !strcmp(t, "C"))
+		code = "EL", display = "elective";
+	else
+		return hl7_map_table(mp, pv1, 4, "0007");
+	return json_pack("{s:[{s:s, s:s, s:s}, {s:s, s:s}]}", "coding",
+			 "system", "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+			 "code", code, "display", display,
+			 "system", HL7_V2_TABLE "0007", "code", t);
+}
+
+/* The locations of a transfer: the current one completed at when, the new
+ * one active from when; a cancelled transfer (A12) the other way round. */
+static void
+move(json_t *enc, const char *where, const char *when, bool cancel)
+{
+	json_t *locs = json_object_get(enc, "location"), *l;
+	size_t i, n;
+
+	if (!locs) {
+		locs = json_array();
+		json_object_set_new(enc, "location", locs);
+	}
+	n = json_array_size(locs);
+	if (cancel) {
+		if (n)
+			json_array_remove(locs, n - 1);
+		if ((l = json_array_get(locs, json_array_size(locs) - 1))) {
+			json_object_set_new(l, "status", json_string("active"));
+			json_object_del(json_object_get(l, "period"), "end");
+		}
+		return;
+	}
+	json_array_foreach(locs, i, l)
+		if (!strcmp(json_string_value(json_object_get(l, "status")) ?: "", "active")) {
+			json_object_set_new(l, "status", json_string("completed"));
+			if (when) {
+				json_t *p = json_object_get(l, "period");
+
+				if (!p) {
+					p = json_object();
+					json_object_set_new(l, "period", p);
+				}
+				json_object_set_new(p, "end", json_string(when));
+			}
+		}
+	if (where) {
+		l = json_pack("{s:{s:s}, s:s}", "location", "display", where, "status", "active");
+		if (l && when)
+			json_object_set_new(l, "period", json_pack("{s:s}", "start", when));
+		json_array_append_new(locs, l);
+	}
+}
+
+/* Sets what the PV1 says on enc (new or held), for the event. */
+static void
+visit_facts(struct hl7_map *mp, long pv1, json_t *enc, const char *trigger,
+	    bool held, const char *patient_ref, json_t *visit_id)
+{
+	const char *st = json_string_value(json_object_get(enc, "status"));
+	const char *start = hl7_map_dtm(mp, pv1, 44, false);
+	const char *end = hl7_map_dtm(mp, pv1, 45, false);
+	const char *when = event_time(mp), *where = location_words(mp, pv1);
+	json_t *period = json_object_get(enc, "period"), *v, *hosp;
+
+	json_object_set_new(enc, "status", json_string(status_of(trigger, held ? st : NULL)));
+	json_object_set_new(enc, "subject", json_pack("{s:s}", "reference", patient_ref));
+	if (visit_id && !json_object_get(enc, "identifier"))
+		json_object_set_new(enc, "identifier", json_pack("[O]", visit_id));
+	if (!is(trigger, "A11") && !is(trigger, "A12") && !is(trigger, "A13"))
+		json_object_set_new(enc, "class",
+				    class_of(hl7_get(mp->m, (size_t)pv1, 2, 0, 1, 0), trigger));
+	else if (!json_object_get(enc, "class"))
+		json_object_set_new(enc, "class", class_of(NULL, trigger));
+	if (!period) {
+		period = json_object();
+		json_object_set_new(enc, "period", period);
+	}
+	if (start)
+		json_object_set_new(period, "start", json_string(start));
+	else if (!json_object_get(period, "start") && when &&
+		 (is(trigger, "A01") || is(trigger, "A04") || is(trigger, "A06") ||
+		  is(trigger, "A07") || !held))
+		json_object_set_new(period, "start", json_string(when));
+	if (is(trigger, "A03")) {
+		if (end || when)
+			json_object_set_new(period, "end", json_string(end ? end : when));
+	} else if (is(trigger, "A13")) {
+		json_object_del(period, "end");
+		json_object_del(json_object_get(enc, "hospitalization"), "dischargeDisposition");
+	} else if (end) {
+		json_object_set_new(period, "end", json_string(end));
+	}
+	if (!json_object_size(period))
+		json_object_del(enc, "period");
+	if (is(trigger, "A02") || is(trigger, "A12"))
+		move(enc, where, when, is(trigger, "A12"));
+	else if (where && !is(trigger, "A11") && !is(trigger, "A13") &&
+		 !json_array_size(json_object_get(enc, "location")))
+		move(enc, where, start ? start : when, false);
+	if (is(trigger, "A11") || is(trigger, "A12") || is(trigger, "A13"))
+		return; /* a cancel undoes; it says nothing new about the visit */
+	if ((v = priority_of(mp, pv1)))
+		json_object_set_new(enc, "priority", v);
+	if ((v = hl7_map_table(mp, pv1, 10, "0069")))
+		json_object_set_new(enc, "serviceType", v);
+	json_object_del(enc, "participant");
+	add_participant(mp, enc, pv1, 7, "ATND", "attender");
+	add_participant(mp, enc, pv1, 8, "REF", "referrer");
+	add_participant(mp, enc, pv1, 9, "CON", "consultant");
+	add_participant(mp, enc, pv1, 17, "ADM", "admitter");
+	hosp = json_object_get(enc, "hospitalization");
+	if (!hosp) {
+		hosp = json_object();
+		json_object_set_new(enc, "hospitalization", hosp);
+	}
+	if ((v = hl7_map_table(mp, pv1, 14, "0023")))
+		json_object_set_new(hosp, "admitSource", v);
+	if ((v = hl7_map_table(mp, pv1, 36, "0112")))
+		json_object_set_new(hosp, "dischargeDisposition", v);
+	if (!json_object_size(hosp))
+		json_object_del(enc, "hospitalization");
+}
+
+/* Adds the Encounter entry (when the message has a visit); *ref names it. */
+static enum cw_err
+encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
+		const char *patient_ref, const char **ref, const char **key,
+		struct diag *d)
+{
+	json_t *visit = hl7_map_cx(mp, pv1, 19, 0), *enc;
+	const char *pc = hl7_get(mp->m, (size_t)pv1, 2, 0, 1, 0);
+	bool under_way = !is(trigger, "A01") && !is(trigger, "A04") && !is(trigger, "A05");
+	const char *key_url = NULL;
+	struct found f = {0};
+	char uuid[ID_LEN + 1];
+	enum cw_err err;
+
+	*ref = NULL;
+	if (pc && pc != HL7_NULL && !strcmp(pc, "N") && !visit)
+		return CW_OK; /* "not applicable": no visit */
+	if (visit) {
+		/* a visit number is the hospital's, per patient account: the
+		 * same visit whatever the event */
+		json_t *t = json_object_get(visit, "type");
+
+		if (!t)
+			json_object_set_new(visit, "type", json_pack("{s:[{s:s, s:s}]}",
+				"coding", "system", HL7_V2_TABLE "0203", "code", "VN"));
+		*key = token(mp, visit);
+		key_url = token_url(mp, visit);
+		if ((err = find(mp, "Encounter", "identifier", *key, NULL, NULL, &f, d))) {
+			json_decref(visit);
+			return err;
+		}
+	} else if (under_way && strncmp(patient_ref, "urn:", 4)) {
+		/* no visit number: the patient's latest visit (A03 of a feed
+		 * that sends none) */
+		*key = NULL;
+		if ((err = find(mp, "Encounter", "subject", patient_ref, "status",
+				is(trigger, "A13") ? "finished" :
+				"in-progress,arrived,triaged,onleave,planned", &f, d)))
+			return err;
+	}
+	if (f.n > 1 && visit) {
+		json_decref(visit);
+		return hl7_map_problem(mp, pv1, 19, 205, true,
+				       "More than one Encounter holds this visit number");
+	}
+	if (!f.n && (is(trigger, "A11") || is(trigger, "A12") || is(trigger, "A13"))) {
+		json_decref(visit);
+		return hl7_map_problem(mp, pv1, 19, 204, true,
+				       "No visit careweave holds for this cancel");
+	}
+	if (f.n) {
+		enc = json_deep_copy(f.res);
+		if (!enc) {
+			json_decref(visit);
+			return CW_ENOMEM;
+		}
+		json_object_del(enc, "meta");
+		visit_facts(mp, pv1, enc, trigger, true, patient_ref, visit);
+		json_decref(visit);
+		*ref = arena_printf(mp->a, "Encounter/%s", f.id);
+		return hl7_map_entry(mp, "PUT", *ref, enc, NULL,
+				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+	}
+	enc = json_pack("{s:s}", "resourceType", "Encounter");
+	if (!enc) {
+		json_decref(visit);
+		return CW_ENOMEM;
+	}
+	visit_facts(mp, pv1, enc, trigger, false, patient_ref, visit);
+	json_decref(visit);
+	id_new(uuid);
+	*ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
+	return hl7_map_entry(mp, "POST", "Encounter", enc,
+			     key_url ? arena_printf(mp->a, "identifier=%s", key_url) : NULL, NULL,
+			     *ref);
+}
+
+/* ---- diagnoses and next of kin -------------------------------------------- */
+
+static enum cw_err
+diagnoses(struct hl7_map *mp, const char *patient_ref, const char *enc_ref,
+	  const char *enc_key)
+{
+	const char *scope = enc_key ? enc_key : mp->h->control_id;
+	long seg;
+
+	for (size_t k = 0; k < ADT_DG1_MAX && (seg = hl7_find(mp->m, "DG1", 0, k)) >= 0; k++) {
+		json_t *code = hl7_map_cwe(mp, seg, 3, 0), *cond;
+		const char *text = hl7_get(mp->m, (size_t)seg, 4, 0, 1, 0);
+		const char *type = hl7_get(mp->m, (size_t)seg, 6, 0, 1, 0);
+		const char *setid = hl7_get(mp->m, (size_t)seg, 1, 0, 1, 0);
+		const char *when = hl7_map_dtm(mp, seg, 5, false);
+		const char *ident;
+		enum cw_err err;
+
+		if (!code && text && text != HL7_NULL)
+			code = json_pack("{s:s}", "text", text);
+		if (!code) {
+			hl7_map_problem(mp, seg, 3, 101, false, "A diagnosis without a code or words; left out");
+			continue;
+		}
+		ident = hl7_map_key(mp->a, arena_printf(mp->a, "%s-%s", scope,
+				    setid && setid != HL7_NULL ? setid :
+				    arena_printf(mp->a, "%zu", k + 1)));
+		cond = json_pack("{s:s, s:[{s:s, s:s}], s:{s:[{s:s, s:s}]}, s:[{s:[{s:s, s:s}]}],"
+				 " s:o, s:{s:s}}",
+				 "resourceType", "Condition",
+				 "identifier", "system", DG1_SYSTEM, "value", ident,
+				 "clinicalStatus", "coding", "system",
+				 "http://terminology.hl7.org/CodeSystem/condition-clinical",
+				 "code", "active",
+				 "category", "coding", "system",
+				 "http://terminology.hl7.org/CodeSystem/condition-category",
+				 "code", "encounter-diagnosis",
+				 "code", code, "subject", "reference", patient_ref);
+		if (!cond)
+			return CW_ENOMEM;
+		/* HL7 table 0052: admitting and working diagnoses are provisional */
+		json_object_set_new(cond, "verificationStatus", json_pack("{s:[{s:s, s:s}]}",
+			"coding", "system",
+			"http://terminology.hl7.org/CodeSystem/condition-ver-status", "code",
+			type && type != HL7_NULL && !strcmp(type, "F") ? "confirmed" : "provisional"));
+		if (enc_ref)
+			json_object_set_new(cond, "encounter", json_pack("{s:s}", "reference", enc_ref));
+		if (when)
+			json_object_set_new(cond, "recordedDate", json_string(when));
+		if ((err = hl7_map_entry(mp, "PUT",
+					 arena_printf(mp->a, "Condition?identifier=%s",
+						      hl7_map_token_query(mp->a, DG1_SYSTEM, ident)),
+					 cond, NULL, NULL, NULL)))
+			return err;
+	}
+	return CW_OK;
+}
+
+static enum cw_err
+next_of_kin(struct hl7_map *mp, const char *patient_ref, const char *patient_key)
+{
+	long seg;
+
+	for (size_t k = 0; k < ADT_NK1_MAX && (seg = hl7_find(mp->m, "NK1", 0, k)) >= 0; k++) {
+		json_t *name = hl7_map_xpn(mp, seg, 2, 0), *rp, *v, *tel;
+		const char *family = hl7_get(mp->m, (size_t)seg, 2, 0, 1, 1);
+		const char *given = hl7_get(mp->m, (size_t)seg, 2, 0, 2, 0);
+		const char *ident;
+		enum cw_err err;
+
+		if (!name)
+			continue; /* an organization as contact (NK1-13): not a person */
+		ident = hl7_map_key(mp->a, arena_printf(mp->a, "%s/%s/%s", patient_key,
+				    family && family != HL7_NULL ? family : "",
+				    given && given != HL7_NULL ? given : ""));
+		rp = json_pack("{s:s, s:[{s:s, s:s}], s:{s:s}, s:[o]}", "resourceType",
+			       "RelatedPerson", "identifier", "system", NK1_SYSTEM, "value", ident,
+			       "patient", "reference", patient_ref, "name", name);
+		if (!rp)
+			return CW_ENOMEM;
+		if ((v = hl7_map_cwe(mp, seg, 3, 0)))
+			json_object_set_new(rp, "relationship", json_pack("[o]", v));
+		if ((v = hl7_map_xad(mp, seg, 4, 0)))
+			json_object_set_new(rp, "address", json_pack("[o]", v));
+		tel = json_array();
+		if ((v = hl7_map_xtn(mp, seg, 5, 0, "home")))
+			json_array_append_new(tel, v);
+		if ((v = hl7_map_xtn(mp, seg, 6, 0, "work")))
+			json_array_append_new(tel, v);
+		if (json_array_size(tel))
+			json_object_set_new(rp, "telecom", tel);
+		else
+			json_decref(tel);
+		if ((err = hl7_map_entry(mp, "PUT",
+					 arena_printf(mp->a, "RelatedPerson?identifier=%s",
+						      hl7_map_token_query(mp->a, NK1_SYSTEM, ident)),
+					 rp, NULL, NULL, NULL)))
+			return err;
+	}
+	return CW_OK;
+}
+
+/* ---- the event ------------------------------------------------------------ */
+
+enum cw_err
+hl7_adt_map(struct hl7_map *mp, struct diag *d)
+{
+	const char *trigger = mp->h->trigger;
+	long pid = hl7_find(mp->m, "PID", 0, 0), pv1 = hl7_find(mp->m, "PV1", 0, 0);
+	const char *pref = NULL, *pkey = NULL, *eref = NULL, *ekey = NULL;
+	enum cw_err err;
+
+	if (pid < 0)
+		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PID segment");
+	if (pv1 < 0 && !is(trigger, "A08"))
+		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PV1 segment");
+	if ((err = patient_entry(mp, pid, &pref, &pkey, d)) || mp->failed)
+		return err ? err : CW_EINVAL;
+	if (pv1 >= 0 && (err = encounter_entry(mp, pv1, trigger, pref, &eref, &ekey, d)))
+		return err;
+	if (mp->failed)
+		return CW_EINVAL;
+	if (is(trigger, "A11") || is(trigger, "A12") || is(trigger, "A13"))
+		return CW_OK;
+	if ((err = diagnoses(mp, pref, eref, ekey)))
+		return err;
+	return next_of_kin(mp, pref, pkey);
+}

@@ -1,0 +1,358 @@
+/* tests/unit/hl7v2/test_receive.c: what an HL7 v2 message does to the
+ * record (src/hl7v2/receive.c, adt.c, map.c), driven through hl7_receive
+ * on a local API with the rules, as the listener would: the answer (MSA),
+ * the Patient, Encounter, Conditions and RelatedPersons written, the
+ * message log, a message sent again, events on a visit under way, cancels,
+ * and what is rejected or fails. The messages are those of
+ * ../shared/kb/hl7v2.md and variants of them. */
+#include <jansson.h>
+
+#include "unit.h"
+
+#include "api/api.h"
+#include "coord/coord.h"
+#include "fhir/fhir.h"
+#include "hl7v2/hl7v2.h"
+#include "hl7v2/receive.h"
+#include "kb/kb.h"
+#include "store/store.h"
+
+struct fx {
+	char dir[64];
+	char path[96];
+	struct store *s;
+	struct kb *kb;
+	struct coord *co;
+	struct api *api;
+	struct hl7_receiver *r;
+	struct arena *a;
+	struct sbuf reply;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct api_options opt = {.base_url = "http://test.local/fhir", .local = true};
+	struct hl7_receiver_options ro = {0};
+	struct diag d;
+	enum cw_err err;
+
+	assert_non_null(f);
+	f->a = arena_new(0);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/cw-hl7-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+	diag_init(&d, f->a);
+	f->s = store_open(f->path, NULL, &d);
+	assert_non_null(f->s);
+	f->kb = kb_load("data/kb", NULL, NULL, &err);
+	assert_non_null(f->kb);
+	f->co = coord_new(f->kb);
+	opt.coord = f->co;
+	f->api = api_new(f->s, &opt);
+	assert_non_null(f->api);
+	ro.api = f->api;
+	ro.store = f->s;
+	f->r = hl7_receiver_new(&ro);
+	assert_non_null(f->r);
+	sbuf_init(&f->reply, 1 << 20);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	hl7_receiver_free(f->r);
+	api_free(f->api);
+	coord_free(f->co);
+	kb_free(f->kb);
+	store_close(f->s);
+	sbuf_release(&f->reply);
+	arena_free(f->a);
+	unit_rm_dir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Sends text (segments separated by \r) and returns MSA-1 of the answer;
+ * *err3 (may be NULL) the first ERR's code (ERR-3.1, or ERR-1.4.1 before 2.5). */
+static const char *
+send_msg(struct fx *f, const char *text, const char **err3)
+{
+	struct hl7_msg *ack;
+	struct diag d;
+	long msa, err;
+
+	sbuf_reset(&f->reply);
+	hl7_receive(f->r, text, strlen(text), false, "127.0.0.1:5000", &f->reply);
+	assert_true(f->reply.len > 0);
+	diag_init(&d, f->a);
+	assert_int_equal(hl7_parse(f->a, f->reply.buf, f->reply.len, &ack, &d), CW_OK);
+	msa = hl7_find(ack, "MSA", 0, 0);
+	assert_true(msa >= 0);
+	err = hl7_find(ack, "ERR", 0, 0);
+	if (err3)
+		*err3 = err < 0 ? NULL : hl7_get(ack, (size_t)err, 3, 0, 1, 0) ?
+			hl7_get(ack, (size_t)err, 3, 0, 1, 0) :
+			hl7_get(ack, (size_t)err, 1, 0, 4, 1);
+	return hl7_get(ack, (size_t)msa, 1, 0, 1, 0);
+}
+
+/* The resources of type matching key=value, parsed (at most 20). */
+static size_t
+search(struct fx *f, const char *type, const char *key, const char *value, json_t **out)
+{
+	struct fhir_kv kv = {key, value};
+	struct fhir_query q;
+	struct store_page page;
+	struct diag d;
+
+	diag_init(&d, f->a);
+	assert_int_equal(fhir_query_parse(f->a, fhir_restype_find(type), &kv, 1, true, &q, &d),
+			 CW_OK);
+	q.count = 20;
+	assert_int_equal(store_search(f->s, f->a, &q, &page, &d), CW_OK);
+	for (size_t i = 0; out && i < page.n && i < 20; i++)
+		assert_int_equal(fhir_parse_json(page.res[i].json.p, page.res[i].json.n, &out[i],
+						 NULL), CW_OK);
+	return page.n;
+}
+
+static void
+decref_all(json_t **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		json_decref(v[i]);
+}
+
+static const char *
+str(const json_t *o, const char *path)
+{
+	/* "a.b.0.c": objects by key, arrays by index */
+	char buf[128], *save = NULL, *t;
+	const json_t *v = o;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (t = strtok_r(buf, ".", &save); t && v; t = strtok_r(NULL, ".", &save))
+		v = json_is_array(v) ? json_array_get(v, strtoul(t, NULL, 10)) :
+				       json_object_get(v, t);
+	return json_string_value(v);
+}
+
+#define A01 "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|GHH LAB, INC.|GOOD HEALTH HOSPITAL|198808181126|SECURITY|ADT^A01^ADT_A01|MSG00001|P|2.8||\r" \
+	"EVN|A01|200708181123||\r" \
+	"PID|1||PATID1234^5^M11^ADT1^MR^GOOD HEALTH HOSPITAL~123456789^^^USSSA^SS||EVERYMAN^ADAM^A^III||19610615|M||C|2222 HOME STREET^^GREENSBORO^NC^27401-1020|GL|(555) 555-2004|(555)555-2004||S||PATID12345001^2^M10^ADT1^AN^A|444333333|987654^NC|\r" \
+	"NK1|1|NUCLEAR^NELDA^W|SPO^SPOUSE||||NK^NEXT OF KIN\r" \
+	"PV1|1|I|2000^2012^01||||004777^ATTEND^AARON^A|||SUR||||ADM|A0||||VN4711^^^ADT1^VN\r" \
+	"DG1|1||E11.9^Type 2 diabetes mellitus without complications^I10|||A\r"
+
+#define PATIENT_MR "urn:careweave:hl7v2:id:ADT1:MR|PATID1234"
+
+static void
+test_a01_admits(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *e[20], *c[20], *rp[20];
+	struct store_hl7 *rows;
+	struct store_hl7_filter flt = {.outcome = -1, .limit = 10};
+	size_t n;
+
+	assert_string_equal(send_msg(f, A01, NULL), "AA");
+	assert_int_equal(search(f, "Patient", "identifier", PATIENT_MR, p), 1);
+	assert_string_equal(str(p[0], "name.0.family"), "EVERYMAN");
+	assert_string_equal(str(p[0], "name.0.given.0"), "ADAM");
+	assert_string_equal(str(p[0], "birthDate"), "1961-06-15");
+	assert_string_equal(str(p[0], "gender"), "male");
+	assert_string_equal(str(p[0], "address.0.city"), "GREENSBORO");
+	assert_string_equal(str(p[0], "address.0.postalCode"), "27401-1020");
+	assert_string_equal(str(p[0], "identifier.1.system"), "http://hl7.org/fhir/sid/us-ssn");
+	assert_string_equal(str(p[0], "telecom.0.value"), "(555) 555-2004");
+	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:ADT1:VN|VN4711",
+				e), 1);
+	assert_string_equal(str(e[0], "status"), "in-progress");
+	assert_string_equal(str(e[0], "class.code"), "IMP");
+	assert_string_equal(str(e[0], "period.start"), "2007-08-18T11:23:00Z");
+	assert_non_null(strstr(str(e[0], "subject.reference"), "Patient/"));
+	assert_string_equal(str(e[0], "location.0.location.display"), "2000, room 2012, bed 01");
+	assert_string_equal(str(e[0], "participant.0.individual.display"), "AARON ATTEND");
+	assert_int_equal(search(f, "Condition", "code", "http://hl7.org/fhir/sid/icd-10-cm|E11.9", c),
+			 1);
+	assert_string_equal(str(c[0], "verificationStatus.coding.0.code"), "provisional");
+	assert_non_null(str(c[0], "encounter.reference"));
+	assert_int_equal(search(f, "RelatedPerson", "name", "NUCLEAR", rp), 1);
+	assert_string_equal(str(rp[0], "relationship.0.coding.0.code"), "SPO");
+	/* the log: one accepted message, with what it wrote */
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &rows, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].outcome, STORE_HL7_ACCEPTED);
+	assert_string_equal(rows[0].control_id, "MSG00001");
+	assert_non_null(strstr(rows[0].resources, "Encounter/"));
+	decref_all(p, 1);
+	decref_all(e, 1);
+	decref_all(c, 1);
+	decref_all(rp, 1);
+
+	/* sent again: answered AA again, nothing new */
+	assert_string_equal(send_msg(f, A01, NULL), "AA");
+	assert_int_equal(search(f, "Patient", "identifier", PATIENT_MR, NULL), 1);
+	assert_int_equal(search(f, "Encounter", "subject:Patient.identifier", PATIENT_MR, NULL), 1);
+	assert_int_equal(search(f, "Condition", "code", "http://hl7.org/fhir/sid/icd-10-cm|E11.9",
+				NULL), 1);
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &rows, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].attempts, 2);
+}
+
+#define A02 "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|CW|CW|200708191000||ADT^A02|MSG00002|P|2.5\r" \
+	"EVN|A02|200708191000\r" \
+	"PID|1||PATID1234^^^ADT1^MR||EVERYMAN^ADAM||19610615|M\r" \
+	"PV1|1|I|3000^3012^02||||004777^ATTEND^AARON^A||||||||||||VN4711^^^ADT1^VN\r"
+#define A03 "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|CW|CW|200708201400||ADT^A03|MSG00003|P|2.5\r" \
+	"EVN|A03|200708201400\r" \
+	"PID|1||PATID1234^^^ADT1^MR||EVERYMAN^ADAM||19610615|M\r" \
+	"PV1|1|I|3000^3012^02||||004777^ATTEND^AARON^A||||||||||||VN4711^^^ADT1^VN|||||||||||||||||01\r"
+#define A13 "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|CW|CW|200708201500||ADT^A13|MSG00004|P|2.5\r" \
+	"EVN|A13|200708201500\r" \
+	"PID|1||PATID1234^^^ADT1^MR||EVERYMAN^ADAM||19610615|M\r" \
+	"PV1|1|I|3000^3012^02||||||||||||||||VN4711^^^ADT1^VN\r"
+
+static void
+test_visit_under_way(void **state)
+{
+	struct fx *f = *state;
+	json_t *e[20], *p[20];
+	const char *vn = "urn:careweave:hl7v2:id:ADT1:VN|VN4711";
+
+	assert_string_equal(send_msg(f, A01, NULL), "AA");
+	assert_string_equal(send_msg(f, A02, NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", vn, e), 1);
+	assert_int_equal(json_array_size(json_object_get(e[0], "location")), 2);
+	assert_string_equal(str(e[0], "location.0.status"), "completed");
+	assert_string_equal(str(e[0], "location.1.status"), "active");
+	assert_string_equal(str(e[0], "location.1.location.display"), "3000, room 3012, bed 02");
+	json_decref(e[0]);
+	assert_string_equal(send_msg(f, A03, NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", vn, e), 1);
+	assert_string_equal(str(e[0], "status"), "finished");
+	assert_string_equal(str(e[0], "period.end"), "2007-08-20T14:00:00Z");
+	assert_string_equal(str(e[0], "hospitalization.dischargeDisposition.coding.0.code"), "01");
+	json_decref(e[0]);
+	/* the demographics the A01 sent are kept where the A03 says nothing */
+	assert_int_equal(search(f, "Patient", "identifier", PATIENT_MR, p), 1);
+	assert_string_equal(str(p[0], "address.0.city"), "GREENSBORO");
+	json_decref(p[0]);
+	/* the discharge cancelled: in progress again, no end */
+	assert_string_equal(send_msg(f, A13, NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", vn, e), 1);
+	assert_string_equal(str(e[0], "status"), "in-progress");
+	assert_null(str(e[0], "period.end"));
+	json_decref(e[0]);
+}
+
+static void
+test_rejected_and_failed(void **state)
+{
+	struct fx *f = *state;
+	struct store_hl7 *rows;
+	struct store_hl7_filter flt = {.outcome = -1, .limit = 10};
+	const char *code;
+	size_t n;
+
+	/* not HL7 at all */
+	assert_string_equal(send_msg(f, "hello world", &code), "AR");
+	/* a type careweave does not take */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||SIU^S12|M1|P|2.5\r", &code),
+			    "AR");
+	assert_string_equal(code, "200");
+	/* an event careweave does not take */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||ADT^A31|M2|P|2.5\r"
+				     "PID|1||1^^^X^MR\r", &code), "AR");
+	assert_string_equal(code, "201");
+	/* a training message */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||ADT^A01|M3|T|2.5\r"
+				     "PID|1||1^^^X^MR\rPV1|1|I\r", &code), "AR");
+	assert_string_equal(code, "202");
+	/* understood, not applied: no patient identifier */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||ADT^A01|M4|P|2.5\r"
+				     "PID|1||||DOE^JANE\rPV1|1|I\r", &code), "AE");
+	assert_string_equal(code, "101");
+	/* a cancel of a visit careweave does not hold */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||ADT^A11|M5|P|2.5\r"
+				     "PID|1||7^^^X^MR||DOE^JANE\rPV1|1|I|||||||||||||||||V9^^^X^VN\r",
+				     &code), "AE");
+	assert_string_equal(code, "204");
+	assert_int_equal(search(f, "Patient", "name", "DOE", NULL), 0);
+	/* every one with a key is on the log; the not-HL7 one has none */
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &rows, &n), CW_OK);
+	assert_int_equal(n, 5);
+	flt.outcome = STORE_HL7_ERROR;
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &rows, &n), CW_OK);
+	assert_int_equal(n, 2);
+}
+
+#define A01_23 "MSH|^~\\&|Tutorial_ADTSystem|MCM|BTAHL7InterfaceEngine||199601121005||ADT^A01|000001|P|2.3.1\r\n" \
+	"EVN|A01|199601121005||01||199601121000\r\n" \
+	"PID|||191919^^^MYHOS^MR~123-45-6789^^^USSSA^SS|253763|SMITH^JOHN^Q||19560129|M|||123MAIN^^BUFFALO^NY^98052^\"\"||(123)555-0100||S|M|10199925^^^MYHOS^AN|123-45-6789\r\n" \
+	"PV1|1|I|2000^2012^01^hey&test&DNS^test^test^test^test^test||||004777^MILLER^CONNIE^A.|||SUR||||2|A0\r\n" \
+	"ZPI|anything|at all\r\n"
+
+static void
+test_v23_crlf_zsegment_and_replay(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *e[20];
+	struct store_hl7 *rows, row;
+	struct store_hl7_filter flt = {.outcome = STORE_HL7_ERROR, .limit = 10};
+	struct diag d;
+	size_t n;
+
+	assert_string_equal(send_msg(f, A01_23, NULL), "AA");
+	assert_int_equal(search(f, "Patient", "identifier", "urn:careweave:hl7v2:id:MYHOS:MR|191919", p),
+			 1);
+	assert_string_equal(str(p[0], "name.0.family"), "SMITH");
+	assert_null(str(p[0], "address.0.country")); /* the HL7 null: absent */
+	json_decref(p[0]);
+	assert_int_equal(search(f, "Encounter", "subject:Patient.identifier",
+				"urn:careweave:hl7v2:id:MYHOS:MR|191919", e), 1);
+	assert_string_equal(str(e[0], "period.start"), "1996-01-12T10:00:00Z");
+	json_decref(e[0]);
+
+	/* an error, replayed once its cause is fixed: the cancel of an
+	 * admission that had not arrived yet, replayed once it has */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240102||ADT^A11|C1|P|2.5\r"
+				     "PID|1||77^^^OTHER^MR||SMYTHE^JON\r"
+				     "PV1|1|I|||||||||||||||||V77^^^OTHER^VN\r", NULL), "AE");
+	assert_int_equal(store_hl7_list(f->s, f->a, &flt, &rows, &n), CW_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(send_msg(f, "MSH|^~\\&|X|Y|CW|CW|20240101||ADT^A01|A1|P|2.5\r"
+				     "PID|1||77^^^OTHER^MR||SMYTHE^JON\r"
+				     "PV1|1|I|||||||||||||||||V77^^^OTHER^VN\r", NULL), "AA");
+	diag_init(&d, f->a);
+	assert_int_equal(hl7_replay(f->r, rows[0].seq, &row, &d), CW_OK);
+	assert_int_equal(row.outcome, STORE_HL7_ACCEPTED);
+	assert_int_equal(row.attempts, 2);
+	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:OTHER:VN|V77",
+				e), 1);
+	assert_string_equal(str(e[0], "status"), "cancelled");
+	json_decref(e[0]);
+	/* nothing to replay once accepted; no such message */
+	assert_int_equal(hl7_replay(f->r, rows[0].seq, &row, &d), CW_EINVAL);
+	assert_int_equal(hl7_replay(f->r, 99999, &row, &d), CW_ENOTFOUND);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_a01_admits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_visit_under_way, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejected_and_failed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v23_crlf_zsegment_and_replay, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
