@@ -408,6 +408,11 @@ struct coord_match {
 	const char *id;     /* the Patient's id */
 	const json_t *res;  /* as read in the transaction; lives as long as a */
 	struct coord_match_score s;
+	/* certain on its own, made probable because another record was
+	 * certain too; own_reasons: the reasons without saying so (for a
+	 * caller who may not see the other record) */
+	bool ambiguous;
+	const char *own_reasons;
 };
 
 /* The Patients held in tx that may be the one described by who (a

@@ -1200,6 +1200,8 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 		}
 		m[nm].id = all[i];
 		m[nm].res = v;
+		m[nm].ambiguous = false;
+		m[nm].own_reasons = m[nm].s.reasons;
 		ncertain += m[nm].s.grade == COORD_GRADE_CERTAIN;
 		nm++;
 	}
@@ -1207,6 +1209,7 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 		for (size_t i = 0; i < nm; i++) {
 			if (m[i].s.grade != COORD_GRADE_CERTAIN)
 				continue;
+			m[i].ambiguous = true;
 			m[i].s.grade = COORD_GRADE_PROBABLE;
 			m[i].s.score = round3(COORD_MATCH_CERTAIN - 0.01);
 			m[i].s.reasons = arena_printf(a, "%s; more than one record matches "
