@@ -33,7 +33,13 @@
  *
  * The reconciled medication list (reconcile.c) is the other kind of rule:
  * given the patient's medication records, it groups them and says where
- * the sources disagree; it reads and writes nothing. */
+ * the sources disagree; it reads and writes nothing.
+ *
+ * The patient matcher (match.c) says which held Patients a Patient sent
+ * by a feed or a $match caller may be: identifiers first, else a score
+ * over name, birth date, sex, address and phone, graded certain,
+ * probable, possible or certainly-not; it reads in the caller's
+ * transaction and writes nothing. */
 #ifndef CW_COORD_H
 #define CW_COORD_H
 

@@ -49,6 +49,9 @@
 #define LINE_MAX 96
 #define POSTAL_MAX 16
 #define SEARCHES_MAX 16
+/* The scratch memory of folding one person's names and lines (about 40
+ * of at most 257 bytes each), reset for each candidate. */
+#define SCRATCH_MAX (1u << 20)
 
 struct tok {
 	char s[TOK_MAX + 1];
@@ -94,18 +97,11 @@ struct person {
 static void
 fold(const char *s, char *out, size_t cap)
 {
-	char buf[512];
 	size_t o = 0, n = strlen(s);
 	bool space = false;
 
-	/* fhir_normalize wants an arena; a name is short, so fold by hand
-	 * from a bounded copy through the same table */
-	if (n >= sizeof(buf))
-		n = sizeof(buf) - 1;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
 	for (size_t i = 0; i < n && o + 1 < cap; i++) {
-		unsigned char c = (unsigned char)buf[i];
+		unsigned char c = (unsigned char)s[i];
 
 		if (c >= 'A' && c <= 'Z')
 			c = (unsigned char)(c + 32);
@@ -124,15 +120,23 @@ fold(const char *s, char *out, size_t cap)
 	out[o] = '\0';
 }
 
-/* The Latin diacritics folded, through fhir_normalize (the index's own
- * folding), into out; then fold(). */
+/* The first 256 bytes of s folded as the search index folds them
+ * (fhir_normalize: Latin diacritics, case) in scratch, then fold() into
+ * out. scratch NULL: case only (enough to tell whether there is a name). */
 static void
-fold_name(struct arena *a, const char *s, char *out, size_t cap)
+fold_name(struct arena *scratch, const char *s, char *out, size_t cap)
 {
 	size_t n = strnlen(s, 256);
-	char *f = a ? fhir_normalize(a, s, n) : NULL;
+	char *f = scratch ? fhir_normalize(scratch, s, n) : NULL;
+	char buf[257];
 
-	fold(f ? f : s, out, cap);
+	if (!f) {
+		/* a bounded copy: fold() reads to the end */
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+		f = buf;
+	}
+	fold(f, out, cap);
 }
 
 /* ---- a phonetic key ---------------------------------------------------------- */
@@ -834,11 +838,12 @@ compare(struct arena *a, const struct person *x, const struct person *y,
 	demo = round3(clamp01(demo));
 	if (how[COORD_PART_IDENTIFIER] == COORD_HOW_AGREES) {
 		/* demographics flatly contradicting the identifier: a typing
-		 * error in the number, or a shared or recycled one */
+		 * error in the number, a shared or recycled one. A family name
+		 * alone may differ (marriage); a given name may not (a twin
+		 * registered under the other's number) */
 		bool contradicted = how[COORD_PART_BIRTH] == COORD_HOW_DIFFERS ||
 				    how[COORD_PART_SEX] == COORD_HOW_DIFFERS ||
-				    (how[COORD_PART_GIVEN] == COORD_HOW_DIFFERS &&
-				     how[COORD_PART_FAMILY] == COORD_HOW_DIFFERS);
+				    how[COORD_PART_GIVEN] == COORD_HOW_DIFFERS;
 
 		if (!contradicted) {
 			out->score = 0.95 + 0.05 * demo;
@@ -903,14 +908,16 @@ coord_match_score(struct arena *a, const json_t *pa, const json_t *pb,
 		  struct coord_match_score *out)
 {
 	struct person *x = malloc(2 * sizeof(*x));
-	enum cw_err err;
+	struct arena *scratch = arena_new(SCRATCH_MAX);
+	enum cw_err err = CW_ENOMEM;
 
 	/* two persons are about 14 KiB: not for a worker's stack */
-	if (!x)
-		return CW_ENOMEM;
-	person_of(a, pa, &x[0]);
-	person_of(a, pb, &x[1]);
-	err = compare(a, &x[0], &x[1], out);
+	if (x && scratch) {
+		person_of(scratch, pa, &x[0]);
+		person_of(scratch, pb, &x[1]);
+		err = compare(a, &x[0], &x[1], out);
+	}
+	arena_free(scratch);
 	free(x);
 	return err;
 }
@@ -1111,6 +1118,7 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 		    size_t *n, struct diag *d)
 {
 	struct person *pe = NULL, *cand;
+	struct arena *scratch = NULL;
 	struct searches s;
 	struct diag sd;
 	const char **all = NULL, *self = coord_str_at(who, "id");
@@ -1121,10 +1129,12 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 	(void)co;
 	*out = NULL;
 	*n = 0;
-	if (!(pe = malloc(2 * sizeof(*pe))))
-		return CW_ENOMEM;
+	if (!(pe = malloc(2 * sizeof(*pe))) || !(scratch = arena_new(SCRATCH_MAX))) {
+		err = CW_ENOMEM;
+		goto out_free;
+	}
 	cand = pe + 1;
-	person_of(a, who, pe);
+	person_of(scratch, who, pe);
 	if (!usable(pe)) {
 		err = diag_err(d, CW_EINVAL, "required", NULL,
 			       "The Patient has nothing to match on: give an identifier "
@@ -1171,7 +1181,9 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 		if (self && !strcmp(all[i], self))
 			continue;
 		read++;
-		err = store_tx_read(tx, a, "Patient", all[i], &r);
+		/* the text and its folding die with the next candidate */
+		arena_reset(scratch);
+		err = store_tx_read(tx, scratch, "Patient", all[i], &r);
 		if (err == CW_ENOTFOUND || err == CW_EGONE) {
 			err = CW_OK;
 			continue;
@@ -1184,7 +1196,7 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 			json_decref(v);
 			continue;
 		}
-		person_of(a, v, cand);
+		person_of(scratch, v, cand);
 		if ((err = compare(a, pe, cand, &m[nm].s))) {
 			json_decref(v);
 			goto out_free;
@@ -1224,6 +1236,7 @@ coord_match_patient(struct coord *co, struct store_tx *tx, struct arena *a,
 	*out = m;
 	*n = nm < max ? nm : max;
 out_free:
+	arena_free(scratch);
 	free(pe);
 	return err;
 }

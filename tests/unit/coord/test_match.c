@@ -114,6 +114,23 @@ test_identifier_contradicted(void **state)
 }
 
 static void
+test_identifier_twin(void **state)
+{
+	/* the twin registered under her sister's number: a given name that
+	 * differs contradicts the identifier; a family name alone does not */
+	struct coord_match_score s = score(
+		"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"A100\"}],"
+		"\"name\":[{\"family\":\"Lindqvist\",\"given\":[\"Sofia\"]}],\"gender\":\"female\","
+		"\"birthDate\":\"1984-03-07\"}", ANNA);
+
+	assert_int_equal(s.grade, COORD_GRADE_PROBABLE);
+	s = score("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"A100\"}],"
+		  "\"name\":[{\"family\":\"Haddad\",\"given\":[\"Anna\"]}],\"birthDate\":\"1984-03-07\"}", ANNA);
+	assert_int_equal(s.grade, COORD_GRADE_CERTAIN);
+	assert_non_null(strstr(s.reasons, "family name differs"));
+}
+
+static void
 test_identifier_conflict(void **state)
 {
 	/* everything else agrees, but the same hospital gave another number */
@@ -490,6 +507,7 @@ main(void)
 		cmocka_unit_test(test_same_person_certain),
 		cmocka_unit_test(test_identifier_certain),
 		cmocka_unit_test(test_identifier_contradicted),
+		cmocka_unit_test(test_identifier_twin),
 		cmocka_unit_test(test_identifier_conflict),
 		cmocka_unit_test(test_twins_not_certain),
 		cmocka_unit_test(test_typo_and_moved_probable),
