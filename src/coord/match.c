@@ -78,6 +78,7 @@ struct person {
 	size_t ngiv;
 	int by, bm, bd, bprec; /* bprec: 0 none, 1 year, 2 month, 3 day */
 	char sex;              /* 'm', 'f', 0: unknown or other */
+	bool deceased;         /* deceasedBoolean true, or a deceasedDateTime */
 	struct addr ad[COORD_MATCH_ADDRS_MAX];
 	size_t nad;
 	char phone[COORD_MATCH_PHONES_MAX][11];
@@ -477,6 +478,8 @@ person_of(struct arena *a, const json_t *p, struct person *pe)
 	birth_of(p, pe);
 	/* only male and female disagree: other and unknown say nothing */
 	pe->sex = g && !strcmp(g, "male") ? 'm' : g && !strcmp(g, "female") ? 'f' : 0;
+	pe->deceased = json_is_true(json_object_get(p, "deceasedBoolean")) ||
+		       json_is_string(json_object_get(p, "deceasedDateTime"));
 	addresses_of(a, p, pe);
 	phones_of(p, pe);
 	ids_of(p, pe);
@@ -879,6 +882,13 @@ compare(struct arena *a, const struct person *x, const struct person *y,
 			out->score = COORD_MATCH_PROBABLE - 0.01;
 			note = "given names differ: a twin or relative may share the rest";
 		}
+	}
+	/* a message about someone the record says has died is more often
+	 * about someone else than a late one: never linked unseen */
+	if (y->deceased && out->grade == COORD_GRADE_CERTAIN) {
+		out->grade = COORD_GRADE_PROBABLE;
+		out->score = COORD_MATCH_CERTAIN - 0.01;
+		note = "the held record says the patient has died: to review";
 	}
 	out->score = round3(out->score);
 	say_parts(&sb, how, COORD_HOW_AGREES, "agrees", "agree");

@@ -131,6 +131,19 @@ test_identifier_twin(void **state)
 }
 
 static void
+test_deceased(void **state)
+{
+	/* a held record of someone who died is never linked unseen */
+	struct coord_match_score s = score(
+		"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"A100\"}]}",
+		"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"A100\"}],"
+		"\"deceasedDateTime\":\"2020-01-01\"}");
+
+	assert_int_equal(s.grade, COORD_GRADE_PROBABLE);
+	assert_non_null(strstr(s.reasons, "has died"));
+}
+
+static void
 test_identifier_conflict(void **state)
 {
 	/* everything else agrees, but the same hospital gave another number */
@@ -508,6 +521,7 @@ main(void)
 		cmocka_unit_test(test_identifier_certain),
 		cmocka_unit_test(test_identifier_contradicted),
 		cmocka_unit_test(test_identifier_twin),
+		cmocka_unit_test(test_deceased),
 		cmocka_unit_test(test_identifier_conflict),
 		cmocka_unit_test(test_twins_not_certain),
 		cmocka_unit_test(test_typo_and_moved_probable),
