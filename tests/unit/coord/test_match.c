@@ -416,6 +416,15 @@ put_cb(struct store_tx *tx, void *ctx)
 	return CW_OK;
 }
 
+static enum cw_err
+delete_cb(struct store_tx *tx, void *ctx)
+{
+	struct store_res out;
+	bool existed;
+
+	return store_tx_delete(tx, a, "Patient", ctx, 0, &out, &existed);
+}
+
 struct match_job {
 	const char *who;
 	size_t max;
@@ -485,6 +494,14 @@ test_candidates(void **state)
 		if (i)
 			assert_true(mj.m[i].s.score <= mj.m[i - 1].s.score);
 	}
+	/* found only through the birth date with day and month swapped (the
+	 * family name is new): possible, never more */
+	mj.who = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Haddad\",\"given\":[\"Anna\"]}],"
+		 "\"gender\":\"female\",\"birthDate\":\"1984-07-03\"}";
+	assert_int_equal(store_write(s, match_cb, &mj), CW_OK);
+	assert_int_equal(mj.n, 1);
+	assert_string_equal(mj.m[0].id, pj.ids[0]);
+	assert_int_equal(mj.m[0].s.grade, COORD_GRADE_POSSIBLE);
 	/* max */
 	mj.max = 0;
 	assert_int_equal(store_write(s, match_cb, &mj), CW_OK);
@@ -496,6 +513,23 @@ test_candidates(void **state)
 	diag_init(&mj.d, a);
 	assert_int_equal(store_write(s, match_cb, &mj), CW_EINVAL);
 	assert_true(diag_has_errors(&mj.d));
+
+	/* a deleted record, or one replaced by another, is never a candidate */
+	{
+		static const char *const gone[] = {
+			"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"D1\"}]}",
+			"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"D1\"}],"
+			"\"link\":[{\"other\":{\"reference\":\"Patient/x\"},\"type\":\"replaced-by\"}]}",
+		};
+		const char *gids[2];
+		struct put_job gj = {gone, 2, gids};
+
+		assert_int_equal(store_write(s, put_cb, &gj), CW_OK);
+		assert_int_equal(store_write(s, delete_cb, (void *)gids[0]), CW_OK);
+		mj.who = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:mrn:a\",\"value\":\"D1\"}]}";
+		assert_int_equal(store_write(s, match_cb, &mj), CW_OK);
+		assert_int_equal(mj.n, 0);
+	}
 
 	/* two certain matches are two probable ones */
 	pj.texts = held;
