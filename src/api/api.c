@@ -133,6 +133,7 @@ static const struct route routes[] = {
 	{"GET",    "{type}/_history",             api_h_history, false},
 	{"POST",   "{type}/_search",              api_h_search_post, false},
 	{"POST",   "{type}/$check",               api_h_check, false},
+	{"POST",   "{type}/$match",               api_h_match, false},
 	{"GET",    "{type}/{id}",                 api_h_read, false},
 	{"PUT",    "{type}/{id}",                 api_h_update, false},
 	{"DELETE", "{type}/{id}",                 api_h_delete, false},

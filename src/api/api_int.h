@@ -18,6 +18,8 @@
  *                 end ($break-glass-end, api_glass_end for the CLI)
  *   medlist.c     Patient/{id}/$medication-list: the reconciled
  *                 medication list (the rules are coord/reconcile.c's)
+ *   match.c       Patient/$match: the patient matcher (coord/match.c)
+ *                 over what the caller may read
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -247,6 +249,11 @@ enum cw_err api_patient_reachable(struct api_req *q);
 
 /* GET and POST Patient/{id}/$medication-list (parameter recent, days). */
 enum cw_err api_h_medication_list(struct api_req *q);
+
+/* ---- match.c ---------------------------------------------------------- */
+
+/* POST Patient/$match (Parameters: resource, onlyCertainMatches, count). */
+enum cw_err api_h_match(struct api_req *q);
 
 /* ---- bundle.c --------------------------------------------------------- */
 

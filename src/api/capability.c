@@ -110,9 +110,19 @@ resource_entry(const struct fhir_restype *rt)
 					 rt->name));
 	if (!strcmp(rt->name, "Patient"))
 		json_object_set_new(r, "operation",
-			json_pack("[{s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}]",
+			json_pack("[{s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},"
+				  "{s:s,s:s,s:s}]",
 				  "name", "everything", "definition",
 				  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+				  "name", "match", "definition",
+				  "http://hl7.org/fhir/OperationDefinition/Patient-match",
+				  "documentation", "POST only. Identifiers (system and value) "
+				  "first, else a score over name, birth date, sex, address and "
+				  "phone (src/coord/README.md); Patients graded possible or "
+				  "better that the caller may read, best first, with "
+				  "search.score and the match-grade extension; count at most 50 "
+				  "(default 10); onlyCertainMatches answers only a certain match, "
+				  "and none when two records would be",
 				  "name", "medication-list", "definition",
 				  "urn:careweave:OperationDefinition:Patient-medication-list",
 				  "documentation", "The reconciled medication list: every "

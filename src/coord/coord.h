@@ -33,7 +33,13 @@
  *
  * The reconciled medication list (reconcile.c) is the other kind of rule:
  * given the patient's medication records, it groups them and says where
- * the sources disagree; it reads and writes nothing. */
+ * the sources disagree; it reads and writes nothing.
+ *
+ * The patient matcher (match.c) says which held Patients a Patient sent
+ * by a feed or a $match caller may be: identifiers first, else a score
+ * over name, birth date, sex, address and phone, graded certain,
+ * probable, possible or certainly-not; it reads in the caller's
+ * transaction and writes nothing. */
 #ifndef CW_COORD_H
 #define CW_COORD_H
 
@@ -316,5 +322,123 @@ const char *coord_list_state_display(enum coord_list_state st);
 /* "prescription", "patient-reported"...: the code of a source kind. */
 const char *coord_list_source_code(enum coord_list_source src);
 const char *coord_list_source_display(enum coord_list_source src);
+
+/* ---- patient matching (match.c) ----------------------------------------- */
+
+/* Whether a Patient someone sends (an HL7 feed's PID, a $match fragment)
+ * is one careweave holds. Identifiers first; otherwise a score over name,
+ * birth date, sex, address and phone, each compared on its own so the
+ * answer says which agreed and which differed. What the grades are for:
+ * certain links, probable asks a coordinator to review, possible and
+ * below are no match (a new Patient). The weights, the rules and the
+ * limits are in src/coord/README.md, "Patient matching (match.c)". */
+
+/* The grades (the codes of http://hl7.org/fhir/StructureDefinition/
+ * match-grade). The score bands: the lowest score of each grade. Why
+ * these values: with the weights of match.c, the full name, sex and birth
+ * date agreeing exactly make 0.70, which is not enough to link (two
+ * people share a name and a birthday more often than a register of
+ * thousands makes one think): CERTAIN asks for one more of phone or
+ * address on top (0.85), and certain needs the full name and birth date
+ * exact besides the score. PROBABLE (0.60) is a birth date and given
+ * name agreeing with one more part (the married-name change: birth date,
+ * given name and phone); POSSIBLE (0.35) is what is worth showing a
+ * person searching, never acted on. */
+#define COORD_MATCH_CERTAIN 0.85
+#define COORD_MATCH_PROBABLE 0.60
+#define COORD_MATCH_POSSIBLE 0.35
+#define COORD_MATCH_GRADE_URL "http://hl7.org/fhir/StructureDefinition/match-grade"
+
+/* Limits: the candidates each search finds, the candidates read and
+ * scored after the searches are joined, and what of one Patient is
+ * compared (names, name parts, identifiers, addresses, phones; the rest
+ * is not looked at). */
+#define COORD_MATCH_SEARCH_MAX 200
+#define COORD_MATCH_CANDIDATES_MAX 1000
+#define COORD_MATCH_NAMES_MAX 8
+#define COORD_MATCH_TOKENS_MAX 16
+#define COORD_MATCH_IDS_MAX 16
+#define COORD_MATCH_ADDRS_MAX 8
+#define COORD_MATCH_PHONES_MAX 8
+
+enum coord_match_grade {
+	COORD_GRADE_CERTAINLY_NOT = 0, /* below POSSIBLE, or known not to be */
+	COORD_GRADE_POSSIBLE,
+	COORD_GRADE_PROBABLE,
+	COORD_GRADE_CERTAIN,
+};
+
+/* The parts compared. */
+enum coord_match_part {
+	COORD_PART_IDENTIFIER = 0,
+	COORD_PART_FAMILY,
+	COORD_PART_GIVEN,
+	COORD_PART_BIRTH,
+	COORD_PART_SEX,
+	COORD_PART_ADDRESS,
+	COORD_PART_PHONE,
+	COORD_PART_COUNT
+};
+
+/* What one part says. UNKNOWN: one side (or both) does not have it, which
+ * is never counted as agreement. */
+enum coord_match_how {
+	COORD_HOW_UNKNOWN = 0,
+	COORD_HOW_DIFFERS,
+	COORD_HOW_PARTIAL, /* near: a spelling, a swapped date, an initial */
+	COORD_HOW_AGREES,
+};
+
+struct coord_match_score {
+	double score;                 /* 0..1 */
+	enum coord_match_grade grade;
+	enum coord_match_how how[COORD_PART_COUNT];
+	const char *reasons;          /* plain words, no values: "birth date
+					 and family name agree; phone differs" */
+};
+
+/* Compares two FHIR Patients, a (what is sent) with b (what is held):
+ * pure, reads nothing; only the reasons are allocated, in arena. Either
+ * may lack any part. CW_ENOMEM only. */
+enum cw_err coord_match_score(struct arena *a, const json_t *pa, const json_t *pb,
+			      struct coord_match_score *out);
+
+/* "certain", "probable", "possible", "certainly-not". */
+const char *coord_match_grade_code(enum coord_match_grade g);
+
+/* Whether who has anything to match on: an identifier with a system, a
+ * name, a birth date, a phone or an address. */
+bool coord_match_usable(const json_t *who);
+
+struct coord_match {
+	const char *id;     /* the Patient's id */
+	const json_t *res;  /* as read in the transaction; lives as long as a */
+	struct coord_match_score s;
+	/* certain on its own, made probable because another record was
+	 * certain too; own_reasons: the reasons without saying so (for a
+	 * caller who may not see the other record) */
+	bool ambiguous;
+	const char *own_reasons;
+};
+
+/* The Patients held in tx that may be the one described by who (a
+ * Patient, need not have an id; its own id, if it has one, is not a
+ * candidate): candidates by identifier, family name, birth date (and the
+ * same with day and month swapped) and phone, each search at most
+ * COORD_MATCH_SEARCH_MAX, joined without repeats, at most
+ * COORD_MATCH_CANDIDATES_MAX read; a Patient that is deleted, not active
+ * (active false) or replaced by another (link replaced-by) is skipped.
+ * Each is scored (coord_match_score); those graded possible or better
+ * come back in *out, best first (then by id), at most max of them, in a.
+ * When more than one is certain, none is: each becomes probable, "more
+ * than one record matches", so two records are never linked to one
+ * message without a person deciding. co may be NULL (no kb is used). Costs
+ * at most 16 indexed searches and one read and parse per candidate;
+ * writes nothing. CW_EINVAL (with the issue in d) when who has nothing to
+ * match on. */
+enum cw_err coord_match_patient(struct coord *co, struct store_tx *tx,
+				struct arena *a, const json_t *who, size_t max,
+				struct coord_match **out, size_t *n,
+				struct diag *d);
 
 #endif
