@@ -12,6 +12,7 @@
 #include "coord/coord.h"
 #include "fhir/fhir.h"
 #include "kb/kb.h"
+#include "store/store.h"
 
 static struct kb *kb;
 static struct coord *co;
@@ -619,6 +620,105 @@ test_assessment(void **state)
 	json_decref(ra);
 }
 
+/* coord_risk_read: the record as a discharge message's transaction sees it. */
+static const char *const stored[] = {
+	"{\"resourceType\":\"Patient\",\"id\":\"p\"}",
+	"{\"resourceType\":\"Patient\",\"id\":\"q\"}",
+	"{\"resourceType\":\"Encounter\",\"id\":\"stay\",\"status\":\"finished\",\"class\":"
+	"{\"code\":\"IMP\"}," SUBJ ",\"period\":{\"start\":\"2026-03-01T10:00:00Z\",\"end\":"
+	"\"2026-03-06T10:00:00Z\"}}",
+	"{\"resourceType\":\"Encounter\",\"id\":\"ed\",\"status\":\"finished\",\"class\":"
+	"{\"code\":\"EMER\"}," SUBJ ",\"period\":{\"start\":\"2026-03-01T06:00:00Z\",\"end\":"
+	"\"2026-03-01T09:00:00Z\"}}",
+	"{\"resourceType\":\"Encounter\",\"id\":\"other\",\"status\":\"finished\",\"class\":"
+	"{\"code\":\"EMER\"},\"subject\":{\"reference\":\"Patient/q\"},\"period\":{\"start\":"
+	"\"2026-02-01T06:00:00Z\",\"end\":\"2026-02-01T09:00:00Z\"}}",
+	"{\"resourceType\":\"Condition\",\"id\":\"chf\"," SUBJ ",\"code\":{\"coding\":[{"
+	"\"system\":\"" ICD "\",\"code\":\"I50.9\"}]}}",
+	"{\"resourceType\":\"Observation\",\"id\":\"hb\",\"status\":\"final\"," SUBJ ","
+	"\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"718-7\"}]},"
+	"\"effectiveDateTime\":\"2026-03-05T08:00:00Z\",\"valueQuantity\":{\"value\":9.5,"
+	"\"unit\":\"g/dL\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"g/dL\"}}",
+	"{\"resourceType\":\"Observation\",\"id\":\"k\",\"status\":\"final\"," SUBJ ","
+	"\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"2823-3\"}]},"
+	"\"effectiveDateTime\":\"2026-03-05T08:00:00Z\",\"valueQuantity\":{\"value\":4,"
+	"\"unit\":\"mmol/L\"}}",
+	"{\"resourceType\":\"Procedure\",\"id\":\"line\",\"status\":\"completed\"," SUBJ ","
+	"\"code\":{\"text\":\"x\"},\"encounter\":{\"reference\":\"Encounter/stay\"}}",
+};
+
+struct read_ctx {
+	const char *id;
+	enum cw_err err;
+	struct coord_risk_input in;
+};
+
+static enum cw_err
+put_all(struct store_tx *tx, void *arg)
+{
+	for (size_t i = 0; i < sizeof(stored) / sizeof(stored[0]); i++) {
+		json_t *r = parse(stored[i]);
+		struct store_put p = {.res = r, .rt = fhir_restype_find(
+			json_string_value(json_object_get(r, "resourceType")))};
+		struct store_res out;
+		bool created;
+		enum cw_err err = store_tx_put(tx, a, &p, &out, &created);
+
+		if (err)
+			return err;
+	}
+	return CW_OK;
+}
+
+static enum cw_err
+read_fn(struct store_tx *tx, void *arg)
+{
+	struct read_ctx *c = arg;
+	struct diag d;
+
+	diag_init(&d, a);
+	c->err = coord_risk_read(co, tx, a, c->id, &c->in, &d);
+	return CW_OK;
+}
+
+static void
+test_read(void **state)
+{
+	char dir[64] = "/tmp/cw-risk-XXXXXX", path[128];
+	struct store_options o = {0};
+	struct read_ctx c = {.id = "stay"};
+	struct store *st;
+	struct diag d;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/test.db", dir);
+	diag_init(&d, a);
+	st = store_open(path, &o, &d);
+	assert_non_null(st);
+	assert_int_equal(store_write(st, put_all, NULL), CW_OK);
+	assert_int_equal(store_write(st, read_fn, &c), CW_OK);
+	assert_int_equal(c.err, CW_OK);
+	assert_string_equal(c.in.encounter_ref, "Encounter/stay");
+	assert_int_equal(c.in.nencounters, 2); /* not the other patient's */
+	assert_int_equal(c.in.nconditions, 1);
+	assert_int_equal(c.in.nobservations, 1); /* haemoglobin, not potassium */
+	assert_int_equal(c.in.nprocedures, 1);
+	assert_null(c.in.incomplete);
+	diag_init(&d, a);
+	assert_int_equal(coord_risk_compute(co, a, &c.in, &L, &H, &d), CW_OK);
+	assert_int_equal(points(&L, "A"), 3);  /* from the emergency visit */
+	assert_int_equal(points(&L, "C"), 2);
+	assert_int_equal(points(&L, "E"), 0);
+	assert_int_equal(points(&H, "H"), 1);
+	assert_int_equal(points(&H, "P"), 1);
+	assert_int_equal(points(&H, "LOS"), 2);
+	c = (struct read_ctx){.id = "nope"};
+	assert_int_equal(store_write(st, read_fn, &c), CW_OK);
+	assert_int_equal(c.err, CW_ENOTFOUND);
+	store_close(st);
+	unit_rm_dir(dir);
+}
+
 int
 main(void)
 {
@@ -632,6 +732,7 @@ main(void)
 		cmocka_unit_test(test_bands),
 		cmocka_unit_test(test_not_scored),
 		cmocka_unit_test(test_assessment),
+		cmocka_unit_test(test_read),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
