@@ -246,7 +246,7 @@ length_of_stay(struct scoring *s, struct coord_risk *r, bool lace)
 /* ---- acute admission -------------------------------------------------------- */
 
 /* Whether the admission was acute (emergent or urgent), and from what:
- * Encounter.priority, else hospitalization.admitSource "emd" (from the
+ * Encounter.priority when it says, else hospitalization.admitSource "emd" (from the
  * emergency department), else an emergency encounter of the patient that
  * ended at most ED_LEAD_MS before the admission began (*ed: its index in
  * in->encounters, also when priority decided). 1 acute, 0 elective, -1
@@ -254,8 +254,11 @@ length_of_stay(struct scoring *s, struct coord_risk *r, bool lace)
 static int
 acute(struct scoring *s, const char **why, const char **from, int *ed)
 {
-	static const char *const emergent[] = {"EM", "UR", "A", "S", "CR", "CS", "CSR", NULL};
-	static const char *const elective[] = {"EL", "R", "P", "PRN", "T", "RR", "UD", NULL};
+	/* v3-ActPriority: emergency, urgent, stat, ASAP; elective, routine,
+	 * preop (planned surgery). The rest (callbacks, timing critical, as
+	 * needed, ...) say nothing of how the patient came in. */
+	static const char *const emergent[] = {"EM", "UR", "S", "A", NULL};
+	static const char *const elective[] = {"EL", "R", "P", NULL};
 	static const char *const emd[] = {"emd", NULL};
 	const json_t *enc = s->in->encounter, *pri = json_object_get(enc, "priority");
 	const json_t *src = json_object_get(json_object_get(enc, "hospitalization"), "admitSource");
@@ -486,13 +489,23 @@ resulted(const json_t *res)
 		      !strcmp(st, "corrected") || !strcmp(st, "preliminary"));
 }
 
+/* When a result was taken (*day: that time as written): effective[x], a
+ * period's start, else issued. */
 static bool
-taken_at(const json_t *res, int64_t *at)
+taken_at(const json_t *res, int64_t *at, const char **day)
 {
-	return when_of(coord_str_at(res, "effectiveDateTime"), at) ||
-	       when_of(coord_str_at(res, "effectiveInstant"), at) ||
-	       when_of(coord_str_at(json_object_get(res, "effectivePeriod"), "start"), at) ||
-	       when_of(coord_str_at(res, "issued"), at);
+	const char *t[4] = {coord_str_at(res, "effectiveDateTime"),
+			    coord_str_at(res, "effectiveInstant"),
+			    coord_str_at(json_object_get(res, "effectivePeriod"), "start"),
+			    coord_str_at(res, "issued")};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (when_of(t[i], at)) {
+			*day = t[i];
+			return true;
+		}
+	}
+	return false;
 }
 
 /* The value in the unit the score is stated in: haemoglobin g/dL (g/L
@@ -532,11 +545,12 @@ lab_component(struct scoring *s, struct coord_risk *r, bool hb)
 
 	for (size_t i = 0; i < s->in->nobservations; i++) {
 		const json_t *res = s->in->observations[i].res;
+		const char *day;
 		int64_t at;
 		double v;
 
 		if (!about(s, res) || !coded(json_object_get(res, "code"), KB_LOINC, hb ? hbc : nac) ||
-		    !resulted(res) || !taken_at(res, &at) || at < s->start || at > s->end ||
+		    !resulted(res) || !taken_at(res, &at, &day) || at < s->start || at > s->end ||
 		    at <= best_at)
 			continue;
 		if (!in_unit(json_object_get(res, "valueQuantity"), hb, &v)) {
@@ -546,8 +560,7 @@ lab_component(struct scoring *s, struct coord_risk *r, bool hb)
 		best_at = at;
 		best_v = v;
 		best = s->in->observations[i].ref;
-		best_day = coord_str_at(res, "effectiveDateTime") ?
-			coord_str_at(res, "effectiveDateTime") : "";
+		best_day = day;
 	}
 	if (!best) {
 		missing(c, arena_printf(s->a, "a %s result (LOINC %s, final, with a value in %s) "
