@@ -241,6 +241,20 @@ test_acute(void **state)
 	assert_int_equal(points(&L, "E"), 1);
 	assert_non_null(strstr(comp(&L, "E")->value, "not counting Encounter/e1"));
 
+	/* a priority that says nothing of urgency (timing critical) leaves it
+	 * to the emergency visit; routine is elective whatever came before */
+	index_stay("2026-03-03", "\"priority\":{\"coding\":[{\"system\":"
+		   "\"http://terminology.hl7.org/CodeSystem/v3-ActPriority\",\"code\":\"T\"}]}");
+	encounter("EMER", "2026-03-01T06:00:00Z", "2026-03-01T09:30:00Z");
+	score();
+	assert_int_equal(points(&L, "A"), 3);
+	index_stay("2026-03-03", "\"priority\":{\"coding\":[{\"system\":"
+		   "\"http://terminology.hl7.org/CodeSystem/v3-ActPriority\",\"code\":\"R\"}]}");
+	encounter("EMER", "2026-03-01T06:00:00Z", "2026-03-01T09:30:00Z");
+	score();
+	assert_int_equal(points(&L, "A"), 0);
+	assert_int_equal(points(&L, "E"), 0); /* still the visit that led to it */
+
 	/* one that ended two days before did not lead to it */
 	index_stay("2026-03-03", NULL);
 	encounter("EMER", "2026-02-27T06:00:00Z", "2026-02-27T09:30:00Z");
