@@ -143,6 +143,7 @@ static const struct route routes[] = {
 	{"POST",   "{type}/{id}/$everything",     api_h_everything, false},
 	{"GET",    "{type}/{id}/$medication-list", api_h_medication_list, false},
 	{"POST",   "{type}/{id}/$medication-list", api_h_medication_list, false},
+	{"GET",    "{type}/{id}/$readmission-risk", api_h_readmission_risk, false},
 	{"POST",   "{type}/{id}/$break-glass",    api_h_break_glass, false},
 	{"POST",   "{type}/{id}/$break-glass-end", api_h_break_glass_end, true},
 	{"GET",    "{comp}/{id}/{type}",          api_h_compartment, false},

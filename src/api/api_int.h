@@ -20,6 +20,8 @@
  *                 medication list (the rules are coord/reconcile.c's)
  *   match.c       Patient/$match: the patient matcher (coord/match.c)
  *                 over what the caller may read
+ *   risk.c        Encounter/{id}/$readmission-risk: LACE and HOSPITAL
+ *                 (the scores are coord/risk.c's)
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -249,6 +251,14 @@ enum cw_err api_patient_reachable(struct api_req *q);
 
 /* GET and POST Patient/{id}/$medication-list (parameter recent, days). */
 enum cw_err api_h_medication_list(struct api_req *q);
+/* Whether the caller may see r, as a search's match is checked: its
+ * role may ask for the type, and its scope (consent, labels) lets it. */
+enum cw_err api_may_read_res(struct api_req *q, const struct store_res *r, bool *ok);
+
+/* ---- risk.c ----------------------------------------------------------- */
+
+/* GET Encounter/{id}/$readmission-risk: LACE and HOSPITAL, computed now. */
+enum cw_err api_h_readmission_risk(struct api_req *q);
 
 /* ---- match.c ---------------------------------------------------------- */
 

@@ -141,6 +141,16 @@ resource_entry(const struct fhir_restype *rt)
 				  "documentation", "Ends live break-the-glass grants early: "
 				  "one's own, or any for a privacy officer (Parameters: grant, "
 				  "reason; both optional)"));
+	if (!strcmp(rt->name, "Encounter"))
+		json_object_set_new(r, "operation",
+			json_pack("[{s:s,s:s,s:s}]",
+				  "name", "readmission-risk", "definition",
+				  "urn:careweave:OperationDefinition:Encounter-readmission-risk",
+				  "documentation", "The readmission risk of an inpatient stay at "
+				  "discharge: a Bundle (collection) of two RiskAssessments, the LACE "
+				  "index and the HOSPITAL score, computed now from the record the "
+				  "caller may see and not stored; each component with what it came "
+				  "from, and the inputs that were missing (GET)"));
 	return r;
 }
 

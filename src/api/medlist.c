@@ -110,8 +110,8 @@ struct reading {
 	size_t withheld;
 };
 
-static enum cw_err
-may_read(struct api_req *q, const struct store_res *r, bool *ok)
+enum cw_err
+api_may_read_res(struct api_req *q, const struct store_res *r, bool *ok)
 {
 	struct access_scope *sc = q->scope;
 
@@ -156,7 +156,7 @@ medication_of(struct api_req *q, const json_t *res, struct reading *rd, const js
 		return CW_OK;
 	if (err)
 		return err;
-	if ((err = may_read(q, &m, &ok)))
+	if ((err = api_may_read_res(q, &m, &ok)))
 		return err;
 	if (!ok) {
 		rd->withheld++;
@@ -193,7 +193,7 @@ read_records(struct api_req *q, struct reading *rd)
 
 			if (!strcmp(r->type, "Patient"))
 				continue;
-			if ((err = may_read(q, r, &ok)))
+			if ((err = api_may_read_res(q, r, &ok)))
 				return err;
 			if (!ok) {
 				rd->withheld++;

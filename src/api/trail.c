@@ -60,6 +60,7 @@ static const struct {
 	{"{type}/{id}/_history/{vid}",   NULL,     "vread",             'R', true},
 	{"{type}/{id}/$everything",      NULL,     "operation",         'E', true},
 	{"{type}/{id}/$medication-list", NULL,     "operation",         'E', true},
+	{"{type}/{id}/$readmission-risk", NULL,    "operation",         'E', true},
 	{"{comp}/{id}/{type}",           NULL,     "search-type",       'R', false},
 	{"{comp}/{id}/{type}/_search",   NULL,     "search-type",       'R', false},
 };

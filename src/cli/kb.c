@@ -342,10 +342,10 @@ cli_kb(int argc, char **argv)
 		kb_count(kb, &n);
 		printf("kb: %s: %zu drugs, %zu products, %zu classes, %zu interactions, "
 		       "%zu allergy rules, %zu lab tests, %zu retest intervals, "
-		       "%zu sources, %zu names: ok\n",
+		       "%zu comorbidity codes in %zu groups, %zu sources, %zu names: ok\n",
 		       kb_dir(dir, &named), n.drugs, n.products, n.classes,
 		       n.interactions, n.allergy_rules, n.labs, n.retest_rules,
-		       n.sources, n.names);
+		       n.comorbidity_codes, n.comorbidity_groups, n.sources, n.names);
 		rc = CLI_OK;
 	} else {
 		rc = do_lookup(kb, argv[optind + 1]);

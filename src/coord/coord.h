@@ -31,6 +31,10 @@
  * order is revoked, completed, entered in error or deleted its findings
  * are settled.
  *
+ * The readmission risk (risk.c): at discharge, the LACE index and the
+ * HOSPITAL score of an inpatient stay, from the patient's record, each
+ * component with what it was computed from or what was missing.
+ *
  * The reconciled medication list (reconcile.c) is the other kind of rule:
  * given the patient's medication records, it groups them and says where
  * the sources disagree; it reads and writes nothing.
@@ -440,5 +444,108 @@ enum cw_err coord_match_patient(struct coord *co, struct store_tx *tx,
 				struct arena *a, const json_t *who, size_t max,
 				struct coord_match **out, size_t *n,
 				struct diag *d);
+
+/* ---- readmission risk (risk.c) ------------------------------------------ */
+
+/* LACE (van Walraven 2010) and HOSPITAL (Donze 2013) at discharge from an
+ * inpatient stay. The rules, what counts for each component and the limits
+ * are in src/coord/README.md, "Readmission risk". */
+
+/* The CodeSystem of RiskAssessment.method: "lace", "hospital". */
+#define COORD_RISK_SYSTEM "https://careweave.org/fhir/CodeSystem/risk-score"
+/* Records of each kind (encounters, conditions, results, procedures) one
+ * computation takes; coord_risk_read stops there and says so. */
+#define COORD_RISK_RECORDS_MAX 5000
+/* The references one component lists (the count says how many there were). */
+#define COORD_RISK_REFS_MAX 20
+
+enum coord_risk_score { COORD_RISK_LACE = 1, COORD_RISK_HOSPITAL };
+
+/* One record as the caller read it: "Type/id" and the resource. */
+struct coord_risk_record {
+	const char *ref;
+	const json_t *res;
+};
+
+/* The index stay and the patient's records a score is computed from. Only
+ * the patient's own records should be passed; records of another patient
+ * are ignored. Observations may be all of the patient's or only those of
+ * LOINC 718-7 and 2951-2. */
+struct coord_risk_input {
+	const char *encounter_ref; /* "Encounter/x" */
+	const json_t *encounter;
+	const struct coord_risk_record *encounters; /* the patient's others too */
+	size_t nencounters;
+	const struct coord_risk_record *conditions;
+	size_t nconditions;
+	const struct coord_risk_record *observations;
+	size_t nobservations;
+	const struct coord_risk_record *procedures;
+	size_t nprocedures;
+	/* some of the record was not read (a limit, or withheld from the
+	 * caller): said in every assessment, whose total may then be low */
+	const char *incomplete;
+};
+
+struct coord_risk_component {
+	const char *code;  /* "L", "A", "C", "E"; "H", "O", "S", "P", "I", "A12", "LOS" */
+	const char *name;  /* "length of stay" */
+	bool missing;      /* the record does not say: no points counted */
+	unsigned points;
+	unsigned max;      /* the most it can give */
+	const char *value; /* what it was computed from, in words; when
+			      missing, what was looked for and not found */
+	const char **refs; /* the records it came from */
+	size_t nrefs;      /* listed (at most COORD_RISK_REFS_MAX) */
+	size_t nfound;     /* there were */
+};
+
+struct coord_risk {
+	enum coord_risk_score score;
+	const char *method_code;    /* "lace", "hospital" */
+	const char *method_display; /* "LACE index", "HOSPITAL score" */
+	const char *outcome;        /* what it predicts */
+	const char *patient;        /* "Patient/x" */
+	const char *encounter;      /* "Encounter/y" */
+	unsigned total;             /* the points of the components not missing */
+	unsigned highest;           /* total + the most the missing ones could add */
+	unsigned max;               /* 19, 13 */
+	bool lower_bound;           /* a component is missing: total is a floor */
+	const char *band;           /* of total: "low", "moderate", "high";
+				       HOSPITAL: "low", "intermediate", "high" */
+	const char *band_highest;   /* of highest (the same when nothing is missing) */
+	const char *risk_code;      /* risk-probability: low, moderate, high */
+	bool has_probability;       /* the reference gives one for the band */
+	double probability;         /* HOSPITAL's: 0.058, 0.119, 0.228 */
+	struct coord_risk_component c[8];
+	size_t nc;
+	const char **basis;         /* every record a component used, once */
+	size_t nbasis;
+	const char *missing;        /* "length of stay, acute admission", or NULL */
+	const char *summary;        /* one line a clinician reads first */
+	const char *incomplete;     /* coord_risk_input.incomplete */
+};
+
+/* Computes both scores for in (the discharge is in->encounter's
+ * period.end; an open period is scored as of now, its length missing).
+ * CW_EINVALID, with d saying why, for an Encounter that is not an
+ * inpatient stay of a patient. Everything is in a; reads nothing. */
+enum cw_err coord_risk_compute(const struct coord *co, struct arena *a,
+			       const struct coord_risk_input *in,
+			       struct coord_risk *lace, struct coord_risk *hospital,
+			       struct diag *d);
+
+/* Reads in tx what coord_risk_compute needs for Encounter/id: the
+ * encounter (CW_ENOTFOUND, CW_EGONE), then the patient's encounters,
+ * conditions, haemoglobin and sodium results and procedures, at most
+ * COORD_RISK_RECORDS_MAX of each (more: in->incomplete says so). For the
+ * write path (a discharge message): no caller's access applies. */
+enum cw_err coord_risk_read(struct coord *co, struct store_tx *tx, struct arena *a,
+			    const char *encounter_id, struct coord_risk_input *in,
+			    struct diag *d);
+
+/* The RiskAssessment of r (status final, not stored: no id), assessed at
+ * when (an instant). A new value; NULL on no memory. */
+json_t *coord_risk_assessment(const struct coord_risk *r, const char *when);
 
 #endif

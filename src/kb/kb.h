@@ -65,7 +65,7 @@ const char *kb_dir(const char *dir, bool *explicit_dir);
 
 struct kb_counts {
 	size_t drugs, products, classes, interactions, allergy_rules, labs,
-		retest_rules, sources, names;
+		retest_rules, sources, names, comorbidity_groups, comorbidity_codes;
 };
 void kb_count(const struct kb *kb, struct kb_counts *out);
 
@@ -290,6 +290,45 @@ size_t kb_lab_members(const struct kb *kb, unsigned panel, unsigned *out,
  * there are. */
 size_t kb_lab_retest(const struct kb *kb, unsigned test,
 		     const struct kb_retest **out, size_t max, unsigned *from);
+
+/* ---- comorbidities ----------------------------------------------------- */
+
+#define KB_SNOMED "http://snomed.info/sct"
+#define KB_ICD10CM "http://hl7.org/fhir/sid/icd-10-cm"
+#define KB_ICD10 "http://hl7.org/fhir/sid/icd-10"
+
+/* A comorbidity group of the readmission scores (comorbidity-groups.tsv),
+ * numbered from 0 in file order. Two groups with one lace_item count once
+ * in LACE (mild liver and mild renal disease). */
+struct kb_cgroup {
+	const char *group;      /* "diabetes-complicated" */
+	const char *name;       /* "diabetes with end-organ damage" */
+	unsigned lace;          /* its LACE comorbidity weight */
+	const char *lace_item;  /* the LACE item it counts in */
+	unsigned charlson;      /* its Charlson 1987 weight (0: not counted) */
+	int supersedes;         /* the milder group it replaces, or -1 */
+	const char *source;
+};
+
+/* One code of a group (comorbidity.tsv). */
+struct kb_comorbid {
+	const char *system;  /* "icd-10" or "snomed", as in the file */
+	const char *code;    /* as in the file ("I25.2") */
+	unsigned group;
+	const char *display; /* "" when the file gives none */
+	const char *source;
+};
+
+/* The group a condition code is in: SNOMED CT (KB_SNOMED) by the code
+ * exactly; ICD-10-CM or ICD-10 (KB_ICD10CM, KB_ICD10) by the longest
+ * prefix the file lists, dots, spaces and case ignored ("i25.2" is I25.2).
+ * NULL when the code is in no group, or the system is another one.
+ * Allocates nothing; a few hash lookups. */
+const struct kb_comorbid *kb_comorbidity(const struct kb *kb, const char *system,
+					 const char *code);
+/* A group by number (NULL out of range) or by name (-1 if none). */
+const struct kb_cgroup *kb_cgroup_at(const struct kb *kb, unsigned id);
+int kb_find_cgroup(const struct kb *kb, const char *group);
 
 /* ---- text ------------------------------------------------------------ */
 

@@ -92,6 +92,13 @@ struct kb {
 	uint32_t *lab_rt_off; /* nlab + 1 offsets into rt_by_lab */
 	const struct kb_retest **rt_by_lab;
 
+	struct kb_cgroup *cg; /* comorbidity groups */
+	size_t ncg;
+	struct kb_comorbid *cm; /* comorbidity codes */
+	size_t ncm;
+	struct kb_tab cgname; /* group name -> number */
+	struct kb_tab cmcode; /* "i:I252" (ICD-10 prefix, no dots) or "s:22298006" -> row */
+
 	size_t nsrc;
 	size_t nnames;
 
@@ -110,6 +117,14 @@ struct kb {
  * the last, add all the digits; the check digit brings the sum to a
  * multiple of 10). */
 bool kb_loinc_valid(const char *s, size_t n);
+
+/* The longest comorbidity code (SNOMED CT ids are at most 18 digits). */
+#define KB_CODE_MAX 18
+/* The comorbidity table's key of a code: "i:" and the ICD-10 code upper
+ * case without dots or spaces, or "s:" and the SNOMED CT code. Its length,
+ * or 0 when the code cannot be one (empty, too long, a character that
+ * is not a letter or digit). */
+size_t kb_code_key(bool icd, const char *code, char *out, size_t cap);
 
 /* Whether map.c's word tables are sorted, as its binary search needs:
  * kb_load refuses to load otherwise, so an edit that breaks the order is

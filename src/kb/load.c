@@ -483,6 +483,9 @@ static const char *const LAB_COLS[] = {"test", "loinc", "loinc_status", "panels"
 				       "intervals_as", "names", "source"};
 static const char *const RT_COLS[] = {"test", "situation", "min_days", "note",
 				      "source"};
+static const char *const CG_COLS[] = {"group", "name", "lace", "lace_item",
+				      "charlson", "supersedes", "source"};
+static const char *const CM_COLS[] = {"system", "code", "group", "display", "source"};
 #define NCOLS(c) (sizeof(c) / sizeof((c)[0]))
 
 static void
@@ -1062,6 +1065,161 @@ load_retest(struct loader *L, struct file *f)
 	}
 }
 
+/* A weight: a whole number from 0 to 20. */
+static bool
+weight(struct loader *L, const char *s, const char *col, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || v > 20 || *s == '-' || *s == '+') {
+		bad(L, "%s '%s' is not a whole number from 0 to 20", col, s);
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+#define KB_MAX_CGROUPS 64
+
+static void
+load_cgroups(struct loader *L, struct file *f)
+{
+	struct kb *kb = L->kb;
+
+	if (f->n > KB_MAX_CGROUPS) {
+		bad(L, "more than %d comorbidity groups", KB_MAX_CGROUPS);
+		return;
+	}
+	kb->cg = arena_zalloc(kb->a, (f->n + 1) * sizeof(*kb->cg));
+	if (!kb->cg || !kb_tab_init(&kb->cgname, kb->a, f->n + 1)) {
+		bad(L, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		struct row *r = &f->row[i];
+		struct kb_cgroup *g = &kb->cg[kb->ncg];
+		bool ok = true;
+		uint32_t old;
+
+		at(L, f, r);
+		*g = (struct kb_cgroup){r->col[0], r->col[1], 0, r->col[3], 0, -1, r->col[6]};
+		ok &= need(L, g->group, "group");
+		ok &= need(L, g->name, "name");
+		ok &= need(L, g->lace_item, "lace_item");
+		ok &= weight(L, r->col[2], "lace", &g->lace);
+		ok &= weight(L, r->col[4], "charlson", &g->charlson);
+		ok &= check_source(L, g->source);
+		if (ok && kb_tab_put(&kb->cgname, g->group, strlen(g->group),
+				     (uint32_t)kb->ncg, &old) <= 0) {
+			bad(L, "the group '%s' is there twice", g->group);
+			ok = false;
+		}
+		if (ok)
+			kb->ncg++;
+	}
+	/* supersedes, once every group is known; one step only (checked
+	 * below), so there are no circles and a scorer needs no closure */
+	for (size_t i = 0, id = 0; i < f->n && id < kb->ncg; i++) {
+		struct row *r = &f->row[i];
+		const char *sup = r->col[5];
+		uint32_t v;
+
+		if (strcmp(r->col[0], kb->cg[id].group))
+			continue; /* a row refused above */
+		at(L, f, r);
+		if (*sup) {
+			if (!kb_tab_get(&kb->cgname, sup, strlen(sup), &v) || v == id)
+				bad(L, "supersedes '%s' is not another group of this file", sup);
+			else
+				kb->cg[id].supersedes = (int)v;
+		}
+		id++;
+	}
+	for (size_t id = 0; id < kb->ncg; id++) {
+		int s = kb->cg[id].supersedes;
+
+		if (s >= 0 && kb->cg[s].supersedes >= 0) {
+			L->path = f->path;
+			L->line = 0;
+			bad(L, "'%s' supersedes '%s', which supersedes another: one step only",
+			    kb->cg[id].group, kb->cg[s].group);
+		}
+	}
+}
+
+static void
+load_comorbidity(struct loader *L, struct file *f)
+{
+	struct kb *kb = L->kb;
+
+	if (f->n > KB_MAX_ITEMS) {
+		bad(L, "more than %d comorbidity codes", KB_MAX_ITEMS);
+		return;
+	}
+	kb->cm = arena_zalloc(kb->a, (f->n + 1) * sizeof(*kb->cm));
+	if (!kb->cm || !kb_tab_init(&kb->cmcode, kb->a, f->n + 1)) {
+		bad(L, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		struct row *r = &f->row[i];
+		struct kb_comorbid *c = &kb->cm[kb->ncm];
+		char key[2 + KB_CODE_MAX + 1], *k;
+		size_t n = 0;
+		bool ok = true, icd = false;
+		uint32_t v, old;
+
+		at(L, f, r);
+		*c = (struct kb_comorbid){r->col[0], r->col[1], 0, r->col[3], r->col[4]};
+		if (!strcmp(c->system, "icd-10"))
+			icd = true;
+		else if (strcmp(c->system, "snomed")) {
+			bad(L, "the system '%s' is not icd-10 or snomed", c->system);
+			ok = false;
+		}
+		if (ok && need(L, c->code, "code")) {
+			n = kb_code_key(icd, c->code, key, sizeof(key));
+			/* an ICD-10 category at the least: a letter and two digits */
+			if (!n || (icd && (n < 5 || key[2] < 'A' || key[2] > 'Z' ||
+					   key[3] < '0' || key[3] > '9' || key[4] < '0' ||
+					   key[4] > '9')) ||
+			    (!icd && (n < 2 + 6 || key[2] == '0'))) {
+				bad(L, "'%s' is not %s", c->code, icd ?
+				    "an ICD-10 code (a letter, two digits, more letters or digits)" :
+				    "a SNOMED CT identifier (6 to 18 digits)");
+				ok = false;
+			}
+		} else {
+			ok = false;
+		}
+		if (need(L, r->col[2], "group")) {
+			if (!kb_tab_get(&kb->cgname, r->col[2], strlen(r->col[2]), &v)) {
+				bad(L, "the group '%s' is not in comorbidity-groups.tsv", r->col[2]);
+				ok = false;
+			}
+			c->group = v;
+		} else {
+			ok = false;
+		}
+		ok &= check_source(L, c->source);
+		if (!ok)
+			continue;
+		if (!(k = arena_strndup(kb->a, key, n))) {
+			bad(L, "out of memory");
+			continue;
+		}
+		if (kb_tab_put(&kb->cmcode, k, n, (uint32_t)kb->ncm, &old) <= 0) {
+			bad(L, "the code %s %s is there already (group %s)", c->system, c->code,
+			    kb->cg[kb->cm[old].group].group);
+			continue;
+		}
+		kb->ncm++;
+	}
+}
+
 struct kb *
 kb_load(const char *dir, kb_report_fn *report, void *arg, enum cw_err *err)
 {
@@ -1108,12 +1266,16 @@ kb_load(const char *dir, kb_report_fn *report, void *arg, enum cw_err *err)
 		load_labs(&L, &f);
 	if (kb->lab_as && read_tsv(&L, "lab-retest.tsv", RT_COLS, NCOLS(RT_COLS), &f))
 		load_retest(&L, &f);
+	if (read_tsv(&L, "comorbidity-groups.tsv", CG_COLS, NCOLS(CG_COLS), &f))
+		load_cgroups(&L, &f);
+	if (kb->cg && read_tsv(&L, "comorbidity.tsv", CM_COLS, NCOLS(CM_COLS), &f))
+		load_comorbidity(&L, &f);
 	if (!kb_noise_sorted()) {
 		L.path = "src/kb/map.c";
 		L.line = 0;
 		bad(&L, "internal: the noise word tables are not sorted");
 	}
-	if (L.nbad || !kb->drug_ddi || !kb->rt_by_lab) {
+	if (L.nbad || !kb->drug_ddi || !kb->rt_by_lab || !kb->cm) {
 		if (err)
 			*err = L.io ? CW_EIO : CW_EINVALID;
 		if (!L.nbad && report)

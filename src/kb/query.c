@@ -36,6 +36,8 @@ kb_count(const struct kb *kb, struct kb_counts *o)
 	o->retest_rules = kb->nrt;
 	o->sources = kb->nsrc;
 	o->names = kb->nnames;
+	o->comorbidity_groups = kb->ncg;
+	o->comorbidity_codes = kb->ncm;
 }
 
 #define AT(arr, n) return id < (n) ? &kb->arr[id] : NULL
@@ -317,4 +319,76 @@ kb_lab_retest(const struct kb *kb, unsigned test, const struct kb_retest **out,
 	for (size_t i = 0; i < n && i < max; i++)
 		out[i] = kb->rt_by_lab[kb->lab_rt_off[t] + i];
 	return n;
+}
+
+/* ---- comorbidities ------------------------------------------------------- */
+
+size_t
+kb_code_key(bool icd, const char *code, char *out, size_t cap)
+{
+	size_t n = 2;
+
+	if (cap < 3)
+		return 0;
+	out[0] = icd ? 'i' : 's';
+	out[1] = ':';
+	for (const char *p = code; *p; p++) {
+		char c = *p;
+
+		if (icd && (c == '.' || c == ' '))
+			continue;
+		if (icd && c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		if (!((c >= '0' && c <= '9') || (icd && c >= 'A' && c <= 'Z')))
+			return 0;
+		if (n + 1 >= cap || n - 2 >= KB_CODE_MAX)
+			return 0;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return n > 2 ? n : 0;
+}
+
+const struct kb_cgroup *
+kb_cgroup_at(const struct kb *kb, unsigned id)
+{
+	return id < kb->ncg ? &kb->cg[id] : NULL;
+}
+
+int
+kb_find_cgroup(const struct kb *kb, const char *group)
+{
+	uint32_t v;
+
+	if (!group || !kb_tab_get(&kb->cgname, group, strlen(group), &v))
+		return -1;
+	return (int)v;
+}
+
+const struct kb_comorbid *
+kb_comorbidity(const struct kb *kb, const char *system, const char *code)
+{
+	char key[2 + KB_CODE_MAX + 1];
+	size_t n;
+	uint32_t v;
+	bool icd;
+
+	if (!system || !code)
+		return NULL;
+	if (!strcmp(system, KB_SNOMED))
+		icd = false;
+	else if (!strcmp(system, KB_ICD10CM) || !strcmp(system, KB_ICD10))
+		icd = true;
+	else
+		return NULL;
+	n = kb_code_key(icd, code, key, sizeof(key));
+	if (!n)
+		return NULL;
+	if (!icd)
+		return kb_tab_get(&kb->cmcode, key, n, &v) ? &kb->cm[v] : NULL;
+	/* the longest prefix listed: a category (3 characters) at the least */
+	for (; n >= 5; n--)
+		if (kb_tab_get(&kb->cmcode, key, n, &v))
+			return &kb->cm[v];
+	return NULL;
 }

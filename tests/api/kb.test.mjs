@@ -42,7 +42,7 @@ function brokenCopy(name, file, line) {
 describe('kb check', () => {
   test('the shipped files load: counts, exit 0', async () => {
     const r = await cli(['kb', 'check'], 0);
-    assert.match(r.stdout, /^kb: data\/kb: \d+ drugs, \d+ products, \d+ classes, \d+ interactions, \d+ allergy rules, \d+ lab tests, \d+ retest intervals, \d+ sources, \d+ names: ok$/m);
+    assert.match(r.stdout, /^kb: data\/kb: \d+ drugs, \d+ products, \d+ classes, \d+ interactions, \d+ allergy rules, \d+ lab tests, \d+ retest intervals, \d+ comorbidity codes in \d+ groups, \d+ sources, \d+ names: ok$/m);
     const n = Number(r.stdout.match(/(\d+) interactions/)[1]);
     assert.ok(n >= 48, 'every reference pair is there');
   });

@@ -136,7 +136,8 @@ collect(void *arg, const char *msg)
 
 static const char *const files[] = {"sources.tsv", "classes.tsv", "drugs.tsv",
 				    "products.tsv", "interactions.tsv", "allergy.tsv",
-				    "labs.tsv", "lab-retest.tsv"};
+				    "labs.tsv", "lab-retest.tsv", "comorbidity-groups.tsv",
+				    "comorbidity.tsv"};
 
 static unsigned
 copy_file(const char *from, const char *to, const char *replace_header)
@@ -265,6 +266,119 @@ test_malformed(void **state)
 			     "diabetes' already");
 	expect_refused("sources.tsv", "onc-hp\tagain\n", NULL,
 		       "the source key 'onc-hp' is there twice");
+	expect_refused("comorbidity-groups.tsv", "mi\tagain\t1\tmi\t1\t\tlace2010\n", NULL,
+		       "the group 'mi' is there twice");
+	expect_refused("comorbidity-groups.tsv", "x\tx\t100\tx\t1\t\tlace2010\n", NULL,
+		       "lace '100' is not a whole number from 0 to 20");
+	expect_refused("comorbidity-groups.tsv", "x\tx\t1\tx\t1\tnothing\tlace2010\n", NULL,
+		       "supersedes 'nothing' is not another group of this file");
+	expect_refused("comorbidity.tsv", "icd-9\t410\tmi\t\tquan2005\n", NULL,
+		       "the system 'icd-9' is not icd-10 or snomed");
+	expect_refused("comorbidity.tsv", "icd-10\tI2\tmi\t\tquan2005\n", NULL,
+		       "'I2' is not an ICD-10 code");
+	expect_refused("comorbidity.tsv", "snomed\t12ab56\tmi\t\tcw-map\n", NULL,
+		       "'12ab56' is not a SNOMED CT identifier");
+	expect_refused("comorbidity.tsv", "icd-10\tI21.0\tnone\t\tquan2005\n", NULL,
+		       "the group 'none' is not in comorbidity-groups.tsv");
+	expect_refused("comorbidity.tsv", "icd-10\t121.0\tchf\t\tquan2005\n", NULL,
+		       "'121.0' is not an ICD-10 code");
+	expect_refused("comorbidity.tsv", "icd-10\ti25.2\tchf\t\tquan2005\n", NULL,
+		       "the code icd-10 i25.2 is there already (group mi)");
+	expect_refused("comorbidity.tsv", "snomed\t22298006\tmi\t\tmy-memory\n", NULL,
+		       "the source 'my-memory' is not in sources.tsv");
+}
+
+/* The comorbidity groups: ICD-10 by the longest prefix, SNOMED CT exactly,
+ * the weights of risk-scores.md, the supersede steps. */
+static const char *
+group_of(const char *system, const char *code)
+{
+	const struct kb_comorbid *c = kb_comorbidity(kb, system, code);
+
+	return c ? kb_cgroup_at(kb, c->group)->group : NULL;
+}
+
+static void
+test_comorbidity(void **state)
+{
+	static const struct {
+		const char *group;
+		unsigned lace, charlson;
+		const char *supersedes;
+	} w[] = {
+		{"mi", 1, 1, NULL}, {"chf", 2, 1, NULL}, {"pvd", 1, 1, NULL},
+		{"cvd", 1, 1, NULL}, {"dementia", 3, 1, NULL}, {"copd", 2, 1, NULL},
+		{"ctd", 3, 1, NULL}, {"ulcer", 0, 1, NULL}, {"diabetes", 1, 1, NULL},
+		{"diabetes-complicated", 2, 2, "diabetes"}, {"hemiplegia", 0, 2, NULL},
+		{"liver-mild", 2, 1, NULL}, {"liver-severe", 4, 3, "liver-mild"},
+		{"renal-mild", 2, 0, NULL}, {"renal-severe", 4, 2, "renal-mild"},
+		{"tumour", 2, 2, NULL}, {"metastatic", 6, 6, "tumour"}, {"aids", 0, 6, NULL},
+	};
+	struct kb_counts n;
+
+	kb_count(kb, &n);
+	assert_int_equal(n.comorbidity_groups, sizeof(w) / sizeof(w[0]));
+	assert_true(n.comorbidity_codes > 300);
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		int id = kb_find_cgroup(kb, w[i].group);
+		const struct kb_cgroup *g;
+
+		assert_true(id >= 0);
+		g = kb_cgroup_at(kb, (unsigned)id);
+		assert_int_equal(g->lace, w[i].lace);
+		assert_int_equal(g->charlson, w[i].charlson);
+		if (w[i].supersedes)
+			assert_string_equal(kb_cgroup_at(kb, (unsigned)g->supersedes)->group,
+					    w[i].supersedes);
+		else
+			assert_int_equal(g->supersedes, -1);
+	}
+	assert_string_equal(kb_cgroup_at(kb, (unsigned)kb_find_cgroup(kb, "liver-mild"))->lace_item,
+			    kb_cgroup_at(kb, (unsigned)kb_find_cgroup(kb, "renal-mild"))->lace_item);
+	assert_int_equal(kb_find_cgroup(kb, "nope"), -1);
+	assert_null(kb_cgroup_at(kb, 1000));
+
+	/* ICD-10-CM by prefix, dots and case ignored */
+	assert_string_equal(group_of(KB_ICD10CM, "I21.4"), "mi");
+	assert_string_equal(group_of(KB_ICD10CM, "I252"), "mi");
+	assert_string_equal(group_of(KB_ICD10, "i25.2"), "mi");
+	assert_null(group_of(KB_ICD10CM, "I25.10")); /* chronic ischaemic disease: not MI */
+	assert_string_equal(group_of(KB_ICD10CM, "E11.9"), "diabetes");
+	assert_string_equal(group_of(KB_ICD10CM, "E11.65"), "diabetes");
+	assert_string_equal(group_of(KB_ICD10CM, "E11.22"), "diabetes-complicated");
+	assert_string_equal(group_of(KB_ICD10CM, "E10.319"), "diabetes-complicated");
+	/* the longest prefix wins */
+	assert_string_equal(group_of(KB_ICD10CM, "N18.1"), "renal-mild");
+	assert_string_equal(group_of(KB_ICD10CM, "N18.2"), "renal-mild");
+	assert_string_equal(group_of(KB_ICD10CM, "N18.30"), "renal-severe");
+	assert_string_equal(group_of(KB_ICD10CM, "N18.6"), "renal-severe");
+	assert_string_equal(group_of(KB_ICD10CM, "K70.30"), "liver-mild");
+	assert_string_equal(group_of(KB_ICD10CM, "K70.40"), "liver-severe");
+	assert_null(group_of(KB_ICD10CM, "K70.5"));
+	assert_string_equal(group_of(KB_ICD10CM, "C34.90"), "tumour");
+	assert_string_equal(group_of(KB_ICD10CM, "C78.00"), "metastatic");
+	assert_string_equal(group_of(KB_ICD10CM, "I42.9"), "chf");
+	assert_null(group_of(KB_ICD10CM, "I42.1"));
+	assert_string_equal(group_of(KB_ICD10CM, "B20"), "aids");
+	assert_null(group_of(KB_ICD10CM, "B23"));
+	assert_null(group_of(KB_ICD10CM, "I1"));
+	assert_null(group_of(KB_ICD10CM, ""));
+	assert_null(group_of(KB_ICD10CM, "I21-4"));
+	assert_null(group_of(KB_ICD10CM, "I2100000000000000000000000"));
+	/* SNOMED CT exactly, as Synthea writes it */
+	assert_string_equal(group_of(KB_SNOMED, "44054006"), "diabetes");
+	assert_string_equal(group_of(KB_SNOMED, "127013003"), "diabetes-complicated");
+	assert_string_equal(group_of(KB_SNOMED, "433144002"), "renal-severe");
+	assert_string_equal(group_of(KB_SNOMED, "431855005"), "renal-mild");
+	assert_string_equal(group_of(KB_SNOMED, "254637007"), "tumour");
+	assert_null(group_of(KB_SNOMED, "4405400"));   /* no prefixes for SNOMED */
+	assert_null(group_of(KB_SNOMED, "162573006")); /* suspected lung cancer */
+	assert_null(group_of("http://example.org", "44054006"));
+	assert_null(group_of(NULL, "44054006"));
+	assert_null(group_of(KB_SNOMED, NULL));
+	/* every row names a source the kb knows */
+	for (unsigned g = 0; g < n.comorbidity_groups; g++)
+		assert_non_null(kb_cgroup_at(kb, g)->source);
 }
 
 static void
@@ -1148,6 +1262,7 @@ main(void)
 		cmocka_unit_test(test_interactions_mapped),
 		cmocka_unit_test(test_labs),
 		cmocka_unit_test(test_loinc_and_normalize),
+		cmocka_unit_test(test_comorbidity),
 	};
 
 	return cmocka_run_group_tests(tests, setup_kb, teardown_kb);
