@@ -313,8 +313,8 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	bool blocked = false;
 	enum cw_err err;
 
-	if (!op->coord || !op->rt || !coord_watches(op->rt->name) || op->noop ||
-	    (op->kind == OP_DELETE && !op->deleted))
+	if (!op->coord || !op->rt || op->noop || (op->kind == OP_DELETE && !op->deleted) ||
+	    (!coord_watches(op->rt->name) && !coord_follows(op->rt->name)))
 		return CW_OK;
 	err = coord_on_change(op->coord, tx, a, op->rt->name, op->id,
 			      op->kind == OP_DELETE ? NULL : op->res, &r, d);
@@ -386,6 +386,14 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now, s.sensitive))))
 			return CW_ENOMEM;
 		if ((err = write_own(tx, a, op->coord, c, NULL, pat, 1, &c_op, d)))
+			return err;
+	}
+	/* the work a rule gives the team (transitions of care) */
+	for (size_t i = 0; i < r.nwrites; i++) {
+		struct api_op w_op;
+
+		if ((err = write_own(tx, a, op->coord, r.writes[i].res, r.writes[i].id, pat, 1,
+				     &w_op, d)))
 			return err;
 	}
 	return CW_OK;

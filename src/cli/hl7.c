@@ -310,6 +310,7 @@ hl7_replay_cmd(int argc, char **argv)
 		api = api_new(s, &ao);
 	ro.api = api;
 	ro.store = s;
+	ro.coord = co;
 	if (api)
 		r = hl7_receiver_new(&ro);
 	if (r) {

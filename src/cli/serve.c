@@ -479,6 +479,7 @@ cli_serve(int argc, char **argv)
 		/* the hospital feeds: through the same API and rules */
 		ro.api = api;
 		ro.store = s;
+		ro.coord = co;
 		if (!(rcv = hl7_receiver_new(&ro)) ||
 		    !(mllp = mllp_start(&mo, hl7_receive, rcv, &d))) {
 			cli_err("serve", "%s", d.n ? d.issues[d.n - 1].msg :

@@ -235,6 +235,8 @@ role_told(const json_t *roles, unsigned told)
 	size_t i;
 	json_t *cc;
 
+	if (told & COORD_TELL_ALL)
+		return true;
 	json_array_foreach(roles, i, cc) {
 		if ((told & COORD_TELL_PCP) &&
 		    (coding_is(cc, SCT, "446050000") ||  /* primary care physician */
@@ -382,6 +384,8 @@ coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
 	enum cw_err err;
 
 	memset(out, 0, sizeof(*out));
+	if (co && coord_follows(type))
+		return coord_transitions(co, tx, a, id, res, out, d);
 	if (!co || !coord_watches(type))
 		return CW_OK;
 	if (!(ref = arena_printf(a, "%s/%s", type, id)))

@@ -137,7 +137,23 @@ struct coord_report {
 	 * out where the rule can tell early (the medication rules), else
 	 * marked raised */
 	bool new_only;
+	/* the work a rule makes or changes besides findings (transitions of
+	 * care: Tasks, Flags, Communications), in order: written as
+	 * careweave's own, a create when id is NULL, else an update of id */
+	struct coord_write *writes;
+	size_t nwrites;
 };
+
+/* One resource a rule writes (coord_report.writes). */
+struct coord_write {
+	json_t *res;    /* owned by the report's arena */
+	const char *id; /* NULL: create */
+};
+#define COORD_WRITES_MAX 32
+
+/* Whether changes of this type start work for the care team (Encounter:
+ * transitions of care, transitions.c). coord_on_change handles them. */
+bool coord_follows(const char *type);
 
 /* Whether writes of this type change what the rules keep of a patient
  * (coord_note_write): MedicationRequest, MedicationStatement,

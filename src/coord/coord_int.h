@@ -123,6 +123,7 @@ enum coord_told {
 	COORD_TELL_PCP = 1,        /* primary care physician, general practitioner */
 	COORD_TELL_PHARMACIST = 2,
 	COORD_TELL_COORDINATOR = 4, /* care coordinator, case manager */
+	COORD_TELL_ALL = 0x80,      /* every member of the team */
 };
 
 /* Fills out->notify with author (a Practitioner or PractitionerRole
@@ -145,6 +146,11 @@ bool coord_allergy_current(const json_t *res);
 enum cw_err coord_allergy_check(struct coord *co, struct store_tx *tx,
 				struct arena *a, const char *ref, const json_t *res,
 				struct coord_report *out, struct diag *d);
+
+/* transitions.c: Encounter (the work a hospital stay gives the team). */
+enum cw_err coord_transitions(struct coord *co, struct store_tx *tx,
+			      struct arena *a, const char *id, const json_t *enc,
+			      struct coord_report *out, struct diag *d);
 
 /* labs.c: ServiceRequest. */
 bool coord_lab_current(const json_t *res);

@@ -19,6 +19,7 @@
  * patient's latest one not finished. Diagnoses (DG1) become Conditions of
  * the Encounter, next of kin (NK1) RelatedPersons, each with an identifier
  * of its own so a message sent again changes nothing. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "hl7v2/map_int.h"
@@ -232,6 +233,87 @@ merge_patient(const json_t *held, const json_t *msg)
 	return out;
 }
 
+/* The patient matcher (coord/match.c) over what careweave holds, for a
+ * Patient no identifier found: run in a job that writes nothing. */
+struct match_job {
+	struct coord *co;
+	struct arena *a;
+	const json_t *who;
+	struct coord_match *m;
+	size_t n;
+	struct diag *d;
+};
+
+static enum cw_err
+match_cb(struct store_tx *tx, void *ctx)
+{
+	struct match_job *j = ctx;
+
+	return coord_match_patient(j->co, tx, j->a, j->who, 1, &j->m, &j->n, j->d);
+}
+
+/* A sure match links: *f becomes that Patient. A probable one is kept in
+ * *probable: the message makes a new Patient and a Task for a person to
+ * decide (never a silent merge). Anything less: a new Patient. */
+static enum cw_err
+matched(struct hl7_map *mp, const json_t *who, struct found *f,
+	struct coord_match *probable, struct diag *d)
+{
+	struct match_job j = {.co = mp->coord, .a = mp->a, .who = who, .d = d};
+	struct diag md;
+	const char *ver;
+
+	if (!mp->coord || !coord_match_usable(who))
+		return CW_OK;
+	diag_init(&md, mp->a);
+	j.d = &md;
+	if (store_write(mp->store, match_cb, &j) || !j.n)
+		return CW_OK; /* no match (or none to be had): a new Patient */
+	if (j.m[0].s.grade == COORD_GRADE_PROBABLE) {
+		*probable = j.m[0];
+		return CW_OK;
+	}
+	if (j.m[0].s.grade != COORD_GRADE_CERTAIN)
+		return CW_OK;
+	ver = json_string_value(json_object_get(json_object_get(j.m[0].res, "meta"), "versionId"));
+	f->res = json_deep_copy(j.m[0].res);
+	if (!f->res || !arena_on_free(mp->a, decref_cb, f->res)) {
+		json_decref(f->res);
+		return CW_ENOMEM;
+	}
+	f->id = j.m[0].id;
+	f->version = ver ? strtol(ver, NULL, 10) : 0;
+	f->n = 1;
+	(void)d;
+	return CW_OK;
+}
+
+/* The Task for a person to decide whether the new Patient is one held. */
+static enum cw_err
+review_task(struct hl7_map *mp, const char *new_ref, const struct coord_match *m)
+{
+	json_t *t = json_pack("{s:s, s:s, s:s, s:s, s:{s:[{s:s, s:s, s:s}], s:s}, s:s,"
+			      " s:{s:s}, s:{s:s}}",
+			      "resourceType", "Task", "status", "requested", "intent", "order",
+			      "priority", "urgent",
+			      "code", "coding", "system",
+			      "https://careweave.org/fhir/CodeSystem/hl7v2-task",
+			      "code", "review-patient-match",
+			      "display", "Review a possible duplicate patient",
+			      "text", "Review a possible duplicate patient",
+			      "description", arena_printf(mp->a,
+				"A hospital feed (%s at %s) sent a patient careweave could not "
+				"tell apart from Patient/%s (a probable match, score %.2f: %s). "
+				"A new Patient was made; if they are the same person, merge them.",
+				mp->h->sending_app ? mp->h->sending_app : "?",
+				mp->h->sending_facility ? mp->h->sending_facility : "?", m->id,
+				m->s.score, m->s.reasons ? m->s.reasons : "see both records"),
+			      "for", "reference", new_ref,
+			      "focus", "reference", arena_printf(mp->a, "Patient/%s", m->id));
+
+	return t ? hl7_map_entry(mp, "POST", "Task", t, NULL, NULL, NULL) : CW_ENOMEM;
+}
+
 /* Adds the Patient entry; *ref is how the other entries name it. */
 static enum cw_err
 patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
@@ -240,6 +322,7 @@ patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
 	json_t *idents = json_array(), *msgp, *v;
 	const char *key_url;
 	struct found f = {0};
+	struct coord_match probable = {0};
 	unsigned n = hl7_reps(mp->m, (size_t)pid, 3);
 	size_t i;
 	char uuid[ID_LEN + 1];
@@ -283,6 +366,10 @@ patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
 			break;
 	}
 	json_decref(idents);
+	if (!f.n && (err = matched(mp, msgp, &f, &probable, d))) {
+		json_decref(msgp);
+		return err;
+	}
 	if (f.n == 1) {
 		json_t *merged = merge_patient(f.res, msgp);
 
@@ -296,8 +383,10 @@ patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
 	}
 	id_new(uuid);
 	*ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
-	return hl7_map_entry(mp, "POST", "Patient", msgp,
-			     arena_printf(mp->a, "identifier=%s", key_url), NULL, *ref);
+	if ((err = hl7_map_entry(mp, "POST", "Patient", msgp,
+				 arena_printf(mp->a, "identifier=%s", key_url), NULL, *ref)))
+		return err;
+	return probable.id ? review_task(mp, *ref, &probable) : CW_OK;
 }
 
 /* ---- the Encounter -------------------------------------------------------- */
@@ -504,6 +593,8 @@ visit_facts(struct hl7_map *mp, long pv1, json_t *enc, const char *trigger,
 	} else if (is(trigger, "A13")) {
 		json_object_del(period, "end");
 		json_object_del(json_object_get(enc, "hospitalization"), "dischargeDisposition");
+		if (!json_object_size(json_object_get(enc, "hospitalization")))
+			json_object_del(enc, "hospitalization");
 	} else if (end) {
 		json_object_set_new(period, "end", json_string(end));
 	}

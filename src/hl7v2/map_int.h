@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "hl7v2/hl7v2.h"
+#include "coord/coord.h"
 #include "store/store.h"
 
 /* The identifier system careweave gives an HL7 v2 identifier whose
@@ -27,6 +28,7 @@
 struct hl7_map {
 	struct arena *a;
 	struct store *store;       /* read-only lookups (the existing Patient) */
+	struct coord *coord;       /* the patient matcher's (may be NULL) */
 	const struct hl7_msg *m;
 	const struct hl7_header *h;
 	int tz_minutes;            /* local time of the feed's DTMs without a zone */

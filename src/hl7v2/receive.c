@@ -30,6 +30,7 @@
 struct hl7_receiver {
 	struct api *api;
 	struct store *store;
+	struct coord *coord;
 	int tz_minutes;
 	bool accept_test;
 };
@@ -43,6 +44,7 @@ hl7_receiver_new(const struct hl7_receiver_options *o)
 		return NULL;
 	r->api = o->api;
 	r->store = o->store;
+	r->coord = o->coord;
 	r->tz_minutes = o->tz_minutes;
 	r->accept_test = o->accept_test;
 	return r;
@@ -263,7 +265,8 @@ acceptable(struct rx *x, bool too_big, struct diag *d)
 static void
 apply(struct rx *x, bool replay, struct diag *d)
 {
-	struct hl7_map mp = {.a = x->a, .store = x->r->store, .m = x->m, .h = &x->h,
+	struct hl7_map mp = {.a = x->a, .store = x->r->store, .coord = x->r->coord,
+			     .m = x->m, .h = &x->h,
 			     .tz_minutes = x->r->tz_minutes};
 	struct api_bundle_opt opt = {.agent = NULL};
 	json_t *bundle, *out = NULL;

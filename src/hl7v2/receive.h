@@ -24,6 +24,8 @@ struct api;
 struct hl7_receiver_options {
 	struct api *api;     /* the write path (borrowed; its rules apply) */
 	struct store *store; /* the same store (borrowed) */
+	struct coord *coord; /* the patient matcher's (borrowed; NULL: a
+				patient is found by identifier only) */
 	int tz_minutes;      /* minutes east of UTC of the feeds' local time,
 				for date/times they send without a zone */
 	bool accept_test;    /* also apply messages with processing id T

@@ -54,6 +54,7 @@ setup(void **state)
 	assert_non_null(f->api);
 	ro.api = f->api;
 	ro.store = f->s;
+	ro.coord = f->co;
 	f->r = hl7_receiver_new(&ro);
 	assert_non_null(f->r);
 	sbuf_init(&f->reply, 1 << 20);
@@ -344,6 +345,204 @@ test_v23_crlf_zsegment_and_replay(void **state)
 	assert_int_equal(hl7_replay(f->r, 99999, &row, &d), CW_ENOTFOUND);
 }
 
+/* The care team of the Patient the A01 makes: a PCP, a pharmacist and a
+ * coordinator (written as any client would, through the API). */
+static void
+team(struct fx *f, const char *patient_id)
+{
+	char body[4096];
+	json_t *b, *out = NULL;
+	struct diag d;
+
+	snprintf(body, sizeof(body),
+		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+		 "{\"request\":{\"method\":\"PUT\",\"url\":\"Practitioner/pcp\"},"
+		 "\"resource\":{\"resourceType\":\"Practitioner\",\"id\":\"pcp\"}},"
+		 "{\"request\":{\"method\":\"PUT\",\"url\":\"Practitioner/pharm\"},"
+		 "\"resource\":{\"resourceType\":\"Practitioner\",\"id\":\"pharm\"}},"
+		 "{\"request\":{\"method\":\"PUT\",\"url\":\"Practitioner/coord\"},"
+		 "\"resource\":{\"resourceType\":\"Practitioner\",\"id\":\"coord\"}},"
+		 "{\"request\":{\"method\":\"POST\",\"url\":\"CareTeam\"},"
+		 "\"resource\":{\"resourceType\":\"CareTeam\",\"status\":\"active\","
+		 "\"subject\":{\"reference\":\"Patient/%s\"},\"participant\":["
+		 "{\"role\":[{\"text\":\"Primary care physician\"}],\"member\":{\"reference\":\"Practitioner/pcp\"}},"
+		 "{\"role\":[{\"text\":\"Pharmacist\"}],\"member\":{\"reference\":\"Practitioner/pharm\"}},"
+		 "{\"role\":[{\"text\":\"Care coordinator\"}],\"member\":{\"reference\":\"Practitioner/coord\"}}]}}]}",
+		 patient_id);
+	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
+	diag_init(&d, f->a);
+	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
+	json_decref(b);
+	json_decref(out);
+}
+
+/* The resource of type with the transitions identifier of kind for enc. */
+static json_t *
+work(struct fx *f, const char *type, const char *enc_id, const char *kind)
+{
+	json_t *v[20];
+	char ident[160];
+	size_t n;
+
+	snprintf(ident, sizeof(ident), "urn:careweave:transitions|%s:%s", enc_id, kind);
+	n = search(f, type, "identifier", ident, v);
+	assert_true(n <= 1);
+	return n ? v[0] : NULL;
+}
+
+#define A01_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260105080000||ADT^A01|T1|P|2.5\r" \
+	"EVN|A01|20260105080000\r" \
+	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
+	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN|||||||||||||||||||||||||20260105080000\r"
+#define A03_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260109140000||ADT^A03|T2|P|2.5\r" \
+	"EVN|A03|20260109140000\r" \
+	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
+	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN|||||||||||||||||01|||||||20260105080000|20260109140000\r"
+#define A13_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260109150000||ADT^A13|T3|P|2.5\r" \
+	"EVN|A13|20260109150000\r" \
+	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
+	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN\r"
+#define A01_MOSS2 "MSH|^~\\&|ADT1|GHH|CW|CW|20260120080000||ADT^A01|T4|P|2.5\r" \
+	"EVN|A01|20260120080000\r" \
+	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
+	"PV1|1|I|4N^402^1||||||||||||||||V2^^^GHH^VN|||||||||||||||||||||||||20260120080000\r"
+
+static void
+test_transitions_of_care(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *e[20], *t, *fl, *c, *ra;
+	const char *pid, *eid, *eid2;
+
+	/* the patient first (an A08), then the team, then the admission */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260101||ADT^A08|T0|P|2.5\r"
+				     "PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r", NULL), "AA");
+	assert_int_equal(search(f, "Patient", "identifier", "urn:careweave:hl7v2:id:GHH:MR|M75", p), 1);
+	pid = arena_strdup(f->a, str(p[0], "id"));
+	json_decref(p[0]);
+	team(f, pid);
+	assert_string_equal(send_msg(f, A01_MOSS, NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:GHH:VN|V1", e), 1);
+	eid = arena_strdup(f->a, str(e[0], "id"));
+	json_decref(e[0]);
+	/* the team told at once; the patient flagged; the coordinator's task */
+	assert_non_null(c = work(f, "Communication", eid, "admission-notice"));
+	assert_int_equal(json_array_size(json_object_get(c, "recipient")), 3);
+	assert_non_null(strstr(str(c, "payload.0.contentString"), "admitted to hospital"));
+	json_decref(c);
+	assert_non_null(fl = work(f, "Flag", eid, "admitted"));
+	assert_string_equal(str(fl, "status"), "active");
+	json_decref(fl);
+	assert_non_null(t = work(f, "Task", eid, "send-records"));
+	assert_string_equal(str(t, "owner.reference"), "Practitioner/coord");
+	json_decref(t);
+	/* the discharge: the flag ends, the tasks are due from the discharge */
+	assert_string_equal(send_msg(f, A03_MOSS, NULL), "AA");
+	assert_non_null(fl = work(f, "Flag", eid, "admitted"));
+	assert_string_equal(str(fl, "status"), "inactive");
+	json_decref(fl);
+	assert_non_null(t = work(f, "Task", eid, "contact"));
+	/* Friday 14:00 plus 2 business days: Tuesday */
+	assert_string_equal(str(t, "restriction.period.end"), "2026-01-13T14:00:00.000Z");
+	assert_string_equal(str(t, "owner.reference"), "Practitioner/coord");
+	json_decref(t);
+	assert_non_null(t = work(f, "Task", eid, "medication-reconciliation"));
+	assert_string_equal(str(t, "owner.reference"), "Practitioner/pharm");
+	json_decref(t);
+	assert_non_null(t = work(f, "Task", eid, "follow-up-visit"));
+	assert_string_equal(str(t, "owner.reference"), "Practitioner/pcp");
+	assert_non_null(strstr(str(t, "description"), "LACE"));
+	json_decref(t);
+	assert_non_null(t = work(f, "Task", eid, "discharge-summary"));
+	json_decref(t);
+	assert_non_null(ra = work(f, "RiskAssessment", eid, "risk-lace"));
+	assert_string_equal(str(ra, "status"), "final");
+	json_decref(ra);
+	/* the discharge cancelled: its tasks too, the flag active again */
+	assert_string_equal(send_msg(f, A13_MOSS, NULL), "AA");
+	assert_non_null(t = work(f, "Task", eid, "contact"));
+	assert_string_equal(str(t, "status"), "cancelled");
+	json_decref(t);
+	assert_non_null(fl = work(f, "Flag", eid, "admitted"));
+	assert_string_equal(str(fl, "status"), "active");
+	json_decref(fl);
+	/* discharged again, then admitted again within 30 days: a readmission */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260109160000||ADT^A03|T5|P|2.5\r"
+				     "PID|1||M75^^^GHH^MR\rPV1|1|I|||||||||||||||||V1^^^GHH^VN|||||||||||||||||01"
+				     "|||||||20260105080000|20260109160000\r", NULL), "AA");
+	assert_string_equal(send_msg(f, A01_MOSS2, NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:GHH:VN|V2", e), 1);
+	eid2 = arena_strdup(f->a, str(e[0], "id"));
+	json_decref(e[0]);
+	assert_non_null(fl = work(f, "Flag", eid2, "readmission"));
+	assert_string_equal(str(fl, "status"), "active");
+	json_decref(fl);
+	assert_non_null(c = work(f, "Communication", eid2, "admission-notice"));
+	assert_string_equal(str(c, "priority"), "asap");
+	assert_non_null(strstr(str(c, "payload.0.contentString"), "readmission"));
+	json_decref(c);
+}
+
+/* A Patient careweave holds with no hospital identifier: the matcher. */
+static void
+held_patient(struct fx *f, const char *json)
+{
+	char body[2048];
+	json_t *b, *out = NULL;
+	struct diag d;
+
+	snprintf(body, sizeof(body),
+		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+		 "{\"request\":{\"method\":\"POST\",\"url\":\"Patient\"},\"resource\":%s}]}",
+		 json);
+	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
+	diag_init(&d, f->a);
+	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
+	json_decref(b);
+	json_decref(out);
+}
+
+static void
+test_patient_matching(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *t[20];
+	size_t n;
+
+	held_patient(f, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Moss\","
+		     "\"given\":[\"Albert\"]}],\"birthDate\":\"1951-03-02\",\"gender\":\"male\","
+		     "\"telecom\":[{\"system\":\"phone\",\"value\":\"555-0101\"}],"
+		     "\"address\":[{\"line\":[\"12 Elm St\"],\"postalCode\":\"27401\"}]}");
+	held_patient(f, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Okafor\","
+		     "\"given\":[\"Grace\"]}],\"birthDate\":\"1980-07-14\",\"gender\":\"female\"}");
+	/* the same man, by the hospital's new number: linked, not doubled */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260105||ADT^A04|P1|P|2.5\r"
+				     "PID|1||H900^^^GHH^MR||MOSS^ALBERT||19510302|M|||12 ELM ST^^^^27401"
+				     "||555-0101\rPV1|1|O\r", NULL), "AA");
+	n = search(f, "Patient", "name", "Moss", p);
+	assert_int_equal(n, 1);
+	{
+		char *ids = json_dumps(json_object_get(p[0], "identifier"), 0);
+
+		assert_non_null(strstr(ids, "H900"));
+		free(ids);
+	}
+	json_decref(p[0]);
+	/* Grace Okafor by name, birth date and sex, nothing more: probable, not
+	 * sure (no address or phone to tell twins apart): a new Patient and a
+	 * Task for a person to decide */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260105||ADT^A04|P2|P|2.5\r"
+				     "PID|1||H901^^^GHH^MR||OKAFOR^GRACE||19800714|F\rPV1|1|O\r", NULL),
+			    "AA");
+	n = search(f, "Patient", "name", "Okafor", p);
+	assert_int_equal(n, 2);
+	decref_all(p, n);
+	n = search(f, "Task", "code", "https://careweave.org/fhir/CodeSystem/hl7v2-task|review-patient-match", t);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(json_string_value(json_object_get(t[0], "description")), "probable"));
+	json_decref(t[0]);
+}
+
 int
 main(void)
 {
@@ -352,6 +551,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_visit_under_way, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rejected_and_failed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v23_crlf_zsegment_and_replay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transitions_of_care, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_patient_matching, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
