@@ -316,6 +316,9 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	if (!op->coord || !op->rt || op->noop || (op->kind == OP_DELETE && !op->deleted) ||
 	    (!coord_watches(op->rt->name) && !coord_follows(op->rt->name)))
 		return CW_OK;
+	/* an import records history: the work of a stay is for stays now */
+	if (op->report_only && coord_follows(op->rt->name))
+		return CW_OK;
 	err = coord_on_change(op->coord, tx, a, op->rt->name, op->id,
 			      op->kind == OP_DELETE ? NULL : op->res, &r, d);
 	if (err)

@@ -35,6 +35,15 @@
  * HOSPITAL score of an inpatient stay, from the patient's record, each
  * component with what it was computed from or what was missing.
  *
+ * Transitions of care (transitions.c): when an Encounter is an admission
+ * (in progress, inpatient or emergency) or a discharge (finished,
+ * inpatient), the work the care team is to do: the admission notice, the
+ * "currently admitted" and readmission flags, the Tasks after discharge
+ * with due dates from the discharge time and the readmission risk
+ * (risk.c); a cancelled stay or discharge cancels its work. Reported as
+ * coord_report.writes (coord_follows, not coord_watches: an Encounter is
+ * not an order to check).
+ *
  * The reconciled medication list (reconcile.c) is the other kind of rule:
  * given the patient's medication records, it groups them and says where
  * the sources disagree; it reads and writes nothing.

@@ -37,6 +37,10 @@
 #define TASK_CODES "https://careweave.org/fhir/CodeSystem/transitions-task"
 #define FLAG_CODES "https://careweave.org/fhir/CodeSystem/transitions-flag"
 #define READMISSION_DAYS 30
+/* An admission or discharge older than this gets no work: the windows
+ * of the reference (30 days at most) are over, and a record loaded with
+ * years of history must not give the team a task per old stay. */
+#define RECENT_DAYS 30
 #define DAY_MS 86400000LL
 #define TEAM_MAX 32
 
@@ -84,6 +88,14 @@ static void
 instant(int64_t ms, char out[32])
 {
 	time_format_instant(ms, out);
+}
+
+/* Whether ms is at most RECENT_DAYS before now (the wall clock decides
+ * only whether an event is still one to act on, never the work's dates). */
+static bool
+recent(int64_t ms)
+{
+	return ms >= 0 && time_now_ms() - ms <= RECENT_DAYS * DAY_MS;
 }
 
 /* ms plus n business days (Monday to Friday; holidays are not known). */
@@ -360,6 +372,9 @@ admitted(struct work *w, const json_t *enc)
 
 	if (t < 0)
 		return CW_OK; /* no admission time: nothing to date the work by */
+	/* long ago, and not discharged lately either: history, not work */
+	if (!recent(t) && !recent(ms_of(coord_str_at(json_object_get(enc, "period"), "end"))))
+		return CW_OK;
 	instant(t, at);
 	if (inpatient(cls))
 		prev = previous_stay(w, t, &prev_end);
@@ -462,8 +477,8 @@ discharged(struct work *w, const json_t *enc)
 	if ((err = flag(w, "admitted", "Currently admitted", false, "inactive", NULL,
 			end ? end : NULL)))
 		return err;
-	if (t < 0)
-		return CW_OK; /* no discharge time: nothing to date the tasks by */
+	if (t < 0 || !recent(t))
+		return CW_OK; /* no discharge time, or long ago: no tasks to date */
 	if ((err = risk(w, end, &high, &words)))
 		return err;
 	if ((err = task(w, &CONTACT, t, business_days(t, 2), "urgent", NULL)) ||

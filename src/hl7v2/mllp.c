@@ -23,7 +23,7 @@
  * those (and reads c->too_big and c->peer, fixed meanwhile). A sender that
  * hangs up meanwhile is noticed when its answer cannot be sent.
  *
- * Framing (a state per connection; README-mllp.md says why):
+ * Framing (a state per connection; README.md, "The MLLP listener", says why):
  *   OUTSIDE --0x0B--> IN        anything else outside a frame is skipped
  *   IN --0x0B--> IN (restart)   the message so far is dropped
  *   IN --0x1C--> END

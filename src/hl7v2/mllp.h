@@ -12,7 +12,7 @@
  * TLS included), `workers` threads run the handler. On one connection
  * messages are handled strictly in order, one at a time; different
  * connections are handled in parallel. Every limit is an option below.
- * README-mllp.md has the framing decisions and the state of a connection. */
+ * README.md ("The MLLP listener") has the framing decisions and the state of a connection. */
 #ifndef CW_MLLP_H
 #define CW_MLLP_H
 

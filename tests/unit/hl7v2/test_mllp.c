@@ -449,7 +449,7 @@ test_peer_closes_mid_message(void **state)
 	close(fd);
 }
 
-/* The framing rules of README-mllp.md, a byte at a time, as a model for
+/* The framing rules of src/hl7v2/README.md (the listener), a byte at a time, as a model for
  * the listener's (which scans whole reads): appends each message the
  * handler should see, as the test handler answers it, to out. */
 struct model {

@@ -5,6 +5,8 @@
  * message log, a message sent again, events on a visit under way, cancels,
  * and what is rejected or fails. The messages are those of
  * ../shared/kb/hl7v2.md and variants of them. */
+#include <time.h>
+
 #include <jansson.h>
 
 #include "unit.h"
@@ -390,22 +392,34 @@ work(struct fx *f, const char *type, const char *enc_id, const char *kind)
 	return n ? v[0] : NULL;
 }
 
-#define A01_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260105080000||ADT^A01|T1|P|2.5\r" \
-	"EVN|A01|20260105080000\r" \
-	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
-	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN|||||||||||||||||||||||||20260105080000\r"
-#define A03_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260109140000||ADT^A03|T2|P|2.5\r" \
-	"EVN|A03|20260109140000\r" \
-	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
-	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN|||||||||||||||||01|||||||20260105080000|20260109140000\r"
-#define A13_MOSS "MSH|^~\\&|ADT1|GHH|CW|CW|20260109150000||ADT^A13|T3|P|2.5\r" \
-	"EVN|A13|20260109150000\r" \
-	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
-	"PV1|1|I|4N^401^1||||||||||||||||V1^^^GHH^VN\r"
-#define A01_MOSS2 "MSH|^~\\&|ADT1|GHH|CW|CW|20260120080000||ADT^A01|T4|P|2.5\r" \
-	"EVN|A01|20260120080000\r" \
-	"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r" \
-	"PV1|1|I|4N^402^1||||||||||||||||V2^^^GHH^VN|||||||||||||||||||||||||20260120080000\r"
+/* An HL7 DTM (UTC) of ms. */
+static void
+dtm(char out[16], int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 16, "%Y%m%d%H%M%S", &tm);
+}
+
+/* An ADT message of Mr Moss: event, control id, visit, admitted and
+ * discharged (DTM or ""). */
+static const char *
+moss(struct fx *f, const char *event, const char *ctl, const char *visit,
+     const char *admit, const char *discharge)
+{
+	return arena_printf(f->a,
+		"MSH|^~\\&|ADT1|GHH|CW|CW|%s||ADT^%s|%s|P|2.5\r"
+		"EVN|%s|%s\r"
+		"PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r"
+		"PV1|1|I|4N^401^1||||||||||||||||%s^^^GHH^VN|||||||||||||||||%s|||||||%s|%s\r",
+		discharge[0] ? discharge : admit, event, ctl, event,
+		discharge[0] ? discharge : admit, visit, discharge[0] ? "01" : "", admit,
+		discharge);
+}
+
+#define DAY_MS 86400000LL
 
 static void
 test_transitions_of_care(void **state)
@@ -413,7 +427,19 @@ test_transitions_of_care(void **state)
 	struct fx *f = *state;
 	json_t *p[20], *e[20], *t, *fl, *c, *ra;
 	const char *pid, *eid, *eid2;
+	char adm[16], dis[16], dis2[16], adm2[16], due[32];
+	int64_t now = time_now_ms(), d0, fri;
 
+	/* dated from now (the rule acts only on recent stays): discharged on
+	 * the last Friday at 14:00 at least 3 days ago, admitted 4 days before */
+	d0 = (now - 3 * DAY_MS) / DAY_MS;
+	while ((d0 + 4) % 7 != 5)
+		d0--;
+	fri = d0 * DAY_MS + 14 * 3600000LL;
+	dtm(adm, fri - 4 * DAY_MS - 6 * 3600000LL);
+	dtm(dis, fri);
+	dtm(dis2, fri + 3600000LL);
+	dtm(adm2, fri + 2 * DAY_MS);
 	/* the patient first (an A08), then the team, then the admission */
 	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260101||ADT^A08|T0|P|2.5\r"
 				     "PID|1||M75^^^GHH^MR||MOSS^ALBERT||19510302|M\r", NULL), "AA");
@@ -421,7 +447,7 @@ test_transitions_of_care(void **state)
 	pid = arena_strdup(f->a, str(p[0], "id"));
 	json_decref(p[0]);
 	team(f, pid);
-	assert_string_equal(send_msg(f, A01_MOSS, NULL), "AA");
+	assert_string_equal(send_msg(f, moss(f, "A01", "T1", "V1", adm, ""), NULL), "AA");
 	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:GHH:VN|V1", e), 1);
 	eid = arena_strdup(f->a, str(e[0], "id"));
 	json_decref(e[0]);
@@ -437,13 +463,14 @@ test_transitions_of_care(void **state)
 	assert_string_equal(str(t, "owner.reference"), "Practitioner/coord");
 	json_decref(t);
 	/* the discharge: the flag ends, the tasks are due from the discharge */
-	assert_string_equal(send_msg(f, A03_MOSS, NULL), "AA");
+	assert_string_equal(send_msg(f, moss(f, "A03", "T2", "V1", adm, dis), NULL), "AA");
 	assert_non_null(fl = work(f, "Flag", eid, "admitted"));
 	assert_string_equal(str(fl, "status"), "inactive");
 	json_decref(fl);
 	assert_non_null(t = work(f, "Task", eid, "contact"));
-	/* Friday 14:00 plus 2 business days: Tuesday */
-	assert_string_equal(str(t, "restriction.period.end"), "2026-01-13T14:00:00.000Z");
+	/* Friday 14:00 plus 2 business days: Tuesday 14:00 */
+	time_format_instant(fri + 4 * DAY_MS, due);
+	assert_string_equal(str(t, "restriction.period.end"), due);
 	assert_string_equal(str(t, "owner.reference"), "Practitioner/coord");
 	json_decref(t);
 	assert_non_null(t = work(f, "Task", eid, "medication-reconciliation"));
@@ -459,7 +486,7 @@ test_transitions_of_care(void **state)
 	assert_string_equal(str(ra, "status"), "final");
 	json_decref(ra);
 	/* the discharge cancelled: its tasks too, the flag active again */
-	assert_string_equal(send_msg(f, A13_MOSS, NULL), "AA");
+	assert_string_equal(send_msg(f, moss(f, "A13", "T3", "V1", adm, ""), NULL), "AA");
 	assert_non_null(t = work(f, "Task", eid, "contact"));
 	assert_string_equal(str(t, "status"), "cancelled");
 	json_decref(t);
@@ -467,10 +494,8 @@ test_transitions_of_care(void **state)
 	assert_string_equal(str(fl, "status"), "active");
 	json_decref(fl);
 	/* discharged again, then admitted again within 30 days: a readmission */
-	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260109160000||ADT^A03|T5|P|2.5\r"
-				     "PID|1||M75^^^GHH^MR\rPV1|1|I|||||||||||||||||V1^^^GHH^VN|||||||||||||||||01"
-				     "|||||||20260105080000|20260109160000\r", NULL), "AA");
-	assert_string_equal(send_msg(f, A01_MOSS2, NULL), "AA");
+	assert_string_equal(send_msg(f, moss(f, "A03", "T5", "V1", adm, dis2), NULL), "AA");
+	assert_string_equal(send_msg(f, moss(f, "A01", "T4", "V2", adm2, ""), NULL), "AA");
 	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:GHH:VN|V2", e), 1);
 	eid2 = arena_strdup(f->a, str(e[0], "id"));
 	json_decref(e[0]);
@@ -481,6 +506,13 @@ test_transitions_of_care(void **state)
 	assert_string_equal(str(c, "priority"), "asap");
 	assert_non_null(strstr(str(c, "payload.0.contentString"), "readmission"));
 	json_decref(c);
+	/* a stay of long ago gives no work (history, not a task for today) */
+	assert_string_equal(send_msg(f, moss(f, "A03", "T6", "V0", "20150301080000",
+					   "20150305120000"), NULL), "AA");
+	assert_int_equal(search(f, "Encounter", "identifier", "urn:careweave:hl7v2:id:GHH:VN|V0", e), 1);
+	assert_null(work(f, "Task", str(e[0], "id"), "contact"));
+	assert_null(work(f, "Flag", str(e[0], "id"), "admitted"));
+	json_decref(e[0]);
 }
 
 /* A Patient careweave holds with no hospital identifier: the matcher. */
