@@ -11,10 +11,11 @@
  *       is cancelled and what it did is undone.
  *
  * The Patient is found by the identifiers of PID-3 (any of them; more than
- * one Patient holding them is an error, never a guess); the message's
- * demographics (name, birth date, sex, address, phones, marital status,
- * death) replace careweave's, its identifiers are added, everything else
- * careweave holds is kept. The Encounter is found by the visit number
+ * one Patient holding them is an error, never a guess), else by the
+ * patient matcher; what the message adds to it is in merge_patient: new
+ * names, addresses, phones and identifiers, a missing birth date or sex,
+ * a death; careweave's values are never overwritten (a difference is a
+ * warning in the answer). The Encounter is found by the visit number
  * (PV1-19), else, for an event about a visit already under way, the
  * patient's latest one not finished. Diagnoses (DG1) become Conditions of
  * the Encounter, next of kin (NK1) RelatedPersons, each with an identifier
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir.h"
 #include "hl7v2/map_int.h"
 
 #define V3_ACT "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -194,27 +196,119 @@ same_ident(const json_t *x, const json_t *y)
 	return sx && sy && vx && vy && !strcmp(sx, sy) && !strcmp(vx, vy);
 }
 
-/* What careweave holds, with what the message says on top (see the head
- * of this file): a new value owned by the caller. */
-static json_t *
-merge_patient(const json_t *held, const json_t *msg)
+static const char *
+sget(const json_t *o, const char *key)
 {
-	static const char *const demo[] = {"name", "birthDate", "gender", "address", "telecom",
-					   "maritalStatus", "deceasedDateTime",
-					   "deceasedBoolean"};
+	return json_string_value(json_object_get(o, key));
+}
+
+/* The words of a name, an address or a phone, folded (case, accents,
+ * punctuation as the search index folds them), to tell one already held. */
+static const char *
+folded(struct hl7_map *mp, const json_t *v, const char *kind)
+{
+	char *txt = NULL;
+	const char *out;
+
+	if (!strcmp(kind, "name"))
+		txt = arena_printf(mp->a, "%s %s", sget(v, "family") ? sget(v, "family") : "",
+				   json_string_value(json_array_get(json_object_get(v, "given"), 0)) ?
+				   json_string_value(json_array_get(json_object_get(v, "given"), 0)) : "");
+	else if (!strcmp(kind, "address"))
+		txt = arena_printf(mp->a, "%s %s",
+				   json_string_value(json_array_get(json_object_get(v, "line"), 0)) ?
+				   json_string_value(json_array_get(json_object_get(v, "line"), 0)) : "",
+				   sget(v, "postalCode") ? sget(v, "postalCode") : "");
+	else {
+		/* a phone: its last 10 digits */
+		const char *val = sget(v, "value");
+		char digits[32];
+		size_t n = 0;
+
+		for (const char *p = val ? val : ""; *p && n < sizeof(digits) - 1; p++)
+			if (*p >= '0' && *p <= '9')
+				digits[n++] = *p;
+		digits[n] = '\0';
+		return arena_strdup(mp->a, n > 10 ? digits + n - 10 : digits);
+	}
+	if (!txt)
+		return NULL;
+	out = fhir_normalize(mp->a, txt, strlen(txt));
+	return out;
+}
+
+/* Adds the message's values of list key that careweave does not hold yet
+ * (a name, address or phone already held, in other spelling or case, is
+ * kept as careweave has it). */
+static void
+add_new(struct hl7_map *mp, json_t *out, const json_t *msg, const char *key)
+{
+	json_t *held = json_object_get(out, key), *v, *h;
+	size_t i, k;
+
+	json_array_foreach(json_object_get(msg, key), i, v) {
+		const char *fv = folded(mp, v, key);
+		bool have = false;
+
+		json_array_foreach(held, k, h) {
+			const char *fh = folded(mp, h, key);
+
+			have |= fv && fh && *fv && !strcmp(fv, fh);
+		}
+		if (have)
+			continue;
+		if (!held) {
+			held = json_array();
+			json_object_set_new(out, key, held);
+		}
+		json_array_append(held, v);
+	}
+}
+
+/* What careweave holds, and what the message adds (see the head of this
+ * file): names, addresses and phones careweave does not hold are added;
+ * a birth date, sex or marital status careweave lacks is taken; one that
+ * differs is kept as careweave has it and said (a warning in the ACK: a
+ * person should look); a death the feed reports is taken. A new value
+ * owned by the caller. */
+static json_t *
+merge_patient(struct hl7_map *mp, long pid, const json_t *held, const json_t *msg)
+{
+	static const struct {
+		const char *key;
+		unsigned field;
+		const char *what;
+	} single[] = {{"birthDate", 7, "birth date"}, {"gender", 8, "sex"},
+		      {"maritalStatus", 16, "marital status"}};
 	json_t *out = json_deep_copy(held), *ids, *v;
 	size_t i;
 
 	if (!out)
 		return NULL;
 	json_object_del(out, "meta");
-	for (size_t k = 0; k < sizeof(demo) / sizeof(demo[0]); k++)
-		if ((v = json_object_get(msg, demo[k])))
-			json_object_set(out, demo[k], v);
-	if (json_object_get(msg, "deceasedDateTime"))
+	add_new(mp, out, msg, "name");
+	add_new(mp, out, msg, "address");
+	add_new(mp, out, msg, "telecom");
+	for (size_t k = 0; k < sizeof(single) / sizeof(single[0]); k++) {
+		json_t *mv = json_object_get(msg, single[k].key), *hv = json_object_get(out,
+										 single[k].key);
+
+		if (!mv)
+			continue;
+		if (!hv)
+			json_object_set(out, single[k].key, mv);
+		else if (!json_equal(hv, mv))
+			hl7_map_problem(mp, pid, single[k].field, 103, false,
+					"The %s differs from the one careweave holds; careweave's is "
+					"kept: check which is right", single[k].what);
+	}
+	if ((v = json_object_get(msg, "deceasedDateTime"))) {
+		json_object_set(out, "deceasedDateTime", v);
 		json_object_del(out, "deceasedBoolean");
-	if (json_object_get(msg, "deceasedBoolean"))
-		json_object_del(out, "deceasedDateTime");
+	} else if ((v = json_object_get(msg, "deceasedBoolean")) && json_is_true(v) &&
+		   !json_object_get(out, "deceasedDateTime")) {
+		json_object_set(out, "deceasedBoolean", v);
+	}
 	ids = json_object_get(out, "identifier");
 	if (!ids) {
 		ids = json_array();
@@ -371,7 +465,7 @@ patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
 		return err;
 	}
 	if (f.n == 1) {
-		json_t *merged = merge_patient(f.res, msgp);
+		json_t *merged = merge_patient(mp, pid, f.res, msgp);
 
 		json_decref(msgp);
 		if (!merged)

@@ -559,7 +559,22 @@ test_patient_matching(void **state)
 		assert_non_null(strstr(ids, "H900"));
 		free(ids);
 	}
+	/* what careweave held stays as it was: the feed's upper-case name is
+	 * the same name, not a second one */
+	assert_int_equal(json_array_size(json_object_get(p[0], "name")), 1);
+	assert_string_equal(str(p[0], "name.0.family"), "Moss");
 	json_decref(p[0]);
+	/* a birth date that differs is kept as careweave has it, and said */
+	{
+		const char *w;
+
+		assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260105||ADT^A08|P3|P|2.5\r"
+					     "PID|1||H900^^^GHH^MR||MOSS^ALBERT||19510303|M\r", &w), "AA");
+		assert_string_equal(w, "103");
+		assert_int_equal(search(f, "Patient", "name", "Moss", p), 1);
+		assert_string_equal(str(p[0], "birthDate"), "1951-03-02");
+		json_decref(p[0]);
+	}
 	/* Grace Okafor by name, birth date and sex, nothing more: probable, not
 	 * sure (no address or phone to tell twins apart): a new Patient and a
 	 * Task for a person to decide */
