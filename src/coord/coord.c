@@ -385,7 +385,9 @@ coord_on_change(struct coord *co, struct store_tx *tx, struct arena *a,
 
 	memset(out, 0, sizeof(*out));
 	if (co && coord_follows(type))
-		return coord_transitions(co, tx, a, id, res, out, d);
+		return !strcmp(type, "DiagnosticReport") ?
+		       coord_results(co, tx, a, id, res, out, d) :
+		       coord_transitions(co, tx, a, id, res, out, d);
 	if (!co || !coord_watches(type))
 		return CW_OK;
 	if (!(ref = arena_printf(a, "%s/%s", type, id)))

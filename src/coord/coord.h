@@ -161,7 +161,8 @@ struct coord_write {
 #define COORD_WRITES_MAX 32
 
 /* Whether changes of this type start work for the care team (Encounter:
- * transitions of care, transitions.c). coord_on_change handles them. */
+ * transitions of care, transitions.c; DiagnosticReport: results routing,
+ * results.c). coord_on_change handles them. */
 bool coord_follows(const char *type);
 
 /* Whether writes of this type change what the rules keep of a patient

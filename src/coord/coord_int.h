@@ -152,6 +152,11 @@ enum cw_err coord_transitions(struct coord *co, struct store_tx *tx,
 			      struct arena *a, const char *id, const json_t *enc,
 			      struct coord_report *out, struct diag *d);
 
+/* results.c: DiagnosticReport (a review task for whom it concerns). */
+enum cw_err coord_results(struct coord *co, struct store_tx *tx, struct arena *a,
+			  const char *id, const json_t *rep, struct coord_report *out,
+			  struct diag *d);
+
 /* labs.c: ServiceRequest. */
 bool coord_lab_current(const json_t *res);
 enum cw_err coord_lab_check(struct coord *co, struct store_tx *tx,

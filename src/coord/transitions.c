@@ -47,7 +47,7 @@
 bool
 coord_follows(const char *type)
 {
-	return type && !strcmp(type, "Encounter");
+	return type && (!strcmp(type, "Encounter") || !strcmp(type, "DiagnosticReport"));
 }
 
 /* ---- the Encounter ---------------------------------------------------------- */

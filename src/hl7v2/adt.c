@@ -52,12 +52,6 @@ is(const char *trigger, const char *event)
 
 /* ---- what careweave holds ------------------------------------------------- */
 
-struct found {
-	json_t *res;     /* owned by the map's arena */
-	const char *id;
-	long version;
-	int n;           /* how many matched (at most 2 looked at) */
-};
 
 static void
 decref_cb(void *p)
@@ -67,9 +61,9 @@ decref_cb(void *p)
 
 /* The resources of type matching key=value (a token "system|value", or a
  * reference), read as committed; f->n says whether there were 0, 1 or more. */
-static enum cw_err
-find(struct hl7_map *mp, const char *type, const char *key, const char *value,
-     const char *key2, const char *value2, struct found *f, struct diag *d)
+enum cw_err
+hl7_map_find(struct hl7_map *mp, const char *type, const char *key, const char *value,
+     const char *key2, const char *value2, struct hl7_found *f, struct diag *d)
 {
 	struct fhir_kv kv[3] = {{key, value}, {key2, value2}, {"_sort", "-_lastUpdated"}};
 	struct fhir_query q;
@@ -350,7 +344,7 @@ match_cb(struct store_tx *tx, void *ctx)
  * *probable: the message makes a new Patient and a Task for a person to
  * decide (never a silent merge). Anything less: a new Patient. */
 static enum cw_err
-matched(struct hl7_map *mp, const json_t *who, struct found *f,
+matched(struct hl7_map *mp, const json_t *who, struct hl7_found *f,
 	struct coord_match *probable, struct diag *d)
 {
 	struct match_job j = {.co = mp->coord, .a = mp->a, .who = who, .d = d};
@@ -408,14 +402,14 @@ review_task(struct hl7_map *mp, const char *new_ref, const struct coord_match *m
 	return t ? hl7_map_entry(mp, "POST", "Task", t, NULL, NULL, NULL) : CW_ENOMEM;
 }
 
-/* Adds the Patient entry; *ref is how the other entries name it. */
-static enum cw_err
-patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
+/* Adds the Patient entry; *ref is how the other entries name it (map_int.h). */
+enum cw_err
+hl7_map_patient(struct hl7_map *mp, long pid, const char **ref, const char **key,
 	      struct diag *d)
 {
 	json_t *idents = json_array(), *msgp, *v;
 	const char *key_url;
-	struct found f = {0};
+	struct hl7_found f = {0};
 	struct coord_match probable = {0};
 	unsigned n = hl7_reps(mp->m, (size_t)pid, 3);
 	size_t i;
@@ -443,7 +437,7 @@ patient_entry(struct hl7_map *mp, long pid, const char **ref, const char **key,
 	*key = token(mp, json_array_get(idents, 0));
 	key_url = token_url(mp, json_array_get(idents, 0));
 	json_array_foreach(idents, i, v) {
-		if ((err = find(mp, "Patient", "identifier", token(mp, v), NULL, NULL, &f, d))) {
+		if ((err = hl7_map_find(mp, "Patient", "identifier", token(mp, v), NULL, NULL, &f, d))) {
 			json_decref(idents);
 			json_decref(msgp);
 			return err;
@@ -733,7 +727,7 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 	const char *pc = hl7_get(mp->m, (size_t)pv1, 2, 0, 1, 0);
 	bool under_way = !is(trigger, "A01") && !is(trigger, "A04") && !is(trigger, "A05");
 	const char *key_url = NULL;
-	struct found f = {0};
+	struct hl7_found f = {0};
 	char uuid[ID_LEN + 1];
 	enum cw_err err;
 
@@ -750,7 +744,7 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 				"coding", "system", HL7_V2_TABLE "0203", "code", "VN"));
 		*key = token(mp, visit);
 		key_url = token_url(mp, visit);
-		if ((err = find(mp, "Encounter", "identifier", *key, NULL, NULL, &f, d))) {
+		if ((err = hl7_map_find(mp, "Encounter", "identifier", *key, NULL, NULL, &f, d))) {
 			json_decref(visit);
 			return err;
 		}
@@ -758,7 +752,7 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 		/* no visit number: the patient's latest visit (A03 of a feed
 		 * that sends none) */
 		*key = NULL;
-		if ((err = find(mp, "Encounter", "subject", patient_ref, "status",
+		if ((err = hl7_map_find(mp, "Encounter", "subject", patient_ref, "status",
 				is(trigger, "A13") ? "finished" :
 				"in-progress,arrived,triaged,onleave,planned", &f, d)))
 			return err;
@@ -916,7 +910,7 @@ hl7_adt_map(struct hl7_map *mp, struct diag *d)
 		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PID segment");
 	if (pv1 < 0 && !is(trigger, "A08"))
 		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PV1 segment");
-	if ((err = patient_entry(mp, pid, &pref, &pkey, d)) || mp->failed)
+	if ((err = hl7_map_patient(mp, pid, &pref, &pkey, d)) || mp->failed)
 		return err ? err : CW_EINVAL;
 	if (pv1 >= 0 && (err = encounter_entry(mp, pv1, trigger, pref, &eref, &ekey, d)))
 		return err;

@@ -9,8 +9,10 @@
  * sent ""; said in the README). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir.h"
 #include "hl7v2/map_int.h"
 
 enum cw_err
@@ -262,6 +264,10 @@ coding_system(struct arena *a, const char *name)
 {
 	if (!name)
 		return NULL;
+	/* an HL7 table 0396 name is short, with no spaces: anything else in
+	 * that place (a long name some senders put there) names no system */
+	if (strlen(name) > 20 || strpbrk(name, " :/"))
+		return NULL;
 	if (!strcmp(name, "I10") || !strcmp(name, "I10C") || !strcmp(name, "ICD10CM") ||
 	    !strcmp(name, "I10-CM"))
 		return "http://hl7.org/fhir/sid/icd-10-cm";
@@ -381,6 +387,46 @@ hl7_map_xcn(struct hl7_map *mp, long seg, unsigned field, unsigned rep)
 			given && family ? arena_printf(mp->a, "%s %s", given, family) :
 			family ? family : given));
 	return nonempty(r);
+}
+
+json_t *
+hl7_map_decimal(struct arena *a, const char *lit)
+{
+	const char *p = lit;
+	char *out, *o;
+	bool digits = false, dot = false;
+
+	if (!lit)
+		return NULL;
+	if (*p == '+')
+		p++;
+	/* the JSON number of the HL7 one, its written precision kept:
+	 * "-.5" is -0.5, "5." is 5 */
+	if (!(out = arena_alloc(a, strlen(p) + 3)))
+		return NULL;
+	o = out;
+	if (*p == '-')
+		*o++ = *p++;
+	if (*p == '.')
+		*o++ = '0';
+	for (; *p; p++) {
+		if (*p >= '0' && *p <= '9') {
+			digits = true;
+			*o++ = *p;
+		} else if (*p == '.' && !dot) {
+			dot = true;
+			if (p[1])
+				*o++ = '.';
+		} else {
+			return NULL;
+		}
+	}
+	*o = '\0';
+	if (!digits || strlen(out) > 40)
+		return NULL;
+	if (!strchr(out, '.'))
+		return json_integer(strtoll(out, NULL, 10));
+	return json_string(arena_printf(a, FHIR_DECIMAL_MARK "%s", out));
 }
 
 /* ---- the transaction ----------------------------------------------------- */

@@ -77,6 +77,10 @@ const char *hl7_map_token_query(struct arena *a, const char *system, const char 
  * its own): '|', ',', '$' and '\\' become '-'. */
 const char *hl7_map_key(struct arena *a, const char *s);
 
+/* An HL7 number ("182", "-.5", "+7.20") as a FHIR decimal that keeps its
+ * written precision (a marked literal, fhir.h); NULL when not a number. */
+json_t *hl7_map_decimal(struct arena *a, const char *lit);
+
 /* A transaction entry: method and url, with the resource (stolen) and
  * its If-None-Exist / If-Match (NULL: none). fullUrl "urn:uuid:..."
  * when full_url is set (for references between entries). */
@@ -84,10 +88,34 @@ enum cw_err hl7_map_entry(struct hl7_map *mp, const char *method, const char *ur
 			  json_t *res, const char *if_none_exist, const char *if_match,
 			  const char *full_url);
 
+/* ---- what careweave holds (adt.c) ------------------------------------- */
+
+struct hl7_found {
+	json_t *res;     /* owned by the map's arena */
+	const char *id;
+	long version;
+	int n;           /* how many matched (at most 2 looked at) */
+};
+
+/* The resources of type matching key=value (and key2=value2 when key2 is
+ * set), newest first, as committed (the store's readers); f->n says
+ * whether there were 0, 1 or more, f->res is the first. */
+enum cw_err hl7_map_find(struct hl7_map *mp, const char *type, const char *key,
+			 const char *value, const char *key2, const char *value2,
+			 struct hl7_found *f, struct diag *d);
+/* Adds the entry of the Patient the PID at pid names (found by identifier,
+ * else the matcher, else new; see adt.c): *ref is how other entries name
+ * it ("Patient/x" or a urn:uuid), *key its first identifier as a token. */
+enum cw_err hl7_map_patient(struct hl7_map *mp, long pid, const char **ref,
+			    const char **key, struct diag *d);
+
 /* ---- the events ------------------------------------------------------- */
 
 /* ADT (adt.c): A01, A02, A03, A04, A05, A06, A07, A08, A11, A12, A13. */
 bool hl7_adt_handles(const char *trigger);
 enum cw_err hl7_adt_map(struct hl7_map *mp, struct diag *d);
+
+/* ORU^R01 (oru.c): results. */
+enum cw_err hl7_oru_map(struct hl7_map *mp, struct diag *d);
 
 #endif

@@ -6,10 +6,11 @@
  *   2. parse (hl7_parse) -> AR: not HL7 v2 at all;
  *   3. the header (hl7_header): no type, event or control id, a version
  *      outside 2.1-2.8 -> AR; processing id other than P (T only when
- *      accept_test) -> AR; a type or event careweave does not take -> AR;
+ *      accept_test) -> AR; a type or event careweave does not take (ADT
+ *      events of adt.c, ORU^R01) -> AR;
  *   4. the log row of the key: accepted already -> the answer it got, one
  *      more attempt counted, nothing else changes;
- *   5. the mapping (adt.c) -> AE with the problems (a required field
+ *   5. the mapping (adt.c, oru.c) -> AE with the problems (a required field
  *      missing, an identifier two Patients hold, a cancel of nothing);
  *   6. the transaction through api_bundle, the log row in its job -> AA,
  *      or AE with why (validation, a concurrent change, the rules).
@@ -243,11 +244,15 @@ acceptable(struct rx *x, bool too_big, struct diag *d)
 		p.field = 11;
 		p.code = 202;
 		p.text = "careweave takes production messages only (MSH-11 P)";
-	} else if (strcmp(x->h.type, "ADT")) {
+	} else if (strcmp(x->h.type, "ADT") && strcmp(x->h.type, "ORU")) {
 		p.field = 9;
 		p.code = 200;
 		p.text = arena_printf(x->a, "careweave does not take %s messages", x->h.type);
-	} else if (!hl7_adt_handles(x->h.trigger)) {
+	} else if (!strcmp(x->h.type, "ORU") && strcmp(x->h.trigger, "R01")) {
+		p.field = 9;
+		p.code = 201;
+		p.text = arena_printf(x->a, "careweave does not take the event ORU^%s", x->h.trigger);
+	} else if (!strcmp(x->h.type, "ADT") && !hl7_adt_handles(x->h.trigger)) {
 		p.field = 9;
 		p.code = 201;
 		p.text = arena_printf(x->a, "careweave does not take the event ADT^%s", x->h.trigger);
@@ -292,7 +297,7 @@ apply(struct rx *x, bool replay, struct diag *d)
 		json_decref(mp.entries);
 		return;
 	}
-	err = hl7_adt_map(&mp, d);
+	err = !strcmp(x->h.type, "ORU") ? hl7_oru_map(&mp, d) : hl7_adt_map(&mp, d);
 	if (err || mp.failed) {
 		const char *why = mp.nproblems ? mp.problems[0].text :
 				  arena_printf(x->a, "careweave could not read the message: %s",

@@ -590,6 +590,142 @@ test_patient_matching(void **state)
 	json_decref(t[0]);
 }
 
+#define ORU "MSH|^~\\&|GHH LAB|ELAB-3|GHH OE|BLDG4|200202150930||ORU^R01|CNTRL-3456|P|2.4\r" \
+	"PID|||555-44-4444||EVERYWOMAN^EVE^E^^^^L|JONES|19620320|F|||153 FERNWOOD DR.^^STATESVILLE^OH^35292||(206)3345232|(206)752-121||||AC555444444||67-A4335^OH^20030520\r" \
+	"OBR|1|845439^GHH OE|1045813^GHH LAB|1554-5^GLUCOSE|||200202150730||||||||555-55-5555^PRIMARY^PATRICIA P^^^^MD^^LEVEL SEVEN HEALTHCARE, INC.|||||||||F||||||444-44-4444^HIPPOCRATES^HOWARD H^^^^MD\r" \
+	"OBX|1|SN|1554-5^GLUCOSE^POST 12H CFST:MCNC:PT:SER/PLAS:QN||^182|mg/dl|70_105|H|||F\r"
+
+static void
+test_oru_results(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *r[20], *o[20], *sr[20];
+	char body[1024];
+	json_t *b, *out = NULL;
+	struct diag d;
+	const char *code;
+
+	/* the order careweave sent, with the placer number the lab echoes */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|GHH LAB|ELAB-3|CW|CW|20020101||ADT^A08|S0|P|2.4\r"
+				     "PID|||555-44-4444||EVERYWOMAN^EVE||19620320|F\r", NULL), "AA");
+	assert_int_equal(search(f, "Patient", "name", "EVERYWOMAN", p), 1);
+	snprintf(body, sizeof(body),
+		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":"
+		 "{\"method\":\"POST\",\"url\":\"ServiceRequest\"},\"resource\":{\"resourceType\":"
+		 "\"ServiceRequest\",\"status\":\"active\",\"intent\":\"order\",\"identifier\":"
+		 "[{\"system\":\"https://riverbend.example/orders\",\"value\":\"845439\"}],"
+		 "\"code\":{\"text\":\"Glucose\"},\"subject\":{\"reference\":\"Patient/%s\"}}}]}",
+		 str(p[0], "id"));
+	json_decref(p[0]);
+	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
+	diag_init(&d, f->a);
+	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
+	json_decref(b);
+	json_decref(out);
+
+	assert_string_equal(send_msg(f, ORU, &code), "AA");
+	assert_int_equal(search(f, "DiagnosticReport", "identifier",
+				"urn:careweave:hl7v2:result|1045813", r), 1);
+	assert_string_equal(str(r[0], "status"), "final");
+	assert_string_equal(str(r[0], "effectiveDateTime"), "2002-02-15T07:30:00Z");
+	assert_non_null(strstr(str(r[0], "basedOn.0.reference"), "ServiceRequest/"));
+	assert_non_null(str(r[0], "result.0.reference"));
+	json_decref(r[0]);
+	assert_int_equal(search(f, "Observation", "identifier",
+				"urn:careweave:hl7v2:result|1045813-1", o), 1);
+	{
+		double v;
+		const char *lit;
+
+		assert_true(fhir_number(json_object_get(json_object_get(o[0], "valueQuantity"), "value"),
+					&v, &lit));
+		assert_true(v == 182 && lit == NULL); /* "182" as sent: an integer */
+		assert_true(fhir_number(json_object_get(json_object_get(json_array_get(
+			json_object_get(o[0], "referenceRange"), 0), "low"), "value"), &v, NULL));
+		assert_true(v == 70);
+	}
+	assert_string_equal(str(o[0], "valueQuantity.unit"), "mg/dl");
+	assert_string_equal(str(o[0], "interpretation.0.coding.0.code"), "H");
+	json_decref(o[0]);
+	/* the order it answers is completed */
+	assert_int_equal(search(f, "ServiceRequest", "identifier", "845439", sr), 1);
+	assert_string_equal(str(sr[0], "status"), "completed");
+	json_decref(sr[0]);
+	/* sent again: the same resources, nothing new */
+	assert_string_equal(send_msg(f, ORU, NULL), "AA");
+	assert_int_equal(search(f, "Observation", "subject:Patient.name", "EVERYWOMAN", NULL), 1);
+	/* another event of ORU is not taken */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|L|F|CW|CW|2002||ORU^R30|Z1|P|2.5\r", &code), "AR");
+	assert_string_equal(code, "201");
+}
+
+static void
+test_results_routing(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20], *t[20], *b, *out = NULL;
+	char body[1024], when[16];
+	const char *pid, *msg;
+	struct diag d;
+	size_t n;
+	bool orderer = false, pcp = false;
+
+	dtm(when, time_now_ms() - DAY_MS);
+	assert_string_equal(send_msg(f, "MSH|^~\\&|LAB|GHH|CW|CW|20260101||ADT^A08|R0|P|2.5\r"
+				     "PID|1||R1^^^GHH^MR||ROUTED^RUTH||19400101|F\r", NULL), "AA");
+	assert_int_equal(search(f, "Patient", "name", "ROUTED", p), 1);
+	pid = arena_strdup(f->a, str(p[0], "id"));
+	json_decref(p[0]);
+	team(f, pid);
+	/* the order, by the pharmacist (the orderer here) */
+	snprintf(body, sizeof(body),
+		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":"
+		 "{\"method\":\"POST\",\"url\":\"ServiceRequest\"},\"resource\":{\"resourceType\":"
+		 "\"ServiceRequest\",\"status\":\"active\",\"intent\":\"order\",\"identifier\":"
+		 "[{\"system\":\"https://riverbend.example/orders\",\"value\":\"ORD-77\"}],"
+		 "\"code\":{\"text\":\"Potassium\"},\"requester\":{\"reference\":\"Practitioner/pharm\"},"
+		 "\"subject\":{\"reference\":\"Patient/%s\"}}}]}", pid);
+	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
+	diag_init(&d, f->a);
+	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
+	json_decref(b);
+	json_decref(out);
+	msg = arena_printf(f->a, "MSH|^~\\&|LAB|GHH|CW|CW|%s||ORU^R01|R2|P|2.5.1\r"
+			   "PID|1||R1^^^GHH^MR||ROUTED^RUTH||19400101|F\r"
+			   "ORC|RE|ORD-77|F-9\r"
+			   "OBR|1|ORD-77|F-9|2823-3^Potassium^LN|||%s||||||||||||||||||F\r"
+			   "OBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L|3.5-5.1|HH|||F\r", when, when);
+	assert_string_equal(send_msg(f, msg, NULL), "AA");
+	n = search(f, "Task", "code", "https://careweave.org/fhir/CodeSystem/results-task|review-result",
+		   t);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(str(t[i], "priority"), "stat");
+		assert_string_equal(str(t[i], "status"), "requested");
+		orderer |= !strcmp(str(t[i], "owner.reference"), "Practitioner/pharm");
+		pcp |= !strcmp(str(t[i], "owner.reference"), "Practitioner/pcp");
+		assert_non_null(strstr(str(t[i], "description"), "1 critical"));
+	}
+	assert_true(orderer && pcp);
+	decref_all(t, n);
+	/* the potassium as sent, with its precision: 6.9 */
+	assert_int_equal(search(f, "Observation", "code", "http://loinc.org|2823-3", t), 1);
+	{
+		const char *lit;
+		double v;
+
+		assert_true(fhir_number(json_object_get(json_object_get(t[0], "valueQuantity"), "value"),
+					&v, &lit));
+		assert_non_null(lit);
+		assert_string_equal(lit, "6.9");
+	}
+	json_decref(t[0]);
+	/* sent again: routed once */
+	assert_string_equal(send_msg(f, msg, NULL), "AA");
+	assert_int_equal(search(f, "Task", "code",
+				"https://careweave.org/fhir/CodeSystem/results-task|review-result", NULL), 2);
+}
+
 int
 main(void)
 {
@@ -600,6 +736,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_v23_crlf_zsegment_and_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transitions_of_care, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_patient_matching, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oru_results, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_results_routing, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
