@@ -120,6 +120,7 @@ struct route {
 static const struct route routes[] = {
 	/* method    pattern                        handler          own_gate */
 	{"GET",    "metadata",                    api_h_metadata, false},
+	{"GET",    "$transitions-measures",       api_h_transitions_measures, false},
 	{"POST",   "",                            api_h_bundle, false},
 	{"GET",    "_history",                    api_h_history, false},
 	/* AuditEvents are the audit trail, not stored resources: read from

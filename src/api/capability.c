@@ -165,12 +165,19 @@ api_capability_build(struct api *api)
 		json_array_append_new(resources, resource_entry(fhir_restype_at(i)));
 	/* compartment: the route table serves Patient/{id}/{type} searches
 	 * (search.c), over the compartment the store fills at write time. */
-	rest = json_pack("[{s:s,s:o,s:o,s:[s]}]", "mode", "server",
+	rest = json_pack("[{s:s,s:o,s:o,s:[s],s:[{s:s,s:s,s:s}]}]", "mode", "server",
 			 "resource", resources,
 			 "interaction", interactions(system_interactions,
 				 sizeof(system_interactions) / sizeof(system_interactions[0])),
 			 "compartment",
-			 "http://hl7.org/fhir/CompartmentDefinition/patient");
+			 "http://hl7.org/fhir/CompartmentDefinition/patient",
+			 "operation", "name", "transitions-measures", "definition",
+			 "urn:careweave:OperationDefinition:transitions-measures",
+			 "documentation", "Transitions-of-care measures of a period (start, "
+			 "end: YYYY-MM-DD; unreviewed-days): admissions, 30-day "
+			 "readmissions and the rate, discharges followed up within 2 business "
+			 "days, 7 and 14 days, medication reconciliation within 30 days, "
+			 "unreviewed results; counted over what the caller may read (GET)");
 	time_format_instant(time_now_ms(), now);
 	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,"
 		       "s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:o}",

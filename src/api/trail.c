@@ -41,6 +41,7 @@ static const struct {
 	/* pattern                        method    interaction          action */
 	{"",                             NULL,     "transaction",       'E', false},
 	{"_history",                     NULL,     "history-system",    'R', false},
+	{"$transitions-measures",        NULL,     "operation",         'E', false},
 	{"AuditEvent",                   "GET",    "search-type",       'R', false},
 	{"AuditEvent",                   NULL,     "create",            'C', false},
 	{"AuditEvent/{id}",              "GET",    "read",              'R', true},

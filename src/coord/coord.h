@@ -44,6 +44,11 @@
  * coord_report.writes (coord_follows, not coord_watches: an Encounter is
  * not an order to check).
  *
+ * Results routing (results.c): a final DiagnosticReport gives the
+ * ordering provider and the primary care physicians a review Task, its
+ * priority by the result's flags. The measures of a period (measures.c)
+ * count admissions, readmissions and follow-ups from given records.
+ *
  * The reconciled medication list (reconcile.c) is the other kind of rule:
  * given the patient's medication records, it groups them and says where
  * the sources disagree; it reads and writes nothing.
@@ -470,6 +475,38 @@ enum cw_err coord_match_patient(struct coord *co, struct store_tx *tx,
 				struct arena *a, const json_t *who, size_t max,
 				struct coord_match **out, size_t *n,
 				struct diag *d);
+
+/* ---- transitions-of-care measures (measures.c) -------------------------- */
+
+/* What the measures of [start, end) are computed from: the Encounters of
+ * the period and the 30 days around it, and the Tasks transitions.c and
+ * results.c made (others are ignored); borrowed. */
+struct coord_measures_input {
+	const json_t *const *encounters;
+	size_t nencounters;
+	const json_t *const *tasks;
+	size_t ntasks;
+	int64_t start, end;       /* ms */
+	int64_t now;              /* ms, for the age of unreviewed results */
+	unsigned unreviewed_days; /* a result unreviewed longer is overdue */
+};
+
+/* The counts (src/coord/README.md, "Measures", defines each). */
+struct coord_measures {
+	unsigned admissions;            /* inpatient stays begun in the period */
+	unsigned readmissions;          /* of them, within 30 days of a discharge */
+	unsigned discharges;            /* inpatient stays ended in the period */
+	unsigned discharges_readmitted; /* of them, followed by an admission within 30 days */
+	unsigned contact_2d;            /* the contact Task done within 2 business days */
+	unsigned visit_7d, visit_14d;   /* a visit (or the follow-up Task done) within 7, 14 days */
+	unsigned medrec_30d;            /* medication reconciliation done within 30 days */
+	unsigned unreviewed;            /* results with a review Task still open */
+	unsigned unreviewed_old;        /* of them, open longer than unreviewed_days */
+};
+
+/* Computes the measures of in. CW_ETOOBIG past 20,000 Encounters. */
+enum cw_err coord_measures(struct arena *a, const struct coord_measures_input *in,
+			   struct coord_measures *out);
 
 /* ---- readmission risk (risk.c) ------------------------------------------ */
 

@@ -126,6 +126,8 @@ function interactionOf(method, path) {
   const isId = (x) => !/^[_$]/.test(x);
   if (s.length === 0) return { code: 'transaction', type: null };
   if (s.length === 1 && s[0] === '_history') return { code: 'history-system', type: null };
+  // a system-level operation (GET $transitions-measures)
+  if (s.length === 1 && s[0] === '$transitions-measures') return { code: 'operation', type: null, op: s[0] };
   if (!isType(s[0])) return null;
   const type = s[0];
   if (s.length === 1) {

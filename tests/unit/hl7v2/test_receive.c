@@ -347,14 +347,26 @@ test_v23_crlf_zsegment_and_replay(void **state)
 	assert_int_equal(hl7_replay(f->r, 99999, &row, &d), CW_ENOTFOUND);
 }
 
+/* Runs the transaction Bundle body through the API, as a client would. */
+static void
+post_bundle(struct fx *f, const char *body)
+{
+	json_t *b, *out = NULL;
+	struct diag d;
+
+	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
+	diag_init(&d, f->a);
+	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
+	json_decref(b);
+	json_decref(out);
+}
+
 /* The care team of the Patient the A01 makes: a PCP, a pharmacist and a
  * coordinator (written as any client would, through the API). */
 static void
 team(struct fx *f, const char *patient_id)
 {
 	char body[4096];
-	json_t *b, *out = NULL;
-	struct diag d;
 
 	snprintf(body, sizeof(body),
 		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
@@ -371,11 +383,7 @@ team(struct fx *f, const char *patient_id)
 		 "{\"role\":[{\"text\":\"Pharmacist\"}],\"member\":{\"reference\":\"Practitioner/pharm\"}},"
 		 "{\"role\":[{\"text\":\"Care coordinator\"}],\"member\":{\"reference\":\"Practitioner/coord\"}}]}}]}",
 		 patient_id);
-	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
-	diag_init(&d, f->a);
-	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
-	json_decref(b);
-	json_decref(out);
+	post_bundle(f, body);
 }
 
 /* The resource of type with the transitions identifier of kind for enc. */
@@ -520,18 +528,12 @@ static void
 held_patient(struct fx *f, const char *json)
 {
 	char body[2048];
-	json_t *b, *out = NULL;
-	struct diag d;
 
 	snprintf(body, sizeof(body),
 		 "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
 		 "{\"request\":{\"method\":\"POST\",\"url\":\"Patient\"},\"resource\":%s}]}",
 		 json);
-	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
-	diag_init(&d, f->a);
-	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
-	json_decref(b);
-	json_decref(out);
+	post_bundle(f, body);
 }
 
 static void
@@ -601,8 +603,6 @@ test_oru_results(void **state)
 	struct fx *f = *state;
 	json_t *p[20], *r[20], *o[20], *sr[20];
 	char body[1024];
-	json_t *b, *out = NULL;
-	struct diag d;
 	const char *code;
 
 	/* the order careweave sent, with the placer number the lab echoes */
@@ -617,11 +617,7 @@ test_oru_results(void **state)
 		 "\"code\":{\"text\":\"Glucose\"},\"subject\":{\"reference\":\"Patient/%s\"}}}]}",
 		 str(p[0], "id"));
 	json_decref(p[0]);
-	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
-	diag_init(&d, f->a);
-	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
-	json_decref(b);
-	json_decref(out);
+	post_bundle(f, body);
 
 	assert_string_equal(send_msg(f, ORU, &code), "AA");
 	assert_int_equal(search(f, "DiagnosticReport", "identifier",
@@ -663,10 +659,9 @@ static void
 test_results_routing(void **state)
 {
 	struct fx *f = *state;
-	json_t *p[20], *t[20], *b, *out = NULL;
+	json_t *p[20], *t[20];
 	char body[1024], when[16];
 	const char *pid, *msg;
-	struct diag d;
 	size_t n;
 	bool orderer = false, pcp = false;
 
@@ -685,11 +680,7 @@ test_results_routing(void **state)
 		 "[{\"system\":\"https://riverbend.example/orders\",\"value\":\"ORD-77\"}],"
 		 "\"code\":{\"text\":\"Potassium\"},\"requester\":{\"reference\":\"Practitioner/pharm\"},"
 		 "\"subject\":{\"reference\":\"Patient/%s\"}}}]}", pid);
-	assert_int_equal(fhir_parse_json(body, strlen(body), &b, NULL), CW_OK);
-	diag_init(&d, f->a);
-	assert_int_equal(api_bundle(f->api, f->a, b, NULL, &out, &d), CW_OK);
-	json_decref(b);
-	json_decref(out);
+	post_bundle(f, body);
 	msg = arena_printf(f->a, "MSH|^~\\&|LAB|GHH|CW|CW|%s||ORU^R01|R2|P|2.5.1\r"
 			   "PID|1||R1^^^GHH^MR||ROUTED^RUTH||19400101|F\r"
 			   "ORC|RE|ORD-77|F-9\r"
