@@ -19,7 +19,7 @@
 #                        of one poll thread per core, at most 64; 32 workers)
 #   BENCH_KEEP_DB=1      reuse bench/out/bench.db if present (skips the import)
 #   BENCH_ONLY="a b"     run only scenarios whose name contains one of these words
-#                        ("read", "search", "create", "ingest", "conn", ...)
+#                        ("read", "search", "create", "ingest", "hl7", "conn", ...)
 #   BENCH_NO_SERVER=1    dry run: nginx only (checks the harness without careweave)
 #   BENCH_LOG            careweave's CAREWEAVE_LOG for serve (default warn: no line
 #                        per request, as nginx runs with access_log off; info logs them)
@@ -141,7 +141,7 @@ if [ "$NO_SERVER" != 1 ]; then
 		--role service --system-client \
 		--password-stdin >/dev/null || die "cannot add the bench user to $DB"
 	CAREWEAVE_LOG=$SERVE_LOG_LEVEL "$BIN" serve --db "$DB" --port 0 --bind 127.0.0.1 \
-		--session-idle 43200 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &
+		--mllp-port 0 --session-idle 43200 "${THREAD_ARGS[@]}" >"$OUT/serve.log" 2>&1 &
 	CW_PID=$!
 	for _ in $(seq 600); do
 		BASE=$(grep -o -m1 'careweave listening on http://[^ ]*/fhir' "$OUT/serve.log" 2>/dev/null | sed 's/careweave listening on //' || true)
@@ -151,6 +151,7 @@ if [ "$NO_SERVER" != 1 ]; then
 	done
 	[ -n "$BASE" ] || { cat "$OUT/serve.log" >&2; die "careweave did not say it was listening within 60 s"; }
 	ORIGIN=${BASE%/fhir}
+	MLLP=$(grep -o -m1 'careweave mllp listening on [^ ]*' "$OUT/serve.log" | sed 's/careweave mllp listening on //')
 	BENCH_TOKEN=$(curl -s -X POST -H 'Content-Type: application/json' \
 		-d "{\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PW\"}" "$ORIGIN/auth/login" |
 		sed -E 's/.*"token":"([0-9a-f]+)".*/\1/')
@@ -393,6 +394,21 @@ fi
 INGEST=""
 [ ${#INGESTS[@]} -gt 0 ] && INGEST=${INGESTS[0]#*|*|*|}
 
+# ---- HL7 v2 over MLLP ---------------------------------------------------------------
+# bench/hl7.mjs over 8 connections, each message sent when the last one's
+# ACK came (careweave commits a message before it answers): new patients
+# (the matcher runs), known patients (found by identifier), results.
+HL7=""
+if [ "$NO_SERVER" != 1 ] && [ -z "$DIED" ] && [ -n "${MLLP:-}" ] && selected "hl7"; then
+	echo "== HL7 v2 over MLLP: new patients, known patients, results ($(elapsed))"
+	HL7=$(timeout 600 node "$BENCH/hl7.mjs" --conns 8 --messages 8000 "$MLLP" || echo '{"phase":"error"}')
+	printf '%s\n' "$HL7" | sed 's/^/   /'
+	if ! kill -0 "$CW_PID" 2>/dev/null; then
+		DIED="careweave exited during the HL7 feed ($(cw_status)): $(tail -3 "$OUT/serve.log" | tr '\n' ' ')"
+		echo "bench: $DIED" >&2
+	fi
+fi
+
 # ---- report -------------------------------------------------------------------------
 if [ "$NO_SERVER" != 1 ]; then
 	RSS=$(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$CW_PID/status" 2>/dev/null || echo "?")
@@ -424,11 +440,22 @@ REPORT=$OUT/results.md
 			for (const e of r.errors.slice(0, 3)) console.error("ingest error: " + e);
 		' "$out" "$INGEST_TOTAL" "$cpu" "$others" "$conns"
 	done
+	if [ -n "$HL7" ]; then
+		echo
+		echo "| HL7 v2 phase | conns | messages | messages/s | ACK p50 ms | ACK p99 ms | not AA |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+		printf '%s\n' "$HL7" | node -e '
+			for (const l of require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean)) {
+				const r = JSON.parse(l);
+				console.log(`| ${r.phase} | ${r.conns ?? "-"} | ${r.messages ?? "-"} | ${r.perSecond ?? "-"} | ${r.p50Ms ?? "-"} | ${r.p99Ms ?? "-"} | ${r.notAA ?? "-"} |`);
+			}'
+	fi
 	echo
 	# targets
 	node -e '
 		const rows = process.argv[1] ? process.argv[1].split("\n") : [];
 		const ing = process.argv[2] ? JSON.parse(process.argv[2]) : null;
+		const hl7 = (process.argv[3] || "").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 		const out = [];
 		for (const r of rows) {
 			const [name, c, , cw, ng] = r.split("|");
@@ -462,11 +489,14 @@ REPORT=$OUT/results.md
 			const rate = ing.resources / ing.seconds;
 			out.push(`${rate >= 10000 && ing.errors.length === 0 ? "PASS" : "FAIL"}  transaction ingest: ${rate.toFixed(0)} resources/s${ing.errors.length ? `, ${ing.errors.length} bundles failed` : ""} (target >= 10,000/s)`);
 		} else if (ing) out.push(`FAIL  transaction ingest: ${ing.error}`);
+		const known = hl7.find((r) => r.phase === "adt-known"), fresh = hl7.find((r) => r.phase === "adt-new"), oru = hl7.find((r) => r.phase === "adt+oru");
+		if (known) out.push(`${known.perSecond >= 2000 && !known.notAA ? "PASS" : "FAIL"}  HL7 ADT, known patients: ${known.perSecond} messages/s, ACK p99 ${known.p99Ms} ms${known.notAA ? `, ${known.notAA} not AA` : ""} (target >= 2,000/s)`);
+		if (fresh) out.push(`info  HL7 ADT, new patients (the matcher runs): ${fresh.perSecond} messages/s; with results (ORU^R01): ${oru ? oru.perSecond : "-"} messages/s`);
 		if (out.length) console.log("targets:\n" + out.map((l) => "  " + l).join("\n"));
 		const others = rows.map((r) => Number(r.split("|")[3].split(" ")[5])).filter((x) => !Number.isNaN(x));
 		if (others.length && Math.max(...others) >= 25)
 			console.log(`note: other processes on this machine used up to ${Math.max(...others)}% CPU (100% = one core) during careweave runs; these figures are noisy, rerun on a quiet machine`);
-	' "$(printf '%s\n' "${RESULTS[@]}" | sed '/^$/d')" "$INGEST"
+	' "$(printf '%s\n' "${RESULTS[@]}" | sed '/^$/d')" "$INGEST" "$HL7"
 	[ -z "$DIED" ] || echo "FAILED: $DIED"
 	[ "$NO_SERVER" = 1 ] || echo "careweave peak RSS: $RSS; total bench time $(elapsed)"
 } >"$REPORT"

@@ -124,23 +124,72 @@ struct work {
 	const char *enc_id;
 	const char *patient;  /* "Patient/x" */
 	struct coord_report *out;
+	/* the work of this Encounter careweave made already, read once per
+	 * type (one search of the records that name the Encounter) */
+	struct held {
+		const char *type;
+		bool loaded;
+		size_t n;
+		const char **ids;
+		json_t **res;
+	} held[4];
 };
+
+#define HELD_MAX 64
+
+/* The records of type that name the Encounter (Task focus, Flag and
+ * Communication encounter), read once. */
+static struct held *
+held_of(struct work *w, const char *type)
+{
+	const char *param = !strcmp(type, "Task") ? "focus" : "encounter";
+	const char *q[] = {param, w->enc};
+	struct held *h = NULL;
+	const char **ids;
+	size_t n;
+
+	for (size_t i = 0; i < 4 && !h; i++)
+		if (!w->held[i].type || !strcmp(w->held[i].type, type))
+			h = &w->held[i];
+	if (!h)
+		return NULL;
+	if (h->loaded)
+		return h;
+	h->type = type;
+	h->loaded = true;
+	if (coord_match(w->tx, w->a, type, q, 1, HELD_MAX, &ids, &n, w->d) ||
+	    !(h->res = arena_zalloc(w->a, (n + 1) * sizeof(*h->res))))
+		return h;
+	h->ids = ids;
+	for (size_t i = 0; i < n; i++)
+		h->res[i] = coord_read_json(w->tx, w->a, type, ids[i], w->d);
+	h->n = n;
+	return h;
+}
 
 /* The resource of type with this rule's identifier for kind, read in tx,
  * and its id; NULL when there is none. */
 static json_t *
 existing(struct work *w, const char *type, const char *kind, const char **id)
 {
-	const char *q[] = {"identifier", arena_printf(w->a, "%s|%s:%s", TRANSITIONS_SYSTEM,
-						     w->enc_id, kind)};
-	const char **ids;
-	size_t n;
+	const char *want = arena_printf(w->a, "%s:%s", w->enc_id, kind);
+	struct held *h = held_of(w, type);
 
 	*id = NULL;
-	if (!q[1] || coord_match(w->tx, w->a, type, q, 1, 2, &ids, &n, w->d) || !n)
-		return NULL;
-	*id = ids[0];
-	return coord_read_json(w->tx, w->a, type, ids[0], w->d);
+	for (size_t i = 0; h && want && i < h->n; i++) {
+		size_t k;
+		json_t *ident;
+
+		json_array_foreach(json_object_get(h->res[i], "identifier"), k, ident) {
+			const char *sys = coord_str_at(ident, "system"), *v = coord_str_at(ident, "value");
+
+			if (sys && v && !strcmp(sys, TRANSITIONS_SYSTEM) && !strcmp(v, want)) {
+				*id = h->ids[i];
+				return h->res[i];
+			}
+		}
+	}
+	return NULL;
 }
 
 static void

@@ -135,24 +135,29 @@ log_failed(struct rx *x, int outcome, const char *detail, const char *ack)
 		log_warn("hl7: could not log a message: %s", cw_strerror(err));
 }
 
-/* Step 4: the key's row; accepted already means done already. */
+/* Step 4: the key's row, as committed (a reader: no job for the common
+ * case of a new message; log_in_tx decides again inside the change's job). */
 static enum cw_err
-lookup_cb(struct store_tx *tx, void *ctx)
+lookup(struct rx *x)
 {
-	struct rx *x = ctx;
-	enum cw_err err;
+	enum cw_err err = store_hl7_find(x->r->store, x->a, x->h.sending_app,
+					 x->h.sending_facility, x->h.control_id, &x->prior);
 
-	err = store_tx_hl7_get(tx, x->a, x->h.sending_app, x->h.sending_facility,
-			       x->h.control_id, &x->prior);
 	if (err == CW_ENOTFOUND)
 		return CW_OK;
 	if (err)
 		return err;
 	x->had_prior = true;
-	if (x->prior.outcome != STORE_HL7_ACCEPTED)
-		return CW_OK;
-	/* sent again: counted, answered as before, nothing else changes */
-	x->already = true;
+	x->already = x->prior.outcome == STORE_HL7_ACCEPTED;
+	return CW_OK;
+}
+
+/* A message accepted already, sent again: counted, nothing else changes. */
+static enum cw_err
+resent_cb(struct store_tx *tx, void *ctx)
+{
+	struct rx *x = ctx;
+
 	row_init(x);
 	x->row.outcome = STORE_HL7_ACCEPTED;
 	x->row.ack = x->prior.ack;
@@ -278,7 +283,7 @@ apply(struct rx *x, bool replay, struct diag *d)
 	const char *ack;
 	enum cw_err err;
 
-	if ((err = store_write(x->r->store, lookup_cb, x))) {
+	if ((err = lookup(x))) {
 		struct hl7_problem p = {.segment = "MSH", .seq = 1, .code = 207,
 					.text = "careweave could not read its message log; send again"};
 
@@ -286,6 +291,8 @@ apply(struct rx *x, bool replay, struct diag *d)
 		return;
 	}
 	if (x->already) {
+		if ((err = store_write(x->r->store, resent_cb, x)))
+			log_warn("hl7: could not count a message sent again: %s", cw_strerror(err));
 		sbuf_reset(&x->ack);
 		sbuf_adds(&x->ack, x->prior.ack ? x->prior.ack : "");
 		log_info("hl7: a message sent again from %s: answered as before",

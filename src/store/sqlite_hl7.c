@@ -74,12 +74,11 @@ bind_opt(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-enum cw_err
-store_tx_hl7_get(struct store_tx *tx, struct arena *a, const char *sender,
-		 const char *facility, const char *control_id,
-		 struct store_hl7 *out)
+static enum cw_err
+get_key(struct sq_conn *c, struct arena *a, const char *sender, const char *facility,
+	const char *control_id, struct store_hl7 *out)
 {
-	sqlite3_stmt *st = sq_prepare(tx->c, SQL(
+	sqlite3_stmt *st = sq_prepare(c, SQL(
 		"SELECT " HL7_COLS ", ack, raw FROM hl7_messages"
 		" WHERE sender = ?1 AND facility = ?2 AND control_id = ?3"));
 	enum cw_err err = CW_OK;
@@ -96,9 +95,25 @@ store_tx_hl7_get(struct store_tx *tx, struct arena *a, const char *sender,
 	else if (rc == SQLITE_DONE)
 		err = CW_ENOTFOUND;
 	else
-		err = sq_err(tx->c, rc, "hl7 get");
+		err = sq_err(c, rc, "hl7 get");
 	sq_done(st);
 	return err;
+}
+
+enum cw_err
+store_tx_hl7_get(struct store_tx *tx, struct arena *a, const char *sender,
+		 const char *facility, const char *control_id, struct store_hl7 *out)
+{
+	return get_key(tx->c, a, sender, facility, control_id, out);
+}
+
+enum cw_err
+store_hl7_find(struct store *s, struct arena *a, const char *sender,
+	       const char *facility, const char *control_id, struct store_hl7 *out)
+{
+	struct sq_conn *c = sq_reader(s, NULL);
+
+	return c ? get_key(c, a, sender, facility, control_id, out) : CW_EIO;
 }
 
 enum cw_err

@@ -436,6 +436,11 @@ struct store_hl7 {
 enum cw_err store_tx_hl7_get(struct store_tx *tx, struct arena *a,
 			     const char *sender, const char *facility,
 			     const char *control_id, struct store_hl7 *out);
+/* The same, read as committed (a reader connection): for a look before
+ * the job that writes (store_tx_hl7_get inside it decides). */
+enum cw_err store_hl7_find(struct store *s, struct arena *a, const char *sender,
+			   const char *facility, const char *control_id,
+			   struct store_hl7 *out);
 /* Records m under its key: a new row, or the key's row with m's outcome,
  * answer, detail, resources, type, version, peer, raw and updated, one
  * more attempt (received stays the first). Sets m->seq. */
