@@ -109,6 +109,23 @@ token_url(struct hl7_map *mp, const json_t *ident)
 				   json_string_value(json_object_get(ident, "value")));
 }
 
+/* Whether changed says what held (as stored, with meta) already says: then
+ * nothing is written (a message that repeats the record costs a read, not
+ * a version, its index rows and its rules). */
+static bool
+unchanged(const json_t *held, const json_t *changed)
+{
+	json_t *h = json_deep_copy(held);
+	bool same;
+
+	if (!h)
+		return false;
+	json_object_del(h, "meta");
+	same = json_equal(h, changed);
+	json_decref(h);
+	return same;
+}
+
 /* ---- the Patient ---------------------------------------------------------- */
 
 static const char *
@@ -466,6 +483,10 @@ hl7_map_patient(struct hl7_map *mp, long pid, const char **ref, const char **key
 			return CW_ENOMEM;
 		json_object_set_new(merged, "id", json_string(f.id));
 		*ref = arena_printf(mp->a, "Patient/%s", f.id);
+		if (unchanged(f.res, merged)) {
+			json_decref(merged);
+			return CW_OK; /* the message says nothing new of the patient */
+		}
 		return hl7_map_entry(mp, "PUT", *ref, merged, NULL,
 				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
 	}
@@ -777,6 +798,10 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 		visit_facts(mp, pv1, enc, trigger, true, patient_ref, visit);
 		json_decref(visit);
 		*ref = arena_printf(mp->a, "Encounter/%s", f.id);
+		if (unchanged(f.res, enc)) {
+			json_decref(enc);
+			return CW_OK; /* the visit is as careweave holds it */
+		}
 		return hl7_map_entry(mp, "PUT", *ref, enc, NULL,
 				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
 	}

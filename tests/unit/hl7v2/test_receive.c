@@ -244,9 +244,11 @@ test_visit_under_way(void **state)
 	assert_string_equal(str(e[0], "period.end"), "2007-08-20T14:00:00Z");
 	assert_string_equal(str(e[0], "hospitalization.dischargeDisposition.coding.0.code"), "01");
 	json_decref(e[0]);
-	/* the demographics the A01 sent are kept where the A03 says nothing */
+	/* the demographics the A01 sent are kept where the A03 says nothing,
+	 * and a message that says nothing new of the patient writes no version */
 	assert_int_equal(search(f, "Patient", "identifier", PATIENT_MR, p), 1);
 	assert_string_equal(str(p[0], "address.0.city"), "GREENSBORO");
+	assert_string_equal(str(p[0], "meta.versionId"), "1");
 	json_decref(p[0]);
 	/* the discharge cancelled: in progress again, no end */
 	assert_string_equal(send_msg(f, A13, NULL), "AA");
