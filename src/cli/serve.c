@@ -203,7 +203,10 @@ cli_serve(int argc, char **argv)
 	struct access_options aco = {0};
 	struct access *ac = NULL;
 	struct audit *au = NULL;
-	struct mllp_options mo = {.bind = "127.0.0.1"};
+	/* 8 handlers: they parse and map while the store's one writer commits
+	 * (4 gave 1,600 to 2,000 known-patient ADT messages/s here, 8 gave
+	 * 1,900 to 2,150: bench/README.md) */
+	struct mllp_options mo = {.bind = "127.0.0.1", .workers = 8};
 	struct hl7_receiver_options ro = {0};
 	struct hl7_receiver *rcv = NULL;
 	struct mllp *mllp = NULL;
