@@ -36,7 +36,7 @@ bool
 hl7_adt_handles(const char *trigger)
 {
 	static const char *const events[] = {"A01", "A02", "A03", "A04", "A05", "A06",
-					     "A07", "A08", "A11", "A12", "A13"};
+					     "A07", "A08", "A11", "A12", "A13", "A40"};
 
 	for (size_t i = 0; trigger && i < sizeof(events) / sizeof(events[0]); i++)
 		if (!strcmp(trigger, events[i]))
@@ -921,6 +921,141 @@ next_of_kin(struct hl7_map *mp, const char *patient_ref, const char *patient_key
 	return CW_OK;
 }
 
+/* ---- A40: two records of one patient ------------------------------------- */
+
+/* The first Patient holding one of the identifiers of field at seg. */
+static enum cw_err
+patient_by_ids(struct hl7_map *mp, long seg, unsigned field, struct hl7_found *f,
+	       json_t **idents, struct diag *d)
+{
+	unsigned n = hl7_reps(mp->m, (size_t)seg, field);
+	json_t *v;
+	size_t i;
+	enum cw_err err;
+
+	memset(f, 0, sizeof(*f));
+	if (!(*idents = json_array()) || !arena_on_free(mp->a, decref_cb, *idents)) {
+		json_decref(*idents);
+		return CW_ENOMEM;
+	}
+	for (unsigned r = 0; r < n && r < HL7_REPS_MAX; r++)
+		if ((v = hl7_map_cx(mp, seg, field, r)))
+			json_array_append_new(*idents, v);
+	json_array_foreach(*idents, i, v) {
+		if ((err = hl7_map_find(mp, "Patient", "identifier", token(mp, v), NULL, NULL, f, d)))
+			return err;
+		if (f->n)
+			return CW_OK;
+	}
+	return CW_OK;
+}
+
+static void
+add_link(json_t *p, const char *other, const char *type)
+{
+	json_t *links = json_object_get(p, "link"), *l;
+	size_t i;
+
+	json_array_foreach(links, i, l)
+		if (!strcmp(json_string_value(json_object_get(json_object_get(l, "other"),
+							      "reference")) ?: "", other))
+			return;
+	if (!links) {
+		links = json_array();
+		json_object_set_new(p, "link", links);
+	}
+	json_array_append_new(links, json_pack("{s:{s:s}, s:s}", "other", "reference", other,
+					       "type", type));
+}
+
+/* A40: the record MRG-1 names is the PID's patient. Two Patients held: the
+ * one MRG-1 names is made inactive and linked (replaced-by) to the PID's,
+ * which takes its identifiers (use old) and links back (replaces); the
+ * records of the old one stay where they are, found through the link
+ * (FHIR's way: nothing is moved or lost). Only the old one held: it takes
+ * the PID's identifiers and demographics (a renumbering). Merged already,
+ * or neither held: said, nothing written. */
+static enum cw_err
+merge(struct hl7_map *mp, long pid, struct diag *d)
+{
+	long mrg = hl7_find(mp->m, "MRG", 0, 0);
+	struct hl7_found old, keep;
+	json_t *old_ids, *keep_ids, *msgp, *v;
+	const char *old_ref, *keep_ref;
+	size_t i;
+	enum cw_err err;
+
+	if (mrg < 0)
+		return hl7_map_problem(mp, -1, 0, 100, true, "An A40 without its MRG segment");
+	if ((err = patient_by_ids(mp, mrg, 1, &old, &old_ids, d)) ||
+	    (err = patient_by_ids(mp, pid, 3, &keep, &keep_ids, d)))
+		return err;
+	if (!json_array_size(keep_ids))
+		return hl7_map_problem(mp, pid, 3, 101, true, "PID-3 holds no patient identifier");
+	if (!old.n) {
+		if (keep.n)
+			return hl7_map_problem(mp, mrg, 1, 204, false,
+					       "No record careweave holds has the MRG-1 identifiers: "
+					       "nothing to merge (merged already?)");
+		return hl7_map_problem(mp, mrg, 1, 204, true,
+				       "careweave holds neither record of this merge");
+	}
+	old_ref = arena_printf(mp->a, "Patient/%s", old.id);
+	if (keep.n && !strcmp(keep.id, old.id))
+		return hl7_map_problem(mp, mrg, 1, 205, false,
+				       "The two records are one already: nothing to merge");
+	if (!(msgp = patient_of(mp, pid, keep_ids)) || !arena_on_free(mp->a, decref_cb, msgp))
+		return CW_ENOMEM;
+	if (!keep.n) {
+		/* only the old record: it is the patient, under the PID's numbers */
+		json_t *p = merge_patient(mp, pid, old.res, msgp);
+
+		if (!p || !arena_on_free(mp->a, decref_cb, p))
+			return CW_ENOMEM;
+		json_incref(p);
+		return hl7_map_entry(mp, "PUT", old_ref, p, NULL,
+				     arena_printf(mp->a, "W/\"%ld\"", old.version), NULL);
+	}
+	keep_ref = arena_printf(mp->a, "Patient/%s", keep.id);
+	{
+		json_t *o = json_deep_copy(old.res), *k = merge_patient(mp, pid, keep.res, msgp);
+
+		if (!o || !k) {
+			json_decref(o);
+			json_decref(k);
+			return CW_ENOMEM;
+		}
+		json_object_del(o, "meta");
+		json_object_set_new(o, "active", json_false());
+		add_link(o, keep_ref, "replaced-by");
+		add_link(k, old_ref, "replaces");
+		/* the old record's numbers, kept as old ones of the patient */
+		json_array_foreach(json_object_get(old.res, "identifier"), i, v) {
+			json_t *ids = json_object_get(k, "identifier"), *c, *h;
+			size_t j;
+			bool have = false;
+
+			json_array_foreach(ids, j, h)
+				have |= same_ident(h, v);
+			if (have || !(c = json_deep_copy(v)))
+				continue;
+			json_object_set_new(c, "use", json_string("old"));
+			json_array_append_new(ids, c);
+		}
+		if (unchanged(old.res, o) && unchanged(keep.res, k)) {
+			json_decref(o);
+			json_decref(k);
+			return hl7_map_problem(mp, mrg, 1, 205, false,
+					       "The two records are merged already");
+		}
+		if ((err = hl7_map_entry(mp, "PUT", old_ref, o, NULL,
+					 arena_printf(mp->a, "W/\"%ld\"", old.version), NULL)))
+			return err;
+		return hl7_map_entry(mp, "PUT", keep_ref, k, NULL,
+				     arena_printf(mp->a, "W/\"%ld\"", keep.version), NULL);
+	}
+}
+
 /* ---- the event ------------------------------------------------------------ */
 
 enum cw_err
@@ -933,6 +1068,8 @@ hl7_adt_map(struct hl7_map *mp, struct diag *d)
 
 	if (pid < 0)
 		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PID segment");
+	if (is(trigger, "A40"))
+		return merge(mp, pid, d);
 	if (pv1 < 0 && !is(trigger, "A08"))
 		return hl7_map_problem(mp, -1, 0, 100, true, "The message has no PV1 segment");
 	if ((err = hl7_map_patient(mp, pid, &pref, &pkey, d)) || mp->failed)

@@ -719,6 +719,48 @@ test_results_routing(void **state)
 				"https://careweave.org/fhir/CodeSystem/results-task|review-result", NULL), 2);
 }
 
+static void
+test_a40_merge(void **state)
+{
+	struct fx *f = *state;
+	json_t *p[20];
+	const char *w, *old_id, *keep_id;
+
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260101||ADT^A04|M1|P|2.5\r"
+				     "PID|1||100^^^GHH^MR||TWICE^TOM||19600101|M\rPV1|1|O\r", NULL), "AA");
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260102||ADT^A04|M2|P|2.5\r"
+				     "PID|1||200^^^GHH^MR||TWICE^THOMAS||19600101|M\rPV1|1|O\r", NULL), "AA");
+	assert_int_equal(search(f, "Patient", "identifier", "urn:careweave:hl7v2:id:GHH:MR|100", p), 1);
+	old_id = arena_strdup(f->a, str(p[0], "id"));
+	json_decref(p[0]);
+	assert_int_equal(search(f, "Patient", "identifier", "urn:careweave:hl7v2:id:GHH:MR|200", p), 1);
+	keep_id = arena_strdup(f->a, str(p[0], "id"));
+	json_decref(p[0]);
+	assert_string_not_equal(old_id, keep_id);
+	/* the hospital merges 100 into 200 */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260103||ADT^A40^ADT_A39|M3|P|2.5\r"
+				     "EVN|A40|20260103\rPID|1||200^^^GHH^MR||TWICE^THOMAS||19600101|M\r"
+				     "MRG|100^^^GHH^MR\r", NULL), "AA");
+	assert_int_equal(search(f, "Patient", "_id", old_id, p), 1);
+	assert_true(json_is_false(json_object_get(p[0], "active")));
+	assert_string_equal(str(p[0], "link.0.type"), "replaced-by");
+	assert_string_equal(str(p[0], "link.0.other.reference"), arena_printf(f->a, "Patient/%s", keep_id));
+	json_decref(p[0]);
+	assert_int_equal(search(f, "Patient", "_id", keep_id, p), 1);
+	assert_string_equal(str(p[0], "link.0.type"), "replaces");
+	assert_int_equal(json_array_size(json_object_get(p[0], "identifier")), 2);
+	json_decref(p[0]);
+	/* the same merge again (another control id): said, nothing written */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260104||ADT^A40|M4|P|2.5\r"
+				     "PID|1||200^^^GHH^MR||TWICE^THOMAS||19600101|M\rMRG|100^^^GHH^MR\r",
+				     &w), "AA");
+	assert_string_equal(w, "205");
+	/* a merge of records careweave does not hold */
+	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260104||ADT^A40|M5|P|2.5\r"
+				     "PID|1||900^^^GHH^MR||NOBODY^NED\rMRG|901^^^GHH^MR\r", &w), "AE");
+	assert_string_equal(w, "204");
+}
+
 int
 main(void)
 {
@@ -731,6 +773,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_patient_matching, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oru_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_results_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a40_merge, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
