@@ -17,7 +17,8 @@
  * a death; careweave's values are never overwritten (a difference is a
  * warning in the answer). The Encounter is found by the visit number
  * (PV1-19), else, for an event about a visit already under way, the
- * patient's latest one not finished. Diagnoses (DG1) become Conditions of
+ * patient's latest one not finished; an inpatient stay also has its
+ * EpisodeOfCare, kept in step. Diagnoses (DG1) become Conditions of
  * the Encounter, next of kin (NK1) RelatedPersons, each with an identifier
  * of its own so a message sent again changes nothing. */
 #include <stdlib.h>
@@ -738,6 +739,65 @@ visit_facts(struct hl7_map *mp, long pv1, json_t *enc, const char *trigger,
 		json_object_del(enc, "hospitalization");
 }
 
+#define EPISODE_SYSTEM "urn:careweave:hl7v2:episode"
+
+/* The EpisodeOfCare of an inpatient stay (the hospital episode the visit
+ * belongs to, for the care team's view of the stay as a whole): found by
+ * the stay's key, made or kept in step with the Encounter (status,
+ * period); enc gets its reference. Other classes have none. */
+static enum cw_err
+episode(struct hl7_map *mp, json_t *enc, const char *key, const char *patient_ref,
+	struct diag *d)
+{
+	const char *cls = json_string_value(json_object_get(json_object_get(enc, "class"), "code"));
+	const char *st = json_string_value(json_object_get(enc, "status")), *status, *value, *ref;
+	struct hl7_found f;
+	json_t *eoc, *period = json_object_get(enc, "period");
+	char uuid[ID_LEN + 1];
+	enum cw_err err;
+
+	if (!cls || (strcmp(cls, "IMP") && strcmp(cls, "ACUTE") && strcmp(cls, "NONAC") &&
+		     strcmp(cls, "OBSENC")))
+		return CW_OK;
+	status = !st ? "active" : !strcmp(st, "planned") ? "planned" :
+		 !strcmp(st, "finished") ? "finished" : !strcmp(st, "cancelled") ? "cancelled" :
+		 !strcmp(st, "entered-in-error") ? "entered-in-error" : "active";
+	value = hl7_map_key(mp->a, key ? key : mp->h->control_id);
+	if ((err = hl7_map_find(mp, "EpisodeOfCare", "identifier",
+				arena_printf(mp->a, "%s|%s", EPISODE_SYSTEM, value), NULL, NULL, &f, d)))
+		return err;
+	if (f.n) {
+		if (!(eoc = json_deep_copy(f.res)))
+			return CW_ENOMEM;
+		json_object_del(eoc, "meta");
+	} else if (!(eoc = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s}]}", "resourceType",
+				     "EpisodeOfCare", "identifier", "system", EPISODE_SYSTEM,
+				     "value", value, "type", "text", "Hospital stay"))) {
+		return CW_ENOMEM;
+	}
+	json_object_set_new(eoc, "status", json_string(status));
+	json_object_set_new(eoc, "patient", json_pack("{s:s}", "reference", patient_ref));
+	if (json_object_size(period))
+		json_object_set(eoc, "period", period);
+	if (f.n) {
+		ref = arena_printf(mp->a, "EpisodeOfCare/%s", f.id);
+		json_object_set_new(enc, "episodeOfCare", json_pack("[{s:s}]", "reference", ref));
+		if (unchanged(f.res, eoc)) {
+			json_decref(eoc);
+			return CW_OK;
+		}
+		return hl7_map_entry(mp, "PUT", ref, eoc, NULL,
+				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+	}
+	id_new(uuid);
+	ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
+	json_object_set_new(enc, "episodeOfCare", json_pack("[{s:s}]", "reference", ref));
+	return hl7_map_entry(mp, "POST", "EpisodeOfCare", eoc,
+			     arena_printf(mp->a, "identifier=%s",
+					  hl7_map_token_query(mp->a, EPISODE_SYSTEM, value)),
+			     NULL, ref);
+}
+
 /* Adds the Encounter entry (when the message has a visit); *ref names it. */
 static enum cw_err
 encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
@@ -753,6 +813,7 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 	enum cw_err err;
 
 	*ref = NULL;
+	*key = NULL;
 	if (pc && pc != HL7_NULL && !strcmp(pc, "N") && !visit)
 		return CW_OK; /* "not applicable": no visit */
 	if (visit) {
@@ -797,6 +858,10 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 		json_object_del(enc, "meta");
 		visit_facts(mp, pv1, enc, trigger, true, patient_ref, visit);
 		json_decref(visit);
+		if ((err = episode(mp, enc, *key, patient_ref, d))) {
+			json_decref(enc);
+			return err;
+		}
 		*ref = arena_printf(mp->a, "Encounter/%s", f.id);
 		if (unchanged(f.res, enc)) {
 			json_decref(enc);
@@ -812,6 +877,10 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 	}
 	visit_facts(mp, pv1, enc, trigger, false, patient_ref, visit);
 	json_decref(visit);
+	if ((err = episode(mp, enc, *key, patient_ref, d))) {
+		json_decref(enc);
+		return err;
+	}
 	id_new(uuid);
 	*ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
 	return hl7_map_entry(mp, "POST", "Encounter", enc,

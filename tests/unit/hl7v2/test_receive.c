@@ -241,6 +241,20 @@ test_visit_under_way(void **state)
 	assert_string_equal(send_msg(f, A03, NULL), "AA");
 	assert_int_equal(search(f, "Encounter", "identifier", vn, e), 1);
 	assert_string_equal(str(e[0], "status"), "finished");
+	/* the stay's EpisodeOfCare, finished with it */
+	{
+		json_t *ep[20];
+
+		assert_non_null(str(e[0], "episodeOfCare.0.reference"));
+		assert_int_equal(search(f, "EpisodeOfCare", "_id",
+					str(e[0], "episodeOfCare.0.reference") + 14, ep), 1);
+		assert_string_equal(str(ep[0], "status"), "finished");
+		assert_string_equal(str(ep[0], "period.end"), "2007-08-20T14:00:00Z");
+		json_decref(ep[0]);
+		assert_int_equal(search(f, "EpisodeOfCare", "identifier",
+					"urn:careweave:hl7v2:episode|urn:careweave:hl7v2:id:ADT1:VN-VN4711",
+					NULL), 1);
+	}
 	assert_string_equal(str(e[0], "period.end"), "2007-08-20T14:00:00Z");
 	assert_string_equal(str(e[0], "hospitalization.dischargeDisposition.coding.0.code"), "01");
 	json_decref(e[0]);
