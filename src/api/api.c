@@ -135,6 +135,7 @@ static const struct route routes[] = {
 	{"POST",   "{type}/_search",              api_h_search_post, false},
 	{"POST",   "{type}/$check",               api_h_check, false},
 	{"POST",   "{type}/$match",               api_h_match, false},
+	{"GET",    "{type}/$worklist",            api_h_worklist, false},
 	{"GET",    "{type}/{id}",                 api_h_read, false},
 	{"PUT",    "{type}/{id}",                 api_h_update, false},
 	{"DELETE", "{type}/{id}",                 api_h_delete, false},

@@ -24,6 +24,8 @@
  *                 (the scores are coord/risk.c's)
  *   measures.c    $transitions-measures: the counts of a period over what
  *                 the caller may read (coord/measures.c's)
+ *   worklist.c    Task/$worklist: a team member's open Tasks and the
+ *                 overdue reviews of results, most pressing first
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -262,6 +264,7 @@ enum cw_err api_may_read_res(struct api_req *q, const struct store_res *r, bool 
 /* GET Encounter/{id}/$readmission-risk: LACE and HOSPITAL, computed now. */
 enum cw_err api_h_readmission_risk(struct api_req *q);
 enum cw_err api_h_transitions_measures(struct api_req *q);
+enum cw_err api_h_worklist(struct api_req *q);
 
 /* ---- match.c ---------------------------------------------------------- */
 

@@ -141,6 +141,15 @@ resource_entry(const struct fhir_restype *rt)
 				  "documentation", "Ends live break-the-glass grants early: "
 				  "one's own, or any for a privacy officer (Parameters: grant, "
 				  "reason; both optional)"));
+	if (!strcmp(rt->name, "Task"))
+		json_object_set_new(r, "operation",
+			json_pack("[{s:s,s:s,s:s}]",
+				  "name", "worklist", "definition",
+				  "urn:careweave:OperationDefinition:Task-worklist",
+				  "documentation", "A care team member's open Tasks (owner, default "
+				  "the caller's Practitioner), most pressing first, and the reviews "
+				  "of results open longer than unreviewed-days (default 3), over what "
+				  "the caller may read: a Bundle (searchset) (GET)"));
 	if (!strcmp(rt->name, "Encounter"))
 		json_object_set_new(r, "operation",
 			json_pack("[{s:s,s:s,s:s}]",

@@ -1,0 +1,58 @@
+// tests/api/worklist.test.mjs: GET /fhir/Task/$worklist, what a member of
+// the care team has to do now: their open Tasks, most pressing first, and
+// the reviews of results left open too long, whoever owns them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, raw } from '../support/server.mjs';
+
+let srv;
+const DAY = 86400000;
+
+async function svc(method, url, body) {
+  const r = await raw(srv.base, method, url, { body });
+  assert.ok(r.status < 300, `${method} ${url}: ${r.status} ${r.text.slice(0, 400)}`);
+  return r.json;
+}
+
+before(async () => {
+  srv = await startServer();
+});
+after(async () => {
+  await srv?.stop();
+});
+
+test('open Tasks of the owner, most pressing first, and overdue reviews', async () => {
+  const me = (await svc('POST', 'Practitioner', { resourceType: 'Practitioner', name: [{ family: 'Coordinator' }] })).id;
+  const other = (await svc('POST', 'Practitioner', { resourceType: 'Practitioner', name: [{ family: 'Other' }] })).id;
+  const pid = (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: 'Worked' }] })).id;
+  const task = (extra) => svc('POST', 'Task', {
+    resourceType: 'Task', status: 'requested', intent: 'order', for: { reference: `Patient/${pid}` },
+    authoredOn: new Date(Date.now() - DAY).toISOString(), ...extra,
+  });
+  const routine = await task({ priority: 'routine', owner: { reference: `Practitioner/${me}` }, description: 'routine' });
+  const late = await task({ priority: 'urgent', owner: { reference: `Practitioner/${me}` }, description: 'urgent, due soon',
+    restriction: { period: { end: new Date(Date.now() + DAY).toISOString() } } });
+  const stat = await task({ priority: 'stat', owner: { reference: `Practitioner/${me}` }, description: 'stat' });
+  await task({ priority: 'stat', status: 'completed', owner: { reference: `Practitioner/${me}` }, description: 'done' });
+  const review = await task({ priority: 'routine', owner: { reference: `Practitioner/${other}` }, description: 'an old review',
+    code: { coding: [{ system: 'https://careweave.org/fhir/CodeSystem/results-task', code: 'review-result' }] },
+    authoredOn: new Date(Date.now() - 5 * DAY).toISOString() });
+  await task({ priority: 'routine', owner: { reference: `Practitioner/${other}` }, description: 'a fresh review',
+    code: { coding: [{ system: 'https://careweave.org/fhir/CodeSystem/results-task', code: 'review-result' }] } });
+
+  const b = await svc('GET', `Task/$worklist?owner=Practitioner/${me}&unreviewed-days=3`);
+  assert.equal(b.resourceType, 'Bundle');
+  const ids = b.entry.map((e) => e.resource.id);
+  assert.deepEqual(ids, [stat.id, late.id, review.id, routine.id],
+    'stat, then urgent, then the routine ones oldest first (the overdue review of another, then mine); ' +
+    'nothing done, no fresh review');
+});
+
+test('bad input is a 400 that says why', async () => {
+  for (const q of ['owner=Patient/x', 'owner=Practitioner/x&unreviewed-days=-1', '']) {
+    const r = await raw(srv.base, 'GET', `Task/$worklist?${q}`);
+    assert.equal(r.status, 400, `${q}: ${r.status} ${r.text.slice(0, 200)}`);
+  }
+  const r = await raw(srv.base, 'GET', 'Patient/$worklist?owner=Practitioner/x');
+  assert.equal(r.status, 404);
+});
