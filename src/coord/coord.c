@@ -187,6 +187,64 @@ coord_source_words(const struct coord *co, struct arena *a, const char *keys)
 	return out;
 }
 
+/* ---- what the workflow rules share ---------------------------------------- */
+
+int64_t
+coord_ms_of(const char *t)
+{
+	struct time_range r;
+
+	if (!t || time_parse(t, strlen(t), TIME_DATETIME, &r))
+		return -1;
+	return r.lo;
+}
+
+bool
+coord_recent(int64_t ms)
+{
+	return ms >= 0 && time_now_ms() - ms <= COORD_RECENT_DAYS * COORD_DAY_MS;
+}
+
+int64_t
+coord_business_days(int64_t ms, int n)
+{
+	while (n > 0) {
+		int64_t days = ms >= 0 ? ms / COORD_DAY_MS : (ms - COORD_DAY_MS + 1) / COORD_DAY_MS;
+		int wd = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
+
+		ms += COORD_DAY_MS;
+		if (wd != 5 && wd != 6) /* the next day is not Saturday or Sunday */
+			n--;
+	}
+	return ms;
+}
+
+bool
+coord_inpatient_class(const char *cls)
+{
+	return cls && (!strcmp(cls, "IMP") || !strcmp(cls, "ACUTE") || !strcmp(cls, "NONAC") ||
+		       !strcmp(cls, "OBSENC"));
+}
+
+enum cw_err
+coord_add_write(struct coord_report *r, struct arena *a, json_t *res, const char *id)
+{
+	if (!res)
+		return CW_ENOMEM;
+	if (!arena_on_free(a, decref_cb, res)) {
+		json_decref(res);
+		return CW_ENOMEM;
+	}
+	if (r->nwrites == COORD_WRITES_MAX)
+		return CW_ETOOBIG;
+	if (!r->writes && !(r->writes = arena_zalloc(a, COORD_WRITES_MAX * sizeof(*r->writes))))
+		return CW_ENOMEM;
+	r->writes[r->nwrites].res = res;
+	r->writes[r->nwrites].id = id;
+	r->nwrites++;
+	return CW_OK;
+}
+
 /* ---- whom to tell --------------------------------------------------------- */
 
 static bool

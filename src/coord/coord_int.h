@@ -44,6 +44,30 @@ const char *coord_concept_words(const json_t *cc);
  * DetectedIssue's patient, else the subject), or NULL. */
 const char *coord_patient_of(const char *type, const json_t *res);
 
+/* ---- what the workflow rules share (transitions.c, results.c,
+ * measures.c; in coord.c) ------------------------------------------------ */
+
+#define COORD_DAY_MS 86400000LL
+/* An event older than this gives no work (transitions.c, results.c): the
+ * reference's windows are 30 days at most, and a record loaded with years
+ * of history must not give the team a task per old stay or result. */
+#define COORD_RECENT_DAYS 30
+
+/* ms of a FHIR dateTime (the start of the period it names), or -1. */
+int64_t coord_ms_of(const char *datetime);
+/* Whether ms is at most COORD_RECENT_DAYS before now: the wall clock decides
+ * only whether an event is still one to act on, never the work's dates. */
+bool coord_recent(int64_t ms);
+/* ms plus n business days (Monday to Friday; holidays are not known). */
+int64_t coord_business_days(int64_t ms, int n);
+/* An inpatient stay's class (v3-ActCode IMP, ACUTE, NONAC, OBSENC): what a
+ * discharge is followed up for and the measures count. */
+bool coord_inpatient_class(const char *cls);
+/* Adds res (stolen; NULL: out of memory) to r->writes, a create when id is
+ * NULL, else an update of id. CW_ETOOBIG past COORD_WRITES_MAX. */
+enum cw_err coord_add_write(struct coord_report *r, struct arena *a, json_t *res,
+			    const char *id);
+
 /* ---- what the rules keep of a patient (facts.c) ----------------------- */
 
 /* The kinds of record kept. */

@@ -8,25 +8,7 @@
 
 #include "coord/coord_int.h"
 
-#define DAY_MS 86400000LL
 #define MEASURES_STAYS_MAX 20000
-
-static int64_t
-ms_of(const char *t)
-{
-	struct time_range r;
-
-	if (!t || time_parse(t, strlen(t), TIME_DATETIME, &r))
-		return -1;
-	return r.lo;
-}
-
-static bool
-inpatient(const char *cls)
-{
-	return cls && (!strcmp(cls, "IMP") || !strcmp(cls, "ACUTE") || !strcmp(cls, "NONAC") ||
-		       !strcmp(cls, "OBSENC"));
-}
 
 static bool
 visit(const char *cls)
@@ -39,21 +21,6 @@ struct stay {
 	int64_t start, end; /* end -1: not finished */
 	bool inpatient, visit;
 };
-
-/* ms plus n business days, as transitions.c counts them. */
-static int64_t
-business_days(int64_t ms, int n)
-{
-	while (n > 0) {
-		int64_t days = ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
-		int wd = (int)((days + 4) % 7);
-
-		ms += DAY_MS;
-		if (wd != 5 && wd != 6)
-			n--;
-	}
-	return ms;
-}
 
 /* When a Task was done: executionPeriod.end, else lastModified, else its
  * version's time; -1 when it is not completed. */
@@ -69,7 +36,7 @@ done_at(const json_t *t)
 		at = coord_str_at(t, "lastModified");
 	if (!at)
 		at = coord_str_at(json_object_get(t, "meta"), "lastUpdated");
-	return ms_of(at);
+	return coord_ms_of(at);
 }
 
 /* The transitions Task of kind for Encounter id, or NULL. */
@@ -142,9 +109,9 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 			continue;
 		s[n].patient = coord_patient_of("Encounter", e);
 		s[n].id = coord_str_at(e, "id");
-		s[n].start = ms_of(coord_str_at(p, "start"));
-		s[n].end = !strcmp(st, "finished") ? ms_of(coord_str_at(p, "end")) : -1;
-		s[n].inpatient = inpatient(cls);
+		s[n].start = coord_ms_of(coord_str_at(p, "start"));
+		s[n].end = !strcmp(st, "finished") ? coord_ms_of(coord_str_at(p, "end")) : -1;
+		s[n].inpatient = coord_inpatient_class(cls);
 		s[n].visit = visit(cls);
 		if (s[n].patient && s[n].id && s[n].start >= 0)
 			n++;
@@ -159,7 +126,7 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 			for (size_t j = 0; j < n; j++)
 				if (j != i && s[j].inpatient && s[j].end >= 0 &&
 				    !strcmp(s[j].patient, x->patient) && s[j].end <= x->start &&
-				    x->start - s[j].end <= 30 * DAY_MS) {
+				    x->start - s[j].end <= 30 * COORD_DAY_MS) {
 					out->readmissions++;
 					break;
 				}
@@ -175,36 +142,36 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 
 				if (j == i || strcmp(y->patient, x->patient) || y->start <= x->end)
 					continue;
-				if (y->inpatient && y->start - x->end <= 30 * DAY_MS)
+				if (y->inpatient && y->start - x->end <= 30 * COORD_DAY_MS)
 					again = true;
-				if (y->visit && y->start - x->end <= 7 * DAY_MS)
+				if (y->visit && y->start - x->end <= 7 * COORD_DAY_MS)
 					v7 = true;
-				if (y->visit && y->start - x->end <= 14 * DAY_MS)
+				if (y->visit && y->start - x->end <= 14 * COORD_DAY_MS)
 					v14 = true;
 			}
 			out->discharges_readmitted += again;
 			if ((t = task_of(in, x->id, "contact")) && (done = done_at(t)) >= 0 &&
-			    done <= business_days(x->end, 2))
+			    done <= coord_business_days(x->end, 2))
 				out->contact_2d++;
 			if ((t = task_of(in, x->id, "follow-up-visit")) && (done = done_at(t)) >= 0) {
-				v7 |= done - x->end <= 7 * DAY_MS;
-				v14 |= done - x->end <= 14 * DAY_MS;
+				v7 |= done - x->end <= 7 * COORD_DAY_MS;
+				v14 |= done - x->end <= 14 * COORD_DAY_MS;
 			}
 			out->visit_7d += v7;
 			out->visit_14d += v14;
 			if ((t = task_of(in, x->id, "medication-reconciliation")) &&
-			    (done = done_at(t)) >= 0 && done - x->end <= 30 * DAY_MS)
+			    (done = done_at(t)) >= 0 && done - x->end <= 30 * COORD_DAY_MS)
 				out->medrec_30d++;
 		}
 	}
 	for (size_t i = 0; i < in->ntasks; i++) {
 		const json_t *t = in->tasks[i];
-		int64_t at = ms_of(coord_str_at(t, "authoredOn"));
+		int64_t at = coord_ms_of(coord_str_at(t, "authoredOn"));
 
 		if (!review_task(t) || !open_task(t))
 			continue;
 		out->unreviewed++;
-		if (at >= 0 && in->now - at > (int64_t)in->unreviewed_days * DAY_MS)
+		if (at >= 0 && in->now - at > (int64_t)in->unreviewed_days * COORD_DAY_MS)
 			out->unreviewed_old++;
 	}
 	return CW_OK;

@@ -11,7 +11,7 @@
  * one is abnormal (H, L, A and the other abnormal codes), routine
  * otherwise. A result stays unreviewed while its Task is open; whoever
  * reviews it completes the Task. Like transitions.c, the rule acts only
- * on results of the last RECENT_DAYS (history loaded later is not
+ * on results of the last COORD_RECENT_DAYS (history loaded later is not
  * work), and never on imports. */
 #include <string.h>
 
@@ -19,15 +19,7 @@
 
 #define RESULTS_SYSTEM "urn:careweave:results"
 #define RESULTS_TASK_CODES "https://careweave.org/fhir/CodeSystem/results-task"
-#define RECENT_DAYS 30
-#define DAY_MS 86400000LL
 #define RESULTS_OBS_MAX 200
-
-static void
-decref_cb(void *p)
-{
-	json_decref(p);
-}
 
 static bool
 reviewable(const char *st)
@@ -61,16 +53,6 @@ flag_of(const json_t *obs)
 	return worst;
 }
 
-static int64_t
-ms_of(const char *t)
-{
-	struct time_range r;
-
-	if (!t || time_parse(t, strlen(t), TIME_DATETIME, &r))
-		return -1;
-	return r.lo;
-}
-
 enum cw_err
 coord_results(struct coord *co, struct store_tx *tx, struct arena *a, const char *id,
 	      const json_t *rep, struct coord_report *out, struct diag *d)
@@ -90,8 +72,8 @@ coord_results(struct coord *co, struct store_tx *tx, struct arena *a, const char
 	out->topic = "Results";
 	when = coord_str_at(rep, "issued") ? coord_str_at(rep, "issued") :
 	       coord_str_at(rep, "effectiveDateTime");
-	t = ms_of(when);
-	if (t < 0 || time_now_ms() - t > RECENT_DAYS * DAY_MS)
+	t = coord_ms_of(when);
+	if (!coord_recent(t))
 		return CW_OK;
 	ref = arena_printf(a, "DiagnosticReport/%s", id);
 	/* what it found */
@@ -171,20 +153,14 @@ coord_results(struct coord *co, struct store_tx *tx, struct arena *a, const char
 					"assign it."),
 				 "focus", "reference", ref, "for", "reference", out->patient,
 				 "authoredOn", at);
-		if (!task || !arena_on_free(a, decref_cb, task)) {
-			json_decref(task);
-			return CW_ENOMEM;
-		}
-		if (who[k])
+		if (task && who[k])
 			json_object_set_new(task, "owner", json_pack("{s:s}", "reference", who[k]));
-		if (out->nwrites == COORD_WRITES_MAX)
+		if (out->nwrites == COORD_WRITES_MAX) {
+			json_decref(task);
 			break;
-		if (!out->writes &&
-		    !(out->writes = arena_zalloc(a, COORD_WRITES_MAX * sizeof(*out->writes))))
-			return CW_ENOMEM;
-		out->writes[out->nwrites].res = task;
-		out->writes[out->nwrites].id = NULL;
-		out->nwrites++;
+		}
+		if ((err = coord_add_write(out, a, task, NULL)))
+			return err;
 	}
 	return CW_OK;
 }

@@ -37,11 +37,6 @@
 #define TASK_CODES "https://careweave.org/fhir/CodeSystem/transitions-task"
 #define FLAG_CODES "https://careweave.org/fhir/CodeSystem/transitions-flag"
 #define READMISSION_DAYS 30
-/* An admission or discharge older than this gets no work: the windows
- * of the reference (30 days at most) are over, and a record loaded with
- * years of history must not give the team a task per old stay. */
-#define RECENT_DAYS 30
-#define DAY_MS 86400000LL
 #define TEAM_MAX 32
 
 bool
@@ -58,30 +53,11 @@ class_code(const json_t *enc)
 	return coord_str_at(json_object_get(enc, "class"), "code");
 }
 
-/* An inpatient stay: what a discharge follows up (v3-ActCode). */
-static bool
-inpatient(const char *cls)
-{
-	return cls && (!strcmp(cls, "IMP") || !strcmp(cls, "ACUTE") || !strcmp(cls, "NONAC") ||
-		       !strcmp(cls, "OBSENC"));
-}
-
 /* An admission the team is told of at once: a stay, or the emergency room. */
 static bool
 admission(const char *cls)
 {
-	return inpatient(cls) || (cls && !strcmp(cls, "EMER"));
-}
-
-/* ms of a FHIR dateTime (its start), or -1. */
-static int64_t
-ms_of(const char *t)
-{
-	struct time_range r;
-
-	if (!t || time_parse(t, strlen(t), TIME_DATETIME, &r))
-		return -1;
-	return r.lo;
+	return coord_inpatient_class(cls) || (cls && !strcmp(cls, "EMER"));
 }
 
 static void
@@ -90,28 +66,6 @@ instant(int64_t ms, char out[32])
 	time_format_instant(ms, out);
 }
 
-/* Whether ms is at most RECENT_DAYS before now (the wall clock decides
- * only whether an event is still one to act on, never the work's dates). */
-static bool
-recent(int64_t ms)
-{
-	return ms >= 0 && time_now_ms() - ms <= RECENT_DAYS * DAY_MS;
-}
-
-/* ms plus n business days (Monday to Friday; holidays are not known). */
-static int64_t
-business_days(int64_t ms, int n)
-{
-	while (n > 0) {
-		int64_t days = ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
-		int wd = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
-
-		ms += DAY_MS;
-		if (wd != 5 && wd != 6) /* the next day is not Saturday or Sunday */
-			n--;
-	}
-	return ms;
-}
 
 /* ---- what exists ----------------------------------------------------------- */
 
@@ -133,6 +87,9 @@ struct work {
 		const char **ids;
 		json_t **res;
 	} held[4];
+	/* the first member of each role (enum coord_told bit), once asked */
+	const char *member[8];
+	bool asked[8];
 };
 
 #define HELD_MAX 64
@@ -192,31 +149,10 @@ existing(struct work *w, const char *type, const char *kind, const char **id)
 	return NULL;
 }
 
-static void
-decref_cb(void *p)
-{
-	json_decref(p);
-}
-
 static enum cw_err
 emit(struct work *w, json_t *res, const char *id)
 {
-	struct coord_report *r = w->out;
-
-	if (!res)
-		return CW_ENOMEM;
-	if (!arena_on_free(w->a, decref_cb, res)) {
-		json_decref(res);
-		return CW_ENOMEM;
-	}
-	if (r->nwrites == COORD_WRITES_MAX)
-		return CW_ETOOBIG;
-	if (!r->writes && !(r->writes = arena_zalloc(w->a, COORD_WRITES_MAX * sizeof(*r->writes))))
-		return CW_ENOMEM;
-	r->writes[r->nwrites].res = res;
-	r->writes[r->nwrites].id = id;
-	r->nwrites++;
-	return CW_OK;
+	return coord_add_write(w->out, w->a, res, id);
 }
 
 static json_t *
@@ -258,20 +194,31 @@ static const struct task_kind FOLLOWUP = {
 	"See the patient (office, home or synchronous telehealth visit)",
 	COORD_TELL_PCP};
 
+/* The first member of the patient's care teams whose role is told (one
+ * enum coord_told bit), or NULL; read once per role for all the Tasks. */
+static const char *
+first_member(struct work *w, unsigned told)
+{
+	struct coord_report team = {0};
+
+	if (told >= 8)
+		return NULL;
+	if (!w->asked[told]) {
+		w->asked[told] = true;
+		if (coord_load_notify(w->tx, w->a, w->patient, NULL, told, &team, w->d) == CW_OK &&
+		    team.nnotify)
+			w->member[told] = team.notify[0];
+	}
+	return w->member[told];
+}
+
 /* Who does kind: the member the team names for it, else the coordinator. */
 static const char *
 owner_of(struct work *w, unsigned told)
 {
-	struct coord_report team = {0};
+	const char *who = first_member(w, told);
 
-	if (coord_load_notify(w->tx, w->a, w->patient, NULL, told, &team, w->d) == CW_OK &&
-	    team.nnotify)
-		return team.notify[0];
-	if (told != COORD_TELL_COORDINATOR &&
-	    coord_load_notify(w->tx, w->a, w->patient, NULL, COORD_TELL_COORDINATOR, &team,
-			      w->d) == CW_OK && team.nnotify)
-		return team.notify[0];
-	return NULL;
+	return who ? who : first_member(w, COORD_TELL_COORDINATOR);
 }
 
 /* The Task of kind, due at due (ms), unless it exists (then it stands: the
@@ -395,11 +342,11 @@ previous_stay(struct work *w, int64_t start, const char **ended)
 
 		if (!strcmp(ids[i], w->enc_id) ||
 		    !(e = coord_read_json(w->tx, w->a, "Encounter", ids[i], w->d)) ||
-		    !inpatient(class_code(e)))
+		    !coord_inpatient_class(class_code(e)))
 			continue;
 		end = coord_str_at(json_object_get(e, "period"), "end");
-		t = ms_of(end);
-		if (t < 0 || t > start || start - t > READMISSION_DAYS * DAY_MS || t <= best_end)
+		t = coord_ms_of(end);
+		if (t < 0 || t > start || start - t > READMISSION_DAYS * COORD_DAY_MS || t <= best_end)
 			continue;
 		best_end = t;
 		best = arena_printf(w->a, "Encounter/%s", ids[i]);
@@ -414,7 +361,7 @@ admitted(struct work *w, const json_t *enc)
 	const char *cls = class_code(enc), *start = coord_str_at(json_object_get(enc, "period"),
 								  "start");
 	const char *prev_end = NULL, *prev = NULL, *id;
-	int64_t t = ms_of(start);
+	int64_t t = coord_ms_of(start);
 	struct coord_report team = {0};
 	char at[32];
 	enum cw_err err;
@@ -422,10 +369,10 @@ admitted(struct work *w, const json_t *enc)
 	if (t < 0)
 		return CW_OK; /* no admission time: nothing to date the work by */
 	/* long ago, and not discharged lately either: history, not work */
-	if (!recent(t) && !recent(ms_of(coord_str_at(json_object_get(enc, "period"), "end"))))
+	if (!coord_recent(t) && !coord_recent(coord_ms_of(coord_str_at(json_object_get(enc, "period"), "end"))))
 		return CW_OK;
 	instant(t, at);
-	if (inpatient(cls))
+	if (coord_inpatient_class(cls))
 		prev = previous_stay(w, t, &prev_end);
 	if ((err = flag(w, "admitted", "Currently admitted", false, "active", start, NULL)))
 		return err;
@@ -445,7 +392,7 @@ admitted(struct work *w, const json_t *enc)
 		words = arena_printf(w->a, "Transitions of care: the patient was %s on %s (%s).%s%s"
 				     " The coordinator is to send the hospital the care plan, "
 				     "the medication list and the team's contacts.",
-				     inpatient(cls) ? "admitted to hospital" :
+				     coord_inpatient_class(cls) ? "admitted to hospital" :
 				     "registered at an emergency department", start, w->enc,
 				     prev ? " This is a readmission within 30 days of the "
 				     "discharge on " : "",
@@ -466,7 +413,7 @@ admitted(struct work *w, const json_t *enc)
 		if ((err = emit(w, c, NULL)))
 			return err;
 	}
-	return task(w, &SEND_RECORDS, t, t + DAY_MS, prev ? "asap" : "urgent", NULL);
+	return task(w, &SEND_RECORDS, t, t + COORD_DAY_MS, prev ? "asap" : "urgent", NULL);
 }
 
 /* The readmission risk of the stay (risk.c: LACE, and HOSPITAL where its
@@ -519,22 +466,22 @@ discharged(struct work *w, const json_t *enc)
 {
 	const json_t *period = json_object_get(enc, "period");
 	const char *end = coord_str_at(period, "end"), *words;
-	int64_t t = ms_of(end);
+	int64_t t = coord_ms_of(end);
 	bool high;
 	enum cw_err err;
 
 	if ((err = flag(w, "admitted", "Currently admitted", false, "inactive", NULL,
 			end ? end : NULL)))
 		return err;
-	if (t < 0 || !recent(t))
+	if (t < 0 || !coord_recent(t))
 		return CW_OK; /* no discharge time, or long ago: no tasks to date */
 	if ((err = risk(w, end, &high, &words)))
 		return err;
-	if ((err = task(w, &CONTACT, t, business_days(t, 2), "urgent", NULL)) ||
-	    (err = task(w, &SUMMARY, t, t + 2 * DAY_MS, "routine", NULL)) ||
-	    (err = task(w, &MEDREC, t, t + 30 * DAY_MS, "routine", NULL)))
+	if ((err = task(w, &CONTACT, t, coord_business_days(t, 2), "urgent", NULL)) ||
+	    (err = task(w, &SUMMARY, t, t + 2 * COORD_DAY_MS, "routine", NULL)) ||
+	    (err = task(w, &MEDREC, t, t + 30 * COORD_DAY_MS, "routine", NULL)))
 		return err;
-	return task(w, &FOLLOWUP, t, t + (high ? 7 : 14) * DAY_MS, high ? "urgent" : "routine",
+	return task(w, &FOLLOWUP, t, t + (high ? 7 : 14) * COORD_DAY_MS, high ? "urgent" : "routine",
 		    words);
 }
 
@@ -587,7 +534,7 @@ coord_transitions(struct coord *co, struct store_tx *tx, struct arena *a,
 			return err;
 		return admitted(&w, enc);
 	}
-	if (!strcmp(st, "finished") && inpatient(cls)) {
+	if (!strcmp(st, "finished") && coord_inpatient_class(cls)) {
 		if ((err = admitted(&w, enc)))
 			return err;
 		return discharged(&w, enc);

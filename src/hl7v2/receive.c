@@ -68,16 +68,9 @@ struct rx {
 	struct hl7_header h;
 	struct store_hl7 row;    /* what is logged */
 	struct store_hl7 prior;  /* the key's row before, when there is one */
-	bool had_prior;
 	bool already;            /* accepted before: answer as then */
 	struct sbuf ack;
 };
-
-static int64_t
-now_ms(void)
-{
-	return time_now_ms();
-}
 
 static void
 decref_cb(void *p)
@@ -106,7 +99,7 @@ row_init(struct rx *x)
 					       x->h.trigger ? x->h.trigger : "") : NULL;
 	x->row.version = x->h.version;
 	x->row.peer = x->peer;
-	x->row.updated = now_ms();
+	x->row.updated = time_now_ms();
 	x->row.raw.p = x->raw;
 	x->row.raw.n = x->n;
 }
@@ -147,7 +140,6 @@ lookup(struct rx *x)
 		return CW_OK;
 	if (err)
 		return err;
-	x->had_prior = true;
 	x->already = x->prior.outcome == STORE_HL7_ACCEPTED;
 	return CW_OK;
 }
@@ -273,7 +265,7 @@ acceptable(struct rx *x, bool too_big, struct diag *d)
 
 /* Steps 4 to 6 for an acceptable message; the answer in x->ack. */
 static void
-apply(struct rx *x, bool replay, struct diag *d)
+apply(struct rx *x, struct diag *d)
 {
 	struct hl7_map mp = {.a = x->a, .store = x->r->store, .coord = x->r->coord,
 			     .m = x->m, .h = &x->h,
@@ -299,7 +291,6 @@ apply(struct rx *x, bool replay, struct diag *d)
 			 x->peer ? x->peer : "a replay");
 		return;
 	}
-	(void)replay;
 	if (!(mp.entries = json_array()) || !arena_on_free(x->a, decref_cb, mp.entries)) {
 		json_decref(mp.entries);
 		return;
@@ -357,7 +348,7 @@ apply(struct rx *x, bool replay, struct diag *d)
 /* Receives raw; the answer into reply. */
 static void
 receive(struct hl7_receiver *r, const char *raw, size_t n, bool too_big,
-	const char *peer, bool replay, struct sbuf *reply)
+	const char *peer, struct sbuf *reply)
 {
 	struct rx x = {.r = r, .raw = raw, .n = n, .peer = peer, .ack = SBUF_INIT(1 << 20)};
 	struct diag d;
@@ -366,7 +357,7 @@ receive(struct hl7_receiver *r, const char *raw, size_t n, bool too_big,
 		return;
 	diag_init(&d, x.a);
 	if (acceptable(&x, too_big, &d))
-		apply(&x, replay, &d);
+		apply(&x, &d);
 	if (!x.ack.len) {
 		/* out of memory somewhere: still answer, so the sender retries */
 		struct hl7_problem p = {.segment = "MSH", .seq = 1, .code = 207,
@@ -383,7 +374,7 @@ void
 hl7_receive(void *ctx, const char *msg, size_t n, bool too_big, const char *peer,
 	    struct sbuf *reply)
 {
-	receive(ctx, msg, n, too_big, peer, false, reply);
+	receive(ctx, msg, n, too_big, peer, reply);
 }
 
 enum cw_err
@@ -399,7 +390,7 @@ hl7_replay(struct hl7_receiver *r, int64_t seq, struct store_hl7 *out, struct di
 		return diag_err(d, CW_EINVAL, "business-rule", NULL,
 				"Message %lld was accepted already: nothing to replay",
 				(long long)seq);
-	receive(r, row.raw.p, row.raw.n, false, NULL, true, &reply);
+	receive(r, row.raw.p, row.raw.n, false, NULL, &reply);
 	sbuf_release(&reply);
 	if (out)
 		return store_hl7_get(r->store, d->a, seq, out);
