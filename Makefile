@@ -9,7 +9,7 @@
 #   make fmt        clang-format the C sources
 
 CC      ?= gcc
-PKGS    := libmicrohttpd jansson sqlite3 libsodium zlib gnutls
+PKGS    := libmicrohttpd jansson sqlite3 libsodium zlib gnutls libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -23,7 +23,7 @@ TEST_CFLAGS := $(CSTD) $(WARN) $(INC) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-point
                -DCW_TEST_HOOKS
 
 # Library sources: every module but the CLI entry point.
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/fhir/*.c src/store/*.c src/http/*.c src/access/*.c src/audit/*.c src/kb/*.c src/coord/*.c src/hl7v2/*.c src/api/*.c src/cli/*.c))
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/fhir/*.c src/store/*.c src/http/*.c src/access/*.c src/audit/*.c src/kb/*.c src/coord/*.c src/hl7v2/*.c src/notify/*.c src/api/*.c src/cli/*.c))
 LIB_SRC  := $(filter-out src/cli/main.c,$(LIB_SRC))
 MAIN_SRC := src/cli/main.c
 HDRS     := $(wildcard src/*/*.h src/*/*.def)

@@ -3,7 +3,7 @@
 # when any is missing. Used by README's commands and by .ci/run.
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libclang-rt-14-dev
-      libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev
+      libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev
       libcmocka-dev sqlite3 nodejs npm nginx-light wrk curl openssl)
 missing=()
 for p in "${pkgs[@]}"; do

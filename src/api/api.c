@@ -514,65 +514,6 @@ api_free_own(struct arena *a, void *p)
 
 /* ---- forms and URLs -------------------------------------------------------- */
 
-static char *
-url_decode(struct arena *a, const char *s, size_t n)
-{
-	char *out = arena_alloc(a, n + 1), *o = out;
-	size_t i;
-
-	if (!out)
-		return NULL;
-	for (i = 0; i < n; i++) {
-		if (s[i] == '+') {
-			*o++ = ' ';
-		} else if (s[i] == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 &&
-			   hex_value(s[i + 2]) >= 0) {
-			*o++ = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
-enum cw_err
-api_parse_form(struct arena *a, const char *s, size_t n, struct fhir_kv **kv,
-	       size_t *nkv)
-{
-	size_t cap = 1, i, k = 0, len, eq;
-	struct fhir_kv *out;
-	const char *p = s, *end = s + n;
-
-	for (i = 0; i < n; i++)
-		cap += s[i] == '&';
-	out = arena_zalloc(a, cap * sizeof(*out));
-	if (!out)
-		return CW_ENOMEM;
-	while (p < end) {
-		len = (size_t)(end - p);
-		for (i = 0; i < len && p[i] != '&'; i++)
-			;
-		len = i;
-		if (len) {
-			for (eq = 0; eq < len && p[eq] != '='; eq++)
-				;
-			out[k].key = url_decode(a, p, eq);
-			out[k].value = eq < len ? url_decode(a, p + eq + 1,
-							     len - eq - 1)
-						: arena_strdup(a, "");
-			if (!out[k].key || !out[k].value)
-				return CW_ENOMEM;
-			k++;
-		}
-		p += len + 1;
-	}
-	*kv = out;
-	*nkv = k;
-	return CW_OK;
-}
-
 enum cw_err
 api_url_encode(struct sbuf *sb, const char *s)
 {
@@ -769,6 +710,7 @@ api_new(struct store *s, const struct api_options *opt)
 	api->local = opt->local;
 	api->audit = opt->audit;
 	api->coord = opt->coord;
+	api->notify = opt->notify;
 	api->rules_report_only = opt->rules_report_only;
 	while (n && base[n - 1] == '/')
 		n--;

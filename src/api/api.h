@@ -34,6 +34,9 @@ struct api_options {
 	                         /auth is not served. Never set for a socket. */
 	struct coord *coord;  /* the write path's rules (coord/, borrowed); NULL:
 	                         changes are not checked */
+	struct notify *notify; /* Subscriptions (notify/, borrowed): what is
+	                          written is matched and its notices queued;
+	                          NULL: none (imports, tools) */
 	bool rules_report_only; /* the rules record their findings but never
 	                           refuse a change (imports of what was already
 	                           prescribed elsewhere) */
@@ -49,6 +52,12 @@ struct api_options {
  * without its audit trail is refused. */
 struct api *api_new(struct store *s, const struct api_options *opt);
 void api_free(struct api *api);
+
+/* The hooks notify/ delivers through (api/notify.c): the owner's access
+ * to each resource sent, the record of each delivery, the Subscription's
+ * status. The api must outlive the notify started with them. */
+struct notify_hooks;
+void api_notify_hooks(struct api *api, struct notify_hooks *out);
 
 /* http_handler_fn: serves one request (ctx is the struct api). */
 void api_handle(void *ctx, struct http_req *r, struct http_resp *w);

@@ -26,6 +26,9 @@
  *                 the caller may read (coord/measures.c's)
  *   worklist.c    Task/$worklist: a team member's open Tasks and the
  *                 overdue reviews of results, most pressing first
+ *   notify.c      what notify/ asks of a delivery: may the Subscription's
+ *                 owner read the resource now, the record of the send,
+ *                 the Subscription's status as careweave's own write
  *   trail.c       the AuditEvent of every request (api_trail_request,
  *                 called once in serve()) and of every change (inside its
  *                 store_write callback), and the AuditEvent endpoints
@@ -57,6 +60,7 @@ struct api {
 	struct audit *audit;   /* the read-record queue (borrowed); NULL: every
 				  record is its own commit (CLI doors) */
 	struct coord *coord;   /* the write path's rules (borrowed); NULL: none */
+	struct notify *notify; /* Subscriptions (borrowed); NULL: none */
 	bool rules_report_only; /* api_options.rules_report_only */
 };
 
@@ -122,10 +126,6 @@ json_t *api_json_own(struct arena *a, json_t *v);
 json_t *api_json_own_done(struct arena *a, json_t *v);
 /* Takes ownership of malloc'd p. */
 void *api_free_own(struct arena *a, void *p);
-/* Splits and decodes an application/x-www-form-urlencoded string (also a
- * query string) into kv pairs in arena memory. */
-enum cw_err api_parse_form(struct arena *a, const char *s, size_t n,
-			   struct fhir_kv **kv, size_t *nkv);
 /* Appends s percent-encoded for a query component. */
 enum cw_err api_url_encode(struct sbuf *sb, const char *s);
 /* Checks Content-Type of a request body: form for POST _search, else JSON. */
@@ -171,6 +171,12 @@ struct api_op {
 					  what was kept of the patient is
 					  dropped */
 	bool report_only;              /* the rules record findings, never refuse */
+	struct notify *notify;         /* the Subscriptions matched on what is
+					  written (notify/); NULL: none */
+	const char *owner;             /* the signed-in writer's username: a
+					  Subscription written delivers with
+					  their rights; NULL: careweave's own
+					  or an operator's (the owner stays) */
 	/* results */
 	json_t *blocked;               /* the DetectedIssues that refused it (409) */
 	bool deleted;                  /* delete: there was a live version */
@@ -327,11 +333,19 @@ enum cw_err api_rules_check(struct api_req *q, json_t *res,
 void api_trail_request(struct api_req *q);
 /* Inside a store_write callback, after op ran: the change's record, in
  * the same transaction. who NULL: a local tool. */
-enum cw_err api_trail_tx_rules(struct store_tx *tx, struct arena *a,
-			       const struct api_op *op);
 enum cw_err api_trail_tx_op(struct store_tx *tx, struct arena *a,
 			    const struct access_who *who, const char *remote,
 			    const struct api_op *op);
+/* careweave's own write (who NULL), recorded with role: "rules" (rules.c),
+ * "notify" (a Subscription's status, notify.c). */
+enum cw_err api_trail_tx_own(struct store_tx *tx, struct arena *a,
+			     const char *role, const struct api_op *op);
+/* A resource sent to a Subscription's endpoint (host), as who (NULL: a
+ * Subscription of the operator's door); status the endpoint's answer, 0
+ * none. Queued like a read's record. */
+void api_trail_export(struct api *api, struct arena *a,
+		      const struct access_who *who, const char *host,
+		      const struct store_res *res, int status);
 /* The same for a whole transaction Bundle: one record, one entity per
  * write entry, the patients of all of them. agent: with no who, the
  * interface that sent it (role "interface"), or NULL: a local tool. */

@@ -286,6 +286,8 @@ tx_prep(struct bctx *b, struct bentry *e)
 	e->op.rt = rt;
 	e->op.loc = e->loc;
 	e->op.coord = b->api->coord;
+	e->op.notify = b->api->notify;
+	e->op.owner = b->who ? b->who->username : NULL;
 	e->op.report_only = b->api->rules_report_only;
 	if (e->method == BM_POST && (id || query))
 		return diag_err(b->d, CW_EINVAL, "invalid",
@@ -372,7 +374,7 @@ logical_ref(struct bctx *b, struct bentry *e, json_t *obj,
 	const char *bar;
 	json_t *ident = NULL;
 
-	if (!api_parse_form(b->a, query, strlen(query), &kv, &nkv) && nkv == 1 &&
+	if (!fhir_form_split(b->a, query, strlen(query), &kv, &nkv) && nkv == 1 &&
 	    !strcmp(kv[0].key, "identifier")) {
 		bar = strchr(kv[0].value, '|');
 		if (!bar)
@@ -733,7 +735,7 @@ run_internal(struct bctx *b, struct bentry *e)
 	r.path = arena_printf(b->a, "/fhir/%.*s",
 			      (int)(qm ? (size_t)(qm - e->url) : strlen(e->url)),
 			      e->url);
-	if (qm && api_parse_form(b->a, qm + 1, strlen(qm + 1), &kv, &nkv))
+	if (qm && fhir_form_split(b->a, qm + 1, strlen(qm + 1), &kv, &nkv))
 		return NULL;
 	r.query = arena_alloc(b->a, (nkv + 1) * sizeof(*r.query));
 	if (!r.path || !r.query)

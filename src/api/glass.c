@@ -258,7 +258,8 @@ api_h_break_glass(struct api_req *q)
 		return err;
 	/* The server writes the notification itself (scope NULL): a grant
 	 * needs no write access of the clinician's. */
-	j.op = (struct api_op){.kind = OP_CREATE, .rt = crt, .res = comm};
+	j.op = (struct api_op){.kind = OP_CREATE, .rt = crt, .res = comm,
+			       .notify = q->api->notify};
 	err = store_write(q->api->store, glass_write_cb, &j);
 	q->audited = err == CW_OK; /* committed with its record: the one */
 	if (err)
@@ -432,7 +433,8 @@ end_grants(struct api *api, struct arena *a, struct access_scope *sc,
 			return err;
 		out->v[i].g = &gs[i];
 		/* the server writes it itself (scope NULL), as for a grant */
-		out->v[i].op = (struct api_op){.kind = OP_CREATE, .rt = crt, .res = comm};
+		out->v[i].op = (struct api_op){.kind = OP_CREATE, .rt = crt, .res = comm,
+					       .notify = api->notify};
 	}
 	return store_write(api->store, glass_end_cb, out);
 }

@@ -22,6 +22,7 @@
 
 #include "api/api_int.h"
 #include "coord/coord.h"
+#include "notify/notify.h"
 
 /* ---- the write-path core -------------------------------------------------- */
 
@@ -273,6 +274,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	const char **was = NULL;
 	bool created = false, existed = false;
 	bool kept = op->rt && coord_keeps(op->rt->name);
+	bool sub = op->rt && !strcmp(op->rt->name, "Subscription");
 	enum cw_err err;
 
 	err = api_op_authorize(tx, a, op, d);
@@ -293,6 +295,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 	case OP_UPDATE:
 		if (json_object_set_new(op->res, "id", json_string(op->id)))
 			return CW_ENOMEM;
+		/* what only the server may say of a Subscription (every door) */
+		if (sub && (err = notify_check_subscription(op->res, op->loc, d)))
+			return err;
 		put.res = op->res;
 		put.create = op->kind == OP_CREATE || op->create_with_id;
 		put.if_match = op->if_match;
@@ -310,6 +315,13 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		/* whose record changed, for the audit record of this write */
 		op->patients = op->out.patients;
 		op->npatients = op->out.npatients;
+		/* a Subscription delivers with its last signed-in writer's rights */
+		if (sub && op->owner &&
+		    (err = store_tx_sub_owner_set(tx, op->out.id, op->owner)))
+			return err;
+		if ((err = notify_note_write(op->notify, tx, a, op->rt->name, op->out.id,
+					     op->out.version)))
+			return err;
 		if (kept)
 			return coord_note_write(op->coord, tx, a, op->rt->name, op->id, op->res,
 						put.fresh_id, was, nwas, d);
@@ -328,6 +340,12 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (err)
 			return op_fail(d, before, err, op);
 		op->deleted = existed;
+		/* a Subscription deleted: the matcher forgets it, and its owner */
+		if (sub && existed &&
+		    ((err = store_tx_sub_owner_set(tx, op->id, NULL)) ||
+		     (err = notify_note_write(op->notify, tx, a, op->rt->name, op->id,
+					      op->out.version))))
+			return err;
 		if (kept && existed)
 			return coord_note_write(op->coord, tx, a, op->rt->name, op->id, NULL,
 						false, op->patients, op->npatients, d);
@@ -374,6 +392,8 @@ write_one(struct api_req *q, struct api_op *op)
 	if (err)
 		return err;
 	op->coord = q->api->coord;
+	op->notify = q->api->notify;
+	op->owner = q->who ? q->who->username : NULL;
 	op->report_only = q->api->rules_report_only;
 	err = store_write(q->api->store, one_write_cb, &w);
 	if (err == CW_ECONFLICT && op->blocked)
@@ -420,7 +440,7 @@ api_parse_condition(struct arena *a, const struct fhir_restype *rt,
 	if (!query || !*query)
 		return diag_err(d, CW_EINVAL, "required", loc,
 				"A conditional operation needs search criteria");
-	err = api_parse_form(a, query, strlen(query), &kv, &nkv);
+	err = fhir_form_split(a, query, strlen(query), &kv, &nkv);
 	if (err)
 		return err;
 	fq = arena_zalloc(a, sizeof(*fq));

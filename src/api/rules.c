@@ -35,7 +35,7 @@
 /* Writes res (validated first: careweave never stores what it would
  * refuse from a client) as careweave's own change, with its record. */
 static enum cw_err
-write_own(struct store_tx *tx, struct arena *a, struct coord *co, json_t *res,
+write_own(struct store_tx *tx, struct arena *a, const struct api_op *parent, json_t *res,
 	  const char *id, const char **patients, size_t npatients,
 	  struct api_op *out, struct diag *d)
 {
@@ -57,7 +57,8 @@ write_own(struct store_tx *tx, struct arena *a, struct coord *co, json_t *res,
 	out->res = res;
 	/* what coord/ keeps of the patient follows (a DetectedIssue), but the
 	 * rules do not run on their own writes */
-	out->coord = co;
+	out->coord = parent->coord;
+	out->notify = parent->notify;
 	if ((err = api_op_resolve(tx, a, out, d)) ||
 	    (err = api_op_exec(tx, a, out, d)))
 		return err;
@@ -65,7 +66,7 @@ write_own(struct store_tx *tx, struct arena *a, struct coord *co, json_t *res,
 		out->patients = patients;
 		out->npatients = npatients;
 	}
-	return api_trail_tx_rules(tx, a, out);
+	return api_trail_tx_own(tx, a, "rules", out);
 }
 
 static const char *
@@ -121,7 +122,7 @@ override_of(const json_t *res)
 
 /* Settles the final DetectedIssues that implicate r->settles. */
 static enum cw_err
-settle(struct store_tx *tx, struct arena *a, struct coord *co,
+settle(struct store_tx *tx, struct arena *a, const struct api_op *parent,
        const struct coord_report *r, const char *now, const char **patients,
        size_t npatients, struct diag *d)
 {
@@ -155,7 +156,7 @@ settle(struct store_tx *tx, struct arena *a, struct coord *co,
 		    json_object_set_new(di, "status", json_string("mitigated")))
 			return CW_ENOMEM;
 		json_object_del(di, "meta");
-		if ((err = write_own(tx, a, co, di, ids[i], patients, npatients, &sub, d)))
+		if ((err = write_own(tx, a, parent, di, ids[i], patients, npatients, &sub, d)))
 			return err;
 	}
 	return CW_OK;
@@ -328,7 +329,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 	 * yet (an import of 344 stopped prescriptions a Bundle asks nothing). */
 	if (r.settles)
 		return op->status == 201 ? CW_OK :
-		       settle(tx, a, op->coord, &r, now, op->patients, op->npatients, d);
+		       settle(tx, a, op, &r, now, op->patients, op->npatients, d);
 	if (r.unchecked)
 		diag_add(d, DIAG_WARNING, "informational", op->loc, "Not checked for %s: %s",
 			 r.unchecked_for, r.unchecked_what);
@@ -380,7 +381,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 				json_object_set_new(json_array_get(m, 0), "author",
 						    json_pack("{s:s}", "reference", by));
 		}
-		if ((err = write_own(tx, a, op->coord, di, NULL, pat, 1, &di_op, d)))
+		if ((err = write_own(tx, a, op, di, NULL, pat, 1, &di_op, d)))
 			return err;
 		/* Information (the ONC non-interruptive pairs, low severity) is
 		 * on the record; only what needs a decision is sent. */
@@ -388,14 +389,14 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 			continue;
 		if (!(c = api_json_own(a, alert(a, &r, f, di_op.id, now, s.sensitive))))
 			return CW_ENOMEM;
-		if ((err = write_own(tx, a, op->coord, c, NULL, pat, 1, &c_op, d)))
+		if ((err = write_own(tx, a, op, c, NULL, pat, 1, &c_op, d)))
 			return err;
 	}
 	/* the work a rule gives the team (transitions of care) */
 	for (size_t i = 0; i < r.nwrites; i++) {
 		struct api_op w_op;
 
-		if ((err = write_own(tx, a, op->coord, r.writes[i].res, r.writes[i].id, pat, 1,
+		if ((err = write_own(tx, a, op, r.writes[i].res, r.writes[i].id, pat, 1,
 				     &w_op, d)))
 			return err;
 	}

@@ -372,7 +372,7 @@ search_post(struct api_req *q, const char *pid)
 		err = api_check_body_type(q, true);
 		if (err)
 			return err;
-		err = api_parse_form(q->a, q->r->body, q->r->body_len, &form, &nform);
+		err = fhir_form_split(q->a, q->r->body, q->r->body_len, &form, &nform);
 		if (err)
 			return err;
 	}

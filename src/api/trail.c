@@ -142,7 +142,7 @@ search_names(struct api_req *q)
 		struct fhir_kv *fk;
 		size_t nf;
 
-		if (!api_parse_form(q->a, q->r->body, q->r->body_len, &fk, &nf)) {
+		if (!fhir_form_split(q->a, q->r->body, q->r->body_len, &fk, &nf)) {
 			struct http_kv *hk = arena_alloc(q->a, (nf + n + 1) * sizeof(*hk));
 
 			if (hk) {
@@ -384,13 +384,43 @@ api_trail_tx_op(struct store_tx *tx, struct arena *a,
 	return audit_tx_write(tx, a, &ev);
 }
 
-/* A write the rules made (a DetectedIssue, its Communication): careweave's
- * own, recorded with the role "rules" and no user, in the transaction of
- * the change that caused it. */
-enum cw_err
-api_trail_tx_rules(struct store_tx *tx, struct arena *a, const struct api_op *op)
+/* The record of a disclosure: what was sent, whose it is, to which host.
+ * An error is logged (the notice is already sent: nothing to refuse). */
+void
+api_trail_export(struct api *api, struct arena *a, const struct access_who *who,
+		 const char *host, const struct store_res *res, int status)
 {
-	struct audit_event ev = {.kind = AUDIT_REST, .role = "rules"};
+	/* no answer at all is recorded as 504, a failure, never as 0 */
+	struct audit_event ev = {.kind = AUDIT_EXPORT, .interaction = "export",
+				 .action = 'R', .status = status ? status : 504,
+				 .remote = host};
+	struct audit_entity what = {.type = res->type, .id = res->id};
+	const char **pats = NULL;
+	size_t npats = 0;
+	enum cw_err err;
+
+	who_of(&ev, who, who == NULL);
+	ev.what = &what;
+	ev.nwhat = 1;
+	err = store_patients_of(api->store, a, res, 1, AUDIT_SEARCH_PATIENTS, &pats, &npats);
+	ev.patients = pats;
+	ev.npatients = npats;
+	if (!err)
+		err = api->audit ? audit_queue(api->audit, a, &ev, true)
+				 : audit_write(api->store, a, &ev);
+	if (err)
+		log_error("audit: the record of a Subscription's delivery of %s failed: %s",
+			  res->type, cw_strerror(err));
+}
+
+/* A write careweave made itself (the rules' DetectedIssue and its
+ * Communication: role "rules"; a Subscription's status: "notify"),
+ * recorded with that role and no user, in the transaction of the change. */
+enum cw_err
+api_trail_tx_own(struct store_tx *tx, struct arena *a, const char *role,
+		 const struct api_op *op)
+{
+	struct audit_event ev = {.kind = AUDIT_REST, .role = role};
 	struct audit_entity what = {.type = op->rt->name, .id = op->id};
 
 	ev.interaction = op_interaction(op, &ev.action);

@@ -56,6 +56,7 @@ static const struct {
 	[AUDIT_SUB_LOGIN]            = {"110122", SYS_DCM},
 	[AUDIT_SUB_LOGOUT]           = {"110123", SYS_DCM},
 	[AUDIT_SUB_BREAK_GLASS]      = {"BTG", SYS_ACT_REASON},
+	[AUDIT_SUB_EXPORT]           = {"110106", SYS_DCM},
 };
 
 const char *
@@ -81,6 +82,8 @@ subtype_of(const struct audit_event *ev)
 		return AUDIT_SUB_LOGOUT;
 	if (ev->kind == AUDIT_BREAK_GLASS)
 		return AUDIT_SUB_BREAK_GLASS;
+	if (ev->kind == AUDIT_EXPORT)
+		return AUDIT_SUB_EXPORT;
 	if (!ev->interaction)
 		return AUDIT_SUB_NONE;
 	for (int i = AUDIT_SUB_READ; i <= AUDIT_SUB_OPERATION; i++)
@@ -292,6 +295,9 @@ audit_render(struct sbuf *sb, const struct store_audit *r)
 	if (auth)
 		sbuf_adds(sb, ",\"type\":{\"system\":\"" SYS_DCM "\",\"code\":"
 			      "\"110114\"}");
+	else if (r->subtype == AUDIT_SUB_EXPORT)
+		sbuf_adds(sb, ",\"type\":{\"system\":\"" SYS_DCM "\",\"code\":"
+			      "\"110106\",\"display\":\"Export\"}");
 	else
 		sbuf_adds(sb, ",\"type\":{\"system\":\"" SYS_EVENT_TYPE
 			      "\",\"code\":\"rest\"}");

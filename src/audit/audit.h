@@ -58,6 +58,9 @@ enum audit_kind {
 	AUDIT_LOGOUT, /* sign-out */
 	AUDIT_BREAK_GLASS, /* an emergency access grant (api/glass.c): action
 			      'E' its claim, 'D' its early end */
+	AUDIT_EXPORT, /* a resource sent out of careweave (a Subscription's
+			 notice, notify/): DICOM 110106 Export, remote the
+			 endpoint's host */
 };
 
 /* Why an access was made, when it is not the ordinary care of the user's
@@ -89,6 +92,7 @@ enum audit_subtype {
 	AUDIT_SUB_LOGIN,       /* DICOM 110122 */
 	AUDIT_SUB_LOGOUT,      /* DICOM 110123 */
 	AUDIT_SUB_BREAK_GLASS, /* v3-ActReason BTG, the reason in detail */
+	AUDIT_SUB_EXPORT,      /* DICOM 110106: sent to a Subscription's endpoint */
 	AUDIT_NSUB
 };
 

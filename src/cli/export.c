@@ -22,29 +22,6 @@
 #define EXPORT_PAGE "1000"
 #define MAX_PAGES 100000
 
-/* Percent-decodes s[0..n) ('+' as space when plus) into the arena. */
-static char *
-decode(struct arena *a, const char *s, size_t n, bool plus)
-{
-	char *out = arena_alloc(a, n + 1), *o = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 &&
-		    hex_value(s[i + 2]) >= 0) {
-			*o++ = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-			i += 2;
-		} else if (plus && s[i] == '+') {
-			*o++ = ' ';
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* Fills r from an absolute or relative URL (a page link). */
 static bool
 request_from_url(struct arena *a, const char *url, struct http_req *r)
@@ -56,7 +33,7 @@ request_from_url(struct arena *a, const char *url, struct http_req *r)
 	if (!p)
 		return false;
 	q = strchr(p, '?');
-	r->path = decode(a, p, q ? (size_t)(q - p) : strlen(p), false);
+	r->path = fhir_url_decode(a, p, q ? (size_t)(q - p) : strlen(p), false);
 	r->nquery = 0;
 	r->query = NULL;
 	if (!r->path)
@@ -77,8 +54,8 @@ request_from_url(struct arena *a, const char *url, struct http_req *r)
 		if (len) {
 			struct http_kv *kv = &r->query[r->nquery++];
 
-			kv->key = decode(a, q, eq ? (size_t)(eq - q) : len, true);
-			kv->value = eq ? decode(a, eq + 1, len - (size_t)(eq - q) - 1, true)
+			kv->key = fhir_url_decode(a, q, eq ? (size_t)(eq - q) : len, true);
+			kv->value = eq ? fhir_url_decode(a, eq + 1, len - (size_t)(eq - q) - 1, true)
 				       : "";
 			if (!kv->key || !kv->value)
 				return false;

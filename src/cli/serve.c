@@ -32,6 +32,7 @@
 #include "hl7v2/receive.h"
 #include "http/http.h"
 #include "kb/kb.h"
+#include "notify/notify.h"
 #include "store/store.h"
 
 #define MAX_TIMEOUT_S 86400u
@@ -113,7 +114,8 @@ serve_usage(FILE *f)
 		"                       [--tls-cert FILE --tls-key FILE] [--kb DIR]\n"
 		"                       [--mllp-port N [--mllp-bind ADDR]\n"
 		"                        [--mllp-tls-cert FILE --mllp-tls-key FILE]\n"
-		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n\n"
+		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n"
+		"                       [--subscription-retry-ms N]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -153,13 +155,17 @@ serve_usage(FILE *f)
 		"  --hl7-accept-test  also apply messages marked for training (MSH-11 T);\n"
 		"                     by default they are rejected (AR)\n"
 		"  (every message and its answer: 'careweave hl7 list')\n"
+		"  --subscription-retry-ms N\n"
+		"                     after a failed Subscription delivery, try again\n"
+		"                     this much later, doubling each time up to an hour;\n"
+		"                     100 to 600000 (default %u)\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
 		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
 		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
 		"\nPrints 'careweave listening on http[s]://ADDR:PORT/fhir' once it serves,\n"
 		"and before it, with --mllp-port, 'careweave mllp listening on ADDR:PORT'.\n",
 		CLI_DEFAULT_DB, ACCESS_IDLE_DEFAULT_S, GLASS_MAX_MIN,
-		ACCESS_GLASS_MAX_DEFAULT);
+		ACCESS_GLASS_MAX_DEFAULT, (unsigned)NOTIFY_BACKOFF_MS);
 }
 
 int
@@ -187,6 +193,7 @@ cli_serve(int argc, char **argv)
 		{"mllp-tls-key", required_argument, NULL, 'k'},
 		{"hl7-tz", required_argument, NULL, 'z'},
 		{"hl7-accept-test", no_argument, NULL, 'T'},
+		{"subscription-retry-ms", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -209,6 +216,9 @@ cli_serve(int argc, char **argv)
 	struct mllp_options mo = {.bind = "127.0.0.1", .workers = 8};
 	struct hl7_receiver_options ro = {0};
 	struct hl7_receiver *rcv = NULL;
+	struct notify *nt = NULL;
+	struct notify_options no = {0};
+	struct notify_hooks nh;
 	struct mllp *mllp = NULL;
 	const char *mcert_path = NULL, *mkey_path = NULL;
 	char *mcert = NULL, *mkey = NULL;
@@ -333,6 +343,14 @@ cli_serve(int argc, char **argv)
 			break;
 		case 'T':
 			ro.accept_test = true;
+			break;
+		case 'R':
+			if (!cli_parse_num(optarg, 100, 600000, false, &v)) {
+				cli_err("serve", "--subscription-retry-ms wants a number from 100 to"
+					" 600000, not '%s'", optarg);
+				return CLI_EUSAGE;
+			}
+			no.retry_ms = (unsigned)v;
 			break;
 		case 'h':
 			serve_usage(stdout);
@@ -471,11 +489,25 @@ cli_serve(int argc, char **argv)
 	}
 	ao.audit = au;
 	ao.coord = co;
+	/* Subscriptions: matched in the write path, delivered by a thread
+	 * of their own through the API's access checks and audit */
+	if (!(nt = notify_new(s, &no))) {
+		cli_err("serve", "cannot start Subscription delivery");
+		rc = CLI_EIO;
+		goto out_http;
+	}
+	ao.notify = nt;
 	api = api_new(s, &ao);
 	if (!api) {
 		cli_err("serve", "cannot start the API");
 		rc = CLI_EIO;
 		goto out_http;
+	}
+	api_notify_hooks(api, &nh);
+	if (notify_start(nt, &nh)) {
+		cli_err("serve", "cannot start Subscription delivery");
+		rc = CLI_EIO;
+		goto out_api;
 	}
 	atomic_store_explicit(&tramp.api, api, memory_order_release);
 	if (mllp_on) {
@@ -506,10 +538,14 @@ out_api:
 	hl7_receiver_free(rcv);
 	http_stop(srv);
 	srv = NULL;
+	/* nothing writes now; a delivery in flight ends or times out */
+	notify_free(nt);
+	nt = NULL;
 	api_free(api);
 	goto out_audit;
 out_http:
 	http_stop(srv);
+	notify_free(nt);
 out_audit:
 	/* after the server stopped, before the store closes: the queued read
 	 * records are written */

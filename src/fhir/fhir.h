@@ -378,6 +378,13 @@ struct fhir_query {
 enum cw_err fhir_query_parse(struct arena *a, const struct fhir_restype *rt,
 			     const struct fhir_kv *kv, size_t n, bool strict,
 			     struct fhir_query *q, struct diag *d);
+/* Splits and decodes an application/x-www-form-urlencoded string (also a
+ * query string) into kv pairs in arena memory, for fhir_query_parse. */
+enum cw_err fhir_form_split(struct arena *a, const char *s, size_t n,
+			    struct fhir_kv **kv, size_t *nkv);
+/* Percent-decodes s[0..n) into the arena ('+' as a space when plus: a
+ * query component, not a path). NULL when out of memory. */
+char *fhir_url_decode(struct arena *a, const char *s, size_t n, bool plus);
 
 /* ---- OperationOutcome and Bundle helpers ----------------------------- */
 

@@ -921,3 +921,64 @@ fhir_query_parse(struct arena *a, const struct fhir_restype *rt,
 				"the query is too large");
 	return d->nerrors > nerr0 ? CW_EINVAL : CW_OK;
 }
+
+/* ---- query strings -------------------------------------------------------- */
+
+char *
+fhir_url_decode(struct arena *a, const char *s, size_t n, bool plus)
+{
+	char *out = arena_alloc(a, n + 1), *o = out;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (plus && s[i] == '+') {
+			*o++ = ' ';
+		} else if (s[i] == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 &&
+			   hex_value(s[i + 2]) >= 0) {
+			*o++ = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+enum cw_err
+fhir_form_split(struct arena *a, const char *s, size_t n, struct fhir_kv **kv,
+	       size_t *nkv)
+{
+	size_t cap = 1, i, k = 0, len, eq;
+	struct fhir_kv *out;
+	const char *p = s, *end = s + n;
+
+	for (i = 0; i < n; i++)
+		cap += s[i] == '&';
+	out = arena_zalloc(a, cap * sizeof(*out));
+	if (!out)
+		return CW_ENOMEM;
+	while (p < end) {
+		len = (size_t)(end - p);
+		for (i = 0; i < len && p[i] != '&'; i++)
+			;
+		len = i;
+		if (len) {
+			for (eq = 0; eq < len && p[eq] != '='; eq++)
+				;
+			out[k].key = fhir_url_decode(a, p, eq, true);
+			out[k].value = eq < len ? fhir_url_decode(a, p + eq + 1,
+							     len - eq - 1, true)
+						: arena_strdup(a, "");
+			if (!out[k].key || !out[k].value)
+				return CW_ENOMEM;
+			k++;
+		}
+		p += len + 1;
+	}
+	*kv = out;
+	*nkv = k;
+	return CW_OK;
+}

@@ -246,6 +246,31 @@ static const char *const migrations[] = {
 	"  raw BLOB NOT NULL);"
 	"CREATE UNIQUE INDEX hl7_messages_key ON hl7_messages(sender, facility, control_id);"
 	"CREATE INDEX hl7_messages_outcome ON hl7_messages(outcome, seq);",
+
+	/* 10: Subscription notifications (sqlite_notify.c, for notify/). The
+	 * queue holds what is to be sent: one row per (Subscription, the
+	 * version of a resource that matched its criteria), written in the
+	 * transaction of that change, so a notice exists exactly when the
+	 * change committed; a row is deleted once delivered or given up.
+	 * Whose rights a Subscription delivers with (its owner: the username
+	 * of the user who last wrote it; no row: the operator's door) is the
+	 * server's to say, never the resource's, so it has a table of its
+	 * own. Neither is served, indexed or exported. */
+	"CREATE TABLE notify_owner("
+	"  sub_id TEXT PRIMARY KEY,"
+	"  owner TEXT NOT NULL);"
+	"CREATE TABLE notify_queue("
+	"  seq INTEGER PRIMARY KEY,"
+	"  sub_id TEXT NOT NULL,"
+	"  type TEXT NOT NULL,"
+	"  res_id TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  due INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  error TEXT);"
+	"CREATE INDEX notify_queue_due ON notify_queue(due, seq);"
+	"CREATE INDEX notify_queue_sub ON notify_queue(sub_id, seq);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -841,6 +866,15 @@ run_group(struct store *s, struct sq_job **jobs, size_t n)
 	}
 out_reset:
 	arena_reset(s->tx_arena);
+	if (s->group_hook)
+		s->group_hook(s->group_hook_ctx);
+}
+
+void
+store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
+{
+	s->group_hook = fn;
+	s->group_hook_ctx = ctx;
 }
 
 static void *

@@ -168,6 +168,13 @@ enum cw_err store_tx_match(struct store_tx *tx, struct arena *a,
 /* The arena of the transaction's own scratch memory, reset after commit. */
 struct arena *store_tx_arena(struct store_tx *tx);
 
+/* Calls fn(ctx) on the writer thread after every group of jobs has ended,
+ * committed or rolled back, before their callers return: a module that
+ * keeps state about what the jobs wrote (notify/: its Subscriptions, the
+ * notices to send) learns that a commit may have made something real.
+ * Set it once, before the first store_write; fn must not call the store. */
+void store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx);
+
 /* ---- derived rows (sqlite_facts.c) -------------------------------------
  *
  * A module may keep what it derives from the resources in a row of its
@@ -461,6 +468,57 @@ enum cw_err store_hl7_list(struct store *s, struct arena *a,
 /* The row seq, whole; CW_ENOTFOUND if none. */
 enum cw_err store_hl7_get(struct store *s, struct arena *a, int64_t seq,
 			  struct store_hl7 *out);
+
+/* ---- Subscription notifications (sqlite_notify.c, for notify/) ---------
+ *
+ * The notices waiting to be sent: one per (Subscription, version of a
+ * resource that matched its criteria), queued inside the transaction of
+ * the change, so a notice exists exactly when the change committed, and
+ * deleted once it is delivered or given up. And the owner of each
+ * Subscription (whose rights it delivers with), which the server sets and
+ * the resource cannot. Not FHIR resources: never served or exported. */
+
+struct store_notice {
+	int64_t seq;          /* set by the store: the order of queueing */
+	const char *sub_id;   /* the Subscription */
+	const char *type;     /* what matched: type, id and the version */
+	const char *id;
+	long version;
+	int64_t created;      /* ms: queued */
+	int64_t due;          /* ms: not to be tried before */
+	int attempts;         /* tries that failed */
+	const char *error;    /* why the last one failed (no PHI), or NULL */
+};
+
+/* Queues a notice of type/id/version for sub_id, due at now. */
+enum cw_err store_tx_notice_add(struct store_tx *tx, const char *sub_id,
+				const char *type, const char *id, long version,
+				int64_t now);
+/* At most max notices due at now (due <= now), oldest due first, into an
+ * arena array; *next is the due time of the first one left waiting after
+ * them (0: none). Read as committed (a reader connection). */
+enum cw_err store_notice_due(struct store *s, struct arena *a, int64_t now,
+			     size_t max, struct store_notice **out, size_t *n,
+			     int64_t *next);
+/* Deletes notice seq (delivered, or given up). */
+enum cw_err store_tx_notice_drop(struct store_tx *tx, int64_t seq);
+/* Deletes every notice of sub_id (the Subscription is gone or off). */
+enum cw_err store_tx_notice_drop_sub(struct store_tx *tx, const char *sub_id);
+/* A failed try of notice seq: its attempts and error are set, and every
+ * notice of its Subscription waits until due at least, so a Subscription's
+ * notices go out in order and a failing endpoint is not hammered. */
+enum cw_err store_tx_notice_retry(struct store_tx *tx, int64_t seq,
+				  const char *sub_id, int attempts,
+				  int64_t due, const char *error);
+/* Notices waiting, all or of sub_id (NULL: all). */
+enum cw_err store_notice_count(struct store *s, const char *sub_id, long *out);
+
+/* Sets the owner of Subscription sub_id (a username); NULL removes it. */
+enum cw_err store_tx_sub_owner_set(struct store_tx *tx, const char *sub_id,
+				   const char *owner);
+/* The owner of sub_id into a, or *owner NULL when it has none. */
+enum cw_err store_sub_owner_get(struct store *s, struct arena *a,
+				const char *sub_id, const char **owner);
 
 /* Runs PRAGMA integrity_check; CW_OK when it says ok. */
 enum cw_err store_check(struct store *s, struct diag *d);

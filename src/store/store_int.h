@@ -92,6 +92,8 @@ struct store {
 	bool has_writer;
 	pthread_t writer;
 	struct sq_conn *wconn;     /* used by the writer thread only */
+	void (*group_hook)(void *ctx); /* store_set_group_hook */
+	void *group_hook_ctx;
 	struct arena *tx_arena;    /* store_tx_arena(), reset after commit */
 	struct arena *scratch;     /* one put's rows, reset after each put */
 	struct sbuf jbuf;          /* serialized JSON of one put */

@@ -256,8 +256,11 @@ export async function compare(rec, records) {
   await Promise.all([...rec.pending]);
   for (const r of rec.requests) if (r.reqBodyPromise) r.reqBody = await r.reqBodyPromise;
   // the rules' own writes (role rules) follow from a change, not a request;
-  // an interface's (role interface: an HL7 v2 feed) came over MLLP, not HTTP
-  const actual = records.filter((e) => !['operator', 'rules', 'interface'].includes(e.agent?.[0]?.role?.[0]?.coding?.[0]?.code) &&
+  // an interface's (role interface: an HL7 v2 feed) came over MLLP, not HTTP;
+  // a Subscription's deliveries (DICOM 110106 Export) and the status
+  // careweave sets on it (role notify) come from the delivery thread
+  const actual = records.filter((e) => !['operator', 'rules', 'interface', 'notify'].includes(e.agent?.[0]?.role?.[0]?.coding?.[0]?.code) &&
+    e.type?.code !== '110106' &&
     Date.parse(e.recorded) >= rec.startedAt - 5);
   const used = new Array(actual.length).fill(false);
   const problems = [];

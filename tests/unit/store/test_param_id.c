@@ -155,6 +155,7 @@ back_to_schema_1(const char *path)
 	}
 	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
 		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
+		    " DROP TABLE notify_owner; DROP TABLE notify_queue;"
 		    " UPDATE schema_version SET version = 1; COMMIT");
 	sqlite3_close(db);
 }

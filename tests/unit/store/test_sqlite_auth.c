@@ -103,6 +103,7 @@ test_migrates_v1(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	exec_ok(db, "DROP TABLE sessions; DROP TABLE users; DROP TABLE glass_grants;"
 		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
+		    " DROP TABLE notify_owner; DROP TABLE notify_queue;"
 		    " UPDATE schema_version SET version = 2");
 	sqlite3_close(db);
 
@@ -123,7 +124,7 @@ test_migrates_v1(void **state)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	assert_int_equal(v, 9); /* the newest migration (9: the HL7 v2 message log) */
+	assert_int_equal(v, 10); /* the newest migration (10: Subscription notices) */
 	/* and a third open changes nothing */
 	f->s = open_store(f);
 	assert_non_null(f->s);
@@ -237,6 +238,7 @@ test_totp(void **state)
 	exec_ok(db, "ALTER TABLE users DROP COLUMN totp_step;"
 		    " ALTER TABLE users DROP COLUMN totp; DROP TABLE glass_grants;"
 		    " DROP TABLE audit; DROP TABLE audit_patient; DROP TABLE facts; DROP TABLE hl7_messages;"
+		    " DROP TABLE notify_owner; DROP TABLE notify_queue;"
 		    " UPDATE schema_version SET version = 3");
 	sqlite3_close(db);
 	f->s = open_store(f);

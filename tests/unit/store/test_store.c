@@ -456,6 +456,109 @@ test_hl7_log(void **state)
 	assert_int_equal(store_hl7_get(f->s, f->a, 999, &one), CW_ENOTFOUND);
 }
 
+/* The Subscription notice queue: due in order, a failed try holds back
+ * every notice of its Subscription, dropping one or all, and the owner
+ * row. */
+struct notice_ctx {
+	int step;
+	int64_t seq;
+};
+
+static enum cw_err
+notice_fn(struct store_tx *tx, void *arg)
+{
+	struct notice_ctx *c = arg;
+	enum cw_err err = CW_OK;
+
+	switch (c->step) {
+	case 0:
+		if ((err = store_tx_notice_add(tx, "s1", "Communication", "c1", 1, 1000)) ||
+		    (err = store_tx_notice_add(tx, "s2", "Flag", "f1", 2, 1001)) ||
+		    (err = store_tx_notice_add(tx, "s1", "Communication", "c2", 1, 1002)) ||
+		    (err = store_tx_sub_owner_set(tx, "s1", "nora")))
+			return err;
+		break;
+	case 1:
+		err = store_tx_notice_retry(tx, c->seq, "s1", 1, 5000, "the endpoint answered HTTP 503");
+		break;
+	case 2:
+		err = store_tx_notice_drop(tx, c->seq);
+		break;
+	case 3:
+		if ((err = store_tx_notice_drop_sub(tx, "s1")) ||
+		    (err = store_tx_sub_owner_set(tx, "s1", NULL)))
+			return err;
+		break;
+	case 4:
+		/* a job that fails queues nothing */
+		store_tx_notice_add(tx, "s3", "Flag", "f9", 1, 1000);
+		return CW_EINVALID;
+	}
+	return err;
+}
+
+static void
+test_notice_queue(void **state)
+{
+	struct fx *f = *state;
+	struct notice_ctx c = {0};
+	struct store_notice *v;
+	const char *owner;
+	int64_t next;
+	size_t n;
+	long count;
+
+	assert_int_equal(store_write(f->s, notice_fn, &c), CW_OK);
+	assert_int_equal(store_sub_owner_get(f->s, f->a, "s1", &owner), CW_OK);
+	assert_string_equal(owner, "nora");
+	assert_int_equal(store_sub_owner_get(f->s, f->a, "s2", &owner), CW_OK);
+	assert_null(owner);
+	/* nothing is due before its time */
+	assert_int_equal(store_notice_due(f->s, f->a, 999, 10, &v, &n, &next), CW_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(next, 1000);
+	assert_int_equal(store_notice_due(f->s, f->a, 2000, 2, &v, &n, &next), CW_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].sub_id, "s1");
+	assert_string_equal(v[0].id, "c1");
+	assert_string_equal(v[1].type, "Flag");
+	assert_int_equal(v[1].version, 2);
+	assert_int_equal(next, 1002); /* the one left over */
+	/* s1's first try fails: both its notices wait, s2's does not */
+	c.step = 1;
+	c.seq = v[0].seq;
+	assert_int_equal(store_write(f->s, notice_fn, &c), CW_OK);
+	assert_int_equal(store_notice_due(f->s, f->a, 2000, 10, &v, &n, &next), CW_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].sub_id, "s2");
+	assert_int_equal(next, 5000);
+	assert_int_equal(store_notice_due(f->s, f->a, 5000, 10, &v, &n, &next), CW_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].sub_id, "s2");
+	assert_int_equal(v[1].attempts, 1);
+	assert_string_equal(v[1].error, "the endpoint answered HTTP 503");
+	assert_null(v[2].error);
+	/* delivered: gone */
+	c.step = 2;
+	c.seq = v[0].seq;
+	assert_int_equal(store_write(f->s, notice_fn, &c), CW_OK);
+	assert_int_equal(store_notice_count(f->s, NULL, &count), CW_OK);
+	assert_int_equal(count, 2);
+	assert_int_equal(store_notice_count(f->s, "s1", &count), CW_OK);
+	assert_int_equal(count, 2);
+	/* the Subscription is gone: all of it */
+	c.step = 3;
+	assert_int_equal(store_write(f->s, notice_fn, &c), CW_OK);
+	assert_int_equal(store_notice_count(f->s, NULL, &count), CW_OK);
+	assert_int_equal(count, 0);
+	assert_int_equal(store_sub_owner_get(f->s, f->a, "s1", &owner), CW_OK);
+	assert_null(owner);
+	c.step = 4;
+	assert_int_equal(store_write(f->s, notice_fn, &c), CW_EINVALID);
+	assert_int_equal(store_notice_count(f->s, NULL, &count), CW_OK);
+	assert_int_equal(count, 0);
+}
+
 /* A transaction of several MiB of WAL goes through the writer's VFS,
  * which gathers the WAL appends into large writes: what a commit wrote
  * must be what a reader and a reopened store see, and a failed one must
@@ -1741,6 +1844,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_facts_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hl7_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notice_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),

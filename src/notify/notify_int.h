@@ -1,0 +1,67 @@
+/* notify/notify_int.h: what the files of notify/ share.
+ *
+ *   subs.c     the Subscription check, the matcher's list of active
+ *              Subscriptions and the matching in the write path
+ *   deliver.c  the delivery thread: the queue, rest-hook sends (libcurl),
+ *              retries, the Subscription's status */
+#ifndef CW_NOTIFY_INT_H
+#define CW_NOTIFY_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "notify/notify.h"
+
+/* One Subscription the matcher knows: its criteria, parsed once. */
+struct nsub {
+	const char *id;
+	const struct fhir_restype *rt;
+	struct fhir_kv *kv;  /* the criteria's parameters, without _id */
+	size_t nkv;
+	int64_t end;         /* ms; 0: none */
+};
+
+struct notify {
+	struct store *s;
+	int64_t retry_ms;        /* notify_options.retry_ms */
+	/* the matcher: used only on the store's writer thread (write jobs
+	 * and the group hook), so it needs no lock */
+	struct arena *subs_arena;
+	struct nsub *subs;
+	size_t nsubs;
+	bool loaded;             /* subs is what the database holds */
+	bool reload_after_group; /* a job wrote a Subscription: whether it
+				    committed is known only after the group */
+	bool queued;             /* a job queued a notice */
+	/* the delivery thread */
+	struct notify_hooks hooks;
+	pthread_t th;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool kicked, stopping;   /* under mu */
+};
+
+/* A Subscription's channel, read from its JSON (strings borrowed from it). */
+struct nchannel {
+	const char *endpoint;
+	bool payload;            /* application/fhir+json: PUT the resource */
+	const char *headers[NOTIFY_HEADERS_MAX];
+	size_t nheaders;
+};
+
+/* Parses criteria "Type?name=value&..." into its type and parameters (in
+ * a). CW_EINVALID with an issue at loc when careweave cannot match it. */
+enum cw_err notify_parse_criteria(struct arena *a, const char *criteria,
+				  const char *loc, const struct fhir_restype **rt,
+				  struct fhir_kv **kv, size_t *nkv,
+				  struct diag *d);
+/* Reads and checks res's channel into out. CW_EINVALID with issues at
+ * loc.channel... when it is not one careweave sends on. */
+enum cw_err notify_parse_channel(const json_t *res, const char *loc,
+				 struct nchannel *out, struct diag *d);
+/* The host of an allowed endpoint into out (NOTIFY_ENDPOINT_LEN), or
+ * false with why in *why (static words): https, or http to loopback. */
+bool notify_endpoint_host(const char *url, char *out, const char **why);
+
+#endif
