@@ -1414,6 +1414,20 @@ store_count(struct store *s, const char *type, long *out)
 	return err;
 }
 
+const char *
+sq_col_str(struct arena *a, sqlite3_stmt *st, int i, bool *ok)
+{
+	const char *s;
+
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return NULL;
+	s = arena_strndup(a, (const char *)sqlite3_column_text(st, i),
+			  (size_t)sqlite3_column_bytes(st, i));
+	if (!s)
+		*ok = false;
+	return s;
+}
+
 enum cw_err
 store_check(struct store *s, struct diag *d)
 {

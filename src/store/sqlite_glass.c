@@ -59,20 +59,6 @@ store_tx_glass_end(struct store_tx *tx, int64_t gid, int64_t now, int64_t by)
 	return err;
 }
 
-static const char *
-col_dup(struct arena *a, sqlite3_stmt *st, int i, bool *ok)
-{
-	const char *s;
-
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return NULL;
-	s = arena_strndup(a, (const char *)sqlite3_column_text(st, i),
-			  (size_t)sqlite3_column_bytes(st, i));
-	if (!s)
-		*ok = false;
-	return s;
-}
-
 enum cw_err
 store_glass_list(struct store *s, struct arena *a,
 		 const struct store_glass_filter *f, struct store_glass **out,
@@ -134,11 +120,11 @@ store_glass_list(struct store *s, struct arena *a,
 			.ended = sqlite3_column_int64(st, 7),
 			.ended_by = sqlite3_column_int64(st, 8),
 		};
-		g->patient_id = col_dup(a, st, 2, &ok);
-		g->reason = col_dup(a, st, 3, &ok);
-		g->notice = col_dup(a, st, 6, &ok);
-		g->username = col_dup(a, st, 9, &ok);
-		g->ended_by_name = col_dup(a, st, 10, &ok);
+		g->patient_id = sq_col_str(a, st, 2, &ok);
+		g->reason = sq_col_str(a, st, 3, &ok);
+		g->notice = sq_col_str(a, st, 6, &ok);
+		g->username = sq_col_str(a, st, 9, &ok);
+		g->ended_by_name = sq_col_str(a, st, 10, &ok);
 		if (!ok) {
 			err = CW_ENOMEM;
 			break;

@@ -15,20 +15,6 @@
 #define HL7_COLS "seq, sender, facility, control_id, type, version, peer, received," \
 		 " updated, attempts, outcome, detail, resources"
 
-static const char *
-col_str(struct arena *a, sqlite3_stmt *st, int i, bool *ok)
-{
-	const char *s;
-
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return NULL;
-	s = arena_strndup(a, (const char *)sqlite3_column_text(st, i),
-			  (size_t)sqlite3_column_bytes(st, i));
-	if (!s)
-		*ok = false;
-	return s;
-}
-
 /* Fills m from a row of HL7_COLS (then ack and raw when whole). */
 static bool
 row_of(struct arena *a, sqlite3_stmt *st, bool whole, struct store_hl7 *m)
@@ -37,23 +23,23 @@ row_of(struct arena *a, sqlite3_stmt *st, bool whole, struct store_hl7 *m)
 
 	memset(m, 0, sizeof(*m));
 	m->seq = sqlite3_column_int64(st, 0);
-	m->sender = col_str(a, st, 1, &ok);
-	m->facility = col_str(a, st, 2, &ok);
-	m->control_id = col_str(a, st, 3, &ok);
-	m->type = col_str(a, st, 4, &ok);
-	m->version = col_str(a, st, 5, &ok);
-	m->peer = col_str(a, st, 6, &ok);
+	m->sender = sq_col_str(a, st, 1, &ok);
+	m->facility = sq_col_str(a, st, 2, &ok);
+	m->control_id = sq_col_str(a, st, 3, &ok);
+	m->type = sq_col_str(a, st, 4, &ok);
+	m->version = sq_col_str(a, st, 5, &ok);
+	m->peer = sq_col_str(a, st, 6, &ok);
 	m->received = sqlite3_column_int64(st, 7);
 	m->updated = sqlite3_column_int64(st, 8);
 	m->attempts = sqlite3_column_int(st, 9);
 	m->outcome = sqlite3_column_int(st, 10);
-	m->detail = col_str(a, st, 11, &ok);
-	m->resources = col_str(a, st, 12, &ok);
+	m->detail = sq_col_str(a, st, 11, &ok);
+	m->resources = sq_col_str(a, st, 12, &ok);
 	if (whole) {
 		size_t n = (size_t)sqlite3_column_bytes(st, 14);
 		char *raw = arena_alloc(a, n + 1);
 
-		m->ack = col_str(a, st, 13, &ok);
+		m->ack = sq_col_str(a, st, 13, &ok);
 		if (!raw)
 			return false;
 		if (n)

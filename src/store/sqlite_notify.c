@@ -12,20 +12,6 @@
 
 #define SQL(s) s, sizeof(s) - 1
 
-static const char *
-col_str(struct arena *a, sqlite3_stmt *st, int i, bool *ok)
-{
-	const char *s;
-
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return NULL;
-	s = arena_strndup(a, (const char *)sqlite3_column_text(st, i),
-			  (size_t)sqlite3_column_bytes(st, i));
-	if (!s)
-		*ok = false;
-	return s;
-}
-
 enum cw_err
 store_tx_notice_add(struct store_tx *tx, const char *sub_id, const char *type,
 		    const char *id, long version, int64_t now)
@@ -79,14 +65,14 @@ store_notice_due(struct store *s, struct arena *a, int64_t now, size_t max,
 		}
 		v[k] = (struct store_notice){
 			.seq = sqlite3_column_int64(st, 0),
-			.sub_id = col_str(a, st, 1, &ok),
-			.type = col_str(a, st, 2, &ok),
-			.id = col_str(a, st, 3, &ok),
+			.sub_id = sq_col_str(a, st, 1, &ok),
+			.type = sq_col_str(a, st, 2, &ok),
+			.id = sq_col_str(a, st, 3, &ok),
 			.version = (long)sqlite3_column_int64(st, 4),
 			.created = sqlite3_column_int64(st, 5),
 			.due = due,
 			.attempts = sqlite3_column_int(st, 7),
-			.error = col_str(a, st, 8, &ok),
+			.error = sq_col_str(a, st, 8, &ok),
 		};
 		k++;
 	}
@@ -218,7 +204,7 @@ store_sub_owner_get(struct store *s, struct arena *a, const char *sub_id,
 	sqlite3_bind_text(st, 1, sub_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		*owner = col_str(a, st, 0, &ok);
+		*owner = sq_col_str(a, st, 0, &ok);
 	else if (rc != SQLITE_DONE)
 		err = sq_err(c, rc, "sub owner get");
 	sq_done(st);

@@ -154,6 +154,9 @@ enum cw_err sq_err(struct sq_conn *c, int rc, const char *what);
 /* Steps a fully bound write statement once (SQLITE_DONE: CW_OK, else
  * sq_err with what) and sq_done()s it. */
 enum cw_err sq_step_write(struct sq_conn *c, sqlite3_stmt *st, const char *what);
+/* Text column i of st's row copied into a; NULL for SQL NULL, and NULL
+ * with *ok false when a is full. */
+const char *sq_col_str(struct arena *a, sqlite3_stmt *st, int i, bool *ok);
 /* Fills out from the current row of st, columns from col:
  * type, id, version, updated, deleted, json. Strings copied into a. */
 enum cw_err sq_row_res(struct arena *a, sqlite3_stmt *st, int col,
