@@ -75,6 +75,10 @@ struct api_bundle_opt {
 	 * decided it may write. */
 	const char *agent;
 	const char *remote;
+	/* The entries are records made elsewhere already (an HL7 v2 merge
+	 * moving a record's resources): the rules record their findings and
+	 * never refuse, as for an import. */
+	bool report_only;
 	/* A transaction only: called inside its job once every entry and
 	 * its record are written, with what was written ("Type/id", one per
 	 * entry that wrote); an error rolls the whole transaction back.

@@ -288,7 +288,7 @@ tx_prep(struct bctx *b, struct bentry *e)
 	e->op.coord = b->api->coord;
 	e->op.notify = b->api->notify;
 	e->op.owner = b->who ? b->who->username : NULL;
-	e->op.report_only = b->api->rules_report_only;
+	e->op.report_only = b->api->rules_report_only || (b->opt && b->opt->report_only);
 	if (e->method == BM_POST && (id || query))
 		return diag_err(b->d, CW_EINVAL, "invalid",
 				arena_printf(b->a, "%s.request.url", e->loc),

@@ -1037,13 +1037,88 @@ add_link(json_t *p, const char *other, const char *type)
 					       "type", type));
 }
 
+/* Rewrites every reference to from in v (deep) to to; true if any was. */
+static bool
+repoint(json_t *v, const char *from, const char *to)
+{
+	bool any = false;
+	const char *k;
+	json_t *x;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach (v, k, x) {
+			if (!strcmp(k, "reference") && json_is_string(x) &&
+			    !strcmp(json_string_value(x), from)) {
+				json_string_set(x, to);
+				any = true;
+			} else {
+				any |= repoint(x, from, to);
+			}
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach (v, i, x)
+			any |= repoint(x, from, to);
+	}
+	return any;
+}
+
+/* The entries that move what the old record holds to the kept one: every
+ * resource of old's compartment, its references to old_ref rewritten to
+ * keep_ref, each guarded by the version read (a change meanwhile fails
+ * the message, AE, to be replayed). *moved counts them. */
+static enum cw_err
+move_record(struct hl7_map *mp, const char *old_id, const char *old_ref,
+	    const char *keep_ref, size_t *moved, struct diag *d)
+{
+	struct store_page pg;
+	const char *cursor = NULL;
+	enum cw_err err;
+
+	*moved = 0;
+	do {
+		if ((err = store_everything(mp->store, mp->a, old_id, NULL, 0, 0, 1000,
+					    cursor, &pg, d)))
+			return err == CW_ENOTFOUND ? CW_OK : err;
+		for (size_t i = 0; i < pg.n; i++) {
+			const struct store_res *r = &pg.res[i];
+			json_t *v;
+
+			if (!strcmp(r->type, "Patient") || r->deleted)
+				continue;
+			if (*moved >= HL7_MERGE_MOVE_MAX)
+				return hl7_map_problem(mp, -1, 0, 207, true,
+						       "The record to retire holds more than %d resources:"
+						       " too many to move in one message; nothing was"
+						       " changed", HL7_MERGE_MOVE_MAX);
+			if (!(v = json_loadb(r->json.p, r->json.n, 0, NULL)))
+				return CW_ENOMEM;
+			if (!repoint(v, old_ref, keep_ref)) {
+				json_decref(v); /* in the compartment by another path */
+				continue;
+			}
+			json_object_del(v, "meta");
+			if ((err = hl7_map_entry(mp, "PUT", arena_printf(mp->a, "%s/%s", r->type, r->id),
+						 v, NULL, arena_printf(mp->a, "W/\"%ld\"", r->version),
+						 NULL)))
+				return err;
+			(*moved)++;
+		}
+		cursor = pg.next;
+	} while (cursor);
+	return CW_OK;
+}
+
 /* A40: the record MRG-1 names is the PID's patient. Two Patients held: the
  * one MRG-1 names is made inactive and linked (replaced-by) to the PID's,
- * which takes its identifiers (use old) and links back (replaces); the
- * records of the old one stay where they are, found through the link
- * (FHIR's way: nothing is moved or lost). Only the old one held: it takes
- * the PID's identifiers and demographics (a renumbering). Merged already,
- * or neither held: said, nothing written. */
+ * which takes its identifiers (use old) and links back (replaces), and
+ * everything the old one holds moves to the kept one (move_record): one
+ * record for the care team to read and for the rules to check (the old
+ * record's medications against the kept one's). The moved records were
+ * made elsewhere already, so the rules record what they find and never
+ * refuse them. Only the old one held: it takes the PID's identifiers and
+ * demographics (a renumbering). Merged already, or neither held: said,
+ * nothing written. */
 static enum cw_err
 merge(struct hl7_map *mp, long pid, struct diag *d)
 {
@@ -1051,7 +1126,7 @@ merge(struct hl7_map *mp, long pid, struct diag *d)
 	struct hl7_found old, keep;
 	json_t *old_ids, *keep_ids, *msgp, *v;
 	const char *old_ref, *keep_ref;
-	size_t i;
+	size_t i, moved = 0;
 	enum cw_err err;
 
 	if (mrg < 0)
@@ -1114,14 +1189,22 @@ merge(struct hl7_map *mp, long pid, struct diag *d)
 		if (unchanged(old.res, o) && unchanged(keep.res, k)) {
 			json_decref(o);
 			json_decref(k);
+			o = k = NULL;
+		} else if ((err = hl7_map_entry(mp, "PUT", old_ref, o, NULL,
+						arena_printf(mp->a, "W/\"%ld\"", old.version),
+						NULL)) ||
+			   (err = hl7_map_entry(mp, "PUT", keep_ref, k, NULL,
+						arena_printf(mp->a, "W/\"%ld\"", keep.version),
+						NULL))) {
+			return err;
+		}
+		if ((err = move_record(mp, old.id, old_ref, keep_ref, &moved, d)))
+			return err;
+		if (!o && !moved)
 			return hl7_map_problem(mp, mrg, 1, 205, false,
 					       "The two records are merged already");
-		}
-		if ((err = hl7_map_entry(mp, "PUT", old_ref, o, NULL,
-					 arena_printf(mp->a, "W/\"%ld\"", old.version), NULL)))
-			return err;
-		return hl7_map_entry(mp, "PUT", keep_ref, k, NULL,
-				     arena_printf(mp->a, "W/\"%ld\"", keep.version), NULL);
+		mp->report_only = moved > 0;
+		return CW_OK;
 	}
 }
 

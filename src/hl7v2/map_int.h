@@ -23,6 +23,8 @@
 #define HL7_ID_SYSTEM_PREFIX "urn:careweave:hl7v2:id:"
 #define HL7_V2_TABLE "http://terminology.hl7.org/CodeSystem/v2-"
 #define HL7_MAP_PROBLEMS_MAX 32
+/* Resources an A40 moves from the retired record in one message. */
+#define HL7_MERGE_MOVE_MAX 5000
 
 /* One message being mapped. */
 struct hl7_map {
@@ -36,7 +38,9 @@ struct hl7_map {
 	struct hl7_problem problems[HL7_MAP_PROBLEMS_MAX];
 	size_t nproblems;
 	bool failed;               /* a problem that stops the message (AE) */
-	const char *summary;       /* what it did, in words, for the log row */
+	bool report_only;          /* the entries hold records made elsewhere
+				      already (a merge moves them): the rules
+				      record findings and never refuse */
 };
 
 /* Says a problem at segment (seg index, for its name and sequence) and

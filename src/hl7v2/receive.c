@@ -320,6 +320,7 @@ apply(struct rx *x, struct diag *d)
 	x->row.detail = mp.nproblems ? mp.problems[0].text : NULL;
 	opt.agent = arena_printf(x->a, "hl7v2:%s@%s", x->row.sender, x->row.facility);
 	opt.remote = x->peer;
+	opt.report_only = mp.report_only;
 	opt.in_tx = log_in_tx;
 	opt.in_tx_ctx = x;
 	err = api_bundle(x->r->api, x->a, bundle, &opt, &out, d);

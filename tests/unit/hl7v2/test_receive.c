@@ -751,6 +751,23 @@ test_a40_merge(void **state)
 	keep_id = arena_strdup(f->a, str(p[0], "id"));
 	json_decref(p[0]);
 	assert_string_not_equal(old_id, keep_id);
+	/* each record has a prescription; together they interact (high) */
+	{
+		char body[2048];
+		const char *fmt =
+			"{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{"
+			"\"request\":{\"method\":\"POST\",\"url\":\"MedicationRequest\"},"
+			"\"resource\":{\"resourceType\":\"MedicationRequest\",\"status\":\"active\","
+			"\"intent\":\"order\",\"subject\":{\"reference\":\"Patient/%s\"},"
+			"\"medicationCodeableConcept\":{\"text\":\"%s\"}}}]}";
+
+		snprintf(body, sizeof(body), fmt, old_id, "Coumadin 5 mg tablet");
+		post_bundle(f, body);
+		snprintf(body, sizeof(body), fmt, keep_id, "Naproxen 220 mg tablet");
+		post_bundle(f, body);
+	}
+	assert_int_equal(search(f, "DetectedIssue", "patient", arena_printf(f->a, "Patient/%s", keep_id),
+				NULL), 0);
 	/* the hospital merges 100 into 200 */
 	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260103||ADT^A40^ADT_A39|M3|P|2.5\r"
 				     "EVN|A40|20260103\rPID|1||200^^^GHH^MR||TWICE^THOMAS||19600101|M\r"
@@ -764,6 +781,17 @@ test_a40_merge(void **state)
 	assert_string_equal(str(p[0], "link.0.type"), "replaces");
 	assert_int_equal(json_array_size(json_object_get(p[0], "identifier")), 2);
 	json_decref(p[0]);
+	/* what the old record held moved: one record to read and to check */
+	assert_int_equal(search(f, "Encounter", "subject", arena_printf(f->a, "Patient/%s", old_id),
+				NULL), 0);
+	assert_int_equal(search(f, "Encounter", "subject", arena_printf(f->a, "Patient/%s", keep_id),
+				NULL), 2);
+	/* the moved prescription is checked against the kept one's: found,
+	 * recorded, never refused (both were prescribed already) */
+	assert_int_equal(search(f, "MedicationRequest", "subject", arena_printf(f->a, "Patient/%s", keep_id),
+				NULL), 2);
+	assert_true(search(f, "DetectedIssue", "patient", arena_printf(f->a, "Patient/%s", keep_id),
+			   NULL) >= 1);
 	/* the same merge again (another control id): said, nothing written */
 	assert_string_equal(send_msg(f, "MSH|^~\\&|ADT1|GHH|CW|CW|20260104||ADT^A40|M4|P|2.5\r"
 				     "PID|1||200^^^GHH^MR||TWICE^THOMAS||19600101|M\rMRG|100^^^GHH^MR\r",
