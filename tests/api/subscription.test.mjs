@@ -15,9 +15,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { rmSync } from 'node:fs';
 import { Hl7Client } from '@medplum/hl7';
 import { Hl7Message } from '@medplum/core';
-import { startServer, raw, runCli, addUser, login, sleep } from '../support/server.mjs';
+import { startServer, raw, runCli, addUser, login, sleep, tempDir } from '../support/server.mjs';
 
 const PW = 'a long enough password 1';
 const MRN = 'urn:careweave:hl7v2:id:ADT1:MR';
@@ -225,8 +226,11 @@ describe('a coordinator subscribed to what is addressed to her', () => {
 });
 
 test('without a payload the notice is an empty POST to the endpoint as given', async () => {
-  const r = await svc('POST', 'Subscription', subscription(`Flag?patient=Patient/${ids.moss}`, '/empty', { payload: undefined }));
+  // through a real FHIR client, as a subscriber's system would
+  const r = await srv.client.create({ resourceType: 'Subscription',
+    body: subscription(`Flag?patient=Patient/${ids.moss}`, '/empty', { payload: undefined }) });
   assert.equal(r.status, 'active');
+  assert.equal(r.channel.payload, undefined);
   await svc('POST', 'Flag', { resourceType: 'Flag', status: 'active', code: { text: 'falls risk' }, subject: { reference: `Patient/${ids.moss}` } });
   const hit = await waitFor('the empty notice', () => hits.find((h) => h.url === '/empty'));
   assert.equal(hit.method, 'POST');
@@ -304,4 +308,32 @@ test('a failing endpoint: retried, status error with why, active again once it a
   // the tries went out in order, one at a time
   const tries = hits.filter((h) => h.url.startsWith('/flaky'));
   assert.ok(tries.every((h) => h.url === `/flaky/Observation/${obs.id}`));
+});
+
+test('a notice waiting when the server is killed is delivered after the restart', async () => {
+  // a server of its own: killed with SIGKILL, started again on its file
+  const dir = tempDir();
+  const db = `${dir}/careweave.db`;
+  const args = ['--subscription-retry-ms', '200'];
+  let a = await startServer({ db, args });
+  let b;
+  try {
+    failing.add('/crash');
+    const pat = await raw(a.base, 'POST', 'Patient', { body: { resourceType: 'Patient', name: [{ family: 'Restart' }] } });
+    assert.equal(pat.status, 201, pat.text);
+    const sub = await raw(a.base, 'POST', 'Subscription', { body: subscription(`Flag?patient=Patient/${pat.json.id}`, '/crash') });
+    assert.equal(sub.status, 201, sub.text);
+    const flag = await raw(a.base, 'POST', 'Flag', { body: { resourceType: 'Flag', status: 'active', code: { text: 'needs transport' }, subject: { reference: `Patient/${pat.json.id}` } } });
+    assert.equal(flag.status, 201, flag.text);
+    await waitFor('a failed try', () => hits.find((h) => h.url === `/crash/Flag/${flag.json.id}` && h.failed));
+    await a.kill();
+    failing.delete('/crash');
+    b = await startServer({ db, args });
+    const ok = await waitFor('the delivery after the restart',
+      () => hits.find((h) => h.url === `/crash/Flag/${flag.json.id}` && !h.failed));
+    assert.equal(JSON.parse(ok.body).code.text, 'needs transport');
+  } finally {
+    await b?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
