@@ -63,30 +63,32 @@ api_issue_code(enum cw_err err)
 	return err_table[err].issue;
 }
 
+/* The status line of each status careweave answers ("201 Created"),
+ * written out: a transaction's response says one per entry. */
 static const struct {
 	int status;
-	const char *text;
+	const char *line;
 } reason_table[] = {
-	{200, "OK"},
-	{201, "Created"},
-	{204, "No Content"},
-	{304, "Not Modified"},
-	{400, "Bad Request"},
-	{401, "Unauthorized"},
-	{403, "Forbidden"},
-	{404, "Not Found"},
-	{405, "Method Not Allowed"},
-	{406, "Not Acceptable"},
-	{409, "Conflict"},
-	{410, "Gone"},
-	{412, "Precondition Failed"},
-	{413, "Payload Too Large"},
-	{415, "Unsupported Media Type"},
-	{422, "Unprocessable Entity"},
-	{429, "Too Many Requests"},
-	{500, "Internal Server Error"},
-	{501, "Not Implemented"},
-	{503, "Service Unavailable"},
+	{200, "200 OK"},
+	{201, "201 Created"},
+	{204, "204 No Content"},
+	{304, "304 Not Modified"},
+	{400, "400 Bad Request"},
+	{401, "401 Unauthorized"},
+	{403, "403 Forbidden"},
+	{404, "404 Not Found"},
+	{405, "405 Method Not Allowed"},
+	{406, "406 Not Acceptable"},
+	{409, "409 Conflict"},
+	{410, "410 Gone"},
+	{412, "412 Precondition Failed"},
+	{413, "413 Payload Too Large"},
+	{415, "415 Unsupported Media Type"},
+	{422, "422 Unprocessable Entity"},
+	{429, "429 Too Many Requests"},
+	{500, "500 Internal Server Error"},
+	{501, "501 Not Implemented"},
+	{503, "503 Service Unavailable"},
 };
 
 const char *
@@ -96,8 +98,7 @@ api_status_text(struct arena *a, int status)
 
 	for (i = 0; i < sizeof(reason_table) / sizeof(reason_table[0]); i++)
 		if (reason_table[i].status == status)
-			return arena_printf(a, "%d %s", status,
-					    reason_table[i].text);
+			return reason_table[i].line;
 	return arena_printf(a, "%d", status);
 }
 

@@ -110,7 +110,8 @@ typedef enum cw_err (*api_handler_fn)(struct api_req *q);
 const char *api_header(const struct api_req *q, const char *name);
 /* The FHIR IssueType code for err ("not-found"). */
 const char *api_issue_code(enum cw_err err);
-/* "201 Created": the status line text used in Bundle entry responses. */
+/* "201 Created": the status line text used in Bundle entry responses
+ * (static storage; an unlisted status in a). */
 const char *api_status_text(struct arena *a, int status);
 /* Sets the response body: text in arena or static memory. */
 void api_reply(struct api_req *q, int status, const char *body, size_t n);

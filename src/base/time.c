@@ -292,8 +292,38 @@ time_format_instant(int64_t ms, char out[32])
 	unsigned mo, d, hh, mi, ss, milli;
 
 	split_ms(ms, &y, &mo, &d, &hh, &mi, &ss, &milli, NULL);
-	snprintf(out, 32, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y,
-		 mo, d, hh, mi, ss, milli);
+	if (y < 0 || y > 9999) {
+		snprintf(out, 32, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y,
+			 mo, d, hh, mi, ss, milli);
+		return;
+	}
+	/* by hand: every stored version and audit record formats one, and
+	 * snprintf cost ten times this */
+	out[0] = (char)('0' + y / 1000);
+	out[1] = (char)('0' + y / 100 % 10);
+	out[2] = (char)('0' + y / 10 % 10);
+	out[3] = (char)('0' + y % 10);
+	out[4] = '-';
+	out[5] = (char)('0' + mo / 10);
+	out[6] = (char)('0' + mo % 10);
+	out[7] = '-';
+	out[8] = (char)('0' + d / 10);
+	out[9] = (char)('0' + d % 10);
+	out[10] = 'T';
+	out[11] = (char)('0' + hh / 10);
+	out[12] = (char)('0' + hh % 10);
+	out[13] = ':';
+	out[14] = (char)('0' + mi / 10);
+	out[15] = (char)('0' + mi % 10);
+	out[16] = ':';
+	out[17] = (char)('0' + ss / 10);
+	out[18] = (char)('0' + ss % 10);
+	out[19] = '.';
+	out[20] = (char)('0' + milli / 100);
+	out[21] = (char)('0' + milli / 10 % 10);
+	out[22] = (char)('0' + milli % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 void
