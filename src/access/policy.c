@@ -811,6 +811,18 @@ access_may_read_res(struct access_scope *sc, const struct fhir_restype *rt,
 	*ok = access_scope_all(sc);
 	if (*ok)
 		return CW_OK;
+	/* A Subscription is its owner's (the user who last wrote it): it
+	 * names an endpoint and may carry its secret (channel.header), and
+	 * it delivers with the owner's rights, so no one else reads or
+	 * changes it. One lookup of the owner row. */
+	if (!strcmp(rt->name, "Subscription")) {
+		const char *id = str_at(res, "id"), *owner = NULL;
+
+		err = id ? store_sub_owner_get(sc->s, sc->a, id, &owner) : CW_OK;
+		*ok = !err && owner && sc->who->username &&
+		      !strcmp(owner, sc->who->username);
+		return err;
+	}
 	/* A privacy officer's Communications: those addressed to them,
 	 * whoever's compartment they are in (or none). */
 	if (sc->who->role == ACCESS_PRIVACY_OFFICER &&

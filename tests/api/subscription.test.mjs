@@ -215,6 +215,22 @@ describe('a coordinator subscribed to what is addressed to her', () => {
     assert.ok(!hits.slice(before).some((h) => h.body.includes('rolled back')));
   });
 
+  test('is hers alone: another user neither reads nor changes it (it holds her endpoint secret)', async () => {
+    const olive = `olive-${process.pid}`;
+    assert.equal((await as(olive, 'GET', `Subscription/${sub.id}`)).status, 404);
+    const found = await as(olive, 'GET', 'Subscription');
+    assert.equal(found.status, 200);
+    assert.ok(!(found.json.entry ?? []).some((e) => e.resource?.id === sub.id), 'not in her search either');
+    assert.ok(!found.text.includes('nora-s3cret'));
+    const stolen = { ...sub, channel: { ...sub.channel, endpoint: `${endpoint}/olive-steals` } };
+    delete stolen.meta;
+    assert.equal((await as(olive, 'PUT', `Subscription/${sub.id}`, stolen)).status, 404);
+    assert.equal((await as(olive, 'DELETE', `Subscription/${sub.id}`)).status, 404);
+    const still = await as(`nora-${process.pid}`, 'GET', `Subscription/${sub.id}`);
+    assert.equal(still.status, 200);
+    assert.equal(still.json.meta.versionId, sub.meta.versionId);
+  });
+
   test('deleted, it sends nothing more', async () => {
     const r = await as(`nora-${process.pid}`, 'DELETE', `Subscription/${sub.id}`);
     assert.ok(r.status < 300, r.text);
