@@ -445,6 +445,14 @@ notify_kick(struct notify *n)
 	pthread_mutex_unlock(&n->mu);
 }
 
+static enum cw_err
+nothing(struct store_tx *tx, void *ctx)
+{
+	(void)tx;
+	(void)ctx;
+	return CW_OK;
+}
+
 void
 notify_free(struct notify *n)
 {
@@ -457,7 +465,11 @@ notify_free(struct notify *n)
 		pthread_mutex_unlock(&n->mu);
 		pthread_join(n->th, NULL);
 	}
+	/* the writer may be inside group_ended now (the audit flusher still
+	 * writes): once a job queued after the unhooking has run, no call of
+	 * it is in flight (store_set_group_hook) */
 	store_set_group_hook(n->s, NULL, NULL);
+	store_write(n->s, nothing, NULL);
 	pthread_cond_destroy(&n->cv);
 	pthread_mutex_destroy(&n->mu);
 	arena_free(n->subs_arena);

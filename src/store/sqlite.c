@@ -866,15 +866,16 @@ run_group(struct store *s, struct sq_job **jobs, size_t n)
 	}
 out_reset:
 	arena_reset(s->tx_arena);
-	if (s->group_hook)
-		s->group_hook(s->group_hook_ctx);
 }
 
 void
 store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
 {
+	/* under the lock the writer reads them with, between groups */
+	pthread_mutex_lock(&s->mu);
 	s->group_hook = fn;
 	s->group_hook_ctx = ctx;
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void *
@@ -882,6 +883,8 @@ writer_main(void *arg)
 {
 	struct store *s = arg;
 	struct sq_job **jobs = s->batch;
+	void (*hook)(void *ctx);
+	void *hook_ctx;
 	size_t n;
 
 	pthread_mutex_lock(&s->mu);
@@ -896,8 +899,13 @@ writer_main(void *arg)
 		}
 		if (!s->head)
 			s->tail = NULL;
+		hook = s->group_hook;
+		hook_ctx = s->group_hook_ctx;
 		pthread_mutex_unlock(&s->mu);
 		run_group(s, jobs, n);
+		/* before the callers return: they may count on what it did */
+		if (hook)
+			hook(hook_ctx);
 		pthread_mutex_lock(&s->mu);
 		/* Once done is set and mu released, the caller may return and
 		 * its job (on its stack) is gone: touch nothing after. */

@@ -172,7 +172,10 @@ struct arena *store_tx_arena(struct store_tx *tx);
  * committed or rolled back, before their callers return: a module that
  * keeps state about what the jobs wrote (notify/: its Subscriptions, the
  * notices to send) learns that a commit may have made something real.
- * Set it once, before the first store_write; fn must not call the store. */
+ * Set it before the first store_write; fn must not call the store. To
+ * unset it (NULL) while writes go on, follow with one store_write: once
+ * that returns, no call of the old fn is in flight (the writer takes the
+ * store's lock between groups, so the next group sees the change). */
 void store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx);
 
 /* ---- derived rows (sqlite_facts.c) -------------------------------------
