@@ -307,6 +307,12 @@ route(struct api_req *q)
 /* ---- headers, Prefer and content negotiation ------------------------------ */
 
 const char *
+api_str_at(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+const char *
 api_header(const struct api_req *q, const char *name)
 {
 	size_t i;

@@ -106,6 +106,9 @@ typedef enum cw_err (*api_handler_fn)(struct api_req *q);
 
 /* ---- api.c ------------------------------------------------------------ */
 
+/* The string member key of object o, or NULL (o NULL or not an object, no
+ * such member, not a string). */
+const char *api_str_at(const json_t *o, const char *key);
 /* A request header (case-insensitive) or NULL. */
 const char *api_header(const struct api_req *q, const char *name);
 /* The FHIR IssueType code for err ("not-found"). */

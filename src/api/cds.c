@@ -102,12 +102,6 @@ api_cds_path(const char *path)
 	return !strncmp(path, CDS_PATH, n) && (!path[n] || path[n] == '/');
 }
 
-static const char *
-str_at(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 static enum cw_err
 reply(struct api_req *q, json_t *v)
 {
@@ -240,10 +234,10 @@ draft_words(const json_t *res, const char *ref)
 	if (!cc)
 		cc = json_object_get(res, "code");
 	c = json_array_get(json_object_get(cc, "coding"), 0);
-	if (str_at(cc, "text"))
-		return str_at(cc, "text");
-	if (str_at(c, "display"))
-		return str_at(c, "display");
+	if (api_str_at(cc, "text"))
+		return api_str_at(cc, "text");
+	if (api_str_at(c, "display"))
+		return api_str_at(c, "display");
 	return ref;
 }
 
@@ -375,7 +369,7 @@ static enum cw_err
 prefetched(struct api_req *q, const char *key, const json_t *val,
 	   const json_t ***v, size_t *n, size_t *cap)
 {
-	const char *rt = str_at(val, "resourceType");
+	const char *rt = api_str_at(val, "resourceType");
 	const json_t *e;
 	size_t i, add;
 
@@ -448,7 +442,7 @@ static enum cw_err
 parse_call(struct api_req *q, const json_t *body, struct call *c)
 {
 	const json_t *ctx, *drafts, *pf, *e;
-	const char *hook = str_at(body, "hook"), *hi = str_at(body, "hookInstance");
+	const char *hook = api_str_at(body, "hook"), *hi = api_str_at(body, "hookInstance");
 	size_t i;
 	enum cw_err err;
 
@@ -463,19 +457,19 @@ parse_call(struct api_req *q, const json_t *body, struct call *c)
 	if (!json_is_object(ctx))
 		return bad(q, "context", "context is required: an object with userId, patientId "
 			   "and draftOrders");
-	if (!str_at(ctx, "userId") || !*str_at(ctx, "userId"))
+	if (!api_str_at(ctx, "userId") || !*api_str_at(ctx, "userId"))
 		return bad(q, "context.userId", "context.userId is required (Practitioner/123)");
-	c->patient_id = str_at(ctx, "patientId");
+	c->patient_id = api_str_at(ctx, "patientId");
 	if (!c->patient_id || !id_is_valid(c->patient_id, strlen(c->patient_id)))
 		return bad(q, "context.patientId", "context.patientId is required: the FHIR id "
 			   "of the patient");
-	if (json_object_get(ctx, "encounterId") && !str_at(ctx, "encounterId"))
+	if (json_object_get(ctx, "encounterId") && !api_str_at(ctx, "encounterId"))
 		return bad(q, "context.encounterId", "context.encounterId, when sent, is a string");
 	if (!(c->patient_ref = arena_printf(q->a, "Patient/%s", c->patient_id)))
 		return CW_ENOMEM;
 	drafts = json_object_get(ctx, "draftOrders");
-	if (!json_is_object(drafts) || !str_at(drafts, "resourceType") ||
-	    strcmp(str_at(drafts, "resourceType"), "Bundle"))
+	if (!json_is_object(drafts) || !api_str_at(drafts, "resourceType") ||
+	    strcmp(api_str_at(drafts, "resourceType"), "Bundle"))
 		return bad(q, "context.draftOrders", "context.draftOrders is required: a FHIR "
 			   "Bundle of the draft orders");
 	c->drafts = json_object_get(drafts, "entry");
@@ -487,7 +481,7 @@ parse_call(struct api_req *q, const json_t *body, struct call *c)
 	json_array_foreach(c->drafts, i, e) {
 		const json_t *res = json_object_get(e, "resource");
 
-		if (!json_is_object(res) || !str_at(res, "resourceType"))
+		if (!json_is_object(res) || !api_str_at(res, "resourceType"))
 			return bad(q, arena_printf(q->a, "context.draftOrders.entry[%zu]", i),
 				   "Each draft order entry holds a resource with its resourceType");
 	}
@@ -506,10 +500,10 @@ parse_call(struct api_req *q, const json_t *body, struct call *c)
 				return bad(q, "context.selections", "Each selection is a string");
 			json_array_foreach(c->drafts, k, d) {
 				const json_t *res = json_object_get(d, "resource");
-				const char *id = str_at(res, "id");
+				const char *id = api_str_at(res, "id");
 
 				found = found || (id && !strcmp(s, arena_printf(q->a, "%s/%s",
-						  str_at(res, "resourceType"), id)));
+						  api_str_at(res, "resourceType"), id)));
 			}
 			if (!found)
 				return bad(q, arena_printf(q->a, "context.selections[%zu]", i),
@@ -526,8 +520,8 @@ parse_call(struct api_req *q, const json_t *body, struct call *c)
 		if (c->missing[k])
 			continue;
 		if (!strcmp(prefetch_keys[k].key, "patient")) {
-			if (!str_at(v, "resourceType") || strcmp(str_at(v, "resourceType"), "Patient") ||
-			    !str_at(v, "id") || strcmp(str_at(v, "id"), c->patient_id))
+			if (!api_str_at(v, "resourceType") || strcmp(api_str_at(v, "resourceType"), "Patient") ||
+			    !api_str_at(v, "id") || strcmp(api_str_at(v, "id"), c->patient_id))
 				return bad(q, "prefetch.patient", "prefetch.patient is the Patient "
 					   "context.patientId names");
 			continue;
@@ -569,8 +563,8 @@ static enum cw_err
 draft_of(struct api_req *q, const struct call *c, size_t i, const json_t *res,
 	 json_t **out)
 {
-	const char *type = str_at(res, "resourceType");
-	const char *subj = str_at(json_object_get(res, "subject"), "reference");
+	const char *type = api_str_at(res, "resourceType");
+	const char *subj = api_str_at(json_object_get(res, "subject"), "reference");
 	const char *where = arena_printf(q->a, "context.draftOrders.entry[%zu].resource", i);
 	json_t *cp;
 	enum cw_err err;
@@ -640,13 +634,13 @@ call(struct api_req *q, const struct cds_service *svc)
 			const json_t *res = json_object_get(e, "resource");
 			json_t *cp;
 
-			if (!coord_watches(str_at(res, "resourceType")))
+			if (!coord_watches(api_str_at(res, "resourceType")))
 				continue;
 			if (!(cp = api_json_own(q->a, json_deep_copy(res))) ||
 			    json_object_set_new(cp, "subject", json_pack("{s:s}", "reference", c.patient_ref)) ||
 			    json_object_set_new(cp, "status", json_string("active")))
 				return CW_ENOMEM;
-			if (!str_at(cp, "id"))
+			if (!api_str_at(cp, "id"))
 				json_object_set_new(cp, "id", json_string(arena_printf(q->a, "draft-%zu", i)));
 			all_given[c.ngiven + drafts_given.n++] = cp;
 		}
@@ -666,7 +660,7 @@ call(struct api_req *q, const struct cds_service *svc)
 	}
 	json_array_foreach(c.drafts, i, e) {
 		const json_t *res = json_object_get(e, "resource");
-		const char *type = str_at(res, "resourceType"), *id = str_at(res, "id");
+		const char *type = api_str_at(res, "resourceType"), *id = api_str_at(res, "id");
 		const char *ref = id ? arena_printf(q->a, "%s/%s", type, id) : NULL;
 		struct coord_report r;
 		json_t *draft = NULL;

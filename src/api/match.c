@@ -25,12 +25,6 @@
 #define MATCH_COUNT_MAX 50
 #define REASONS_URL "https://careweave.org/fhir/StructureDefinition/match-reasons"
 
-static const char *
-str_at(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 struct match_in {
 	json_t *who;
 	bool only_certain;
@@ -71,17 +65,17 @@ parse_params(struct api_req *q, struct match_in *in)
 		return err;
 	if (!api_json_own_done(q->a, body))
 		return CW_ENOMEM;
-	if (!json_is_object(body) || !str_at(body, "resourceType") ||
-	    strcmp(str_at(body, "resourceType"), "Parameters"))
+	if (!json_is_object(body) || !api_str_at(body, "resourceType") ||
+	    strcmp(api_str_at(body, "resourceType"), "Parameters"))
 		return bad(q, NULL, "Send the operation's parameters as a Parameters resource");
 	json_array_foreach(json_object_get(body, "parameter"), i, p) {
-		const char *name = str_at(p, "name");
+		const char *name = api_str_at(p, "name");
 
 		if (!name) {
 			return bad(q, "Parameters.parameter", "A parameter has no name");
 		} else if (!strcmp(name, "resource")) {
 			json_t *r = json_object_get(p, "resource");
-			const char *rt = str_at(r, "resourceType");
+			const char *rt = api_str_at(r, "resourceType");
 
 			if (in->who)
 				return bad(q, "Parameters.parameter.resource",

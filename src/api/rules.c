@@ -69,12 +69,6 @@ write_own(struct store_tx *tx, struct arena *a, const struct api_op *parent, jso
 	return api_trail_tx_own(tx, a, "rules", out);
 }
 
-static const char *
-str_at(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* The ids of type matching one search parameter in tx. */
 static enum cw_err
 find(struct store_tx *tx, struct arena *a, const char *type, const char *key,
@@ -112,7 +106,7 @@ override_of(const json_t *res)
 	json_t *e;
 
 	json_array_foreach(json_object_get(res, "extension"), i, e) {
-		const char *url = str_at(e, "url"), *v = str_at(e, "valueString");
+		const char *url = api_str_at(e, "url"), *v = api_str_at(e, "valueString");
 
 		if (url && !strcmp(url, COORD_OVERRIDE_URL) && v && *v)
 			return v;
@@ -135,11 +129,11 @@ settle(struct store_tx *tx, struct arena *a, const struct api_op *parent,
 		return err;
 	for (size_t i = 0; i < n; i++) {
 		json_t *di = read_json(tx, a, "DetectedIssue", ids[i]), *mit;
-		const char *sys = str_at(json_array_get(json_object_get(di, "identifier"), 0),
+		const char *sys = api_str_at(json_array_get(json_object_get(di, "identifier"), 0),
 					 "system");
 		struct api_op sub;
 
-		if (!di || !str_at(di, "status") || strcmp(str_at(di, "status"), "final") ||
+		if (!di || !api_str_at(di, "status") || strcmp(api_str_at(di, "status"), "final") ||
 		    !sys || strcmp(sys, COORD_ISSUE_SYSTEM))
 			continue;
 		mit = json_object_get(di, "mitigation");
@@ -194,7 +188,7 @@ api_rules_sensitivity(struct store_tx *tx, struct arena *a,
 		if (fhir_parse_json(res.json.p, res.json.n, &v, NULL) || !api_json_own(a, v))
 			return CW_ENOMEM;
 		json_array_foreach(json_object_get(json_object_get(v, "meta"), "security"), k, c) {
-			const char *sys = str_at(c, "system"), *code = str_at(c, "code");
+			const char *sys = api_str_at(c, "system"), *code = api_str_at(c, "code");
 
 			if (!sys || !code || !access_label_sensitive(sys, code))
 				continue;
@@ -368,7 +362,7 @@ api_rules_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (s.labels && json_object_set_new(di, "meta", json_pack("{s:O}", "security", s.labels)))
 			return CW_ENOMEM;
 		if (over && f->severity == KB_SEV_HIGH && f->interruptive) {
-			const char *by = str_at(json_object_get(op->res, "requester"), "reference");
+			const char *by = api_str_at(json_object_get(op->res, "requester"), "reference");
 			json_t *m = json_pack("[{s:{s:[{s:s, s:s, s:s}], s:s}, s:s}]",
 					      "action", "coding", "system", V3_ACT_CODE,
 					      "code", "1", "display", "Therapy Appropriate",

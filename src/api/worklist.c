@@ -20,7 +20,6 @@
 
 #define WORKLIST_MAX 500
 #define OPEN_STATUSES "requested,received,accepted,ready,in-progress,on-hold"
-#define DAY_MS 86400000LL
 
 struct item {
 	json_t *res;
@@ -55,12 +54,6 @@ by_pressing(const void *x, const void *y)
 	return a->at ? strcmp(a->at, b->at) : strcmp(a->id, b->id);
 }
 
-static const char *
-str_of(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 /* The open Tasks matching kv the caller may read, added to v (once). */
 static enum cw_err
 gather(struct api_req *q, struct fhir_kv *kv, size_t nkv, struct item *v, size_t *n)
@@ -91,9 +84,9 @@ gather(struct api_req *q, struct fhir_kv *kv, size_t nkv, struct item *v, size_t
 			return CW_ENOMEM;
 		v[*n].res = t;
 		v[*n].id = page.res[i].id;
-		v[*n].rank = rank_of(str_of(t, "priority"));
-		v[*n].due = str_of(json_object_get(json_object_get(t, "restriction"), "period"), "end");
-		v[*n].at = str_of(t, "authoredOn");
+		v[*n].rank = rank_of(api_str_at(t, "priority"));
+		v[*n].due = api_str_at(json_object_get(json_object_get(t, "restriction"), "period"), "end");
+		v[*n].at = api_str_at(t, "authoredOn");
 		(*n)++;
 	}
 	return CW_OK;
@@ -147,7 +140,7 @@ api_h_worklist(struct api_req *q)
 		if ((err = gather(q, mine, 2, v, &n)))
 			return err;
 	}
-	time_format_instant(time_now_ms() - (int64_t)days * DAY_MS, cutoff);
+	time_format_instant(time_now_ms() - (int64_t)days * TIME_DAY_MS, cutoff);
 	{
 		struct fhir_kv overdue[] = {
 			{"code", "https://careweave.org/fhir/CodeSystem/results-task|review-result"},
@@ -162,7 +155,7 @@ api_h_worklist(struct api_req *q)
 	    (n && !(pats = arena_alloc(q->a, n * sizeof(*pats)))))
 		return CW_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		const char *pat = str_of(json_object_get(v[i].res, "for"), "reference");
+		const char *pat = api_str_at(json_object_get(v[i].res, "for"), "reference");
 		bool seen = false;
 
 		if (json_array_append_new(entries, json_pack("{s:s, s:O, s:{s:s}}", "fullUrl",
