@@ -20,7 +20,6 @@
 
 #define MEASURES_PAGE 1000
 #define MEASURES_MAX 20000
-#define DAY_MS 86400000LL
 
 struct list {
 	const json_t **v;
@@ -116,9 +115,9 @@ api_h_transitions_measures(struct api_req *q)
 	json_t *out, *params;
 	enum cw_err err;
 
-	today = in.now - in.now % DAY_MS;
-	in.end = today + DAY_MS;
-	in.start = in.end - 30 * DAY_MS;
+	today = in.now - in.now % TIME_DAY_MS;
+	in.end = today + TIME_DAY_MS;
+	in.start = in.end - 30 * TIME_DAY_MS;
 	for (size_t i = 0; i < q->r->nquery; i++) {
 		const char *k = q->r->query[i].key, *v = q->r->query[i].value;
 		char *e;
@@ -131,7 +130,7 @@ api_h_transitions_measures(struct api_req *q)
 			if (!day_of(v, &in.end))
 				return diag_err(&q->d, CW_EINVAL, "value", "end",
 						"end must be a day, YYYY-MM-DD");
-			in.end += DAY_MS; /* the end day included */
+			in.end += TIME_DAY_MS; /* the end day included */
 		} else if (!strcmp(k, "unreviewed-days")) {
 			unsigned long d = v ? strtoul(v, &e, 10) : 0;
 
@@ -144,14 +143,14 @@ api_h_transitions_measures(struct api_req *q)
 					"Unknown $transitions-measures parameter");
 		}
 	}
-	if (in.end <= in.start || in.end - in.start > 366 * DAY_MS)
+	if (in.end <= in.start || in.end - in.start > 366 * TIME_DAY_MS)
 		return diag_err(&q->d, CW_EINVAL, "value", "end",
 				"The period must end after it starts, and be a year at most");
 	if (!api_scope(q) && q->who)
 		return CW_ENOMEM;
 	/* the period and 30 days each side: readmissions, follow-ups */
-	day_text(in.start - 30 * DAY_MS, lo);
-	day_text(in.end + 30 * DAY_MS, hi);
+	day_text(in.start - 30 * TIME_DAY_MS, lo);
+	day_text(in.end + 30 * TIME_DAY_MS, hi);
 	ekv[0] = (struct fhir_kv){"date", arena_printf(q->a, "ge%s", lo)};
 	ekv[1] = (struct fhir_kv){"date", arena_printf(q->a, "le%s", hi)};
 	tkv[0] = (struct fhir_kv){"code",
@@ -170,7 +169,7 @@ api_h_transitions_measures(struct api_req *q)
 		return err == CW_ETOOBIG ? diag_err(&q->d, err, "too-costly", NULL,
 						    "Too many records in the period") : err;
 	day_text(in.start, from);
-	day_text(in.end - DAY_MS, to);
+	day_text(in.end - TIME_DAY_MS, to);
 	params = json_pack("[{s:s, s:{s:s, s:s}}, o, o, o, o, o, o, o, o, o, o, o]",
 			   "name", "period", "valuePeriod", "start", from, "end", to,
 			   count("admissions", m.admissions),

@@ -208,6 +208,8 @@ enum cw_err time_parse(const char *s, size_t n, enum time_kind kind,
 		       struct time_range *out);
 /* FHIR time (hh:mm:ss[.fff]) check. */
 bool time_is_valid_time(const char *s, size_t n);
+/* One day in milliseconds (of UTC: no leap seconds). */
+#define TIME_DAY_MS 86400000LL
 /* Milliseconds since the epoch, wall clock. */
 int64_t time_now_ms(void);
 /* Formats ms as an instant "2026-11-23T17:50:00.123Z" (24 chars + NUL). */

@@ -202,17 +202,17 @@ coord_ms_of(const char *t)
 bool
 coord_recent(int64_t ms)
 {
-	return ms >= 0 && time_now_ms() - ms <= COORD_RECENT_DAYS * COORD_DAY_MS;
+	return ms >= 0 && time_now_ms() - ms <= COORD_RECENT_DAYS * TIME_DAY_MS;
 }
 
 int64_t
 coord_business_days(int64_t ms, int n)
 {
 	while (n > 0) {
-		int64_t days = ms >= 0 ? ms / COORD_DAY_MS : (ms - COORD_DAY_MS + 1) / COORD_DAY_MS;
+		int64_t days = ms >= 0 ? ms / TIME_DAY_MS : (ms - TIME_DAY_MS + 1) / TIME_DAY_MS;
 		int wd = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
 
-		ms += COORD_DAY_MS;
+		ms += TIME_DAY_MS;
 		if (wd != 5 && wd != 6) /* the next day is not Saturday or Sunday */
 			n--;
 	}

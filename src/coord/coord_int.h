@@ -47,7 +47,6 @@ const char *coord_patient_of(const char *type, const json_t *res);
 /* ---- what the workflow rules share (transitions.c, results.c,
  * measures.c; in coord.c) ------------------------------------------------ */
 
-#define COORD_DAY_MS 86400000LL
 /* An event older than this gives no work (transitions.c, results.c): the
  * reference's windows are 30 days at most, and a record loaded with years
  * of history must not give the team a task per old stay or result. */

@@ -24,7 +24,6 @@
 #define LAB_RESULTS_MAX 200
 #define LAB_ORDERS_MAX 200
 #define LAB_RETEST_MAX 16
-#define DAY_MS 86400000LL
 #define SCT "http://snomed.info/sct"
 
 bool
@@ -315,7 +314,7 @@ interval_words(const struct kb *kb, struct arena *a, const struct related *r)
 static const char *
 days_words(struct arena *a, int64_t ms, const char *when)
 {
-	int64_t days = ms / DAY_MS;
+	int64_t days = ms / TIME_DAY_MS;
 
 	if (days == 0)
 		return arena_printf(a, "the same day, %s", when);
@@ -423,7 +422,7 @@ load_results(struct coord *co, struct store_tx *tx, struct arena *a,
 			struct related *r = t >= 0 ? &rel[t] : NULL;
 
 			if (!r || !r->rel || !r->rt ||
-			    at < o->at - (int64_t)r->rt->min_days * DAY_MS || at <= r->best_at)
+			    at < o->at - (int64_t)r->rt->min_days * TIME_DAY_MS || at <= r->best_at)
 				continue;
 			r->best_at = at;
 			r->best_ref = arena_printf(a, "%s/%s", type, ids[i]);
@@ -473,7 +472,7 @@ load_orders(struct coord *co, struct store_tx *tx, struct arena *a,
 		if (!day || time_parse(day, strlen(day), TIME_DATETIME, &tr))
 			continue;
 		if ((tr.lo > o->at ? tr.lo - o->at : o->at - tr.lo) >
-		    (int64_t)rel[t].rt->min_days * DAY_MS)
+		    (int64_t)rel[t].rt->min_days * TIME_DAY_MS)
 			continue;
 		pending_finding(co, o, (unsigned)t, &rel[t], oref, res, tr.lo, day);
 	}
@@ -549,7 +548,7 @@ coord_lab_check(struct coord *co, struct store_tx *tx, struct arena *a,
 			"knows no LOINC code for it" : "knows no minimum retest interval for it");
 	}
 	if ((codes = code_list(co->kb, a, rel, kc.labs))) {
-		int64_t since = o.at - (int64_t)maxdays * DAY_MS;
+		int64_t since = o.at - (int64_t)maxdays * TIME_DAY_MS;
 
 		if ((err = load_results(co, tx, a, "Observation", patient, codes, since, &o, rel, d)) ||
 		    (err = load_results(co, tx, a, "DiagnosticReport", patient, codes, since, &o,

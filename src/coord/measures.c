@@ -126,7 +126,7 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 			for (size_t j = 0; j < n; j++)
 				if (j != i && s[j].inpatient && s[j].end >= 0 &&
 				    !strcmp(s[j].patient, x->patient) && s[j].end <= x->start &&
-				    x->start - s[j].end <= 30 * COORD_DAY_MS) {
+				    x->start - s[j].end <= 30 * TIME_DAY_MS) {
 					out->readmissions++;
 					break;
 				}
@@ -142,11 +142,11 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 
 				if (j == i || strcmp(y->patient, x->patient) || y->start <= x->end)
 					continue;
-				if (y->inpatient && y->start - x->end <= 30 * COORD_DAY_MS)
+				if (y->inpatient && y->start - x->end <= 30 * TIME_DAY_MS)
 					again = true;
-				if (y->visit && y->start - x->end <= 7 * COORD_DAY_MS)
+				if (y->visit && y->start - x->end <= 7 * TIME_DAY_MS)
 					v7 = true;
-				if (y->visit && y->start - x->end <= 14 * COORD_DAY_MS)
+				if (y->visit && y->start - x->end <= 14 * TIME_DAY_MS)
 					v14 = true;
 			}
 			out->discharges_readmitted += again;
@@ -154,13 +154,13 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 			    done <= coord_business_days(x->end, 2))
 				out->contact_2d++;
 			if ((t = task_of(in, x->id, "follow-up-visit")) && (done = done_at(t)) >= 0) {
-				v7 |= done - x->end <= 7 * COORD_DAY_MS;
-				v14 |= done - x->end <= 14 * COORD_DAY_MS;
+				v7 |= done - x->end <= 7 * TIME_DAY_MS;
+				v14 |= done - x->end <= 14 * TIME_DAY_MS;
 			}
 			out->visit_7d += v7;
 			out->visit_14d += v14;
 			if ((t = task_of(in, x->id, "medication-reconciliation")) &&
-			    (done = done_at(t)) >= 0 && done - x->end <= 30 * COORD_DAY_MS)
+			    (done = done_at(t)) >= 0 && done - x->end <= 30 * TIME_DAY_MS)
 				out->medrec_30d++;
 		}
 	}
@@ -171,7 +171,7 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 		if (!review_task(t) || !open_task(t))
 			continue;
 		out->unreviewed++;
-		if (at >= 0 && in->now - at > (int64_t)in->unreviewed_days * COORD_DAY_MS)
+		if (at >= 0 && in->now - at > (int64_t)in->unreviewed_days * TIME_DAY_MS)
 			out->unreviewed_old++;
 	}
 	return CW_OK;

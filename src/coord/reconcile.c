@@ -18,7 +18,6 @@
 
 #include "coord/coord_int.h"
 
-#define DAY_MS 86400000LL
 /* Explanations kept per entry (the flags are all kept), records cited in
  * one explanation, entries told in a group's summary and its size: a
  * patient with thousands of records gets a list, not quadratic text. */
@@ -1060,7 +1059,7 @@ coord_medication_list(const struct coord *co, struct arena *a,
 		recent_days = COORD_LIST_RECENT_MAX;
 	if (!n)
 		return CW_OK;
-	since = now - (int64_t)recent_days * DAY_MS;
+	since = now - (int64_t)recent_days * TIME_DAY_MS;
 	items = arena_zalloc(a, n * sizeof(*items));
 	g = arena_zalloc(a, n * sizeof(*g));
 	if (!items || !g)

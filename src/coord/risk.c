@@ -14,7 +14,6 @@
 
 #include "coord/coord_int.h"
 
-#define DAY_MS 86400000LL
 /* LACE's E looks back 6 months, HOSPITAL's admissions 12: in days. */
 #define LOOKBACK_ED_DAYS 183
 #define LOOKBACK_ADM_DAYS 365
@@ -444,7 +443,7 @@ visits_before(struct scoring *s, struct coord_risk *r, bool lace)
 	struct coord_risk_component *c = lace ?
 		component(r, "E", "emergency department visits in the 6 months before", 4) :
 		component(r, "A12", "hospital admissions in the previous 12 months", 5);
-	int64_t since = s->start - (int64_t)(lace ? LOOKBACK_ED_DAYS : LOOKBACK_ADM_DAYS) * DAY_MS;
+	int64_t since = s->start - (int64_t)(lace ? LOOKBACK_ED_DAYS : LOOKBACK_ADM_DAYS) * TIME_DAY_MS;
 	const char *why = NULL, *from = NULL;
 	int ed = -1;
 	unsigned n = 0;

@@ -346,7 +346,7 @@ previous_stay(struct work *w, int64_t start, const char **ended)
 			continue;
 		end = coord_str_at(json_object_get(e, "period"), "end");
 		t = coord_ms_of(end);
-		if (t < 0 || t > start || start - t > READMISSION_DAYS * COORD_DAY_MS || t <= best_end)
+		if (t < 0 || t > start || start - t > READMISSION_DAYS * TIME_DAY_MS || t <= best_end)
 			continue;
 		best_end = t;
 		best = arena_printf(w->a, "Encounter/%s", ids[i]);
@@ -413,7 +413,7 @@ admitted(struct work *w, const json_t *enc)
 		if ((err = emit(w, c, NULL)))
 			return err;
 	}
-	return task(w, &SEND_RECORDS, t, t + COORD_DAY_MS, prev ? "asap" : "urgent", NULL);
+	return task(w, &SEND_RECORDS, t, t + TIME_DAY_MS, prev ? "asap" : "urgent", NULL);
 }
 
 /* The readmission risk of the stay (risk.c: LACE, and HOSPITAL where its
@@ -478,10 +478,10 @@ discharged(struct work *w, const json_t *enc)
 	if ((err = risk(w, end, &high, &words)))
 		return err;
 	if ((err = task(w, &CONTACT, t, coord_business_days(t, 2), "urgent", NULL)) ||
-	    (err = task(w, &SUMMARY, t, t + 2 * COORD_DAY_MS, "routine", NULL)) ||
-	    (err = task(w, &MEDREC, t, t + 30 * COORD_DAY_MS, "routine", NULL)))
+	    (err = task(w, &SUMMARY, t, t + 2 * TIME_DAY_MS, "routine", NULL)) ||
+	    (err = task(w, &MEDREC, t, t + 30 * TIME_DAY_MS, "routine", NULL)))
 		return err;
-	return task(w, &FOLLOWUP, t, t + (high ? 7 : 14) * COORD_DAY_MS, high ? "urgent" : "routine",
+	return task(w, &FOLLOWUP, t, t + (high ? 7 : 14) * TIME_DAY_MS, high ? "urgent" : "routine",
 		    words);
 }
 
