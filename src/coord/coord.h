@@ -165,6 +165,11 @@ struct coord_write {
 };
 #define COORD_WRITES_MAX 32
 
+/* An inpatient stay's class (v3-ActCode IMP, ACUTE, NONAC, OBSENC): what a
+ * discharge is followed up for, the measures count and a feed gives an
+ * EpisodeOfCare. */
+bool coord_inpatient_class(const char *cls);
+
 /* Whether changes of this type start work for the care team (Encounter:
  * transitions of care, transitions.c; DiagnosticReport: results routing,
  * results.c). coord_on_change handles them. */

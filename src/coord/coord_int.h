@@ -59,9 +59,6 @@ int64_t coord_ms_of(const char *datetime);
 bool coord_recent(int64_t ms);
 /* ms plus n business days (Monday to Friday; holidays are not known). */
 int64_t coord_business_days(int64_t ms, int n);
-/* An inpatient stay's class (v3-ActCode IMP, ACUTE, NONAC, OBSENC): what a
- * discharge is followed up for and the measures count. */
-bool coord_inpatient_class(const char *cls);
 /* Adds res (stolen; NULL: out of memory) to r->writes, a create when id is
  * NULL, else an update of id. CW_ETOOBIG past COORD_WRITES_MAX. */
 enum cw_err coord_add_write(struct coord_report *r, struct arena *a, json_t *res,

@@ -127,6 +127,21 @@ unchanged(const json_t *held, const json_t *changed)
 	return same;
 }
 
+/* A PUT of res (stolen) to ref, guarded by the version read (If-Match: a
+ * change meanwhile fails the message, AE, to be replayed), unless held
+ * (that version as stored; NULL: no such check) says the same already. */
+static enum cw_err
+put(struct hl7_map *mp, const char *ref, json_t *res, const json_t *held, long version)
+{
+	const char *if_match = arena_printf(mp->a, "W/\"%ld\"", version);
+
+	if (!ref || !if_match || (held && unchanged(held, res))) {
+		json_decref(res);
+		return ref && if_match ? CW_OK : CW_ENOMEM;
+	}
+	return hl7_map_entry(mp, "PUT", ref, res, NULL, if_match, NULL);
+}
+
 /* ---- the Patient ---------------------------------------------------------- */
 
 static const char *
@@ -484,12 +499,8 @@ hl7_map_patient(struct hl7_map *mp, long pid, const char **ref, const char **key
 			return CW_ENOMEM;
 		json_object_set_new(merged, "id", json_string(f.id));
 		*ref = arena_printf(mp->a, "Patient/%s", f.id);
-		if (unchanged(f.res, merged)) {
-			json_decref(merged);
-			return CW_OK; /* the message says nothing new of the patient */
-		}
-		return hl7_map_entry(mp, "PUT", *ref, merged, NULL,
-				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+		/* nothing when the message says nothing new of the patient */
+		return put(mp, *ref, merged, f.res, f.version);
 	}
 	id_new(uuid);
 	*ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
@@ -756,8 +767,7 @@ episode(struct hl7_map *mp, json_t *enc, const char *key, const char *patient_re
 	char uuid[ID_LEN + 1];
 	enum cw_err err;
 
-	if (!cls || (strcmp(cls, "IMP") && strcmp(cls, "ACUTE") && strcmp(cls, "NONAC") &&
-		     strcmp(cls, "OBSENC")))
+	if (!coord_inpatient_class(cls))
 		return CW_OK;
 	status = !st ? "active" : !strcmp(st, "planned") ? "planned" :
 		 !strcmp(st, "finished") ? "finished" : !strcmp(st, "cancelled") ? "cancelled" :
@@ -782,12 +792,7 @@ episode(struct hl7_map *mp, json_t *enc, const char *key, const char *patient_re
 	if (f.n) {
 		ref = arena_printf(mp->a, "EpisodeOfCare/%s", f.id);
 		json_object_set_new(enc, "episodeOfCare", json_pack("[{s:s}]", "reference", ref));
-		if (unchanged(f.res, eoc)) {
-			json_decref(eoc);
-			return CW_OK;
-		}
-		return hl7_map_entry(mp, "PUT", ref, eoc, NULL,
-				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+		return put(mp, ref, eoc, f.res, f.version);
 	}
 	id_new(uuid);
 	ref = arena_printf(mp->a, "urn:uuid:%s", uuid);
@@ -863,12 +868,8 @@ encounter_entry(struct hl7_map *mp, long pv1, const char *trigger,
 			return err;
 		}
 		*ref = arena_printf(mp->a, "Encounter/%s", f.id);
-		if (unchanged(f.res, enc)) {
-			json_decref(enc);
-			return CW_OK; /* the visit is as careweave holds it */
-		}
-		return hl7_map_entry(mp, "PUT", *ref, enc, NULL,
-				     arena_printf(mp->a, "W/\"%ld\"", f.version), NULL);
+		/* nothing when the visit is as careweave holds it */
+		return put(mp, *ref, enc, f.res, f.version);
 	}
 	enc = json_pack("{s:s}", "resourceType", "Encounter");
 	if (!enc) {
@@ -1098,9 +1099,8 @@ move_record(struct hl7_map *mp, const char *old_id, const char *old_ref,
 				continue;
 			}
 			json_object_del(v, "meta");
-			if ((err = hl7_map_entry(mp, "PUT", arena_printf(mp->a, "%s/%s", r->type, r->id),
-						 v, NULL, arena_printf(mp->a, "W/\"%ld\"", r->version),
-						 NULL)))
+			if ((err = put(mp, arena_printf(mp->a, "%s/%s", r->type, r->id), v, NULL,
+				       r->version)))
 				return err;
 			(*moved)++;
 		}
@@ -1157,8 +1157,7 @@ merge(struct hl7_map *mp, long pid, struct diag *d)
 		if (!p || !arena_on_free(mp->a, decref_cb, p))
 			return CW_ENOMEM;
 		json_incref(p);
-		return hl7_map_entry(mp, "PUT", old_ref, p, NULL,
-				     arena_printf(mp->a, "W/\"%ld\"", old.version), NULL);
+		return put(mp, old_ref, p, NULL, old.version);
 	}
 	keep_ref = arena_printf(mp->a, "Patient/%s", keep.id);
 	{
@@ -1190,12 +1189,10 @@ merge(struct hl7_map *mp, long pid, struct diag *d)
 			json_decref(o);
 			json_decref(k);
 			o = k = NULL;
-		} else if ((err = hl7_map_entry(mp, "PUT", old_ref, o, NULL,
-						arena_printf(mp->a, "W/\"%ld\"", old.version),
-						NULL)) ||
-			   (err = hl7_map_entry(mp, "PUT", keep_ref, k, NULL,
-						arena_printf(mp->a, "W/\"%ld\"", keep.version),
-						NULL))) {
+		} else if ((err = put(mp, old_ref, o, NULL, old.version))) {
+			json_decref(k);
+			return err;
+		} else if ((err = put(mp, keep_ref, k, NULL, keep.version))) {
 			return err;
 		}
 		if ((err = move_record(mp, old.id, old_ref, keep_ref, &moved, d)))
