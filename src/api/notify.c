@@ -43,46 +43,40 @@ owner_who(struct api *api, struct arena *a, const char *owner,
 
 static enum cw_err
 may_send(void *ctx, struct arena *a, const char *owner, const struct store_res *res,
-	 bool *ok)
+	 bool *ok, const void **agent)
 {
 	struct api *api = ctx;
 	const struct fhir_restype *rt = fhir_restype_find(res->type);
 	struct access_scope *sc;
-	struct access_who who;
+	struct access_who *who;
 	enum cw_err err;
 
 	*ok = false;
+	*agent = NULL;
 	if (!owner) {
-		*ok = true;
+		*ok = true; /* the operator's door: recorded as the operator */
 		return CW_OK;
 	}
 	if (!api->access || !rt)
 		return CW_OK;
-	if ((err = owner_who(api, a, owner, &who, ok)) || !*ok)
+	if (!(who = arena_alloc(a, sizeof(*who))))
+		return CW_ENOMEM;
+	if ((err = owner_who(api, a, owner, who, ok)) || !*ok)
 		return err;
 	*ok = false;
-	if (!access_role_may_ask(&who, rt))
+	if (!access_role_may_ask(who, rt))
 		return CW_OK;
-	if (!(sc = access_scope_new(api->access, api->store, a, &who)))
+	if (!(sc = access_scope_new(api->access, api->store, a, who)))
 		return CW_ENOMEM;
+	*agent = who;
 	return access_may_read_text(sc, res->type, res->json.p, res->json.n, ok);
 }
 
 static void
-sent(void *ctx, struct arena *a, const char *owner, const char *host,
+sent(void *ctx, struct arena *a, const void *agent, const char *host,
      const struct store_res *res, int status)
 {
-	struct api *api = ctx;
-	struct access_who who;
-	bool ok = false;
-
-	if (owner && owner_who(api, a, owner, &who, &ok) == CW_OK && !ok) {
-		/* gone since it was checked: still say whose it was */
-		memset(&who, 0, sizeof(who));
-		who.username = owner;
-		ok = true;
-	}
-	api_trail_export(api, a, owner && ok ? &who : NULL, host, res, status);
+	api_trail_export(ctx, a, agent, host, res, status);
 }
 
 struct status_job {

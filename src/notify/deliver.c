@@ -35,6 +35,7 @@ struct njob {
 	const struct store_notice *nt;
 	enum nact act;
 	const char *owner;
+	const void *agent;       /* from may_send, for sent */
 	struct store_res res;
 	char host[NOTIFY_ENDPOINT_LEN];
 	const char *url;
@@ -69,8 +70,8 @@ prepare(struct notify *n, struct arena *a, struct njob *j, int64_t now)
 	struct store_res sub;
 	struct nchannel ch;
 	struct diag d;
-	const char *status, *end, *why;
-	struct time_range tr;
+	const char *status, *why;
+	int64_t end;
 	json_t *v;
 	bool ok;
 	enum cw_err err;
@@ -84,10 +85,10 @@ prepare(struct notify *n, struct arena *a, struct njob *j, int64_t now)
 	if (!(v = json_loadb(sub.json.p, sub.json.n, 0, NULL)))
 		return CW_ENOMEM;
 	status = json_string_value(json_object_get(v, "status"));
-	end = json_string_value(json_object_get(v, "end"));
+	end = notify_end_ms(v);
 	diag_init(&d, a);
 	if (!status || (strcmp(status, "active") && strcmp(status, "error")) ||
-	    (end && !time_parse(end, strlen(end), TIME_INSTANT, &tr) && tr.lo <= now) ||
+	    (end && end <= now) ||
 	    notify_parse_channel(v, "Subscription", &ch, &d) ||
 	    !notify_endpoint_host(ch.endpoint, j->host, &why)) {
 		json_decref(v);
@@ -119,7 +120,7 @@ prepare(struct notify *n, struct arena *a, struct njob *j, int64_t now)
 	if ((err = store_sub_owner_get(n->s, a, nt->sub_id, &j->owner)))
 		return err;
 	ok = false;
-	if ((err = n->hooks.may_send(n->hooks.ctx, a, j->owner, &j->res, &ok)))
+	if ((err = n->hooks.may_send(n->hooks.ctx, a, j->owner, &j->res, &ok, &j->agent)))
 		return err;
 	if (!ok) {
 		log_info("notify: Subscription/%s: a notice its owner may not read was dropped",
@@ -324,7 +325,7 @@ round_once(struct notify *n, CURLM *m, struct arena *a, bool *more, int64_t *nex
 
 		if (j->act != ACT_SEND)
 			continue;
-		n->hooks.sent(n->hooks.ctx, a, j->owner, j->host, &j->res, (int)j->status);
+		n->hooks.sent(n->hooks.ctx, a, j->agent, j->host, &j->res, (int)j->status);
 		if (j->ok) {
 			if (j->in_error)
 				n->hooks.set_status(n->hooks.ctx, j->nt->sub_id, "active", NULL);

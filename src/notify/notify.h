@@ -43,13 +43,16 @@ struct notify; /* opaque */
  * Called on the delivery thread. */
 struct notify_hooks {
 	/* Whether owner (a username; NULL: the operator's door) may be sent
-	 * res, a stored version, now. */
+	 * res, a stored version, now; *agent (in a) is who is sending, for
+	 * sent. */
 	enum cw_err (*may_send)(void *ctx, struct arena *a, const char *owner,
-				const struct store_res *res, bool *ok);
+				const struct store_res *res, bool *ok,
+				const void **agent);
 	/* A delivery was tried and the endpoint answered status (0: none
-	 * answered): the record of the disclosure. host is the endpoint's
-	 * host, never its path or query (which may hold a secret). */
-	void (*sent)(void *ctx, struct arena *a, const char *owner,
+	 * answered): the record of the disclosure, by the agent may_send
+	 * gave. host is the endpoint's host, never its path or query (which
+	 * may hold a secret). */
+	void (*sent)(void *ctx, struct arena *a, const void *agent,
 		     const char *host, const struct store_res *res, int status);
 	/* Sets Subscription sub_id's status ("active", "error") and error
 	 * (NULL: none), as careweave's own write. */

@@ -60,6 +60,8 @@ enum cw_err notify_parse_criteria(struct arena *a, const char *criteria,
  * loc.channel... when it is not one careweave sends on. */
 enum cw_err notify_parse_channel(const json_t *res, const char *loc,
 				 struct nchannel *out, struct diag *d);
+/* When Subscription sub ends (Subscription.end, ms), 0 when it does not. */
+int64_t notify_end_ms(const json_t *sub);
 /* The host of an allowed endpoint into out (NOTIFY_ENDPOINT_LEN), or
  * false with why in *why (static words): https, or http to loopback. */
 bool notify_endpoint_host(const char *url, char *out, const char **why);

@@ -183,6 +183,15 @@ notify_check_subscription(json_t *res, const char *loc, struct diag *d)
 	return CW_OK;
 }
 
+int64_t
+notify_end_ms(const json_t *sub)
+{
+	const char *end = json_string_value(json_object_get(sub, "end"));
+	struct time_range tr;
+
+	return end && !time_parse(end, strlen(end), TIME_INSTANT, &tr) ? tr.lo : 0;
+}
+
 /* ---- the matcher ------------------------------------------------------------ */
 
 /* Reads the Subscriptions that may fire (active, error) into n->subs. A
@@ -218,8 +227,7 @@ load(struct notify *n, struct store_tx *tx, struct arena *a)
 	for (i = 0; i < nids; i++) {
 		struct store_res r;
 		struct nsub *ns = &n->subs[n->nsubs];
-		const char *criteria, *end;
-		struct time_range tr;
+		const char *criteria;
 		struct diag dd;
 		json_t *v;
 
@@ -231,12 +239,10 @@ load(struct notify *n, struct store_tx *tx, struct arena *a)
 		if (!(v = json_loadb(r.json.p, r.json.n, 0, NULL)))
 			return CW_ENOMEM;
 		criteria = json_string_value(json_object_get(v, "criteria"));
-		end = json_string_value(json_object_get(v, "end"));
 		diag_init(&dd, n->subs_arena);
 		err = notify_parse_criteria(n->subs_arena, criteria, "Subscription.criteria",
 					    &ns->rt, &ns->kv, &ns->nkv, &dd);
-		if (!err && end && !time_parse(end, strlen(end), TIME_INSTANT, &tr))
-			ns->end = tr.lo;
+		ns->end = notify_end_ms(v);
 		json_decref(v);
 		if (err == CW_ENOMEM)
 			return err;
