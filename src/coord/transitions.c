@@ -60,13 +60,6 @@ admission(const char *cls)
 	return coord_inpatient_class(cls) || (cls && !strcmp(cls, "EMER"));
 }
 
-static void
-instant(int64_t ms, char out[32])
-{
-	time_format_instant(ms, out);
-}
-
-
 /* ---- what exists ----------------------------------------------------------- */
 
 struct work {
@@ -149,12 +142,6 @@ existing(struct work *w, const char *type, const char *kind, const char **id)
 	return NULL;
 }
 
-static enum cw_err
-emit(struct work *w, json_t *res, const char *id)
-{
-	return coord_add_write(w->out, w->a, res, id);
-}
-
 static json_t *
 ident(struct work *w, const char *kind)
 {
@@ -234,8 +221,8 @@ task(struct work *w, const struct task_kind *k, int64_t from, int64_t due,
 	if (existing(w, "Task", k->kind, &id))
 		return CW_OK;
 	owner = owner_of(w, k->owner);
-	instant(from, at);
-	instant(due, by);
+	time_format_instant(from, at);
+	time_format_instant(due, by);
 	t = json_pack("{s:s, s:o, s:s, s:s, s:s, s:{s:[{s:s, s:s, s:s}], s:s}, s:s,"
 		      " s:{s:s}, s:{s:s}, s:s, s:{s:{s:s}}}",
 		      "resourceType", "Task", "identifier", ident(w, k->kind),
@@ -250,7 +237,7 @@ task(struct work *w, const struct task_kind *k, int64_t from, int64_t due,
 		      "authoredOn", at, "restriction", "period", "end", by);
 	if (t && owner)
 		json_object_set_new(t, "owner", json_pack("{s:s}", "reference", owner));
-	return emit(w, t, NULL);
+	return coord_add_write(w->out, w->a, t, NULL);
 }
 
 /* Cancels the Task of kind if it is open. */
@@ -272,7 +259,7 @@ cancel_task(struct work *w, const char *kind, const char *why)
 	json_object_del(t, "meta");
 	json_object_set_new(t, "status", json_string("cancelled"));
 	json_object_set_new(t, "statusReason", json_pack("{s:s}", "text", why));
-	return emit(w, t, id);
+	return coord_add_write(w->out, w->a, t, id);
 }
 
 /* The Flag of kind: made (status active, from start), or set to status
@@ -298,7 +285,7 @@ flag(struct work *w, const char *kind, const char *display, bool high,
 			json_object_set_new(json_object_get(f, "period"), "end", json_string(end));
 		else if (!end && json_object_get(f, "period"))
 			json_object_del(json_object_get(f, "period"), "end");
-		return emit(w, f, id);
+		return coord_add_write(w->out, w->a, f, id);
 	}
 	if (strcmp(status, "active"))
 		return CW_OK; /* nothing to end */
@@ -318,7 +305,7 @@ flag(struct work *w, const char *kind, const char *display, bool high,
 			"valueCodeableConcept", "coding", "system",
 			"http://hl7.org/fhir/flag-priority-code", "code", "PH",
 			"display", "High priority"));
-	return emit(w, f, NULL);
+	return coord_add_write(w->out, w->a, f, NULL);
 }
 
 /* The previous inpatient stay that ended within READMISSION_DAYS before
@@ -371,7 +358,7 @@ admitted(struct work *w, const json_t *enc)
 	/* long ago, and not discharged lately either: history, not work */
 	if (!coord_recent(t) && !coord_recent(coord_ms_of(coord_str_at(json_object_get(enc, "period"), "end"))))
 		return CW_OK;
-	instant(t, at);
+	time_format_instant(t, at);
 	if (coord_inpatient_class(cls))
 		prev = previous_stay(w, t, &prev_end);
 	if ((err = flag(w, "admitted", "Currently admitted", false, "active", start, NULL)))
@@ -410,7 +397,7 @@ admitted(struct work *w, const json_t *enc)
 			json_object_set_new(c, "recipient", rcpt);
 		else
 			json_decref(rcpt);
-		if ((err = emit(w, c, NULL)))
+		if ((err = coord_add_write(w->out, w->a, c, NULL)))
 			return err;
 	}
 	return task(w, &SEND_RECORDS, t, t + TIME_DAY_MS, prev ? "asap" : "urgent", NULL);
@@ -455,7 +442,7 @@ risk(struct work *w, const char *end, bool *high, const char **words)
 		if (!(ra = coord_risk_assessment(r, end)))
 			return CW_ENOMEM;
 		json_object_set_new(ra, "identifier", ident(w, kind));
-		if ((err = emit(w, ra, NULL)))
+		if ((err = coord_add_write(w->out, w->a, ra, NULL)))
 			return err;
 	}
 	return CW_OK;
