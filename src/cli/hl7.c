@@ -7,14 +7,17 @@
  * through the same receiving code as the listener (hl7v2/receive.c) on a
  * local API with the rules, so a replay is what a resend would be. `list`
  * shows keys, types, outcomes and the reason in words; `show` prints the
- * message itself (PHI: the operator has the database file; nothing of it
- * goes to a log). Subcommands are a table like glass.c's. */
+ * message itself (PHI: nothing of it goes to a log, and each show is an
+ * access in the audit trail, recorded before anything is printed, like
+ * `careweave export`). Subcommands are a table like glass.c's. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "coord/coord.h"
 #include "hl7v2/receive.h"
@@ -185,6 +188,49 @@ print_row(const struct store_hl7 *m)
 		printf("wrote: %s\n", m->resources);
 }
 
+/* The audit record of a show: an operator's read of what the message
+ * wrote ("Patient/x Encounter/y": entities, the Patients its patients). A
+ * message that wrote nothing has no patient careweave knows of; the record
+ * still says that the log was read, and when. */
+static enum cw_err
+audit_show(struct store *s, struct arena *a, const struct store_hl7 *m)
+{
+	struct audit_event ev = {.kind = AUDIT_REST, .interaction = "read",
+				 .action = 'R', .status = 200, .local = true,
+				 .remote = "cli"};
+	const char *p = m->resources ? m->resources : "";
+	size_t cap = 1;
+	struct audit_entity *what;
+	const char **pats;
+
+	for (const char *q = p; *q; q++)
+		cap += *q == ' ';
+	what = arena_alloc(a, cap * sizeof(*what));
+	pats = arena_alloc(a, cap * sizeof(*pats));
+	if (!what || !pats)
+		return CW_ENOMEM;
+	while (*p) {
+		size_t n = strcspn(p, " ");
+		const char *slash = memchr(p, '/', n);
+
+		if (slash && slash > p && (size_t)(slash - p) + 1 < n) {
+			char *type = arena_strndup(a, p, (size_t)(slash - p));
+			char *id = arena_strndup(a, slash + 1, n - (size_t)(slash - p) - 1);
+
+			if (!type || !id)
+				return CW_ENOMEM;
+			what[ev.nwhat++] = (struct audit_entity){.type = type, .id = id};
+			if (!strcmp(type, "Patient"))
+				pats[ev.npatients++] = id;
+		}
+		p += n;
+		p += strspn(p, " ");
+	}
+	ev.what = what;
+	ev.patients = pats;
+	return audit_write(s, a, &ev);
+}
+
 static void
 show_usage(FILE *f)
 {
@@ -192,7 +238,8 @@ show_usage(FILE *f)
 		   "Shows message SEQ of the HL7 v2 message log: its key, when and how\n"
 		   "often it came, the outcome and why, what it wrote, the message as\n"
 		   "received and the answer careweave gave, one segment a line. The\n"
-		   "message holds patient information: show it only to whom may see it.\n\n"
+		   "message holds patient information: show it only to whom may see it;\n"
+		   "each show is recorded in the audit trail (careweave audit report).\n\n"
 		   "  --key-file FILE the database's key file (default $CAREWEAVE_KEY_FILE)\n"
 		   "  --db PATH       database file (default %s)\n", CLI_DEFAULT_DB);
 }
@@ -225,7 +272,9 @@ hl7_show(int argc, char **argv)
 	}
 	if ((rc = seq_arg("hl7 show", argc, argv, &seq)) != CLI_OK)
 		return rc;
-	if (!(s = cli_open_store("hl7 show", db, true, key_file)))
+	/* Writable, for the audit record; a missing file is still opened
+	 * read-only so that it fails without being created. */
+	if (!(s = cli_open_store("hl7 show", db, access(db, F_OK) != 0, key_file)))
 		return CLI_EIO;
 	a = arena_new(0);
 	err = a ? store_hl7_get(s, a, seq, &m) : CW_ENOMEM;
@@ -233,6 +282,10 @@ hl7_show(int argc, char **argv)
 		cli_err("hl7 show", "no message %lld in the log", (long long)seq);
 	} else if (err) {
 		cli_err("hl7 show", "cannot read the message log: %s", cw_strerror(err));
+	} else if ((err = audit_show(s, a, &m))) {
+		/* no disclosure without its record */
+		cli_err("hl7 show", "cannot write the audit record, nothing shown: %s",
+			cw_strerror(err));
 	} else {
 		print_row(&m);
 		printf("message (%zu bytes):\n", m.raw.n);

@@ -103,6 +103,32 @@ describe('what careweave does not take', () => {
   });
 });
 
+test('careweave hl7 show prints the message and is itself in the audit trail', async () => {
+  const list = await runCli(['hl7', 'list', '--accepted', '--db', srv.db]);
+  assert.equal(list.code, 0, list.stderr);
+  const row = list.stdout.split('\n').find((l) => /MSG00001/.test(l));
+  assert.ok(row, list.stdout);
+  const seq = /^\s*(\d+)/.exec(row)[1];
+  const [p] = await fhir('Patient?identifier=urn:careweave:hl7v2:id:ADT1:MR|PATID1234');
+
+  const before = await runCli(['audit', 'report', '--patient', p.id, '--db', srv.db]);
+  const n0 = Number(/^(\d+) records?/m.exec(before.stdout)[1]);
+  const show = await runCli(['hl7', 'show', seq, '--db', srv.db]);
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /^\s+PID\|1\|\|PATID1234/m, 'the message, a segment a line');
+  assert.match(show.stdout, new RegExp(`wrote: .*Patient/${p.id}`));
+
+  const after = await runCli(['audit', 'report', '--patient', p.id, '--db', srv.db]);
+  assert.equal(Number(/^(\d+) records?/m.exec(after.stdout)[1]), n0 + 1, after.stdout);
+  const last = after.stdout.split('\n').filter((l) => /\boperator\b/.test(l) && /\bread\b/.test(l));
+  assert.ok(last.length >= 1, `an operator's read of the patient: ${after.stdout}`);
+  assert.doesNotMatch(after.stdout, /EVERYMAN/, 'the record names no one');
+
+  const none = await runCli(['hl7', 'show', '999999', '--db', srv.db]);
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /no message 999999/);
+});
+
 test('the audit trail names the feed that wrote', async () => {
   const r = await runCli(['audit', 'dump', '--db', srv.db]);
   assert.equal(r.code, 0, r.stderr);
