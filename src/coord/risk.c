@@ -62,7 +62,11 @@ class_of(const json_t *enc)
 }
 
 /* Inpatient: v3-ActCode IMP, ACUTE (inpatient acute), NONAC (inpatient
- * non-acute). */
+ * non-acute). Not coord_inpatient_class: that one also takes OBSENC, an
+ * observation stay, which is followed up after discharge and counted by
+ * the readmission measures (HEDIS PCR counts observation stays), but LACE
+ * and HOSPITAL were derived on inpatient admissions and neither scores one
+ * nor counts it as a previous admission. */
 static bool
 inpatient(const json_t *enc)
 {
