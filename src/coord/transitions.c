@@ -18,8 +18,8 @@
  *     2 business days, receipt of the discharge summary within 2 days,
  *     medication reconciliation within 30 days, a follow-up visit within
  *     7 days at high readmission risk, 14 otherwise);
- *   - cancelled or entered in error: every open Task of it is cancelled,
- *     its Flags are entered in error;
+ *   - cancelled or entered in error, or deleted: every open Task of it is
+ *     cancelled, its Flags are entered in error;
  *   - in progress again after a discharge (the discharge cancelled): the
  *     discharge Tasks are cancelled and the Flag is active again.
  *
@@ -486,6 +486,49 @@ undo_discharge(struct work *w, const char *why)
 	return CW_OK;
 }
 
+/* The stay did not happen (cancelled, entered in error, deleted): its work
+ * neither. Open Tasks are cancelled, Flags entered in error; nothing is
+ * made. */
+static enum cw_err
+did_not_happen(struct work *w, const char *why)
+{
+	enum cw_err err;
+
+	if ((err = undo_discharge(w, why)) || (err = cancel_task(w, "send-records", why)) ||
+	    (err = flag(w, "admitted", "Currently admitted", false, "entered-in-error",
+			NULL, NULL)))
+		return err;
+	return flag(w, "readmission", "30-day readmission", true, "entered-in-error", NULL,
+		    NULL);
+}
+
+/* A deleted Encounter is gone with its class and subject: whose stay it was
+ * comes from the work it made (Task.for, Flag.subject), which is what is
+ * undone. No such work: nothing to do. */
+static enum cw_err
+deleted(struct work *w)
+{
+	static const char *const types[] = {"Task", "Flag"};
+	static const char *const whose[] = {"for", "subject"};
+
+	for (size_t k = 0; k < 2 && !w->patient; k++) {
+		struct held *h = held_of(w, types[k]);
+
+		for (size_t i = 0; h && i < h->n && !w->patient; i++) {
+			const char *ref = coord_str_at(json_object_get(h->res[i], whose[k]),
+						       "reference");
+
+			if (ref && !strncmp(ref, "Patient/", 8) && ref[8])
+				w->patient = ref;
+		}
+	}
+	if (!w->patient)
+		return CW_OK;
+	w->out->patient = w->patient;
+	w->out->topic = "Transitions of care";
+	return did_not_happen(w, "The hospital stay was deleted from the record");
+}
+
 enum cw_err
 coord_transitions(struct coord *co, struct store_tx *tx, struct arena *a,
 		  const char *id, const json_t *enc, struct coord_report *out,
@@ -495,7 +538,12 @@ coord_transitions(struct coord *co, struct store_tx *tx, struct arena *a,
 	const char *st = coord_str_at(enc, "status"), *cls;
 	enum cw_err err;
 
-	out->patient = enc ? coord_patient_of("Encounter", enc) : NULL;
+	if (!enc) {
+		if (!(w.enc = arena_printf(a, "Encounter/%s", id)))
+			return CW_ENOMEM;
+		return deleted(&w);
+	}
+	out->patient = coord_patient_of("Encounter", enc);
 	if (!out->patient || !st)
 		return CW_OK;
 	w.patient = out->patient;
@@ -504,16 +552,8 @@ coord_transitions(struct coord *co, struct store_tx *tx, struct arena *a,
 	cls = class_code(enc);
 	if (!admission(cls))
 		return CW_OK;
-	if (!strcmp(st, "cancelled") || !strcmp(st, "entered-in-error")) {
-		/* it did not happen: its work neither */
-		if ((err = undo_discharge(&w, "The hospital stay was cancelled")) ||
-		    (err = cancel_task(&w, "send-records", "The hospital stay was cancelled")) ||
-		    (err = flag(&w, "admitted", "Currently admitted", false, "entered-in-error",
-				NULL, NULL)))
-			return err;
-		return flag(&w, "readmission", "30-day readmission", true, "entered-in-error",
-			    NULL, NULL);
-	}
+	if (!strcmp(st, "cancelled") || !strcmp(st, "entered-in-error"))
+		return did_not_happen(&w, "The hospital stay was cancelled");
 	if (!strcmp(st, "in-progress") || !strcmp(st, "onleave") || !strcmp(st, "arrived") ||
 	    !strcmp(st, "triaged")) {
 		/* in hospital (again: a cancelled discharge undoes its work) */

@@ -1,6 +1,7 @@
 // tests/api/worklist.test.mjs: GET /fhir/Task/$worklist, what a member of
 // the care team has to do now: their open Tasks, most pressing first, and
-// the reviews of results left open too long, whoever owns them.
+// the reviews of results left open too long, whoever owns them; and work
+// that goes away with the stay that made it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, raw } from '../support/server.mjs';
@@ -55,4 +56,27 @@ test('bad input is a 400 that says why', async () => {
   }
   const r = await raw(srv.base, 'GET', 'Patient/$worklist?owner=Practitioner/x');
   assert.equal(r.status, 404);
+});
+
+test('a hospital stay deleted from the record takes its open work and flags with it', async () => {
+  const pid = (await svc('POST', 'Patient', { resourceType: 'Patient', name: [{ family: 'Mistaken' }] })).id;
+  const start = new Date(Date.now() - 2 * DAY).toISOString();
+  const enc = await svc('POST', 'Encounter', {
+    resourceType: 'Encounter', status: 'in-progress',
+    class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+    subject: { reference: `Patient/${pid}` }, period: { start },
+  });
+  const open = async () => (await svc('GET', `Task?focus=Encounter/${enc.id}`)).entry?.map((e) => e.resource) ?? [];
+  const flags = async () => (await svc('GET', `Flag?encounter=Encounter/${enc.id}`)).entry?.map((e) => e.resource) ?? [];
+  const [send] = await open();
+  assert.equal(send?.code.coding[0].code, 'send-records', 'the admission gave the coordinator work');
+  assert.equal(send.status, 'requested');
+  assert.equal((await flags())[0]?.status, 'active', 'and a "currently admitted" flag');
+
+  const del = await raw(srv.base, 'DELETE', `Encounter/${enc.id}`);
+  assert.equal(del.status, 204, del.text);
+  const [after] = await open();
+  assert.equal(after.status, 'cancelled', 'no one is to send records for a stay that did not happen');
+  assert.match(after.statusReason.text, /deleted/);
+  assert.equal((await flags())[0].status, 'entered-in-error');
 });
