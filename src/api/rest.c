@@ -296,7 +296,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		if (json_object_set_new(op->res, "id", json_string(op->id)))
 			return CW_ENOMEM;
 		/* what only the server may say of a Subscription (every door) */
-		if (sub && (err = notify_check_subscription(op->res, op->loc, d)))
+		if (sub && (err = notify_check_subscription(op->notify, op->res, op->loc, d)))
 			return err;
 		put.res = op->res;
 		put.create = op->kind == OP_CREATE || op->create_with_id;

@@ -115,7 +115,7 @@ serve_usage(FILE *f)
 		"                       [--mllp-port N [--mllp-bind ADDR]\n"
 		"                        [--mllp-tls-cert FILE --mllp-tls-key FILE]\n"
 		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n"
-		"                       [--subscription-retry-ms N]\n\n"
+		"                       [--subscription-retry-ms N] [--subscription-hosts LIST]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -159,6 +159,11 @@ serve_usage(FILE *f)
 		"                     after a failed Subscription delivery, try again\n"
 		"                     this much later, doubling each time up to an hour;\n"
 		"                     100 to 600000 (default %u)\n"
+		"  --subscription-hosts LIST\n"
+		"                     the only hosts a Subscription may send to,\n"
+		"                     comma-separated names or addresses as in the URL\n"
+		"                     (*.example.org: any name under it); by default any\n"
+		"                     https host, and http to this machine\n"
 		"\nEvery request under /fhir but GET /fhir/metadata needs a session:\n"
 		"POST /auth/login with {\"username\", \"password\"} of a user made with\n"
 		"'careweave user add', then send 'Authorization: Bearer TOKEN'.\n"
@@ -194,6 +199,7 @@ cli_serve(int argc, char **argv)
 		{"hl7-tz", required_argument, NULL, 'z'},
 		{"hl7-accept-test", no_argument, NULL, 'T'},
 		{"subscription-retry-ms", required_argument, NULL, 'R'},
+		{"subscription-hosts", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -352,6 +358,17 @@ cli_serve(int argc, char **argv)
 			}
 			no.retry_ms = (unsigned)v;
 			break;
+		case 'Y': {
+			const char *why = notify_hosts_check(optarg);
+
+			if (why || !*optarg) {
+				cli_err("serve", "--subscription-hosts: %s",
+					why ? why : "the list is empty");
+				return CLI_EUSAGE;
+			}
+			no.endpoint_hosts = optarg;
+			break;
+		}
 		case 'h':
 			serve_usage(stdout);
 			return CLI_OK;

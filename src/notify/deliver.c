@@ -29,6 +29,8 @@ enum nact {
 	ACT_DROP,      /* nothing to send any more (the version is gone, the
 			  owner may not read it): forget the notice */
 	ACT_DROP_SUB,  /* the Subscription is gone, off or over: forget all */
+	ACT_REFUSE,    /* its endpoint's host is not on the server's list:
+			  forget the notice, the Subscription is in error */
 };
 
 struct njob {
@@ -70,7 +72,7 @@ prepare(struct notify *n, struct arena *a, struct njob *j, int64_t now)
 	struct store_res sub;
 	struct nchannel ch;
 	struct diag d;
-	const char *status, *why;
+	const char *status;
 	int64_t end;
 	json_t *v;
 	bool ok;
@@ -88,13 +90,19 @@ prepare(struct notify *n, struct arena *a, struct njob *j, int64_t now)
 	end = notify_end_ms(v);
 	diag_init(&d, a);
 	if (!status || (strcmp(status, "active") && strcmp(status, "error")) ||
-	    (end && end <= now) ||
-	    notify_parse_channel(v, "Subscription", &ch, &d) ||
-	    !notify_endpoint_host(ch.endpoint, j->host, &why)) {
+	    (end && end <= now) || notify_parse_channel(v, "Subscription", &ch, &d)) {
 		json_decref(v);
 		return CW_OK;
 	}
 	j->in_error = !strcmp(status, "error");
+	snprintf(j->host, sizeof(j->host), "%s", ch.host);
+	if (!notify_host_allowed(n, ch.host)) {
+		/* written before the list, or by a door without one: never
+		 * sent; the owner sees why in the Subscription */
+		json_decref(v);
+		j->act = ACT_REFUSE;
+		return CW_OK;
+	}
 	j->payload = ch.payload;
 	j->url = ch.payload ? arena_printf(a, "%s%s%s/%s", ch.endpoint,
 					   ch.endpoint[strlen(ch.endpoint) - 1] == '/' ? "" : "/",
@@ -260,7 +268,8 @@ record_cb(struct store_tx *tx, void *ctx)
 
 		if (j->act == ACT_DROP_SUB)
 			err = store_tx_notice_drop_sub(tx, j->nt->sub_id);
-		else if (j->act == ACT_DROP || j->ok || attempts >= NOTIFY_ATTEMPTS_MAX)
+		else if (j->act == ACT_DROP || j->act == ACT_REFUSE || j->ok ||
+			 attempts >= NOTIFY_ATTEMPTS_MAX)
 			err = store_tx_notice_drop(tx, j->nt->seq);
 		else
 			err = store_tx_notice_retry(tx, j->nt->seq, j->nt->sub_id, attempts,
@@ -323,6 +332,16 @@ round_once(struct notify *n, CURLM *m, struct arena *a, bool *more, int64_t *nex
 		struct njob *j = &jobs[i];
 		int attempts = j->nt->attempts + 1;
 
+		if (j->act == ACT_REFUSE) {
+			log_warn("notify: Subscription/%s: its endpoint's host is not on"
+				 " --subscription-hosts; notice dropped", j->nt->sub_id);
+			if (!j->in_error)
+				n->hooks.set_status(n->hooks.ctx, j->nt->sub_id, "error",
+						    arena_printf(a, "this server sends to a list of"
+								 " hosts only, and %s is not on it;"
+								 " nothing is sent to it", j->host));
+			continue;
+		}
 		if (j->act != ACT_SEND)
 			continue;
 		n->hooks.sent(n->hooks.ctx, a, j->agent, j->host, &j->res, (int)j->status);
@@ -412,9 +431,11 @@ notify_new(struct store *s, const struct notify_options *opt)
 		return NULL;
 	n->s = s;
 	n->retry_ms = opt && opt->retry_ms ? opt->retry_ms : NOTIFY_BACKOFF_MS;
-	if (!(n->subs_arena = arena_new(16u << 20)) ||
+	if (notify_hosts_set(n, opt ? opt->endpoint_hosts : NULL) ||
+	    !(n->subs_arena = arena_new(16u << 20)) ||
 	    pthread_mutex_init(&n->mu, NULL) || pthread_cond_init(&n->cv, NULL)) {
 		arena_free(n->subs_arena);
+		free(n->hosts_buf);
 		free(n);
 		return NULL;
 	}
@@ -474,6 +495,7 @@ notify_free(struct notify *n)
 	pthread_cond_destroy(&n->cv);
 	pthread_mutex_destroy(&n->mu);
 	arena_free(n->subs_arena);
+	free(n->hosts_buf);
 	free(n);
 	curl_global_cleanup();
 }

@@ -33,6 +33,7 @@ struct notify; /* opaque */
 #define NOTIFY_HEADERS_MAX 10       /* channel.header entries */
 #define NOTIFY_HEADER_LEN 1024      /* bytes of one */
 #define NOTIFY_ENDPOINT_LEN 2048    /* bytes of channel.endpoint */
+#define NOTIFY_HOSTS_MAX 64         /* names in notify_options.endpoint_hosts */
 #define NOTIFY_BACKOFF_MS 5000      /* the first retry (default); doubling */
 #define NOTIFY_BACKOFF_MAX_MS 3600000 /* at most an hour between tries */
 #define NOTIFY_ATTEMPTS_MAX 12      /* then the notice is given up (about 3.5 h) */
@@ -65,7 +66,18 @@ struct notify_options {
 	unsigned retry_ms; /* the first retry after a failure, doubling up
 			      to NOTIFY_BACKOFF_MAX_MS; 0: NOTIFY_BACKOFF_MS
 			      (`serve --subscription-retry-ms`) */
+	/* The hosts an endpoint may name, comma-separated: a name or address
+	 * as written in the URL ("hooks.example.org", "127.0.0.1",
+	 * "[::1]"), or "*.example.org" for any name under example.org; case
+	 * does not matter. NULL or "": any https host (and http to this
+	 * machine). `serve --subscription-hosts`; notify_hosts_check says
+	 * whether a list is one. */
+	const char *endpoint_hosts;
 };
+
+/* NULL when list is a list of endpoint hosts notify_options takes, else
+ * why not (static words). */
+const char *notify_hosts_check(const char *list);
 
 /* A new matcher and queue over s (borrowed); opt may be NULL. Nothing is
  * sent until notify_start. Installs the store's group hook. */
@@ -80,11 +92,16 @@ void notify_free(struct notify *n);
  * sets: a requested one becomes active. CW_EINVALID (422) with the issues
  * in d (at loc, e.g. "Subscription") for criteria that are not a search
  * of a served type careweave can match, a channel other than rest-hook,
- * an endpoint that is not https (http only to a loopback address), a
- * payload other than application/fhir+json, or a header that is not one
- * "Name: value" line. Needs no notify: every door checks. */
-enum cw_err notify_check_subscription(json_t *res, const char *loc,
-				      struct diag *d);
+ * an endpoint that is not https (http only to a loopback address) or,
+ * when it is requested or active, names a host n's options do not allow
+ * (off or error may be written: the owner turns it off, careweave says
+ * why it fails), a payload other than
+ * application/fhir+json, or a header that is not one "Name: value" line.
+ * n may be NULL (a door without notifications: no host list); the
+ * delivery checks the host again, so a Subscription written by such a
+ * door sends nowhere the server does not allow. */
+enum cw_err notify_check_subscription(const struct notify *n, json_t *res,
+				      const char *loc, struct diag *d);
 
 /* A version was written in tx (a put; deletes never match): queues a
  * notice for each matching Subscription. type is a served type, version

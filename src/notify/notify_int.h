@@ -24,6 +24,11 @@ struct nsub {
 struct notify {
 	struct store *s;
 	int64_t retry_ms;        /* notify_options.retry_ms */
+	/* notify_options.endpoint_hosts split at its commas, lower case
+	 * (the strings are in hosts_buf, malloc'd); nhosts 0: any host */
+	char *hosts_buf;
+	const char *hosts[NOTIFY_HOSTS_MAX];
+	size_t nhosts;
 	/* the matcher: used only on the store's writer thread (write jobs
 	 * and the group hook), so it needs no lock */
 	struct arena *subs_arena;
@@ -45,6 +50,7 @@ struct notify {
 /* A Subscription's channel, read from its JSON (strings borrowed from it). */
 struct nchannel {
 	const char *endpoint;
+	char host[NOTIFY_ENDPOINT_LEN]; /* the endpoint's host, as in the URL */
 	bool payload;            /* application/fhir+json: PUT the resource */
 	const char *headers[NOTIFY_HEADERS_MAX];
 	size_t nheaders;
@@ -65,5 +71,9 @@ int64_t notify_end_ms(const json_t *sub);
 /* The host of an allowed endpoint into out (NOTIFY_ENDPOINT_LEN), or
  * false with why in *why (static words): https, or http to loopback. */
 bool notify_endpoint_host(const char *url, char *out, const char **why);
+/* Is host one n's endpoint_hosts allow? Always, when there is no list. */
+bool notify_host_allowed(const struct notify *n, const char *host);
+/* Splits list (notify_hosts_check said yes) into n->hosts. */
+enum cw_err notify_hosts_set(struct notify *n, const char *list);
 
 #endif

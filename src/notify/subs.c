@@ -11,7 +11,9 @@
  * again after any job that wrote a Subscription (store_set_group_hook tells
  * when its group ended, committed or not), on the writer thread only. */
 #include <curl/curl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "notify/notify_int.h"
 
@@ -113,7 +115,6 @@ notify_parse_channel(const json_t *res, const char *loc, struct nchannel *out,
 	const json_t *ch = json_object_get(res, "channel"), *h, *v;
 	const char *type = json_string_value(json_object_get(ch, "type"));
 	const char *payload = json_string_value(json_object_get(ch, "payload"));
-	char host[NOTIFY_ENDPOINT_LEN];
 	const char *why;
 	size_t i, nerr = d->nerrors;
 
@@ -127,7 +128,7 @@ notify_parse_channel(const json_t *res, const char *loc, struct nchannel *out,
 		diag_err(d, CW_EINVALID, "required",
 			 arena_printf(d->a, "%s.channel.endpoint", loc),
 			 "a rest-hook Subscription needs an endpoint");
-	else if (!notify_endpoint_host(out->endpoint, host, &why))
+	else if (!notify_endpoint_host(out->endpoint, out->host, &why))
 		diag_err(d, CW_EINVALID, "value",
 			 arena_printf(d->a, "%s.channel.endpoint", loc), "%s", why);
 	if (payload && strcmp(payload, "application/fhir+json") &&
@@ -159,8 +160,92 @@ notify_parse_channel(const json_t *res, const char *loc, struct nchannel *out,
 	return d->nerrors > nerr ? CW_EINVALID : CW_OK;
 }
 
+/* ---- the hosts an endpoint may name ----------------------------------------- */
+
+/* One name of a list: letters, digits, '-', '.', ':' (an address) and the
+ * brackets of an IPv6 address, or "*." and a name. */
+static bool
+host_name_ok(const char *s, size_t n)
+{
+	if (n >= 2 && s[0] == '*' && s[1] == '.') {
+		s += 2;
+		n -= 2;
+	}
+	if (!n || n >= NOTIFY_ENDPOINT_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || strchr("-.:[]", s[i])))
+			return false;
+	return true;
+}
+
+const char *
+notify_hosts_check(const char *list)
+{
+	size_t k = 0;
+
+	if (!list || !*list)
+		return NULL;
+	for (const char *p = list;; p++) {
+		size_t n = strcspn(p, ",");
+
+		if (!host_name_ok(p, n))
+			return "each host is a name or an address (or *.name), comma-separated";
+		if (++k > NOTIFY_HOSTS_MAX)
+			return "too many hosts";
+		p += n;
+		if (!*p)
+			return NULL;
+	}
+}
+
 enum cw_err
-notify_check_subscription(json_t *res, const char *loc, struct diag *d)
+notify_hosts_set(struct notify *n, const char *list)
+{
+	char *save = NULL, *tok;
+
+	n->nhosts = 0;
+	if (!list || !*list)
+		return CW_OK;
+	if (notify_hosts_check(list))
+		return CW_EINVAL;
+	if (!(n->hosts_buf = strdup(list)))
+		return CW_ENOMEM;
+	for (char *p = n->hosts_buf; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	for (tok = strtok_r(n->hosts_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		n->hosts[n->nhosts++] = tok;
+	return CW_OK;
+}
+
+bool
+notify_host_allowed(const struct notify *n, const char *host)
+{
+	size_t hl = strlen(host);
+
+	if (!n || !n->nhosts)
+		return true;
+	for (size_t i = 0; i < n->nhosts; i++) {
+		const char *h = n->hosts[i];
+
+		if (h[0] == '*') {
+			/* "*.example.org": a name under it, not example.org itself */
+			size_t sl = strlen(h + 1);
+
+			if (hl > sl && !strcasecmp(host + hl - sl, h + 1))
+				return true;
+		} else if (!strcasecmp(host, h)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum cw_err
+notify_check_subscription(const struct notify *n, json_t *res, const char *loc,
+			  struct diag *d)
 {
 	const char *status = json_string_value(json_object_get(res, "status"));
 	const char *criteria = json_string_value(json_object_get(res, "criteria"));
@@ -173,7 +258,15 @@ notify_check_subscription(json_t *res, const char *loc, struct diag *d)
 		loc = "Subscription";
 	notify_parse_criteria(d->a, criteria, arena_printf(d->a, "%s.criteria", loc),
 			      &rt, &kv, &nkv, d);
-	notify_parse_channel(res, loc, &ch, d);
+	/* Only one the server would send on: the owner turning one off, or
+	 * careweave setting error, must not be refused (delivery checks the
+	 * host again whatever the status). */
+	if (!notify_parse_channel(res, loc, &ch, d) && status &&
+	    (!strcmp(status, "requested") || !strcmp(status, "active")) &&
+	    !notify_host_allowed(n, ch.host))
+		diag_err(d, CW_EINVALID, "value", arena_printf(d->a, "%s.channel.endpoint", loc),
+			 "this server sends to a list of hosts only, and %s is not on it "
+			 "(careweave serve --subscription-hosts)", ch.host);
 	if (d->nerrors > nerr)
 		return CW_EINVALID;
 	/* R4: the client asks (requested), the server says (active) */

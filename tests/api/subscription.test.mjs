@@ -11,7 +11,8 @@
 // matched (nothing sent), changes that roll back (nothing queued), every
 // Subscription careweave refuses (422, nothing written), a failing
 // endpoint (retries, status error with why, active again once it
-// answers), and a deleted Subscription (nothing more sent).
+// answers), a deleted Subscription (nothing more sent), and a server that
+// sends to a list of hosts only.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -352,4 +353,70 @@ test('a notice waiting when the server is killed is delivered after the restart'
     await b?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe('a server that sends to a list of hosts only (--subscription-hosts)', () => {
+  test('a Subscription to a host off the list is refused where it is written', async () => {
+    const dir = tempDir();
+    const a = await startServer({ db: `${dir}/careweave.db`, args: ['--subscription-hosts', '127.0.0.1,*.example.org'] });
+    try {
+      const pat = await raw(a.base, 'POST', 'Patient', { body: { resourceType: 'Patient', name: [{ family: 'Listed' }] } });
+      const post = (ep) => raw(a.base, 'POST', 'Subscription', { body: { ...subscription(`Flag?patient=Patient/${pat.json.id}`, ''), channel: { type: 'rest-hook', endpoint: ep, payload: 'application/fhir+json' } } });
+      for (const ep of ['https://intranet.local/hook', 'https://example.org/hook', 'https://evil.example.org.attacker.net/hook', 'http://localhost:9/hook']) {
+        const r = await post(ep);
+        assert.equal(r.status, 422, `${ep}: ${r.text}`);
+        const issue = r.json.issue.find((i) => i.expression?.[0] === 'Subscription.channel.endpoint');
+        assert.ok(issue, JSON.stringify(r.json.issue));
+      }
+      const bad = await post('https://intranet.local/hook');
+      assert.match(bad.json.issue[0].diagnostics, /intranet\.local is not on it/);
+      assert.equal((await raw(a.base, 'GET', 'Subscription?_summary=count')).json.total, 0, 'nothing written');
+
+      assert.equal((await post('https://hooks.EXAMPLE.org/x')).status, 201, 'a name under *.example.org, any case');
+      const ok = await post(`${endpoint}/listed`);
+      assert.equal(ok.status, 201, ok.text);
+      const flag = await raw(a.base, 'POST', 'Flag', { body: { resourceType: 'Flag', status: 'active', code: { text: 'needs a ride' }, subject: { reference: `Patient/${pat.json.id}` } } });
+      await waitFor('the delivery to a listed host', () => hits.find((h) => h.url === `/listed/Flag/${flag.json.id}`));
+    } finally {
+      await a.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('one written before the list sends nothing, and its status says why', async () => {
+    const dir = tempDir();
+    const db = `${dir}/careweave.db`;
+    let a = await startServer({ db });
+    let b;
+    try {
+      const pat = await raw(a.base, 'POST', 'Patient', { body: { resourceType: 'Patient', name: [{ family: 'Before' }] } });
+      const sub = await raw(a.base, 'POST', 'Subscription', { body: subscription(`Flag?patient=Patient/${pat.json.id}`, '/unlisted') });
+      assert.equal(sub.status, 201, sub.text);
+      const owner = a.user;
+      await a.stop({ keep: true });
+      a = null;
+      b = await startServer({ db, args: ['--subscription-hosts', 'hooks.example.org'] });
+      const flag = await raw(b.base, 'POST', 'Flag', { body: { resourceType: 'Flag', status: 'active', code: { text: 'needs a ride' }, subject: { reference: `Patient/${pat.json.id}` } } });
+      assert.equal(flag.status, 201, flag.text);
+      // a Subscription is its owner's alone: read it as the one who wrote it
+      const { token } = await login(new URL(b.base).origin, owner.username, owner.password);
+      let now;
+      const end = Date.now() + 15000;
+      while (Date.now() < end) {
+        now = (await raw(b.base, 'GET', `Subscription/${sub.json.id}`, { headers: { authorization: `Bearer ${token}` } })).json;
+        if (now.status === 'error') break;
+        await sleep(50);
+      }
+      assert.equal(now.status, 'error', JSON.stringify(now));
+      assert.match(now.error, /127\.0\.0\.1 is not on it/);
+      assert.ok(!hits.some((h) => h.url.startsWith('/unlisted')), 'nothing was sent');
+      const { meta, ...rest } = now;
+      const off = await raw(b.base, 'PUT', `Subscription/${sub.json.id}`, { body: { ...rest, status: 'off' }, headers: { authorization: `Bearer ${token}` } });
+      assert.equal(off.status, 200, `its owner may still turn it off: ${off.text}`);
+    } finally {
+      await a?.stop();
+      await b?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
