@@ -68,7 +68,8 @@ node_modules: package-lock.json
 run: deps build/rel/careweave
 	@mkdir -p data
 	@if [ ! -f data/careweave.db ]; then ./build/rel/careweave demo --db data/careweave.db; fi
-	./build/rel/careweave serve --db data/careweave.db --port 8080
+	./build/rel/careweave serve --db data/careweave.db --port 8080 \
+		--holidays data/holidays/us-federal.txt
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CW_TEST_DATA=tests/data $$t; done

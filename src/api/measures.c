@@ -165,6 +165,7 @@ api_h_transitions_measures(struct api_req *q)
 	in.nencounters = enc.n;
 	in.tasks = tasks.v;
 	in.ntasks = tasks.n;
+	in.co = q->api->coord;
 	if ((err = coord_measures(q->a, &in, &m)))
 		return err == CW_ETOOBIG ? diag_err(&q->d, err, "too-costly", NULL,
 						    "Too many records in the period") : err;

@@ -103,6 +103,38 @@ bind_ok(const char *b)
 	return inet_pton(AF_INET, b, buf) == 1 || inet_pton(AF_INET6, b, buf) == 1;
 }
 
+/* Reads the holiday list of --holidays into co (coord_holidays_parse):
+ * each bad line named on stderr, exit 1; unreadable, exit 3. */
+#define HOLIDAYS_FILE_MAX (256u << 10)
+static int
+load_holidays(const char *path, struct coord *co)
+{
+	struct arena *a = arena_new(0);
+	struct diag d;
+	size_t n;
+	int e, rc = CLI_OK;
+	char *text;
+
+	if (!a)
+		return CLI_EIO;
+	diag_init(&d, a);
+	if (!(text = cli_read_file(path, HOLIDAYS_FILE_MAX, &n, &e))) {
+		cli_err("serve", "cannot read the holidays %s: %s", path, strerror(e));
+		rc = CLI_EIO;
+	} else if (coord_holidays_parse(co, text, n, path, &d)) {
+		for (size_t i = 0; i < d.n; i++)
+			cli_err("serve", "%s", d.issues[i].msg);
+		if (!d.n)
+			cli_err("serve", "cannot read the holidays %s: out of memory", path);
+		rc = d.n ? CLI_EDATA : CLI_EIO;
+	} else {
+		log_info("serve: %zu holidays from %s", coord_holidays(co), path);
+	}
+	free(text);
+	arena_free(a);
+	return rc;
+}
+
 static void
 serve_usage(FILE *f)
 {
@@ -115,7 +147,8 @@ serve_usage(FILE *f)
 		"                       [--mllp-port N [--mllp-bind ADDR]\n"
 		"                        [--mllp-tls-cert FILE --mllp-tls-key FILE]\n"
 		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n"
-		"                       [--subscription-retry-ms N] [--subscription-hosts LIST]\n\n"
+		"                       [--subscription-retry-ms N] [--subscription-hosts LIST]\n"
+		"                       [--holidays FILE]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -159,6 +192,10 @@ serve_usage(FILE *f)
 		"                     after a failed Subscription delivery, try again\n"
 		"                     this much later, doubling each time up to an hour;\n"
 		"                     100 to 600000 (default %u)\n"
+		"  --holidays FILE    public holidays, one date YYYY-MM-DD a line ('#'\n"
+		"                     comments): not business days, as weekends are not\n"
+		"                     (the 2 business days of a discharge's first contact);\n"
+		"                     data/holidays/us-federal.txt lists the US federal ones\n"
 		"  --subscription-hosts LIST\n"
 		"                     the only hosts a Subscription may send to,\n"
 		"                     comma-separated names or addresses as in the URL\n"
@@ -200,11 +237,13 @@ cli_serve(int argc, char **argv)
 		{"hl7-accept-test", no_argument, NULL, 'T'},
 		{"subscription-retry-ms", required_argument, NULL, 'R'},
 		{"subscription-hosts", required_argument, NULL, 'Y'},
+		{"holidays", required_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *base_url = NULL;
 	const char *cert_path = NULL, *key_path = NULL, *kb_path = NULL;
+	const char *holidays_path = NULL;
 	struct kb *kb = NULL;
 	struct coord *co = NULL;
 	char *cert = NULL, *key = NULL;
@@ -358,6 +397,9 @@ cli_serve(int argc, char **argv)
 			}
 			no.retry_ms = (unsigned)v;
 			break;
+		case 'O':
+			holidays_path = optarg;
+			break;
 		case 'Y': {
 			const char *why = notify_hosts_check(optarg);
 
@@ -403,6 +445,10 @@ cli_serve(int argc, char **argv)
 	}
 	if ((rc = cli_rules_open("serve", kb_path, &kb, &co)) != CLI_OK)
 		return rc;
+	if (holidays_path && (rc = load_holidays(holidays_path, co)) != CLI_OK) {
+		cli_rules_close(kb, co);
+		return rc;
+	}
 	if (cert_path) {
 		size_t n;
 		int e;

@@ -23,7 +23,87 @@ coord_new(const struct kb *kb)
 void
 coord_free(struct coord *co)
 {
+	if (co)
+		free(co->holidays);
 	free(co);
+}
+
+static int
+cmp_day(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+
+	return (a > b) - (a < b);
+}
+
+enum cw_err
+coord_holidays_parse(struct coord *co, const char *text, size_t n, const char *name,
+		     struct diag *d)
+{
+	int64_t *days = NULL;
+	size_t nd = 0, line = 0, nerr = d->nerrors;
+
+	for (size_t at = 0; at < n;) {
+		const char *s = text + at, *nl = memchr(s, '\n', n - at);
+		size_t len = nl ? (size_t)(nl - s) : n - at, k;
+		struct time_range tr;
+
+		at += len + (nl != NULL);
+		line++;
+		for (k = 0; k < len && s[k] != '#'; k++)
+			;
+		while (k > 0 && strchr(" \t\r", s[k - 1]))
+			k--;
+		while (k > 0 && strchr(" \t", *s)) {
+			s++;
+			k--;
+		}
+		if (!k)
+			continue;
+		if (k != 10 || time_parse(s, k, TIME_DATE, &tr)) {
+			diag_err(d, CW_EINVALID, "value", NULL, "%s:%zu: '%.*s' is not a date "
+				 "YYYY-MM-DD", name, line, (int)(k > 40 ? 40 : k), s);
+			continue;
+		}
+		if (nd == COORD_HOLIDAYS_MAX) {
+			diag_err(d, CW_EINVALID, "too-costly", NULL, "%s:%zu: more than %d "
+				 "holidays", name, line, COORD_HOLIDAYS_MAX);
+			break;
+		}
+		if (!days && !(days = malloc(COORD_HOLIDAYS_MAX * sizeof(*days))))
+			return CW_ENOMEM;
+		days[nd++] = tr.lo / TIME_DAY_MS;
+	}
+	if (d->nerrors > nerr) {
+		free(days);
+		return CW_EINVALID;
+	}
+	if (nd) {
+		size_t o = 0;
+
+		qsort(days, nd, sizeof(*days), cmp_day);
+		for (size_t i = 0; i < nd; i++)
+			if (!o || days[i] != days[o - 1])
+				days[o++] = days[i];
+		nd = o;
+	}
+	free(co->holidays);
+	co->holidays = days;
+	co->nholidays = nd;
+	return CW_OK;
+}
+
+size_t
+coord_holidays(const struct coord *co)
+{
+	return co ? co->nholidays : 0;
+}
+
+static bool
+holiday(const struct coord *co, int64_t day)
+{
+	return co && co->nholidays &&
+	       bsearch(&day, co->holidays, co->nholidays, sizeof(day), cmp_day);
 }
 
 bool
@@ -206,14 +286,15 @@ coord_recent(int64_t ms)
 }
 
 int64_t
-coord_business_days(int64_t ms, int n)
+coord_business_days(const struct coord *co, int64_t ms, int n)
 {
 	while (n > 0) {
 		int64_t days = ms >= 0 ? ms / TIME_DAY_MS : (ms - TIME_DAY_MS + 1) / TIME_DAY_MS;
 		int wd = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
 
 		ms += TIME_DAY_MS;
-		if (wd != 5 && wd != 6) /* the next day is not Saturday or Sunday */
+		/* the next day is not Saturday or Sunday, nor a holiday */
+		if (wd != 5 && wd != 6 && !holiday(co, days + 1))
 			n--;
 	}
 	return ms;

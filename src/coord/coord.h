@@ -89,6 +89,18 @@ struct coord_facts; /* coord/'s own: what it keeps of a patient */
 struct coord *coord_new(const struct kb *kb);
 void coord_free(struct coord *co);
 
+#define COORD_HOLIDAYS_MAX 4096 /* dates in a holiday list */
+/* The days besides Saturday and Sunday that are not business days (public
+ * holidays: the 2 business days of a discharge's first contact skip them),
+ * from text[0..n): one date YYYY-MM-DD a line; '#' to the end of a line is
+ * a comment; blank lines do not count. Replaces co's list only when all of
+ * it reads: else CW_EINVALID with one issue per bad line, "name:LINE: why",
+ * in d. */
+enum cw_err coord_holidays_parse(struct coord *co, const char *text, size_t n,
+				 const char *name, struct diag *d);
+/* How many holidays co knows (0: weekends only). */
+size_t coord_holidays(const struct coord *co);
+
 /* One finding about the change, already in the words the team reads. */
 struct coord_finding {
 	enum kb_severity severity;
@@ -494,6 +506,7 @@ struct coord_measures_input {
 	int64_t start, end;       /* ms */
 	int64_t now;              /* ms, for the age of unreviewed results */
 	unsigned unreviewed_days; /* a result unreviewed longer is overdue */
+	const struct coord *co;   /* its holidays, for business days; NULL: none */
 };
 
 /* The counts (src/coord/README.md, "Measures", defines each). */

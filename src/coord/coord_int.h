@@ -21,6 +21,9 @@
 
 struct coord {
 	const struct kb *kb;
+	int64_t *holidays; /* UTC day numbers (ms / TIME_DAY_MS), sorted,
+			      no repeats: coord_holidays_parse */
+	size_t nholidays;
 };
 
 /* o[key] as a string, or NULL. */
@@ -57,8 +60,9 @@ int64_t coord_ms_of(const char *datetime);
 /* Whether ms is at most COORD_RECENT_DAYS before now: the wall clock decides
  * only whether an event is still one to act on, never the work's dates. */
 bool coord_recent(int64_t ms);
-/* ms plus n business days (Monday to Friday; holidays are not known). */
-int64_t coord_business_days(int64_t ms, int n);
+/* ms plus n business days: Monday to Friday, less co's holidays (co may
+ * be NULL: weekends only). Days are UTC days. */
+int64_t coord_business_days(const struct coord *co, int64_t ms, int n);
 /* Adds res (stolen; NULL: out of memory) to r->writes, a create when id is
  * NULL, else an update of id. CW_ETOOBIG past COORD_WRITES_MAX. */
 enum cw_err coord_add_write(struct coord_report *r, struct arena *a, json_t *res,

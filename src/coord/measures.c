@@ -151,7 +151,7 @@ coord_measures(struct arena *a, const struct coord_measures_input *in,
 			}
 			out->discharges_readmitted += again;
 			if ((t = task_of(in, x->id, "contact")) && (done = done_at(t)) >= 0 &&
-			    done <= coord_business_days(x->end, 2))
+			    done <= coord_business_days(in->co, x->end, 2))
 				out->contact_2d++;
 			if ((t = task_of(in, x->id, "follow-up-visit")) && (done = done_at(t)) >= 0) {
 				v7 |= done - x->end <= 7 * TIME_DAY_MS;

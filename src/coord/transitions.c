@@ -464,7 +464,7 @@ discharged(struct work *w, const json_t *enc)
 		return CW_OK; /* no discharge time, or long ago: no tasks to date */
 	if ((err = risk(w, end, &high, &words)))
 		return err;
-	if ((err = task(w, &CONTACT, t, coord_business_days(t, 2), "urgent", NULL)) ||
+	if ((err = task(w, &CONTACT, t, coord_business_days(w->co, t, 2), "urgent", NULL)) ||
 	    (err = task(w, &SUMMARY, t, t + 2 * TIME_DAY_MS, "routine", NULL)) ||
 	    (err = task(w, &MEDREC, t, t + 30 * TIME_DAY_MS, "routine", NULL)))
 		return err;

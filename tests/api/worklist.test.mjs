@@ -1,10 +1,11 @@
 // tests/api/worklist.test.mjs: GET /fhir/Task/$worklist, what a member of
 // the care team has to do now: their open Tasks, most pressing first, and
-// the reviews of results left open too long, whoever owns them; and work
-// that goes away with the stay that made it.
+// the reviews of results left open too long, whoever owns them; work that
+// goes away with the stay that made it; and due dates that skip holidays.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, raw } from '../support/server.mjs';
+import { writeFileSync, rmSync } from 'node:fs';
+import { startServer, raw, tempDir } from '../support/server.mjs';
 
 let srv;
 const DAY = 86400000;
@@ -79,4 +80,43 @@ test('a hospital stay deleted from the record takes its open work and flags with
   assert.equal(after.status, 'cancelled', 'no one is to send records for a stay that did not happen');
   assert.match(after.statusReason.text, /deleted/);
   assert.equal((await flags())[0].status, 'entered-in-error');
+});
+
+test('the first contact after a discharge is due in 2 business days, holidays skipped (serve --holidays)', async () => {
+  const dir = tempDir();
+  const end = Date.now() - 3600 * 1000;
+  const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+  const weekday = (ms) => ![0, 6].includes(new Date(ms).getUTCDay());
+  // the next two weekdays after the discharge are this clinic's holidays
+  const off = [];
+  for (let t = end + DAY; off.length < 2; t += DAY) if (weekday(t)) off.push(day(t));
+  writeFileSync(`${dir}/holidays.txt`, `# the clinic's own days\n${off.join('\n')}\n`);
+  const own = await startServer({ db: `${dir}/careweave.db`, args: ['--holidays', `${dir}/holidays.txt`] });
+  try {
+    const post = async (url, body) => {
+      const r = await raw(own.base, 'POST', url, { body });
+      assert.equal(r.status, 201, r.text);
+      return r.json;
+    };
+    const pid = (await post('Patient', { resourceType: 'Patient', name: [{ family: 'Holiday' }] })).id;
+    const enc = await post('Encounter', {
+      resourceType: 'Encounter', status: 'finished',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+      subject: { reference: `Patient/${pid}` },
+      period: { start: new Date(end - 3 * DAY).toISOString(), end: new Date(end).toISOString() },
+    });
+    const r = await raw(own.base, 'GET', `Task?focus=Encounter/${enc.id}`);
+    const contact = r.json.entry.map((e) => e.resource).find((t) => t.code.coding[0].code === 'contact');
+    assert.ok(contact, r.text.slice(0, 500));
+    let due = end;
+    for (let n = 2; n > 0;) {
+      due += DAY;
+      if (weekday(due) && !off.includes(day(due))) n--;
+    }
+    assert.equal(contact.restriction.period.end, new Date(due).toISOString(),
+      `2 business days after ${new Date(end).toISOString()}, not on ${off.join(' or ')}`);
+  } finally {
+    await own.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
