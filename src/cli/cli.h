@@ -57,6 +57,21 @@ void cli_rules_close(struct kb *kb, struct coord *co);
 /* Prints "careweave <cmd>: <message>" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) CW_PRINTF(2, 3);
 
+/* One subcommand of a command that has several (careweave user add). */
+struct cli_sub {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+/* Runs the subcommand argv[1] of cmd ("user") from subs[0..n): none, or
+ * --help, prints the usage (about: what cmd is for, a sentence or two,
+ * then the subcommands with their help); an unknown one is a usage error
+ * naming those there are. The subcommand gets argv[0] "careweave CMD SUB"
+ * (getopt's messages name it) and logs at warn unless CAREWEAVE_LOG
+ * says otherwise. */
+int cli_run_sub(const char *cmd, const char *about, const struct cli_sub *subs, size_t n,
+		int argc, char **argv);
+
 /* Parses a whole decimal number in [min, max] (k, M, G suffixes when
  * size is set: 1024-based). False if it is not one. */
 bool cli_parse_num(const char *s, unsigned long long min,

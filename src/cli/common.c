@@ -30,6 +30,52 @@ cli_err(const char *cmd, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+static void
+sub_usage(FILE *f, const char *cmd, const char *about, const struct cli_sub *subs, size_t n)
+{
+	int w = 0;
+
+	fprintf(f, "usage: careweave %s <", cmd);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s%s", i ? "|" : "", subs[i].name);
+		if ((int)strlen(subs[i].name) > w)
+			w = (int)strlen(subs[i].name);
+	}
+	fprintf(f, "> [options]\n\n%s\n\n", about);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "  %-*s  %s\n", w, subs[i].name, subs[i].help);
+	fprintf(f, "\n'careweave %s <subcommand> --help' describes its options.\n", cmd);
+}
+
+int
+cli_run_sub(const char *cmd, const char *about, const struct cli_sub *subs, size_t n,
+	    int argc, char **argv)
+{
+	static char prog[64];
+	char names[256];
+	size_t o = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		sub_usage(argc < 2 ? stderr : stdout, cmd, about, subs, n);
+		return argc < 2 ? CLI_EUSAGE : CLI_OK;
+	}
+	if (!getenv("CAREWEAVE_LOG"))
+		log_set_level(LOG_WARN);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(argv[1], subs[i].name))
+			continue;
+		snprintf(prog, sizeof(prog), "careweave %s %s", cmd, subs[i].name);
+		argv[1] = prog;
+		return subs[i].fn(argc - 1, argv + 1);
+	}
+	names[0] = '\0';
+	for (size_t i = 0; i < n && o < sizeof(names); i++)
+		o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
+				      subs[i].name);
+	cli_err(cmd, "'%s' is not a careweave %s command (%s)", argv[1], cmd, names);
+	return CLI_EUSAGE;
+}
+
 bool
 cli_parse_num(const char *s, unsigned long long min, unsigned long long max,
 	      bool size, unsigned long long *out)

@@ -9,7 +9,7 @@
  * of the grant, and the audit record, in one transaction. The list shows
  * ids, names and times, never the reason (the clinician's words, which
  * may hold anything: the grant's notification and audit record have it).
- * Subcommands are a table like user.c's. */
+ * Subcommands are a cli_sub table run by cli_run_sub (common.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,46 +189,15 @@ glass_end(int argc, char **argv)
 	return rc;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-	const char *help;
-} subcommands[] = {
+static const struct cli_sub subcommands[] = {
 	{"list", glass_list, "list live break-the-glass grants (--all: every one)"},
 	{"end", glass_end, "end a live grant now, telling those told of it"},
 };
 
-#define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
-
-static void
-glass_usage(FILE *f)
-{
-	fprintf(f, "usage: careweave glass <list|end> [options]\n\n"
-		   "Break-the-glass emergency access grants (src/access/README.md). Runs\n"
-		   "on the database file directly, with its permissions.\n\n");
-	for (size_t i = 0; i < NSUB; i++)
-		fprintf(f, "  %-6s %s\n", subcommands[i].name, subcommands[i].help);
-	fprintf(f, "\n'careweave glass <subcommand> --help' describes its options.\n");
-}
-
 int
 cli_glass(int argc, char **argv)
 {
-	static char prog[64];
-
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		glass_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EUSAGE : CLI_OK;
-	}
-	if (!getenv("CAREWEAVE_LOG"))
-		log_set_level(LOG_WARN);
-	for (size_t i = 0; i < NSUB; i++) {
-		if (strcmp(argv[1], subcommands[i].name))
-			continue;
-		snprintf(prog, sizeof(prog), "careweave glass %s", subcommands[i].name);
-		argv[1] = prog;
-		return subcommands[i].fn(argc - 1, argv + 1);
-	}
-	cli_err("glass", "'%s' is not a glass command (list, end)", argv[1]);
-	return CLI_EUSAGE;
+	return cli_run_sub("glass", "Break-the-glass emergency access grants (src/access/README.md). Runs\n"
+			   "on the database file directly, with its permissions.",
+			   subcommands, sizeof(subcommands) / sizeof(subcommands[0]), argc, argv);
 }

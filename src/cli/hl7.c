@@ -9,7 +9,7 @@
  * shows keys, types, outcomes and the reason in words; `show` prints the
  * message itself (PHI: nothing of it goes to a log, and each show is an
  * access in the audit trail, recorded before anything is printed, like
- * `careweave export`). Subcommands are a table like glass.c's. */
+ * `careweave export`). Subcommands are a cli_sub table (cli_run_sub). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,48 +388,17 @@ hl7_replay_cmd(int argc, char **argv)
 	return rc;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-	const char *help;
-} subcommands[] = {
+static const struct cli_sub subcommands[] = {
 	{"list", hl7_list, "list the messages received, newest first (--failed: to fix)"},
 	{"show", hl7_show, "show one message: outcome, what it wrote, the message, the answer"},
 	{"replay", hl7_replay_cmd, "process a failed message again, once its cause is fixed"},
 };
 
-#define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
-
-static void
-hl7_usage(FILE *f)
-{
-	fprintf(f, "usage: careweave hl7 <list|show|replay> [options]\n\n"
-		   "The HL7 v2 message log (src/hl7v2/README.md): every message the\n"
-		   "listener received (careweave serve --mllp-port), with its outcome.\n"
-		   "Runs on the database file directly, with its permissions.\n\n");
-	for (size_t i = 0; i < NSUB; i++)
-		fprintf(f, "  %-7s %s\n", subcommands[i].name, subcommands[i].help);
-	fprintf(f, "\n'careweave hl7 <subcommand> --help' describes its options.\n");
-}
-
 int
 cli_hl7(int argc, char **argv)
 {
-	static char prog[64];
-
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		hl7_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_EUSAGE : CLI_OK;
-	}
-	if (!getenv("CAREWEAVE_LOG"))
-		log_set_level(LOG_WARN);
-	for (size_t i = 0; i < NSUB; i++) {
-		if (strcmp(argv[1], subcommands[i].name))
-			continue;
-		snprintf(prog, sizeof(prog), "careweave hl7 %s", subcommands[i].name);
-		argv[1] = prog;
-		return subcommands[i].fn(argc - 1, argv + 1);
-	}
-	cli_err("hl7", "'%s' is not an hl7 command (list, show, replay)", argv[1]);
-	return CLI_EUSAGE;
+	return cli_run_sub("hl7", "The HL7 v2 message log (src/hl7v2/README.md): every message the\n"
+			   "listener received (careweave serve --mllp-port), with its outcome.\n"
+			   "Runs on the database file directly, with its permissions.",
+			   subcommands, sizeof(subcommands) / sizeof(subcommands[0]), argc, argv);
 }

@@ -3,8 +3,9 @@
  *
  * The operator's door to the users table: it runs with the database file's
  * permissions, like import and export, and signs in as nobody. Subcommands
- * are a table like main.c's. Passwords are never taken as an argument (they
- * would sit in the shell history and in /proc/PID/cmdline): they come from
+ * are a cli_sub table (cli_run_sub, common.c). Passwords are never taken
+ * as an argument (they would sit in the shell history and in
+ * /proc/PID/cmdline): they come from
  * standard input when it is not a terminal (or with --password-stdin), else
  * from a prompt typed twice without echo. They are read with read(2), not
  * stdio, so no libc buffer keeps a copy, and wiped once hashed. Nothing
@@ -568,11 +569,7 @@ user_totp(int argc, char **argv)
 	return exit_of(err);
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-	const char *help;
-} subcommands[] = {
+static const struct cli_sub subcommands[] = {
 	{"add", user_add, "add a person who may sign in"},
 	{"list", user_list, "list users, their roles, links and states"},
 	{"disable", user_disable, "stop a user signing in and end their sessions"},
@@ -580,44 +577,12 @@ static const struct {
 	{"totp", user_totp, "give a user a new one-time code secret (admins need one)"},
 };
 
-#define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
-
-static void
-user_usage(FILE *f)
-{
-	fprintf(f, "usage: careweave user <add|list|disable|reset-password|totp> [options]\n\n"
-		   "Manages the people who sign in to careweave serve. Runs on the\n"
-		   "database file directly, with its permissions.\n\n");
-	for (size_t i = 0; i < NSUB; i++)
-		fprintf(f, "  %-15s %s\n", subcommands[i].name, subcommands[i].help);
-	fprintf(f, "\n'careweave user <subcommand> --help' describes its options.\n");
-}
-
 int
 cli_user(int argc, char **argv)
 {
-	static char prog[64];
-
-	if (argc < 2) {
-		user_usage(stderr);
-		return CLI_EUSAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		user_usage(stdout);
-		return CLI_OK;
-	}
-	if (!getenv("CAREWEAVE_LOG"))
-		log_set_level(LOG_WARN);
-	for (size_t i = 0; i < NSUB; i++) {
-		if (strcmp(argv[1], subcommands[i].name))
-			continue;
-		snprintf(prog, sizeof(prog), "careweave user %s", subcommands[i].name);
-		argv[1] = prog;
-		return subcommands[i].fn(argc - 1, argv + 1);
-	}
-	cli_err("user", "'%s' is not a user subcommand (add, list, disable, "
-		"reset-password, totp)", argv[1]);
-	return CLI_EUSAGE;
+	return cli_run_sub("user", "Manages the people who sign in to careweave serve. Runs on the\n"
+			   "database file directly, with its permissions.",
+			   subcommands, sizeof(subcommands) / sizeof(subcommands[0]), argc, argv);
 }
 
 /* ---- the demo's users ------------------------------------------------------ */
