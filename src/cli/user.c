@@ -5,8 +5,8 @@
  * permissions, like import and export, and signs in as nobody. Subcommands
  * are a cli_sub table (cli_run_sub, common.c). Passwords are never taken
  * as an argument (they would sit in the shell history and in
- * /proc/PID/cmdline): they come from
- * standard input when it is not a terminal (or with --password-stdin), else
+ * /proc/PID/cmdline): they come from standard input when it is not a
+ * terminal (or with --password-stdin), else
  * from a prompt typed twice without echo. They are read with read(2), not
  * stdio, so no libc buffer keeps a copy, and wiped once hashed. Nothing
  * here prints a hash. A TOTP secret is printed once, when it is made
