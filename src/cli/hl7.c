@@ -189,9 +189,11 @@ print_row(const struct store_hl7 *m)
 }
 
 /* The audit record of a show: an operator's read of what the message
- * wrote ("Patient/x Encounter/y": entities, the Patients its patients). A
- * message that wrote nothing has no patient careweave knows of; the record
- * still says that the log was read, and when. */
+ * wrote ("Patient/x Encounter/y": the entities) and of the patients they
+ * are about (their compartments: an A03 writes the Encounter, not the
+ * Patient, and still shows the patient's PID). A message that wrote
+ * nothing names no patient careweave knows of; the record still says
+ * that the log was read, and when. */
 static enum cw_err
 audit_show(struct store *s, struct arena *a, const struct store_hl7 *m)
 {
@@ -199,15 +201,17 @@ audit_show(struct store *s, struct arena *a, const struct store_hl7 *m)
 				 .action = 'R', .status = 200, .local = true,
 				 .remote = "cli"};
 	const char *p = m->resources ? m->resources : "";
-	size_t cap = 1;
+	size_t cap = 1, nres = 0;
 	struct audit_entity *what;
-	const char **pats;
+	struct store_res *res;
+	const char **pats = NULL;
+	enum cw_err err;
 
 	for (const char *q = p; *q; q++)
 		cap += *q == ' ';
 	what = arena_alloc(a, cap * sizeof(*what));
-	pats = arena_alloc(a, cap * sizeof(*pats));
-	if (!what || !pats)
+	res = arena_zalloc(a, cap * sizeof(*res));
+	if (!what || !res)
 		return CW_ENOMEM;
 	while (*p) {
 		size_t n = strcspn(p, " ");
@@ -220,13 +224,16 @@ audit_show(struct store *s, struct arena *a, const struct store_hl7 *m)
 			if (!type || !id)
 				return CW_ENOMEM;
 			what[ev.nwhat++] = (struct audit_entity){.type = type, .id = id};
-			if (!strcmp(type, "Patient"))
-				pats[ev.npatients++] = id;
+			res[nres].type = type;
+			res[nres++].id = id;
 		}
 		p += n;
 		p += strspn(p, " ");
 	}
 	ev.what = what;
+	if (nres && (err = store_patients_of(s, a, res, nres, AUDIT_SEARCH_PATIENTS, &pats,
+					     &ev.npatients)))
+		return err;
 	ev.patients = pats;
 	return audit_write(s, a, &ev);
 }

@@ -106,7 +106,8 @@ describe('what careweave does not take', () => {
 test('careweave hl7 show prints the message and is itself in the audit trail', async () => {
   const list = await runCli(['hl7', 'list', '--accepted', '--db', srv.db]);
   assert.equal(list.code, 0, list.stderr);
-  const row = list.stdout.split('\n').find((l) => /MSG00001/.test(l));
+  // the discharge: it wrote the Encounter, not the Patient, and shows the PID
+  const row = list.stdout.split('\n').find((l) => /MSG00003/.test(l));
   assert.ok(row, list.stdout);
   const seq = /^\s*(\d+)/.exec(row)[1];
   const [p] = await fhir('Patient?identifier=urn:careweave:hl7v2:id:ADT1:MR|PATID1234');
@@ -118,11 +119,11 @@ test('careweave hl7 show prints the message and is itself in the audit trail', a
   const show = await runCli(['hl7', 'show', seq, '--db', srv.db]);
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, /^\s+PID\|1\|\|PATID1234/m, 'the message, a segment a line');
-  assert.match(show.stdout, new RegExp(`wrote: .*Patient/${p.id}`));
+  assert.match(show.stdout, /wrote: .*Encounter\//);
 
   const after = await runCli(['audit', 'report', '--patient', p.id, '--db', srv.db]);
   assert.equal(operatorReads(after.stdout), operatorReads(before.stdout) + 1,
-    `one operator's read of the patient more: ${after.stdout}`);
+    `one operator's read more in the patient's accounting: ${after.stdout}`);
   assert.doesNotMatch(after.stdout, /EVERYMAN/, 'the record names no one');
 
   const none = await runCli(['hl7', 'show', '999999', '--db', srv.db]);
