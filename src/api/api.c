@@ -139,6 +139,7 @@ static const struct route routes[] = {
 	{"GET",    "{type}/$worklist",            api_h_worklist, false},
 	{"GET",    "{type}/{id}",                 api_h_read, false},
 	{"PUT",    "{type}/{id}",                 api_h_update, false},
+	{"PATCH",  "{type}/{id}",                 api_h_patch, false},
 	{"DELETE", "{type}/{id}",                 api_h_delete, false},
 	{"GET",    "{type}/{id}/_history",        api_h_history, false},
 	{"GET",    "{type}/{id}/_history/{vid}",  api_h_vread, false},

@@ -162,6 +162,8 @@ struct api_op {
 	const struct fhir_query *cond; /* If-None-Exist or conditional criteria */
 	long if_match;                 /* >0: version required */
 	bool create_with_id;           /* conditional update, no match, body id */
+	bool patch;                    /* an update made by a patch (the audit
+					  record's interaction) */
 	bool fresh_id;                 /* create: id made by id_new in api_op_resolve */
 	bool noop;                     /* matched existing (create), none (delete) */
 	const char **patients;         /* compartment of the target (audit) */
@@ -244,6 +246,7 @@ enum cw_err api_h_read(struct api_req *q);
 enum cw_err api_h_vread(struct api_req *q);
 enum cw_err api_h_create(struct api_req *q);
 enum cw_err api_h_update(struct api_req *q);
+enum cw_err api_h_patch(struct api_req *q);
 enum cw_err api_h_delete(struct api_req *q);
 enum cw_err api_h_cond_update(struct api_req *q);
 enum cw_err api_h_cond_delete(struct api_req *q);

@@ -16,7 +16,7 @@
 /* What every served type supports: the route table's instance and type
  * interactions. */
 static const char *const type_interactions[] = {
-	"read", "vread", "update", "delete", "history-instance",
+	"read", "vread", "update", "patch", "delete", "history-instance",
 	"history-type", "create", "search-type",
 };
 

@@ -19,6 +19,7 @@
  *   - a deleted resource reads as 410; a vread of a delete version is 410. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/api_int.h"
 #include "coord/coord.h"
@@ -359,15 +360,23 @@ struct one_write {
 	struct api_op *op;
 	struct diag *d;
 	struct api_req *q;
+	/* what makes op->res in the transaction, from what is stored then
+	 * (a patch), or NULL */
+	enum cw_err (*make)(struct store_tx *tx, struct api_req *q, struct api_op *op,
+			    void *ctx);
+	void *make_ctx;
 };
 
 static enum cw_err
 one_write_cb(struct store_tx *tx, void *ctx)
 {
 	struct one_write *w = ctx;
-	enum cw_err err;
+	enum cw_err err = CW_OK;
 
-	err = api_op_resolve(tx, w->a, w->op, w->d);
+	if (w->make)
+		err = w->make(tx, w->q, w->op, w->make_ctx);
+	if (!err)
+		err = api_op_resolve(tx, w->a, w->op, w->d);
 	if (!err)
 		err = api_op_exec(tx, w->a, w->op, w->d);
 	if (!err)
@@ -379,9 +388,11 @@ one_write_cb(struct store_tx *tx, void *ctx)
 }
 
 static enum cw_err
-write_one(struct api_req *q, struct api_op *op)
+write_one_made(struct api_req *q, struct api_op *op,
+	       enum cw_err (*make)(struct store_tx *, struct api_req *, struct api_op *, void *),
+	       void *make_ctx)
 {
-	struct one_write w = {q->a, op, &q->d, q};
+	struct one_write w = {q->a, op, &q->d, q, make, make_ctx};
 	enum cw_err err;
 
 	/* Fail closed: a signed-in caller without a scope writes nothing. */
@@ -404,6 +415,12 @@ write_one(struct api_req *q, struct api_op *op)
 	if (err && !diag_has_errors(&q->d))
 		return op_fail(&q->d, q->d.n, err, op);
 	return err;
+}
+
+static enum cw_err
+write_one(struct api_req *q, struct api_op *op)
+{
+	return write_one_made(q, op, NULL, NULL);
 }
 
 /* ---- request helpers ------------------------------------------------------- */
@@ -832,6 +849,100 @@ api_h_update(struct api_req *q)
 	op.res = res;
 	err = write_one(q, &op);
 	if (err)
+		return err;
+	return reply_write(q, &op);
+}
+
+/* ---- patch ---------------------------------------------------------------- */
+
+static bool
+is_json_patch(const char *ct)
+{
+	static const char want[] = "application/json-patch+json";
+	size_t n = sizeof(want) - 1;
+
+	return ct && !strncasecmp(ct, want, n) && (!ct[n] || ct[n] == ';' || ct[n] == ' ');
+}
+
+struct patch {
+	const json_t *ops;
+	long want; /* If-Match, 0: none */
+};
+
+/* In the write's transaction: the version stored now, patched, is what is
+ * written, so patches racing each other each apply to the one before
+ * (none is lost, none needs the client to retry). */
+static enum cw_err
+patch_in_tx(struct store_tx *tx, struct api_req *q, struct api_op *op, void *ctx)
+{
+	const struct patch *p = ctx;
+	struct store_res cur;
+	const char *type, *id;
+	json_t *res;
+	enum cw_err err;
+
+	err = store_tx_read(tx, q->a, q->rt->name, q->id, &cur);
+	if (err)
+		return read_failed(q, err, NULL);
+	if (p->want && cur.version != p->want)
+		return diag_err(&q->d, CW_EPRECOND, "conflict", NULL,
+				"If-Match names version %ld; the current one is %ld", p->want,
+				cur.version);
+	if (fhir_parse_json(cur.json.p, cur.json.n, &res, NULL) || !api_json_own_done(q->a, res))
+		return diag_err(&q->d, CW_EINTERNAL, "exception", NULL,
+				"Stored resource could not be read");
+	if ((err = fhir_json_patch(q->a, res, p->ops, &q->d)))
+		return err;
+	type = json_string_value(json_object_get(res, "resourceType"));
+	id = json_string_value(json_object_get(res, "id"));
+	if (!type || strcmp(type, q->rt->name) || !id || strcmp(id, q->id))
+		return diag_err(&q->d, CW_EINVALID, "invariant", NULL,
+				"A patch may not change the resource's type or id");
+	if ((err = validate_body(q, res)))
+		return err;
+	op->res = res;
+	op->if_match = cur.version;
+	return CW_OK;
+}
+
+/* PATCH [type]/[id] with a JSON Patch: the current version, patched, is an
+ * update like a PUT of it (validated, access checked, the rules, audited
+ * as "patch"). Who may not read the resource is told it is not known. */
+enum cw_err
+api_h_patch(struct api_req *q)
+{
+	struct api_op op = {.kind = OP_UPDATE, .rt = q->rt, .id = q->id, .scope = api_scope(q),
+			    .patch = true};
+	struct patch p = {0};
+	struct store_res cur;
+	json_t *ops;
+	bool ok;
+	enum cw_err err, aerr;
+
+	if (!is_json_patch(api_header(q, "Content-Type")))
+		return diag_err(&q->d, CW_EMEDIATYPE, "not-supported", NULL,
+				"Send the patch as application/json-patch+json (JSON Patch; "
+				"FHIRPath Patch is not supported)");
+	if (!q->r->body_len)
+		return diag_err(&q->d, CW_EINVAL, "required", NULL, "The request has no body");
+	if ((err = fhir_parse_json(q->r->body, q->r->body_len, &ops, &q->d)))
+		return err;
+	if (!api_json_own_done(q->a, ops))
+		return CW_ENOMEM;
+	if ((err = if_match(q, &p.want)))
+		return err;
+	/* answered as a read would be: what the caller may not see is not known */
+	err = store_read(q->api->store, q->a, q->rt->name, q->id, &cur);
+	if (err && err != CW_ENOTFOUND && err != CW_EGONE)
+		return err;
+	if ((aerr = read_allowed(q, err, &cur, &ok)))
+		return aerr;
+	if (!ok)
+		err = CW_ENOTFOUND;
+	if (err)
+		return read_failed(q, err, NULL);
+	p.ops = ops;
+	if ((err = write_one_made(q, &op, patch_in_tx, &p)))
 		return err;
 	return reply_write(q, &op);
 }

@@ -55,6 +55,7 @@ static const struct {
 	{"{type}/_search",               NULL,     "search-type",       'R', false},
 	{"{type}/{id}",                  "GET",    "read",              'R', true},
 	{"{type}/{id}",                  "PUT",    "update",            'U', true},
+	{"{type}/{id}",                  "PATCH",  "patch",             'U', true},
 	{"{type}/{id}",                  "DELETE", "delete",            'D', true},
 	{"{type}/{id}",                  NULL,     "read",              'R', true},
 	{"{type}/{id}/_history",         NULL,     "history-instance",  'R', true},
@@ -355,7 +356,7 @@ op_interaction(const struct api_op *op, char *action)
 		return "create";
 	case OP_UPDATE:
 		*action = 'U';
-		return "update";
+		return op->patch ? "patch" : "update";
 	case OP_DELETE:
 		*action = 'D';
 		return "delete";

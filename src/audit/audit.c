@@ -57,6 +57,7 @@ static const struct {
 	[AUDIT_SUB_LOGOUT]           = {"110123", SYS_DCM},
 	[AUDIT_SUB_BREAK_GLASS]      = {"BTG", SYS_ACT_REASON},
 	[AUDIT_SUB_EXPORT]           = {"110106", SYS_DCM},
+	[AUDIT_SUB_PATCH]            = {"patch", SYS_INTERACTION},
 };
 
 const char *
@@ -89,6 +90,8 @@ subtype_of(const struct audit_event *ev)
 	for (int i = AUDIT_SUB_READ; i <= AUDIT_SUB_OPERATION; i++)
 		if (!strcmp(audit_subtypes[i].code, ev->interaction))
 			return i;
+	if (!strcmp(ev->interaction, "patch"))
+		return AUDIT_SUB_PATCH;
 	return AUDIT_SUB_OPERATION;
 }
 

@@ -93,6 +93,7 @@ enum audit_subtype {
 	AUDIT_SUB_LOGOUT,      /* DICOM 110123 */
 	AUDIT_SUB_BREAK_GLASS, /* v3-ActReason BTG, the reason in detail */
 	AUDIT_SUB_EXPORT,      /* DICOM 110106: sent to a Subscription's endpoint */
+	AUDIT_SUB_PATCH,       /* the patch interaction (an update by JSON Patch) */
 	AUDIT_NSUB
 };
 

@@ -218,6 +218,19 @@ char *fhir_dump(const json_t *v, size_t *len);
 /* The same, appended to sb: CW_ETOOBIG when sb's cap is reached. */
 enum cw_err fhir_dump_to(const json_t *v, struct sbuf *sb);
 
+/* ---- JSON Patch ------------------------------------------------------- */
+
+#define FHIR_PATCH_OPS_MAX 1000 /* operations in one patch document */
+
+/* Applies the JSON Patch ops (RFC 6902: an array of add, remove, replace,
+ * move, copy, test; paths are JSON Pointers) to doc in place, in order.
+ * CW_EINVAL (400) when the document is malformed, CW_EINVALID (422) when
+ * an operation does not apply (a path that names nothing, a test that
+ * fails), CW_ETOOBIG past FHIR_PATCH_OPS_MAX; each with its issue in d.
+ * doc may be half patched after a failure: patch a copy. Scratch in a. */
+enum cw_err fhir_json_patch(struct arena *a, json_t *doc, const json_t *ops,
+			    struct diag *d);
+
 /* ---- search index extraction ----------------------------------------- */
 
 /* One index row. Which fields are used depends on type:

@@ -141,7 +141,7 @@ function interactionOf(method, path) {
   if (!isId(s[1])) return null;
   if (s.length === 2) {
     if (type === 'AuditEvent') return { code: { GET: 'read', DELETE: 'delete' }[m] ?? 'update', type };
-    return { code: { PUT: 'update', DELETE: 'delete' }[m] ?? 'read', type };
+    return { code: { PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[m] ?? 'read', type };
   }
   if (s.length === 3 && s[2] === '_history') return { code: 'history-instance', type };
   if (s.length === 4 && s[2] === '_history') return { code: 'vread', type };
