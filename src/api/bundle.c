@@ -274,7 +274,7 @@ tx_prep(struct bctx *b, struct bentry *e)
 	if (e->method == BM_PATCH)
 		return diag_err(b->d, CW_ENOTALLOWED, "not-supported",
 				arena_printf(b->a, "%s.request.method", e->loc),
-				"PATCH is not supported");
+				"PATCH is not supported inside a Bundle (PATCH [type]/[id] is)");
 	err = split_url(b, e, &rt, &id, &query);
 	if (err)
 		return err;

@@ -141,12 +141,13 @@ describe('types and ids', () => {
 });
 
 describe('methods and preconditions', () => {
-  test('PATCH -> 405', async () => {
+  test('a PATCH that does not apply -> 422 (tests/api/patch.test.mjs has the rest)', async () => {
     const s0 = await snapshot(client, TYPES);
-    const e = await fhirError(client.patch({ resourceType: 'Patient', id: pid, jsonPatch: [{ op: 'replace', path: '/gender', value: 'male' }] }));
-    assert.equal(e.status, 405);
+    const e = await fhirError(client.patch({ resourceType: 'Patient', id: pid, jsonPatch: [{ op: 'test', path: '/gender', value: 'other' }, { op: 'replace', path: '/gender', value: 'male' }] }));
+    assert.equal(e.status, 422);
     assert.deepEqual(await snapshot(client, TYPES), s0);
   });
+  rejects('PATCH of a whole type -> 405', 405, () => raw(srv.base, 'PATCH', 'Patient', { headers: { 'content-type': 'application/json-patch+json' }, body: '[]' }));
   rejects('an unknown method -> 405/501', [405, 501, 400], () => raw(srv.base, 'PROPFIND', `Patient/${pid}`), { outcome: false });
   rejects('stale If-Match -> 412', 412, () => raw(srv.base, 'PUT', `Patient/${pid}`, { headers: { 'if-match': 'W/"1"' }, body: { resourceType: 'Patient', id: pid, gender: 'male' } }));
   rejects('If-Match for a future version -> 412', 412, () => raw(srv.base, 'PUT', `Patient/${pid}`, { headers: { 'if-match': 'W/"7"' }, body: { resourceType: 'Patient', id: pid, gender: 'male' } }));

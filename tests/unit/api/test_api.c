@@ -219,8 +219,10 @@ test_routes(void **state)
 	assert_string_equal(str_at(f->body, "rest.0.resource.0.type"), "Patient");
 	assert_int_equal(call(f, "GET", "/fhir/Nonsense/1", NULL, NULL), 404);
 	assert_string_equal(str_at(f->body, "issue.0.code"), "not-supported");
-	assert_int_equal(call(f, "PATCH", "/fhir/Patient/1", NULL, "[]"), 405);
+	/* PATCH is served on an instance, with a JSON Patch only */
+	assert_int_equal(call(f, "PATCH", "/fhir/Patient/1", NULL, "[]"), 415);
 	assert_string_equal(str_at(f->body, "resourceType"), "OperationOutcome");
+	assert_int_equal(call(f, "PATCH", "/fhir/Patient", NULL, "[]"), 405);
 	assert_int_equal(call(f, "POST", "/fhir/Patient/1", NULL, "{}"), 405);
 	assert_non_null(header(f, "Allow"));
 	assert_int_equal(call(f, "GET", "/fhir/Patient/1/nothing", NULL, NULL), 404);
