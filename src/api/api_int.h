@@ -247,6 +247,19 @@ enum cw_err api_h_vread(struct api_req *q);
 enum cw_err api_h_create(struct api_req *q);
 enum cw_err api_h_update(struct api_req *q);
 enum cw_err api_h_patch(struct api_req *q);
+/* The patch of op (OP_UPDATE, rt and id set) in tx: the version stored now
+ * (412 when want > 0 names another), ops applied (fhir_json_patch), the
+ * type and id unchanged; sets op->res (owned by a) and op->if_match to
+ * that version. Not validated: the caller validates op->res. Issues at
+ * loc (NULL: none) in d. */
+enum cw_err api_patch_apply(struct store_tx *tx, struct arena *a, struct api_op *op,
+			    const json_t *ops, long want, const char *loc, struct diag *d);
+/* The JSON Patch a Bundle carries for a PATCH entry: res is a Binary with
+ * contentType application/json-patch+json and the patch base64 in data.
+ * *out (owned by a) the parsed patch; else 415 (not such a Binary) or 400
+ * (data not base64, not JSON), the issue at loc in d. */
+enum cw_err api_patch_binary(struct arena *a, const json_t *res, const char *loc,
+			     json_t **out, struct diag *d);
 enum cw_err api_h_delete(struct api_req *q);
 enum cw_err api_h_cond_update(struct api_req *q);
 enum cw_err api_h_cond_delete(struct api_req *q);

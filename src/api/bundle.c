@@ -129,6 +129,7 @@ struct bentry {
 	const char *url;          /* request.url, relative to the base */
 	const char *if_none_exist, *if_match, *if_none_match, *if_modified_since;
 	struct api_op op;         /* transaction writes */
+	json_t *patch;            /* a PATCH entry's JSON Patch (its Binary) */
 	json_t *response;         /* the response entry, once known */
 };
 
@@ -271,10 +272,6 @@ tx_prep(struct bctx *b, struct bentry *e)
 
 	if (e->method == BM_GET || e->method == BM_HEAD)
 		return CW_OK;
-	if (e->method == BM_PATCH)
-		return diag_err(b->d, CW_ENOTALLOWED, "not-supported",
-				arena_printf(b->a, "%s.request.method", e->loc),
-				"PATCH is not supported inside a Bundle (PATCH [type]/[id] is)");
 	err = split_url(b, e, &rt, &id, &query);
 	if (err)
 		return err;
@@ -297,6 +294,10 @@ tx_prep(struct bctx *b, struct bentry *e)
 		return diag_err(b->d, CW_EINVAL, "invalid",
 				arena_printf(b->a, "%s.request.url", e->loc),
 				"An update or delete needs Type/id or Type?criteria");
+	if (e->method == BM_PATCH && !id)
+		return diag_err(b->d, CW_EINVAL, "not-supported",
+				arena_printf(b->a, "%s.request.url", e->loc),
+				"A patch needs Type/id (a conditional patch is not supported)");
 	if (e->if_match) {
 		e->op.if_match = api_parse_etag(e->if_match);
 		if (e->op.if_match < 0)
@@ -310,6 +311,15 @@ tx_prep(struct bctx *b, struct bentry *e)
 					  &cond, b->d);
 		if (err)
 			return err;
+	}
+	if (e->method == BM_PATCH) {
+		/* applied in the transaction to the version stored then */
+		e->op.kind = OP_UPDATE;
+		e->op.id = id;
+		e->op.patch = true;
+		e->op.scope = b->scope;
+		return api_patch_binary(b->a, e->res, arena_printf(b->a, "%s.resource", e->loc),
+					&e->patch, b->d);
 	}
 	if (e->method == BM_DELETE) {
 		e->op.kind = OP_DELETE;
@@ -605,6 +615,28 @@ door_in_tx(struct bctx *b, struct store_tx *tx)
 	return b->opt->in_tx(tx, b->opt->in_tx_ctx, w, n);
 }
 
+static bool
+in_pass(const struct bentry *e, int pass)
+{
+	return pass ? e->method == BM_PUT || e->method == BM_PATCH : e->method == BM_POST;
+}
+
+/* A PATCH entry's resource: the version stored now with its patch, then
+ * validated as any entry's resource is (issues under the entry). */
+static enum cw_err
+patch_entry(struct bctx *b, struct store_tx *tx, struct bentry *e)
+{
+	struct diag sub;
+	enum cw_err err;
+
+	diag_init(&sub, b->a);
+	err = api_patch_apply(tx, b->a, &e->op, e->patch, e->op.if_match, NULL, &sub);
+	if (!err)
+		err = fhir_validate(e->op.res, e->op.rt->name, &sub);
+	relocate_issues(b, e, &sub, e->op.rt->name);
+	return err;
+}
+
 static enum cw_err
 tx_cb(struct store_tx *tx, void *ctx)
 {
@@ -629,10 +661,11 @@ tx_cb(struct store_tx *tx, void *ctx)
 		if (err)
 			return err;
 	}
+	/* FHIR's order: creates, then updates and patches */
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < b->n; i++) {
 			e = &b->e[i];
-			if (e->method != (pass ? BM_PUT : BM_POST))
+			if (!in_pass(e, pass))
 				continue;
 			err = api_op_resolve(tx, b->a, &e->op, b->d);
 			if (!err)
@@ -644,9 +677,14 @@ tx_cb(struct store_tx *tx, void *ctx)
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < b->n; i++) {
 			e = &b->e[i];
-			if (e->method != (pass ? BM_PUT : BM_POST))
+			if (!in_pass(e, pass))
 				continue;
-			if (!e->op.noop) {
+			if (e->method == BM_PATCH) {
+				/* its values may name entries (urn:uuid:) too */
+				if ((err = walk(b, tx, e, e->patch)) ||
+				    (err = patch_entry(b, tx, e)))
+					return err;
+			} else if (!e->op.noop) {
 				err = walk(b, tx, e, e->op.res);
 				if (err)
 					return err;
@@ -744,7 +782,8 @@ run_internal(struct bctx *b, struct bentry *e)
 		r.query[i] = (struct http_kv){kv[i].key, kv[i].value};
 	r.nquery = nkv;
 	r.body = "";
-	if (e->res && (e->method == BM_POST || e->method == BM_PUT)) {
+	/* a PATCH's resource is the Binary of its patch: api_h_patch reads it */
+	if (e->res && (e->method == BM_POST || e->method == BM_PUT || e->method == BM_PATCH)) {
 		body = api_free_own(b->a, fhir_dump(e->res, NULL));
 		if (!body)
 			return NULL;
@@ -969,6 +1008,7 @@ run_batch(struct bctx *b, json_t *entries, json_t **out)
 		if (!err && e->method == BM_POST && !e->url[0])
 			err = diag_err(&sub, CW_EINVAL, "not-supported", e->loc,
 				       "Bundles do not nest");
+
 		if (err) {
 			oo = fhir_outcome(&sub);
 			e->response = json_pack("{s:{s:s,s:o*}}", "response",

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 #include "api/api_int.h"
 #include "coord/coord.h"
 #include "notify/notify.h"
@@ -869,6 +871,69 @@ struct patch {
 	long want; /* If-Match, 0: none */
 };
 
+enum cw_err
+api_patch_binary(struct arena *a, const json_t *res, const char *loc, json_t **out,
+		 struct diag *d)
+{
+	const char *type = api_str_at(res, "resourceType");
+	const char *ct = api_str_at(res, "contentType");
+	const char *data = api_str_at(res, "data");
+	size_t n, cap;
+	unsigned char *bin;
+
+	*out = NULL;
+	if (!type || strcmp(type, "Binary") || !is_json_patch(ct) || !data)
+		return diag_err(d, CW_EMEDIATYPE, "not-supported", loc,
+				"A patch in a Bundle is a Binary with contentType "
+				"application/json-patch+json and the patch in data (base64); "
+				"FHIRPath Patch is not supported");
+	cap = strlen(data) / 4 * 3 + 3;
+	if (!(bin = arena_alloc(a, cap + 1)))
+		return CW_ENOMEM;
+	if (sodium_base642bin(bin, cap, data, strlen(data), " \r\n", &n, NULL,
+			      sodium_base64_VARIANT_ORIGINAL))
+		return diag_err(d, CW_EINVAL, "value", loc ? arena_printf(a, "%s.data", loc) : NULL,
+				"The Binary's data is not base64");
+	if (fhir_parse_json((const char *)bin, n, out, d))
+		return CW_EINVAL;
+	return api_json_own_done(a, *out) ? CW_OK : CW_ENOMEM;
+}
+
+enum cw_err
+api_patch_apply(struct store_tx *tx, struct arena *a, struct api_op *op, const json_t *ops,
+		long want, const char *loc, struct diag *d)
+{
+	struct store_res cur;
+	const char *type, *id;
+	json_t *res;
+	enum cw_err err;
+
+	err = store_tx_read(tx, a, op->rt->name, op->id, &cur);
+	if (err == CW_ENOTFOUND || err == CW_EGONE)
+		return diag_err(d, err, err == CW_EGONE ? "deleted" : "not-found", loc,
+				"%s/%s %s", op->rt->name, op->id,
+				err == CW_EGONE ? "has been deleted" : "is not known");
+	if (err)
+		return err;
+	if (want && cur.version != want)
+		return diag_err(d, CW_EPRECOND, "conflict", loc,
+				"If-Match names version %ld; the current one is %ld", want,
+				cur.version);
+	if (fhir_parse_json(cur.json.p, cur.json.n, &res, NULL) || !api_json_own_done(a, res))
+		return diag_err(d, CW_EINTERNAL, "exception", loc,
+				"Stored resource could not be read");
+	if ((err = fhir_json_patch(a, res, ops, d)))
+		return err;
+	type = json_string_value(json_object_get(res, "resourceType"));
+	id = json_string_value(json_object_get(res, "id"));
+	if (!type || strcmp(type, op->rt->name) || !id || strcmp(id, op->id))
+		return diag_err(d, CW_EINVALID, "invariant", loc,
+				"A patch may not change the resource's type or id");
+	op->res = res;
+	op->if_match = cur.version;
+	return CW_OK;
+}
+
 /* In the write's transaction: the version stored now, patched, is what is
  * written, so patches racing each other each apply to the one before
  * (none is lost, none needs the client to retry). */
@@ -876,33 +941,11 @@ static enum cw_err
 patch_in_tx(struct store_tx *tx, struct api_req *q, struct api_op *op, void *ctx)
 {
 	const struct patch *p = ctx;
-	struct store_res cur;
-	const char *type, *id;
-	json_t *res;
 	enum cw_err err;
 
-	err = store_tx_read(tx, q->a, q->rt->name, q->id, &cur);
-	if (err)
-		return read_failed(q, err, NULL);
-	if (p->want && cur.version != p->want)
-		return diag_err(&q->d, CW_EPRECOND, "conflict", NULL,
-				"If-Match names version %ld; the current one is %ld", p->want,
-				cur.version);
-	if (fhir_parse_json(cur.json.p, cur.json.n, &res, NULL) || !api_json_own_done(q->a, res))
-		return diag_err(&q->d, CW_EINTERNAL, "exception", NULL,
-				"Stored resource could not be read");
-	if ((err = fhir_json_patch(q->a, res, p->ops, &q->d)))
+	if ((err = api_patch_apply(tx, q->a, op, p->ops, p->want, NULL, &q->d)))
 		return err;
-	type = json_string_value(json_object_get(res, "resourceType"));
-	id = json_string_value(json_object_get(res, "id"));
-	if (!type || strcmp(type, q->rt->name) || !id || strcmp(id, q->id))
-		return diag_err(&q->d, CW_EINVALID, "invariant", NULL,
-				"A patch may not change the resource's type or id");
-	if ((err = validate_body(q, res)))
-		return err;
-	op->res = res;
-	op->if_match = cur.version;
-	return CW_OK;
+	return validate_body(q, op->res);
 }
 
 /* PATCH [type]/[id] with a JSON Patch: the current version, patched, is an
@@ -919,16 +962,29 @@ api_h_patch(struct api_req *q)
 	bool ok;
 	enum cw_err err, aerr;
 
-	if (!is_json_patch(api_header(q, "Content-Type")))
-		return diag_err(&q->d, CW_EMEDIATYPE, "not-supported", NULL,
-				"Send the patch as application/json-patch+json (JSON Patch; "
-				"FHIRPath Patch is not supported)");
-	if (!q->r->body_len)
-		return diag_err(&q->d, CW_EINVAL, "required", NULL, "The request has no body");
-	if ((err = fhir_parse_json(q->r->body, q->r->body_len, &ops, &q->d)))
-		return err;
-	if (!api_json_own_done(q->a, ops))
-		return CW_ENOMEM;
+	if (q->internal) {
+		/* a batch's PATCH entry: its resource, the Binary of the patch */
+		json_t *bin;
+
+		if ((err = fhir_parse_json(q->r->body, q->r->body_len, &bin, &q->d)))
+			return err;
+		if (!api_json_own_done(q->a, bin))
+			return CW_ENOMEM;
+		if ((err = api_patch_binary(q->a, bin, NULL, &ops, &q->d)))
+			return err;
+	} else {
+		if (!is_json_patch(api_header(q, "Content-Type")))
+			return diag_err(&q->d, CW_EMEDIATYPE, "not-supported", NULL,
+					"Send the patch as application/json-patch+json (JSON "
+					"Patch; FHIRPath Patch is not supported)");
+		if (!q->r->body_len)
+			return diag_err(&q->d, CW_EINVAL, "required", NULL,
+					"The request has no body");
+		if ((err = fhir_parse_json(q->r->body, q->r->body_len, &ops, &q->d)))
+			return err;
+		if (!api_json_own_done(q->a, ops))
+			return CW_ENOMEM;
+	}
 	if ((err = if_match(q, &p.want)))
 		return err;
 	/* answered as a read would be: what the caller may not see is not known */

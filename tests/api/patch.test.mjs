@@ -204,3 +204,66 @@ describe('what the server says of it', () => {
     client = srv.client;
   });
 });
+
+describe('inside Bundles (the patch in a Binary, as FHIR carries it)', () => {
+  const binary = (ops) => ({ resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(ops)).toString('base64') });
+  const family = async (name) => (await raw(srv.base, 'GET', `Patient?family=${name}&_summary=count`)).json.total;
+
+  test('a transaction creates a patient and patches a Task to name it (urn:uuid: in the patch resolved)', async () => {
+    const t = await newTask();
+    const r = await raw(srv.base, 'POST', '', { body: {
+      resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: 'urn:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7', resource: { resourceType: 'Patient', name: [{ family: 'Bundlepatched' }] }, request: { method: 'POST', url: 'Patient' } },
+        { resource: binary([{ op: 'replace', path: '/for', value: { reference: 'urn:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7' } }, { op: 'replace', path: '/status', value: 'accepted' }]),
+          request: { method: 'PATCH', url: `Task/${t.id}`, ifMatch: 'W/"1"' } },
+      ] } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.type, 'transaction-response');
+    assert.match(r.json.entry[1].response.status, /^200/);
+    assert.equal(r.json.entry[1].response.etag, 'W/"2"');
+    const now = await read(t.id);
+    const pid2 = r.json.entry[0].response.location.split('/')[1];
+    assert.equal(now.for.reference, `Patient/${pid2}`);
+    assert.equal(now.status, 'accepted');
+  });
+
+  test('a patch that does not apply rolls the whole transaction back', async () => {
+    const t = await newTask();
+    const r = await raw(srv.base, 'POST', '', { body: {
+      resourceType: 'Bundle', type: 'transaction', entry: [
+        { resource: { resourceType: 'Patient', name: [{ family: 'Neverwritten' }] }, request: { method: 'POST', url: 'Patient' } },
+        { resource: binary([{ op: 'test', path: '/status', value: 'completed' }, { op: 'replace', path: '/status', value: 'cancelled' }]),
+          request: { method: 'PATCH', url: `Task/${t.id}` } },
+      ] } });
+    assert.equal(r.status, 422, r.text);
+    assert.ok(r.json.issue.some((i) => /the value differs/.test(i.diagnostics) && i.expression?.[0] === 'Bundle.entry[1].resource'), JSON.stringify(r.json.issue));
+    assert.equal(await family('Neverwritten'), 0, 'nothing of the transaction was written');
+    assert.equal((await read(t.id)).status, 'requested');
+  });
+
+  test('a PATCH entry that is not a Binary JSON Patch: 415 before anything is written', async () => {
+    const t = await newTask();
+    const r = await raw(srv.base, 'POST', '', { body: {
+      resourceType: 'Bundle', type: 'transaction', entry: [
+        { resource: { resourceType: 'Parameters', parameter: [] }, request: { method: 'PATCH', url: `Task/${t.id}` } },
+      ] } });
+    assert.equal(r.status, 415, r.text);
+    assert.match(r.json.issue[0].diagnostics, /Binary with contentType application\/json-patch\+json/);
+    assert.equal(r.json.issue[0].expression?.[0], 'Bundle.entry[0].resource');
+  });
+
+  test('a batch: each PATCH entry answers for itself', async () => {
+    const t = await newTask();
+    const r = await raw(srv.base, 'POST', '', { body: {
+      resourceType: 'Bundle', type: 'batch', entry: [
+        { resource: binary([{ op: 'add', path: '/note', value: [{ text: 'from a batch' }] }]), request: { method: 'PATCH', url: `Task/${t.id}` } },
+        { resource: { ...binary([]), data: '%%%not base64' }, request: { method: 'PATCH', url: `Task/${t.id}` } },
+        { resource: binary([{ op: 'remove', path: '/nothing-here' }]), request: { method: 'PATCH', url: `Task/${t.id}` } },
+      ] } });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.entry.map((e) => e.response.status.slice(0, 3)), ['200', '400', '422']);
+    const now = await read(t.id);
+    assert.deepEqual(now.note.map((n) => n.text), ['from a batch']);
+    assert.equal(now.meta.versionId, '2');
+  });
+});
