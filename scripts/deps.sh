@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev
-      libcmocka-dev sqlite3 nodejs npm nginx-light wrk curl openssl)
+      libcmocka-dev sqlite3 nodejs npm nginx-light wrk curl openssl tzdata)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

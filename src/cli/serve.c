@@ -148,7 +148,7 @@ serve_usage(FILE *f)
 		"                        [--mllp-tls-cert FILE --mllp-tls-key FILE]\n"
 		"                        [--hl7-tz +HHMM] [--hl7-accept-test]]\n"
 		"                       [--subscription-retry-ms N] [--subscription-hosts LIST]\n"
-		"                       [--holidays FILE]\n\n"
+		"                       [--holidays FILE] [--tz ZONE]\n\n"
 		"Serves the FHIR R4 API under /fhir until SIGINT or SIGTERM.\n\n"
 		"  --key-file FILE    the database's key file\n"
 		"                     (default $CAREWEAVE_KEY_FILE)\n"
@@ -196,6 +196,8 @@ serve_usage(FILE *f)
 		"                     comments): not business days, as weekends are not\n"
 		"                     (the 2 business days of a discharge's first contact);\n"
 		"                     data/holidays/us-federal.txt lists the US federal ones\n"
+		"  --tz ZONE          the clinic's time zone (America/Chicago): business days\n"
+		"                     are its days, not UTC's (default UTC)\n"
 		"  --subscription-hosts LIST\n"
 		"                     the only hosts a Subscription may send to,\n"
 		"                     comma-separated names or addresses as in the URL\n"
@@ -238,12 +240,13 @@ cli_serve(int argc, char **argv)
 		{"subscription-retry-ms", required_argument, NULL, 'R'},
 		{"subscription-hosts", required_argument, NULL, 'Y'},
 		{"holidays", required_argument, NULL, 'O'},
+		{"tz", required_argument, NULL, 'Z'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *key_file = NULL, *db = CLI_DEFAULT_DB, *base_url = NULL;
 	const char *cert_path = NULL, *key_path = NULL, *kb_path = NULL;
-	const char *holidays_path = NULL;
+	const char *holidays_path = NULL, *tz = NULL;
 	struct kb *kb = NULL;
 	struct coord *co = NULL;
 	char *cert = NULL, *key = NULL;
@@ -400,6 +403,9 @@ cli_serve(int argc, char **argv)
 		case 'O':
 			holidays_path = optarg;
 			break;
+		case 'Z':
+			tz = optarg;
+			break;
 		case 'Y': {
 			const char *why = notify_hosts_check(optarg);
 
@@ -449,6 +455,14 @@ cli_serve(int argc, char **argv)
 		cli_rules_close(kb, co);
 		return rc;
 	}
+	if (tz && coord_set_timezone(co, tz) != CW_OK) {
+		cli_err("serve", "--tz: '%s' is not a time zone this system knows (an IANA "
+			"name such as America/Chicago; Debian's tzdata)", strlen(tz) < 80 ? tz : "?");
+		cli_rules_close(kb, co);
+		return CLI_EUSAGE;
+	}
+	if (tz)
+		log_info("serve: business days are the days of %s", tz);
 	if (cert_path) {
 		size_t n;
 		int e;

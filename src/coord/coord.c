@@ -5,8 +5,11 @@
  * finding keys, whom to tell and the DetectedIssue itself are the same for
  * every rule and live here, so the findings of all rules look alike and
  * api/rules.c handles them as one. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "coord/coord_int.h"
 
@@ -104,6 +107,56 @@ holiday(const struct coord *co, int64_t day)
 {
 	return co && co->nholidays &&
 	       bsearch(&day, co->holidays, co->nholidays, sizeof(day), cmp_day);
+}
+
+enum cw_err
+coord_set_timezone(struct coord *co, const char *zone)
+{
+	char path[256];
+
+	/* a name under the zone database, never a path out of it */
+	if (!zone || !*zone || strlen(zone) > 64 || zone[0] == '/' || strstr(zone, "..") ||
+	    strspn(zone, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-/") !=
+		    strlen(zone))
+		return CW_EINVAL;
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", zone);
+	if (access(path, R_OK) != 0)
+		return CW_EINVAL;
+	if (setenv("TZ", zone, 1) != 0)
+		return CW_ENOMEM;
+	tzset();
+	co->local_days = true;
+	return CW_OK;
+}
+
+/* The day number (days since 1970-01-01) of the date ms falls on, and its
+ * weekday (0 Sunday), in the clinic's days or UTC's. */
+static void
+day_of(const struct coord *co, int64_t ms, int64_t *day, int *wd)
+{
+	int64_t days = ms >= 0 ? ms / TIME_DAY_MS : (ms - TIME_DAY_MS + 1) / TIME_DAY_MS;
+
+	if (co && co->local_days) {
+		time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+		struct tm tm;
+
+		if (localtime_r(&t, &tm)) {
+			/* the local date's day number: its offset from UTC's
+			 * date is at most a day either way */
+			int64_t utc = days;
+			struct tm u;
+
+			gmtime_r(&t, &u);
+			if (tm.tm_year != u.tm_year || tm.tm_yday != u.tm_yday)
+				days = utc + ((tm.tm_year > u.tm_year ||
+					       (tm.tm_year == u.tm_year && tm.tm_yday > u.tm_yday)) ? 1 : -1);
+			*day = days;
+			*wd = tm.tm_wday;
+			return;
+		}
+	}
+	*day = days;
+	*wd = (int)(((days + 4) % 7 + 7) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
 }
 
 bool
@@ -289,12 +342,13 @@ int64_t
 coord_business_days(const struct coord *co, int64_t ms, int n)
 {
 	while (n > 0) {
-		int64_t days = ms >= 0 ? ms / TIME_DAY_MS : (ms - TIME_DAY_MS + 1) / TIME_DAY_MS;
-		int wd = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday: 0 = Sunday */
+		int64_t day;
+		int wd;
 
 		ms += TIME_DAY_MS;
-		/* the next day is not Saturday or Sunday, nor a holiday */
-		if (wd != 5 && wd != 6 && !holiday(co, days + 1))
+		/* that day is not a Saturday or a Sunday, nor a holiday */
+		day_of(co, ms, &day, &wd);
+		if (wd != 0 && wd != 6 && !holiday(co, day))
 			n--;
 	}
 	return ms;

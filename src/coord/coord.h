@@ -100,6 +100,12 @@ enum cw_err coord_holidays_parse(struct coord *co, const char *text, size_t n,
 				 const char *name, struct diag *d);
 /* How many holidays co knows (0: weekends only). */
 size_t coord_holidays(const struct coord *co);
+/* Counts business days in the days of zone (an IANA name,
+ * "America/Chicago"), not UTC's: a Friday-evening discharge in Chicago is
+ * a Friday there. Sets the process's time zone (TZ; nothing else in
+ * careweave reads local time). CW_EINVAL when zone is no zone the system
+ * knows (tzdata). */
+enum cw_err coord_set_timezone(struct coord *co, const char *zone);
 
 /* One finding about the change, already in the words the team reads. */
 struct coord_finding {

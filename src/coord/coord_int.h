@@ -21,9 +21,11 @@
 
 struct coord {
 	const struct kb *kb;
-	int64_t *holidays; /* UTC day numbers (ms / TIME_DAY_MS), sorted,
-			      no repeats: coord_holidays_parse */
+	int64_t *holidays; /* day numbers (days since 1970-01-01 of the
+			      date), sorted, no repeats: coord_holidays_parse */
 	size_t nholidays;
+	bool local_days;   /* business days are the days of the process's
+			      time zone (coord_set_timezone), not UTC's */
 };
 
 /* o[key] as a string, or NULL. */
@@ -61,7 +63,8 @@ int64_t coord_ms_of(const char *datetime);
  * only whether an event is still one to act on, never the work's dates. */
 bool coord_recent(int64_t ms);
 /* ms plus n business days: Monday to Friday, less co's holidays (co may
- * be NULL: weekends only). Days are UTC days. */
+ * be NULL: weekends only). Days are the clinic's (coord_set_timezone), or
+ * UTC's when none is set. */
 int64_t coord_business_days(const struct coord *co, int64_t ms, int n);
 /* Adds res (stolen; NULL: out of memory) to r->writes, a create when id is
  * NULL, else an update of id. CW_ETOOBIG past COORD_WRITES_MAX. */

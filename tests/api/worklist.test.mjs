@@ -120,3 +120,38 @@ test('the first contact after a discharge is due in 2 business days, holidays sk
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('business days are the clinic\'s days with serve --tz (an evening discharge in Los Angeles)', async () => {
+  const zone = 'America/Los_Angeles';
+  const local = (ms) => new Intl.DateTimeFormat('en-US', { timeZone: zone, weekday: 'short', hour: 'numeric', hourCycle: 'h23' }).formatToParts(new Date(ms));
+  const part = (ms, type) => local(ms).find((p) => p.type === type).value;
+  // the last 20:00 there before now: the next day in UTC
+  let end = Math.floor((Date.now() - 3600 * 1000) / 3600000) * 3600000;
+  while (part(end, 'hour') !== '20') end -= 3600000;
+  const own = await startServer({ args: ['--tz', zone] });
+  try {
+    const post = async (url, body) => {
+      const r = await raw(own.base, 'POST', url, { body });
+      assert.equal(r.status, 201, r.text);
+      return r.json;
+    };
+    const pid = (await post('Patient', { resourceType: 'Patient', name: [{ family: 'Evening' }] })).id;
+    const enc = await post('Encounter', {
+      resourceType: 'Encounter', status: 'finished',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+      subject: { reference: `Patient/${pid}` },
+      period: { start: new Date(end - 2 * DAY).toISOString(), end: new Date(end).toISOString() },
+    });
+    const r = await raw(own.base, 'GET', `Task?focus=Encounter/${enc.id}`);
+    const contact = r.json.entry.map((e) => e.resource).find((t) => t.code.coding[0].code === 'contact');
+    let due = end;
+    for (let n = 2; n > 0;) {
+      due += DAY;
+      if (!['Sat', 'Sun'].includes(part(due, 'weekday'))) n--;
+    }
+    assert.equal(contact.restriction.period.end, new Date(due).toISOString(),
+      `2 business days in ${zone} after ${part(end, 'weekday')} 20:00 there`);
+  } finally {
+    await own.stop();
+  }
+});

@@ -1,10 +1,12 @@
 /* tests/unit/coord/test_days.c: business days (coord_business_days) with
  * and without a holiday list, and the list's reader (coord_holidays_parse):
  * comments, blank lines, repeats, and every bad line named with its number
- * while the list in use stays as it was. Run from the repository root
- * (make unit): it reads data/holidays/us-federal.txt. */
+ * while the list in use stays as it was; and the days of a clinic's time
+ * zone. Run from the repository root (make unit): it reads
+ * data/holidays/us-federal.txt and the system's zone database. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "unit.h"
 
@@ -100,6 +102,34 @@ test_reader(void **state)
 	coord_free(co);
 }
 
+static void
+test_clinic_days(void **state)
+{
+	struct coord *co = coord_new(NULL);
+	struct arena *a = arena_new(0);
+	struct diag d;
+
+	assert_int_equal(coord_set_timezone(co, "../etc/passwd"), CW_EINVAL);
+	assert_int_equal(coord_set_timezone(co, "Mars/Olympus_Mons"), CW_EINVAL);
+	assert_int_equal(coord_set_timezone(co, "America/Los_Angeles"), CW_OK);
+	/* Friday 23:30 in Los Angeles is Saturday 07:30 UTC: the clinic's
+	 * Monday and Tuesday count, not UTC's Monday and Tuesday */
+	assert_instant(coord_business_days(co, at("2026-11-21T07:30:00Z"), 2),
+		       "2026-11-25T07:30:00.000Z");
+	assert_instant(coord_business_days(NULL, at("2026-11-21T07:30:00Z"), 2),
+		       "2026-11-24T07:30:00.000Z");
+	/* a holiday is the clinic's date: Wednesday evening before
+	 * Thanksgiving there is Thursday in UTC */
+	diag_init(&d, a);
+	assert_int_equal(coord_holidays_parse(co, "2026-11-26\n", 11, "t", &d), CW_OK);
+	assert_instant(coord_business_days(co, at("2026-11-26T03:00:00Z"), 1),
+		       "2026-11-28T03:00:00.000Z"); /* Friday 19:00 there */
+	arena_free(a);
+	coord_free(co);
+	unsetenv("TZ");
+	tzset();
+}
+
 int
 main(void)
 {
@@ -107,6 +137,7 @@ main(void)
 		cmocka_unit_test(test_weekends_only),
 		cmocka_unit_test(test_us_federal),
 		cmocka_unit_test(test_reader),
+		cmocka_unit_test(test_clinic_days),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
