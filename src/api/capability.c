@@ -20,6 +20,10 @@ static const char *const type_interactions[] = {
 	"history-type", "create", "search-type",
 };
 
+/* AuditEvent is the audit trail (api.c's routes): read and searched,
+ * never written, and has no versions. */
+static const char *const audit_interactions[] = {"read", "search-type"};
+
 static const char *const system_interactions[] = {
 	"transaction", "batch", "history-system",
 };
@@ -105,6 +109,17 @@ resource_entry(const struct fhir_restype *rt)
 		      "searchParam", params);
 	if (!r)
 		return NULL;
+	if (!strcmp(rt->name, "AuditEvent")) {
+		json_object_set_new(r, "interaction",
+				    interactions(audit_interactions, sizeof(audit_interactions) /
+								     sizeof(audit_interactions[0])));
+		json_object_set_new(r, "versioning", json_string("no-version"));
+		json_object_set_new(r, "readHistory", json_false());
+		json_object_set_new(r, "updateCreate", json_false());
+		json_object_set_new(r, "conditionalCreate", json_false());
+		json_object_set_new(r, "conditionalUpdate", json_false());
+		json_object_set_new(r, "conditionalDelete", json_string("not-supported"));
+	}
 	json_object_set_new(r, "profile",
 			    json_sprintf("http://hl7.org/fhir/StructureDefinition/%s",
 					 rt->name));

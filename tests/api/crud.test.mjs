@@ -244,6 +244,12 @@ describe('metadata', () => {
     const obs = rest.resource.find((r) => r.type === 'Observation');
     const ocodes = obs.searchParam.map((s) => s.name);
     for (const c of ['code', 'subject', 'patient', 'date', 'value-quantity']) assert.ok(ocodes.includes(c), `Observation searchParam ${c}`);
+    for (const c of ['patch', 'history-type']) assert.ok(ints.includes(c), `interaction ${c}`);
+    // the audit trail is read and searched, never written: it says so
+    const audit = rest.resource.find((r) => r.type === 'AuditEvent');
+    assert.deepEqual(audit.interaction.map((i) => i.code).sort(), ['read', 'search-type']);
+    assert.equal(audit.updateCreate, false);
+    assert.equal(audit.conditionalDelete, 'not-supported');
     assert.ok(rest.interaction?.some((i) => i.code === 'transaction'), 'system interaction transaction');
     assert.ok(rest.interaction?.some((i) => i.code === 'batch'), 'system interaction batch');
   });
