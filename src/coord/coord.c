@@ -141,16 +141,8 @@ day_of(const struct coord *co, int64_t ms, int64_t *day, int *wd)
 		struct tm tm;
 
 		if (localtime_r(&t, &tm)) {
-			/* the local date's day number: its offset from UTC's
-			 * date is at most a day either way */
-			int64_t utc = days;
-			struct tm u;
-
-			gmtime_r(&t, &u);
-			if (tm.tm_year != u.tm_year || tm.tm_yday != u.tm_yday)
-				days = utc + ((tm.tm_year > u.tm_year ||
-					       (tm.tm_year == u.tm_year && tm.tm_yday > u.tm_yday)) ? 1 : -1);
-			*day = days;
+			*day = time_days_from_civil((int64_t)tm.tm_year + 1900,
+						    (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
 			*wd = tm.tm_wday;
 			return;
 		}
