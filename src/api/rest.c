@@ -700,18 +700,25 @@ reply_version(struct api_req *q, const struct store_res *res)
 	return api_reply_json(q, 200, sub);
 }
 
+/* "Type/id[/_history/vid] is not known" or "... has been deleted" for
+ * CW_ENOTFOUND and CW_EGONE (at loc, NULL: none); any other err as is. */
+static enum cw_err
+not_there(struct diag *d, enum cw_err err, const char *loc, const char *type,
+	  const char *id, const char *vid)
+{
+	if (err == CW_EGONE)
+		return diag_err(d, err, "deleted", loc, "%s/%s%s%s has been deleted", type, id,
+				vid ? "/_history/" : "", vid ? vid : "");
+	if (err == CW_ENOTFOUND)
+		return diag_err(d, err, "not-found", loc, "%s/%s%s%s is not known", type, id,
+				vid ? "/_history/" : "", vid ? vid : "");
+	return err;
+}
+
 static enum cw_err
 read_failed(struct api_req *q, enum cw_err err, const char *vid)
 {
-	if (err == CW_EGONE)
-		return diag_err(&q->d, err, "deleted", NULL,
-				"%s/%s%s%s has been deleted", q->rt->name, q->id,
-				vid ? "/_history/" : "", vid ? vid : "");
-	if (err == CW_ENOTFOUND)
-		return diag_err(&q->d, err, "not-found", NULL,
-				"%s/%s%s%s is not known", q->rt->name, q->id,
-				vid ? "/_history/" : "", vid ? vid : "");
-	return err;
+	return not_there(&q->d, err, NULL, q->rt->name, q->id, vid);
 }
 
 /* A version the caller may not see reads as one that does not exist. A
@@ -909,12 +916,8 @@ api_patch_apply(struct store_tx *tx, struct arena *a, struct api_op *op, const j
 	enum cw_err err;
 
 	err = store_tx_read(tx, a, op->rt->name, op->id, &cur);
-	if (err == CW_ENOTFOUND || err == CW_EGONE)
-		return diag_err(d, err, err == CW_EGONE ? "deleted" : "not-found", loc,
-				"%s/%s %s", op->rt->name, op->id,
-				err == CW_EGONE ? "has been deleted" : "is not known");
 	if (err)
-		return err;
+		return not_there(d, err, loc, op->rt->name, op->id, NULL);
 	if (want && cur.version != want)
 		return diag_err(d, CW_EPRECOND, "conflict", loc,
 				"If-Match names version %ld; the current one is %ld", want,
