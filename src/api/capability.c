@@ -66,6 +66,7 @@ resource_entry(const struct fhir_restype *rt)
 	json_t *r, *params = json_array(), *inc = json_array(), *rev = json_array();
 	const struct fhir_searchparam *sp;
 	const struct fhir_restype *src;
+	bool audit = !strcmp(rt->name, "AuditEvent"); /* read and searched only */
 	size_t i, j;
 
 	for (i = 0; i < rt->nparams; i++) {
@@ -95,31 +96,23 @@ resource_entry(const struct fhir_restype *rt)
 	r = json_pack("{s:s,s:s,s:o,s:s,s:b,s:b,s:b,s:s,s:b,s:s,s:o,s:o,s:o}",
 		      "type", rt->name,
 		      "profile", "",
-		      "interaction", interactions(type_interactions,
-			      sizeof(type_interactions) / sizeof(type_interactions[0])),
-		      "versioning", "versioned",
-		      "readHistory", 1,
-		      "updateCreate", 1,
-		      "conditionalCreate", 1,
+		      "interaction", audit ?
+			      interactions(audit_interactions, sizeof(audit_interactions) /
+							       sizeof(audit_interactions[0])) :
+			      interactions(type_interactions, sizeof(type_interactions) /
+							      sizeof(type_interactions[0])),
+		      "versioning", audit ? "no-version" : "versioned",
+		      "readHistory", !audit,
+		      "updateCreate", !audit,
+		      "conditionalCreate", !audit,
 		      "conditionalRead", "not-match",
-		      "conditionalUpdate", 1,
-		      "conditionalDelete", "single",
+		      "conditionalUpdate", !audit,
+		      "conditionalDelete", audit ? "not-supported" : "single",
 		      "searchInclude", inc,
 		      "searchRevInclude", rev,
 		      "searchParam", params);
 	if (!r)
 		return NULL;
-	if (!strcmp(rt->name, "AuditEvent")) {
-		json_object_set_new(r, "interaction",
-				    interactions(audit_interactions, sizeof(audit_interactions) /
-								     sizeof(audit_interactions[0])));
-		json_object_set_new(r, "versioning", json_string("no-version"));
-		json_object_set_new(r, "readHistory", json_false());
-		json_object_set_new(r, "updateCreate", json_false());
-		json_object_set_new(r, "conditionalCreate", json_false());
-		json_object_set_new(r, "conditionalUpdate", json_false());
-		json_object_set_new(r, "conditionalDelete", json_string("not-supported"));
-	}
 	json_object_set_new(r, "profile",
 			    json_sprintf("http://hl7.org/fhir/StructureDefinition/%s",
 					 rt->name));
