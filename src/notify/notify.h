@@ -95,8 +95,8 @@ void notify_free(struct notify *n);
  * an endpoint that is not https (http only to a loopback address) or,
  * when it is requested or active, names a host n's options do not allow
  * (off or error may be written: the owner turns it off, careweave says
- * why it fails), a payload other than
- * application/fhir+json, or a header that is not one "Name: value" line.
+ * why it fails), a payload other than application/fhir+json, or a header
+ * that is not one "Name: value" line.
  * n may be NULL (a door without notifications: no host list); the
  * delivery checks the host again, so a Subscription written by such a
  * door sends nowhere the server does not allow. */

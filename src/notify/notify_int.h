@@ -24,8 +24,9 @@ struct nsub {
 struct notify {
 	struct store *s;
 	int64_t retry_ms;        /* notify_options.retry_ms */
-	/* notify_options.endpoint_hosts split at its commas, lower case
-	 * (the strings are in hosts_buf, malloc'd); nhosts 0: any host */
+	/* notify_options.endpoint_hosts split at its commas (the strings
+	 * are in hosts_buf, malloc'd; compared without case); nhosts 0:
+	 * any host */
 	char *hosts_buf;
 	const char *hosts[NOTIFY_HOSTS_MAX];
 	size_t nhosts;

@@ -212,9 +212,6 @@ notify_hosts_set(struct notify *n, const char *list)
 		return CW_EINVAL;
 	if (!(n->hosts_buf = strdup(list)))
 		return CW_ENOMEM;
-	for (char *p = n->hosts_buf; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
 	for (tok = strtok_r(n->hosts_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		n->hosts[n->nhosts++] = tok;
 	return CW_OK;
