@@ -1008,7 +1008,6 @@ run_batch(struct bctx *b, json_t *entries, json_t **out)
 		if (!err && e->method == BM_POST && !e->url[0])
 			err = diag_err(&sub, CW_EINVAL, "not-supported", e->loc,
 				       "Bundles do not nest");
-
 		if (err) {
 			oo = fhir_outcome(&sub);
 			e->response = json_pack("{s:{s:s,s:o*}}", "response",

@@ -82,6 +82,37 @@ test('a hospital stay deleted from the record takes its open work and flags with
   assert.equal((await flags())[0].status, 'entered-in-error');
 });
 
+// The contact Task careweave made for an inpatient stay of a new patient
+// discharged at end (ms), on the server at base.
+async function contactAfterDischarge(base, family, end) {
+  const post = async (url, body) => {
+    const r = await raw(base, 'POST', url, { body });
+    assert.equal(r.status, 201, r.text);
+    return r.json;
+  };
+  const pid = (await post('Patient', { resourceType: 'Patient', name: [{ family }] })).id;
+  const enc = await post('Encounter', {
+    resourceType: 'Encounter', status: 'finished',
+    class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+    subject: { reference: `Patient/${pid}` },
+    period: { start: new Date(end - 3 * DAY).toISOString(), end: new Date(end).toISOString() },
+  });
+  const r = await raw(base, 'GET', `Task?focus=Encounter/${enc.id}`);
+  const contact = (r.json.entry ?? []).map((e) => e.resource).find((t) => t.code.coding[0].code === 'contact');
+  assert.ok(contact, r.text.slice(0, 500));
+  return contact;
+}
+
+// ms plus n days for which business(ms) holds, a day at a time
+function addBusinessDays(ms, n, business) {
+  let due = ms;
+  while (n > 0) {
+    due += DAY;
+    if (business(due)) n--;
+  }
+  return due;
+}
+
 test('the first contact after a discharge is due in 2 business days, holidays skipped (serve --holidays)', async () => {
   const dir = tempDir();
   const end = Date.now() - 3600 * 1000;
@@ -93,26 +124,8 @@ test('the first contact after a discharge is due in 2 business days, holidays sk
   writeFileSync(`${dir}/holidays.txt`, `# the clinic's own days\n${off.join('\n')}\n`);
   const own = await startServer({ db: `${dir}/careweave.db`, args: ['--holidays', `${dir}/holidays.txt`] });
   try {
-    const post = async (url, body) => {
-      const r = await raw(own.base, 'POST', url, { body });
-      assert.equal(r.status, 201, r.text);
-      return r.json;
-    };
-    const pid = (await post('Patient', { resourceType: 'Patient', name: [{ family: 'Holiday' }] })).id;
-    const enc = await post('Encounter', {
-      resourceType: 'Encounter', status: 'finished',
-      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
-      subject: { reference: `Patient/${pid}` },
-      period: { start: new Date(end - 3 * DAY).toISOString(), end: new Date(end).toISOString() },
-    });
-    const r = await raw(own.base, 'GET', `Task?focus=Encounter/${enc.id}`);
-    const contact = r.json.entry.map((e) => e.resource).find((t) => t.code.coding[0].code === 'contact');
-    assert.ok(contact, r.text.slice(0, 500));
-    let due = end;
-    for (let n = 2; n > 0;) {
-      due += DAY;
-      if (weekday(due) && !off.includes(day(due))) n--;
-    }
+    const contact = await contactAfterDischarge(own.base, 'Holiday', end);
+    const due = addBusinessDays(end, 2, (ms) => weekday(ms) && !off.includes(day(ms)));
     assert.equal(contact.restriction.period.end, new Date(due).toISOString(),
       `2 business days after ${new Date(end).toISOString()}, not on ${off.join(' or ')}`);
   } finally {
@@ -130,25 +143,8 @@ test('business days are the clinic\'s days with serve --tz (an evening discharge
   while (part(end, 'hour') !== '20') end -= 3600000;
   const own = await startServer({ args: ['--tz', zone] });
   try {
-    const post = async (url, body) => {
-      const r = await raw(own.base, 'POST', url, { body });
-      assert.equal(r.status, 201, r.text);
-      return r.json;
-    };
-    const pid = (await post('Patient', { resourceType: 'Patient', name: [{ family: 'Evening' }] })).id;
-    const enc = await post('Encounter', {
-      resourceType: 'Encounter', status: 'finished',
-      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
-      subject: { reference: `Patient/${pid}` },
-      period: { start: new Date(end - 2 * DAY).toISOString(), end: new Date(end).toISOString() },
-    });
-    const r = await raw(own.base, 'GET', `Task?focus=Encounter/${enc.id}`);
-    const contact = r.json.entry.map((e) => e.resource).find((t) => t.code.coding[0].code === 'contact');
-    let due = end;
-    for (let n = 2; n > 0;) {
-      due += DAY;
-      if (!['Sat', 'Sun'].includes(part(due, 'weekday'))) n--;
-    }
+    const contact = await contactAfterDischarge(own.base, 'Evening', end);
+    const due = addBusinessDays(end, 2, (ms) => !['Sat', 'Sun'].includes(part(ms, 'weekday')));
     assert.equal(contact.restriction.period.end, new Date(due).toISOString(),
       `2 business days in ${zone} after ${part(end, 'weekday')} 20:00 there`);
   } finally {
