@@ -166,6 +166,8 @@ struct api_op {
 					  record's interaction) */
 	bool fresh_id;                 /* create: id made by id_new in api_op_resolve */
 	bool noop;                     /* matched existing (create), none (delete) */
+	const struct store_prep *prep; /* a fresh create made ready off the
+					  writer (bundle.c), or NULL */
 	const char **patients;         /* compartment of the target (audit) */
 	size_t npatients;
 	const char *loc;               /* "Bundle.entry[3]" for issues, or NULL */

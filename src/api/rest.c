@@ -296,7 +296,9 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		}
 		/* fall through */
 	case OP_UPDATE:
-		if (json_object_set_new(op->res, "id", json_string(op->id)))
+		/* (a made-ready create has it, and its index rows may not
+		 * see the resource change) */
+		if (!op->prep && json_object_set_new(op->res, "id", json_string(op->id)))
 			return CW_ENOMEM;
 		/* what only the server may say of a Subscription (every door) */
 		if (sub && (err = notify_check_subscription(op->notify, op->res, op->loc, d)))
@@ -305,6 +307,7 @@ api_op_exec(struct store_tx *tx, struct arena *a, struct api_op *op,
 		put.create = op->kind == OP_CREATE || op->create_with_id;
 		put.if_match = op->if_match;
 		put.fresh_id = op->kind == OP_CREATE && op->fresh_id;
+		put.prep = op->prep;
 		/* whom the version before was about: coord/ keeps what the
 		 * rules need of each patient (a record may move to another) */
 		if (kept && !put.fresh_id &&

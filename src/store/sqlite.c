@@ -346,6 +346,8 @@ static const enum sq_fixed index_deletes[] = {
 
 /* Page caches (negative: KiB) and the readers' mmap window. A reader's
  * cache holds what mmap cannot serve: pages still in the WAL. */
+/* The longest text of one stored version. */
+#define STORE_TEXT_MAX (64u << 20)
 #define WRITER_CACHE "-262144"       /* 256 MiB */
 #define READER_CACHE "-65536"        /* 64 MiB */
 #define READER_MMAP "1073741824"     /* 1 GiB */
@@ -361,13 +363,18 @@ static const enum sq_fixed index_deletes[] = {
 #define CKPT_FRAMES 1000
 #define CKPT_GAP_MS 100
 #define CKPT_HARD_FRAMES 8192        /* 32 MiB of 4 KiB pages */
-/* After a big commit (a transaction Bundle: about 2,500 frames per 1,000
- * entries) the checkpointer goes on without its rest, and the writer's own
- * checkpoint waits for CKPT_HARD_FRAMES_BIG: at 8,192 frames it came every
- * third or fourth Bundle and cost 40-60 ms inside that Bundle's commit
- * (syncing the pages the checkpointer had copied). Small commits keep the
- * rest and the lower limit, which is what keeps creates/s up. */
+/* After a big commit (a transaction Bundle: about 2,000 frames per 1,000
+ * entries) the checkpointer is woken only past CKPT_FRAMES_BIG, then goes
+ * on without its rest, and the writer's own checkpoint waits for
+ * CKPT_HARD_FRAMES_BIG: at 8,192 frames it came every third or fourth
+ * Bundle and cost 40-60 ms inside that Bundle's commit (syncing the pages
+ * the checkpointer had copied). Woken after every Bundle, the checkpointer
+ * took a fifth of a core beside the writer copying the same hot pages
+ * (B-tree roots, the ends of the indexes) again and again; every 8 Bundles
+ * it copies each of them once. Small commits keep the rest and the lower
+ * limits, which is what keeps creates/s up. */
 #define CKPT_BIG_COMMIT 1000
+#define CKPT_FRAMES_BIG 16384        /* 64 MiB */
 #define CKPT_HARD_FRAMES_BIG 32768   /* 128 MiB */
 #define WAL_KEEP_BYTES "67108864"    /* 64 MiB */
 #define CKPT_IDLE_MS 1000
@@ -824,6 +831,7 @@ run_group(struct store *s, struct sq_job **jobs, size_t n)
 			continue;
 		}
 		tx.poisoned = CW_OK;
+		tx.stamp = 0;
 		sq_facts_forget(s, false);
 		err = jobs[i]->fn(&tx, jobs[i]->ctx);
 		if (!err)
@@ -974,7 +982,7 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
 	big = s->last_commit_frames >= CKPT_BIG_COMMIT;
 	s->wal_frames = nframes;
 	s->commits++;
-	if (nframes >= CKPT_FRAMES && !s->ck_wanted) {
+	if (nframes >= (big ? CKPT_FRAMES_BIG : CKPT_FRAMES) && !s->ck_wanted) {
 		s->ck_wanted = true;
 		pthread_cond_signal(&s->ck_cv);
 	}
@@ -1155,7 +1163,7 @@ store_open(const char *path, const struct store_options *opt,
 		s->opt.busy_timeout_ms = 5000;
 	if (!s->opt.max_group)
 		s->opt.max_group = 64;
-	sbuf_init(&s->jbuf, 64u << 20);
+	sbuf_init(&s->jbuf, STORE_TEXT_MAX);
 	pthread_mutex_init(&s->conns_mu, NULL);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -1736,46 +1744,45 @@ write_index_row(struct sq_conn *c, int64_t rid, int seq, int64_t param,
 	return sq_step_write(c, st, "index row");
 }
 
-/* Writes rid's index and compartment rows; *ids, *nids: the compartment's
- * patients (in a). */
+/* A resource's index rows and the patients of its compartment (in a). */
 static enum cw_err
-write_index(struct sq_conn *c, struct arena *a, int64_t rid,
-	    const json_t *res, const struct fhir_restype *rt,
-	    const char ***ids_out, size_t *nids_out)
+index_rows(struct arena *a, const json_t *res, const struct fhir_restype *rt,
+	   struct store_prep *p)
 {
-	struct fhir_idx *rows;
-	const char **ids;
-	size_t n, nids;
-	enum cw_err err;
+	enum cw_err err = fhir_extract(a, res, rt, &p->rows, &p->nrows);
 
-	err = fhir_extract(a, res, rt, &rows, &n);
 	if (err)
 		return err;
-	for (size_t i = 0; i < n; i++) {
-		if (!rows[i].sp || indexed_elsewhere(rows[i].sp))
+	return fhir_compartment(a, res, rt, p->rows, p->nrows, &p->pids, &p->npids);
+}
+
+/* Writes rid's index and compartment rows, as index_rows made them. */
+static enum cw_err
+write_index(struct sq_conn *c, int64_t rid, const struct fhir_restype *rt,
+	    const struct store_prep *p)
+{
+	enum cw_err err;
+
+	for (size_t i = 0; i < p->nrows; i++) {
+		if (!p->rows[i].sp || indexed_elsewhere(p->rows[i].sp))
 			continue;
 		err = write_index_row(c, rid, (int)i,
-				      sq_param_id(rt->name, rows[i].sp->code),
-				      &rows[i]);
+				      sq_param_id(rt->name, p->rows[i].sp->code),
+				      &p->rows[i]);
 		if (err)
 			return err;
 	}
-	err = fhir_compartment(a, res, rt, rows, n, &ids, &nids);
-	if (err)
-		return err;
-	for (size_t i = 0; i < nids; i++) {
+	for (size_t i = 0; i < p->npids; i++) {
 		sqlite3_stmt *st = sq_fixed(c, SQ_INS_COMP);
 
 		if (!st)
 			return CW_EINTERNAL;
-		sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, p->pids[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, rid);
 		err = sq_step_write(c, st, "compartment row");
 		if (err)
 			return err;
 	}
-	*ids_out = ids;
-	*nids_out = nids;
 	return CW_OK;
 }
 
@@ -1821,7 +1828,7 @@ set_meta(json_t *res, const char *id, long version, int64_t ms)
 /* The next lastUpdated: now, but never before the previous version nor the
  * store's last write, so history and _since see time move forward. */
 static int64_t
-next_ms(struct store *s, int64_t prev)
+clock_ms(struct store *s, int64_t prev)
 {
 	int64_t now = time_now_ms();
 
@@ -1833,6 +1840,17 @@ next_ms(struct store *s, int64_t prev)
 	return now;
 }
 
+/* A write's lastUpdated: the job's stamp once store_tx_stamp has set one
+ * (every version a transaction writes then has the same time), else the
+ * clock. */
+static int64_t
+next_ms(struct store_tx *tx, int64_t prev)
+{
+	if (tx->stamp && tx->stamp >= prev)
+		return tx->stamp;
+	return clock_ms(tx->s, prev);
+}
+
 static enum cw_err
 put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	 const struct fhir_restype *rt, const char *id, const struct cur *cur,
@@ -1841,23 +1859,31 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	struct store *s = tx->s;
 	struct sq_conn *c = tx->c;
 	long version = cur->exists ? cur->version + 1 : 1;
-	int64_t ms = next_ms(s, cur->exists ? cur->updated : 0);
-	int64_t rid = cur->rid;
-	const char **pids;
-	size_t npids;
+	const struct store_prep *prep = put->prep;
+	struct store_prep made;
+	int64_t ms, rid = cur->rid;
 	sqlite3_stmt *st;
 	enum cw_err err;
-	char *text;
+	const char *text;
+	size_t len;
 
-	err = set_meta(put->res, id, version, ms);
-	if (err)
-		return err;
-	sbuf_reset(&s->jbuf);
-	if ((err = fhir_dump_to(put->res, &s->jbuf)))
-		return err;
-	text = arena_strndup(a, s->jbuf.buf, s->jbuf.len);
-	if (!text)
-		return CW_ENOMEM;
+	if (prep) {
+		/* made ready off the writer (a fresh id: cur is empty) */
+		ms = prep->ms;
+		text = prep->text;
+		len = prep->len;
+	} else {
+		ms = next_ms(tx, cur->exists ? cur->updated : 0);
+		err = set_meta(put->res, id, version, ms);
+		if (err)
+			return err;
+		sbuf_reset(&s->jbuf);
+		if ((err = fhir_dump_to(put->res, &s->jbuf)))
+			return err;
+		len = s->jbuf.len;
+		if (!(text = arena_strndup(a, s->jbuf.buf, len)))
+			return CW_ENOMEM;
+	}
 
 	if (cur->exists) {
 		if (!cur->deleted &&
@@ -1869,7 +1895,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 2, version);
 		sqlite3_bind_int64(st, 3, ms);
 		sqlite3_bind_int(st, 4, 0);
-		sqlite3_bind_text(st, 5, text, (int)s->jbuf.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, text, (int)len, SQLITE_STATIC);
 		if ((err = sq_step_write(c, st, "update")))
 			return err;
 		if (!cur->deleted && (err = drop_index_rows(c, rid)))
@@ -1882,7 +1908,7 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 		sqlite3_bind_int64(st, 3, version);
 		sqlite3_bind_int64(st, 4, ms);
 		sqlite3_bind_int(st, 5, 0);
-		sqlite3_bind_text(st, 6, text, (int)s->jbuf.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, text, (int)len, SQLITE_STATIC);
 		if ((err = sq_step_write(c, st, "insert")))
 			return err;
 		rid = sqlite3_last_insert_rowid(c->db);
@@ -1897,8 +1923,12 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	sqlite3_bind_null(st, 6); /* the text is in res (keep_version) */
 	if ((err = sq_step_write(c, st, "insert version")))
 		return err;
-	err = write_index(c, s->scratch, rid, put->res, rt, &pids, &npids);
-	if (err)
+	if (!prep) {
+		if ((err = index_rows(s->scratch, put->res, rt, &made)))
+			return err;
+		prep = &made;
+	}
+	if ((err = write_index(c, rid, rt, prep)))
 		return err;
 	/* whose record changed, without reading back what was just written */
 	out->patients_known = true;
@@ -1906,9 +1936,9 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	    !sq_add_patient(a, &out->patients, &out->npatients,
 			    TX_PATIENTS_MAX, id, strlen(id)))
 		return CW_ENOMEM;
-	for (size_t i = 0; i < npids; i++)
+	for (size_t i = 0; i < prep->npids; i++)
 		if (!sq_add_patient(a, &out->patients, &out->npatients,
-				    TX_PATIENTS_MAX, pids[i], strlen(pids[i])))
+				    TX_PATIENTS_MAX, prep->pids[i], strlen(prep->pids[i])))
 			return CW_ENOMEM;
 
 	out->type = rt->name;
@@ -1917,8 +1947,38 @@ put_rows(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	out->last_updated = ms;
 	out->deleted = false;
 	out->json.p = text;
-	out->json.n = s->jbuf.len;
+	out->json.n = len;
 	return out->id ? CW_OK : CW_ENOMEM;
+}
+
+enum cw_err
+store_prep_create(struct arena *a, json_t *res, const struct fhir_restype *rt,
+		  const char *id, int64_t ms, struct store_prep *out)
+{
+	struct sbuf sb = SBUF_INIT(STORE_TEXT_MAX);
+	enum cw_err err;
+
+	memset(out, 0, sizeof(*out));
+	out->ms = ms;
+	if ((err = set_meta(res, id, 1, ms)) || (err = fhir_dump_to(res, &sb)))
+		goto out;
+	out->len = sb.len;
+	if (!(out->text = arena_strndup(a, sb.buf, sb.len))) {
+		err = CW_ENOMEM;
+		goto out;
+	}
+	err = index_rows(a, res, rt, out);
+out:
+	sbuf_release(&sb);
+	return err;
+}
+
+int64_t
+store_tx_stamp(struct store_tx *tx)
+{
+	if (!tx->stamp)
+		tx->stamp = clock_ms(tx->s, 0);
+	return tx->stamp;
 }
 
 /* A put or delete that failed after it started writing leaves the job
@@ -1966,6 +2026,8 @@ store_tx_put(struct store_tx *tx, struct arena *a, const struct store_put *put,
 	id = arena_strdup(a, id);
 	if (!id)
 		return CW_ENOMEM;
+	if (put->prep && !(put->create && put->fresh_id))
+		return CW_EINVAL; /* a prepared put is a first version */
 	if (put->create && put->fresh_id)
 		memset(&cur, 0, sizeof(cur));
 	else if ((err = get_cur(tx->c, rt->name, id, &cur)))
@@ -2019,7 +2081,7 @@ store_tx_delete(struct store_tx *tx, struct arena *a, const char *type,
 		}
 		return CW_OK;
 	}
-	ms = next_ms(tx->s, cur.updated);
+	ms = next_ms(tx, cur.updated);
 	if ((err = keep_version(c, cur.rid, rt->name, id, cur.version)))
 		goto out_sp;
 	if (!(st = sq_fixed(c, SQ_UPD_RES))) {

@@ -132,6 +132,19 @@ typedef enum cw_err (*store_tx_fn)(struct store_tx *tx, void *ctx);
  * may be used from fn (the caller is blocked meanwhile). */
 enum cw_err store_write(struct store *s, store_tx_fn fn, void *ctx);
 
+/* A create made ready off the writer (store_prep_create, on any thread):
+ * the stored text and the index and compartment rows, so the writer only
+ * inserts them. In the arena store_prep_create was given. */
+struct store_prep {
+	int64_t ms;             /* lastUpdated (store_tx_stamp) */
+	const char *text;       /* the resource as stored, meta set */
+	size_t len;
+	struct fhir_idx *rows;  /* fhir_extract's */
+	size_t nrows;
+	const char **pids;      /* fhir_compartment's */
+	size_t npids;
+};
+
 struct store_put {
 	json_t *res;            /* the resource; the store sets id (if missing),
 	                           meta.versionId and meta.lastUpdated in it */
@@ -142,7 +155,22 @@ struct store_put {
 	                           id_new: no version can exist, so the store
 	                           skips looking (UNIQUE(type, id) still holds) */
 	const struct fhir_restype *rt;
+	const struct store_prep *prep; /* a fresh_id create made ready by
+				  store_prep_create from res, or NULL */
 };
+
+/* Makes a create of res (type rt, new id, first version, lastUpdated ms)
+ * ready to write: sets its id and meta, serializes it, extracts its index
+ * and compartment rows, all in a. Touches no store state: any thread may
+ * run it, one resource at a time. */
+enum cw_err store_prep_create(struct arena *a, json_t *res,
+			      const struct fhir_restype *rt, const char *id,
+			      int64_t ms, struct store_prep *out);
+/* The time of the job's writes from now on: what store_prep_create is
+ * given for the creates it makes ready, and the lastUpdated of every other
+ * version the job writes after (a transaction Bundle's versions all have
+ * the same). Set once per job. */
+int64_t store_tx_stamp(struct store_tx *tx);
 
 /* Writes a new version (or the first). On success out has the stored
  * version (id, version, time, json text in a). created tells whether this

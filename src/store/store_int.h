@@ -130,6 +130,7 @@ struct store_tx {
 	struct store *s;
 	struct sq_conn *c;
 	enum cw_err poisoned; /* a write of this job failed half way */
+	int64_t stamp;        /* store_tx_stamp's time for this job's writes, or 0 */
 };
 
 /* Forgets the facts row kept from the last job; frees it too when done

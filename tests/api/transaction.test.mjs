@@ -385,3 +385,102 @@ describe('transaction: more', () => {
     assert.equal(b.total, 160);
   });
 });
+
+// 64 creates and more: the writer inserts while a helper thread rewrites
+// references, serializes and extracts the index rows ahead of it (api/bundle.c,
+// struct pipe). What a client sees must be the same as for a small Bundle.
+describe('transaction: big Bundles (creates made ready beside the writer)', () => {
+  const N = 120;
+  async function bigBundle(v, npi, extra = () => ({})) {
+    const pu = urn();
+    const eu = urn();
+    const entry = [
+      { fullUrl: pu, request: { method: 'POST', url: 'Patient' }, resource: {
+        resourceType: 'Patient', identifier: [{ system: SYS, value: v }], name: [{ family: 'Big', given: ['Tx'] }] } },
+      { fullUrl: eu, request: { method: 'POST', url: 'Encounter' }, resource: {
+        resourceType: 'Encounter', status: 'finished', identifier: [{ system: SYS, value: v }],
+        class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: pu } } },
+    ];
+    for (let i = 0; i < N; i++) {
+      entry.push({ request: { method: 'POST', url: 'Observation' }, resource: {
+        resourceType: 'Observation', status: 'final', identifier: [{ system: SYS, value: `${v}-${i}` }],
+        category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] }],
+        code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] }, effectiveDateTime: '2026-11-30T10:00:00Z',
+        subject: { reference: pu }, encounter: { reference: eu },
+        performer: [{ reference: `Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|${npi}` }],
+        valueQuantity: { value: 60 + i, system: 'http://unitsofmeasure.org', code: '/min' }, ...extra(i) } });
+    }
+    return { resourceType: 'Bundle', type: 'transaction', entry };
+  }
+  async function practitioner() {
+    const npi = uniq('npi');
+    const prac = await client.create({ resourceType: 'Practitioner', body: { resourceType: 'Practitioner', identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: npi }], name: [{ family: 'Big' }] } });
+    return { npi, prac };
+  }
+
+  test('every create is written with its references, index rows and compartment', async () => {
+    const { npi, prac } = await practitioner();
+    const v = uniq('big');
+    // entry 7 names the Patient of this Bundle by a condition: a type the
+    // Bundle writes, so the writer resolves it after the Patient is written
+    const resp = await client.transaction({ body: await bigBundle(v, npi, (i) => (i === 5 ? { subject: { reference: `Patient?identifier=${SYS}|${v}` } } : {})) });
+    assert.equal(resp.entry.length, N + 2);
+    assert.ok(resp.entry.every((e) => e.response.status.startsWith('201')), 'all 201 Created');
+    const pid = idFromLocation(resp.entry[0].response.location, 'Patient');
+    const encId = idFromLocation(resp.entry[1].response.location, 'Encounter');
+    const obsIds = resp.entry.slice(2).map((e) => idFromLocation(e.response.location, 'Observation'));
+    assert.equal(new Set(obsIds).size, N);
+
+    // searched by each kind of index row the creates carry
+    const bySubject = await client.search({ resourceType: 'Observation', searchParams: { subject: `Patient/${pid}`, _count: '500' } });
+    assert.deepEqual(bySubject.entry.map((e) => e.resource.id).sort(), [...obsIds].sort());
+    const byAll = await client.search({ resourceType: 'Observation', searchParams: {
+      patient: pid, code: 'http://loinc.org|8867-4', category: 'vital-signs', date: 'ge2026-11-30', performer: `Practitioner/${prac.id}`,
+      encounter: `Encounter/${encId}`, 'value-quantity': 'ge100', _count: '500' } });
+    assert.equal(byAll.entry?.length, N - 40, 'values 100 and up');
+    const one = await client.search({ resourceType: 'Observation', searchParams: { identifier: `${SYS}|${v}-77` } });
+    assert.deepEqual(one.entry.map((e) => e.resource.id), [obsIds[77]]);
+    // the patient's compartment holds them all
+    const comp = await client.search({ resourceType: 'Observation', compartment: { resourceType: 'Patient', id: pid }, searchParams: { _count: '500' } });
+    assert.equal(comp.entry.length, N);
+
+    // stored as answered: references rewritten, first version, the same time for all
+    const times = new Set();
+    for (const i of [0, 5, 63, 64, N - 1]) {
+      const o = await client.read({ resourceType: 'Observation', id: obsIds[i] });
+      assert.equal(o.subject.reference, `Patient/${pid}`, `entry ${i + 2} subject`);
+      assert.equal(o.encounter.reference, `Encounter/${encId}`);
+      assert.equal(o.performer[0].reference, `Practitioner/${prac.id}`);
+      assert.equal(o.meta.versionId, '1');
+      assert.equal(o.valueQuantity.value, 60 + i);
+      times.add(o.meta.lastUpdated);
+    }
+    assert.equal(times.size, 1, 'one transaction, one lastUpdated');
+    const h = await client.history({ resourceType: 'Observation', id: obsIds[64] });
+    assert.equal(h.entry.length, 1);
+  });
+
+  test('a conditional reference matching nothing at entry 90 fails it all, nothing written', async () => {
+    const { npi } = await practitioner();
+    const v = uniq('bignone');
+    const body = await bigBundle(v, npi, (i) => (i === 88 ? { performer: [{ reference: `Practitioner?identifier=${SYS}|${uniq('none')}` }] } : {}));
+    const e = await fhirError(client.transaction({ body }));
+    assert.equal(e.status, 400);
+    assertOutcome(e.data);
+    assert.ok(JSON.stringify(e.data).includes('Bundle.entry[90]'), JSON.stringify(e.data.issue));
+    assert.deepEqual(await idsByIdentifier('Patient', v), [], 'the Patient entry was rolled back');
+    assert.deepEqual(await idsByIdentifier('Observation', `${v}-3`), []);
+  });
+
+  test('a urn:uuid no entry has, at entry 100, fails it all, nothing written', async () => {
+    const { npi } = await practitioner();
+    const v = uniq('bigdangling');
+    const body = await bigBundle(v, npi, (i) => (i === 98 ? { encounter: { reference: urn() } } : {}));
+    const e = await fhirError(client.transaction({ body }));
+    assert.equal(e.status, 400);
+    assertOutcome(e.data);
+    assert.ok(JSON.stringify(e.data).includes('Bundle.entry[100]'), JSON.stringify(e.data.issue));
+    assert.deepEqual(await idsByIdentifier('Patient', v), []);
+    assert.deepEqual(await idsByIdentifier('Encounter', v), []);
+  });
+});
