@@ -363,18 +363,13 @@ static const enum sq_fixed index_deletes[] = {
 #define CKPT_FRAMES 1000
 #define CKPT_GAP_MS 100
 #define CKPT_HARD_FRAMES 8192        /* 32 MiB of 4 KiB pages */
-/* After a big commit (a transaction Bundle: about 2,000 frames per 1,000
- * entries) the checkpointer is woken only past CKPT_FRAMES_BIG, then goes
- * on without its rest, and the writer's own checkpoint waits for
- * CKPT_HARD_FRAMES_BIG: at 8,192 frames it came every third or fourth
- * Bundle and cost 40-60 ms inside that Bundle's commit (syncing the pages
- * the checkpointer had copied). Woken after every Bundle, the checkpointer
- * took a fifth of a core beside the writer copying the same hot pages
- * (B-tree roots, the ends of the indexes) again and again; every 8 Bundles
- * it copies each of them once. Small commits keep the rest and the lower
- * limits, which is what keeps creates/s up. */
+/* After a big commit (a transaction Bundle: about 2,500 frames per 1,000
+ * entries) the checkpointer goes on without its rest, and the writer's own
+ * checkpoint waits for CKPT_HARD_FRAMES_BIG: at 8,192 frames it came every
+ * third or fourth Bundle and cost 40-60 ms inside that Bundle's commit
+ * (syncing the pages the checkpointer had copied). Small commits keep the
+ * rest and the lower limit, which is what keeps creates/s up. */
 #define CKPT_BIG_COMMIT 1000
-#define CKPT_FRAMES_BIG 16384        /* 64 MiB */
 #define CKPT_HARD_FRAMES_BIG 32768   /* 128 MiB */
 #define WAL_KEEP_BYTES "67108864"    /* 64 MiB */
 #define CKPT_IDLE_MS 1000
@@ -982,7 +977,7 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
 	big = s->last_commit_frames >= CKPT_BIG_COMMIT;
 	s->wal_frames = nframes;
 	s->commits++;
-	if (nframes >= (big ? CKPT_FRAMES_BIG : CKPT_FRAMES) && !s->ck_wanted) {
+	if (nframes >= CKPT_FRAMES && !s->ck_wanted) {
 		s->ck_wanted = true;
 		pthread_cond_signal(&s->ck_cv);
 	}
