@@ -18,7 +18,8 @@
  *   5. after the commit: GET entries, served like batch entries
  *
  * Every version the transaction writes has one lastUpdated. With 64
- * creates or more, a helper thread does step 4's rewriting, the stored
+ * creates or more, the creates are validated by a helper thread during the
+ * job, not before it, and the helper does step 4's rewriting, the stored
  * text and the index rows of the creates ahead of the writer (struct pipe).
  *
  * Any error returns from the callback and the store rolls everything back;
@@ -137,6 +138,9 @@ struct bentry {
 	struct api_op op;         /* transaction writes */
 	json_t *patch;            /* a PATCH entry's JSON Patch (its Binary) */
 	json_t *response;         /* the response entry, once known */
+	bool check_later;         /* a create the helper checks (fhir_validate) */
+	enum cw_err verr;         /* ... its verdict */
+	struct diag *vissues;     /* ... and issues (helper's arena) */
 	bool piped;               /* a create the helper makes ready (struct pipe) */
 	bool prepared;            /* ... and did: prep holds it */
 	struct store_prep prep;
@@ -160,6 +164,7 @@ struct bctx {
 	struct hmap targets;      /* "Type/id" written -> entry */
 	struct hmap refs;         /* resolved conditional references */
 	struct pipe *pipe;        /* the helper of this transaction, or NULL */
+	bool check_later;         /* its creates are checked by the helper */
 	bool audited;             /* the Bundle's record is written (a committed
 				     transaction; a batch's entries record
 				     themselves) */
@@ -379,10 +384,43 @@ tx_prep(struct bctx *b, struct bentry *e)
 	err = api_restrict_query(b->scope, cond);
 	if (err)
 		return err;
+	if (b->check_later && e->method == BM_POST) {
+		e->check_later = true;
+		return CW_OK;
+	}
 	diag_init(&sub, b->a);
 	err = fhir_validate(e->res, rt->name, &sub);
 	relocate_issues(b, e, &sub, rt->name);
 	return err;
+}
+
+/* The error a transaction answers with when several entries fail: the
+ * first that is not plain invalid content, else that. */
+static enum cw_err
+worse(enum cw_err first, enum cw_err err)
+{
+	return err && (!first || first == CW_EINVALID) ? err : first;
+}
+
+/* Checks now the creates left to the helper (there is none after all, or
+ * the transaction is refused before it starts). */
+static enum cw_err
+check_now(struct bctx *b)
+{
+	enum cw_err first = CW_OK;
+	struct diag sub;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct bentry *e = &b->e[i];
+
+		if (!e->check_later)
+			continue;
+		e->check_later = false;
+		diag_init(&sub, b->a);
+		first = worse(first, fhir_validate(e->res, e->op.rt->name, &sub));
+		relocate_issues(b, e, &sub, e->op.rt->name);
+	}
+	return first;
 }
 
 /* ---- transaction: references ---------------------------------------------- */
@@ -681,9 +719,11 @@ patch_entry(struct bctx *b, struct store_tx *tx, struct bentry *e)
 
 /* A big transaction's creates spent a third of the writer's time on work
  * that needs no database: rewriting references, serializing, extracting
- * index rows. While the writer inserts, a helper thread does that work for
- * the creates ahead of it (store_prep_create), so on two cores the writer
- * only inserts. The helper touches only its entries' resources, its own
+ * index rows; and their checks (validation) held up the job's start. While
+ * the writer inserts, a helper thread checks the creates ahead of it and
+ * does that work (store_prep_create), so on two cores the writer only
+ * inserts. A create that fails its check stops the writer there
+ * (pipe_refused). The helper touches only its entries' resources, its own
  * arena and what nothing writes while it runs (b->urls, the written types).
  * A conditional reference it asks the writer to resolve (the writer owns
  * the transaction), and only one to a type no entry writes: its answer is
@@ -763,12 +803,22 @@ pipe_main(void *arg)
 {
 	struct pipe *p = arg;
 	struct bctx *b = p->b;
-	bool stop = false;
+	bool stop = false, failed = false;
 
 	for (size_t i = 0; i < b->n && !stop; i++) {
 		struct bentry *e = &b->e[i];
 
-		if (e->piped)
+		if (e->check_later) {
+			/* every create is checked, for the whole list of problems */
+			if (!(e->vissues = arena_alloc(p->a, sizeof(*e->vissues)))) {
+				e->verr = CW_ENOMEM;
+			} else {
+				diag_init(e->vissues, p->a);
+				e->verr = fhir_validate(e->res, e->op.rt->name, e->vissues);
+			}
+			failed |= e->verr != CW_OK;
+		}
+		if (e->piped && !failed)
 			e->prepared = !walk(&b->urls, e->op.res, pipe_ref, p) &&
 				      !store_prep_create(p->a, e->op.res, e->op.rt,
 							 e->op.id, p->ms, &e->prep);
@@ -830,7 +880,7 @@ pipe_start(struct bctx *b, struct store_tx *tx)
 	for (size_t i = 0; i < b->n; i++)
 		ncreate += pipe_takes(&b->e[i]);
 	if (ncreate < PIPE_MIN)
-		return CW_OK;
+		return check_now(b);
 	if (!(p = arena_zalloc(b->a, sizeof(*p))) ||
 	    !(p->written = arena_alloc(b->a, b->n * sizeof(*p->written))))
 		return CW_ENOMEM;
@@ -860,7 +910,7 @@ pipe_start(struct bctx *b, struct store_tx *tx)
 		pthread_mutex_destroy(&p->mu);
 		for (size_t i = 0; i < b->n; i++)
 			b->e[i].piped = false;
-		return CW_OK;
+		return check_now(b);
 	}
 	b->pipe = p;
 	return CW_OK;
@@ -880,6 +930,27 @@ pipe_wait(struct pipe *p, struct store_tx *tx, size_t i)
 			pthread_cond_wait(&p->cv, &p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
+}
+
+/* Entry i failed its checks on the helper: once the helper has checked
+ * the rest, every entry's problems are reported, as they are when the
+ * checks run before the transaction. */
+static enum cw_err
+pipe_refused(struct bctx *b, struct store_tx *tx)
+{
+	enum cw_err first = CW_OK;
+
+	pipe_wait(b->pipe, tx, b->n - 1);
+	for (size_t i = 0; i < b->n; i++) {
+		struct bentry *e = &b->e[i];
+
+		if (!e->check_later)
+			continue;
+		first = worse(first, e->verr);
+		if (e->vissues)
+			relocate_issues(b, e, e->vissues, e->op.rt->name);
+	}
+	return first;
 }
 
 /* Stops the helper (it ends at its next entry) and waits for it. */
@@ -945,8 +1016,11 @@ tx_run(struct store_tx *tx, struct bctx *b)
 			e = &b->e[i];
 			if (!in_pass(e, pass))
 				continue;
-			if (e->piped)
+			if (b->pipe && (e->piped || e->check_later)) {
 				pipe_wait(b->pipe, tx, i);
+				if (e->verr)
+					return pipe_refused(b, tx);
+			}
 			if (e->method == BM_PATCH) {
 				/* its values may name entries (urn:uuid:) too */
 				if ((err = walk_entry(b, tx, e, e->patch)) ||
@@ -1229,8 +1303,17 @@ static enum cw_err
 run_transaction(struct bctx *b, json_t *entries, json_t **out)
 {
 	enum cw_err err, first = CW_OK;
-	size_t i;
+	size_t i, ncreate = 0;
 
+	/* a big Bundle's creates are checked beside the writer (struct pipe) */
+	for (i = 0; i < b->n; i++) {
+		json_t *entry = json_array_get(entries, i);
+
+		ncreate += json_object_get(entry, "resource") &&
+			   !strcmp(json_string_value(json_object_get(
+				   json_object_get(entry, "request"), "method")) ?: "", "POST");
+	}
+	b->check_later = ncreate >= PIPE_MIN;
 	for (i = 0; i < b->n; i++) {
 		b->e[i].i = i;
 		err = entry_parse(b, &b->e[i], json_array_get(entries, i), b->d);
@@ -1238,9 +1321,11 @@ run_transaction(struct bctx *b, json_t *entries, json_t **out)
 			err = tx_prep(b, &b->e[i]);
 		if (err == CW_ENOMEM)
 			return err;
-		if (err && (!first || first == CW_EINVALID))
-			first = err;
+		first = worse(first, err);
 	}
+	if (first)
+		/* every problem is reported, the creates' content too */
+		first = worse(first, check_now(b));
 	if (first) {
 		diag_log(b->d, "transaction refused before writing: %s",
 			 cw_strerror(first));

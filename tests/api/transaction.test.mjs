@@ -472,6 +472,36 @@ describe('transaction: big Bundles (creates made ready beside the writer)', () =
     assert.deepEqual(await idsByIdentifier('Observation', `${v}-3`), []);
   });
 
+  // the creates' content is checked beside the writer too: every problem
+  // is still reported, and nothing is written
+  test('invalid content in entries 70 and 110: both reported, nothing written', async () => {
+    const { npi } = await practitioner();
+    const v = uniq('biginvalid');
+    const body = await bigBundle(v, npi, (i) => (i === 68 ? { effectiveDateTime: 'not-a-date' } : i === 108 ? { colour: 'red' } : {}));
+    const e = await fhirError(client.transaction({ body }));
+    assert.ok([400, 422].includes(e.status), `status ${e.status}`);
+    assertOutcome(e.data);
+    const where = e.data.issue.flatMap((i) => (i.expression ?? []).concat(i.location ?? []));
+    assert.ok(where.some((x) => x.startsWith('Bundle.entry[70].resource.effective')), JSON.stringify(e.data.issue));
+    assert.ok(where.some((x) => x.startsWith('Bundle.entry[110].resource')), JSON.stringify(e.data.issue));
+    assert.equal(e.data.issue.filter((i) => i.severity === 'error').length, 2, JSON.stringify(e.data.issue));
+    assert.deepEqual(await idsByIdentifier('Patient', v), []);
+    assert.deepEqual(await idsByIdentifier('Observation', `${v}-3`), []);
+  });
+
+  test('a bad request and invalid content in a big Bundle: both reported before anything runs', async () => {
+    const { npi } = await practitioner();
+    const v = uniq('bigboth');
+    const body = await bigBundle(v, npi, (i) => (i === 30 ? { effectiveDateTime: 'not-a-date' } : {}));
+    body.entry[99].request.url = 'Observation/not-for-a-create';
+    const e = await fhirError(client.transaction({ body }));
+    assert.equal(e.status, 400);
+    const where = e.data.issue.flatMap((i) => (i.expression ?? []).concat(i.location ?? []));
+    assert.ok(where.some((x) => x.startsWith('Bundle.entry[32].resource.effective')), JSON.stringify(e.data.issue));
+    assert.ok(where.some((x) => x.startsWith('Bundle.entry[99].request')), JSON.stringify(e.data.issue));
+    assert.deepEqual(await idsByIdentifier('Patient', v), []);
+  });
+
   test('a urn:uuid no entry has, at entry 100, fails it all, nothing written', async () => {
     const { npi } = await practitioner();
     const v = uniq('bigdangling');
