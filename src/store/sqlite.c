@@ -344,10 +344,10 @@ static const enum sq_fixed index_deletes[] = {
 
 /* ---- connections and statements -------------------------------------- */
 
-/* Page caches (negative: KiB) and the readers' mmap window. A reader's
- * cache holds what mmap cannot serve: pages still in the WAL. */
 /* The longest text of one stored version. */
 #define STORE_TEXT_MAX (64u << 20)
+/* Page caches (negative: KiB) and the readers' mmap window. A reader's
+ * cache holds what mmap cannot serve: pages still in the WAL. */
 #define WRITER_CACHE "-262144"       /* 256 MiB */
 #define READER_CACHE "-65536"        /* 64 MiB */
 #define READER_MMAP "1073741824"     /* 1 GiB */
