@@ -446,11 +446,28 @@ function arr(keys, prefix, ctype, body) {
 	}
 	return keys.get(body);
 }
+// The parameter whose index rows are p's, as rows of one target type:
+// "Condition.subject.where(resolve() is Patient)" (patient) against
+// "Condition.subject" (subject). Every path of p ends in the same
+// ref_target, and q has the same steps with none: p's rows are exactly
+// q's reference rows to that type, so the store writes only q's.
+function stepsKey(c) {
+	return JSON.stringify(c.steps);
+}
+function rowsOf(p, params) {
+	if (p.type !== 'reference' || !p.supported || !p.paths.length) return null;
+	const t = p.paths[0].ref_target;
+	if (!t || p.paths.some((c) => c.ref_target !== t)) return null;
+	return params.find((q) => q !== p && q.type === 'reference' && q.supported &&
+		q.paths.length === p.paths.length &&
+		q.paths.every((c, i) => !c.ref_target && stepsKey(c) === stepsKey(p.paths[i]))) || null;
+}
 const rtDefs = [];
 const stats = { params: 0, unsupported: 0, byType: {} };
 const unsupportedServedish = [];
 for (const rn of resourceNames) {
 	const params = [...restypes.get(rn).params.values()].sort((a, b) => cmp(a.code, b.code));
+	const id = cid(rn);
 	const rows = [];
 	for (const p of params) {
 		stats.params++;
@@ -467,10 +484,12 @@ for (const rn of resourceNames) {
 			pp = arr(ppKeys, 'PP', 'struct fhir_sp_path', pbody);
 		}
 		const tg = p.targets.length ? arr(tgKeys, 'TG', 'char *const', p.targets.map(cstr).join(',')) : 'NULL';
-		rows.push(`\t{${cstr(p.code)},SP_${p.type.toUpperCase()},${cstr(p.url)},${cstr(p.expression)},${p.paths.length},${pp},${p.targets.length},${tg},${p.supported ? 'true' : 'false'}},`);
+		const q = rowsOf(p, params);
+		const ro = q ? `&SP_${id}[${params.indexOf(q)}]` : 'NULL';
+		rows.push(`\t{${cstr(p.code)},SP_${p.type.toUpperCase()},${cstr(p.url)},${cstr(p.expression)},${p.paths.length},${pp},${p.targets.length},${tg},${p.supported ? 'true' : 'false'},${ro}},`);
 	}
-	const id = cid(rn);
-	if (rows.length) rtDefs.push(`static const struct fhir_searchparam SP_${id}[] = {`, ...rows, '};');
+	if (rows.length) rtDefs.push(`static const struct fhir_searchparam SP_${id}[${rows.length}];`,
+		`static const struct fhir_searchparam SP_${id}[${rows.length}] = {`, ...rows, '};');
 	const comp = compByType.get(rn) || [];
 	if (comp.length) rtDefs.push(`static const char *const CP_${id}[] = {${comp.map(cstr).join(',')}};`);
 	rtDefs.push(`const struct fhir_restype fhir_rt_${id} = {${cstr(rn)},&T_${id},${rows.length},${rows.length ? 'SP_' + id : 'NULL'},${comp.length},${comp.length ? 'CP_' + id : 'NULL'}};`);

@@ -305,6 +305,19 @@ ref_split(const char *s, const char **type, size_t *tn, const char **id,
 	return is_type_name(*type, *tn) && id_is_valid(*id, *idn);
 }
 
+size_t
+fhir_ref_type(const char *ref, const char **type)
+{
+	const char *id;
+	size_t tn = 0, idn;
+	bool absolute;
+
+	*type = NULL;
+	if (!ref || !ref_split(ref, type, &tn, &id, &idn, &absolute))
+		return 0;
+	return tn;
+}
+
 static void
 emit_reference(struct xctx *x, const json_t *v)
 {
@@ -334,11 +347,13 @@ emit_reference(struct xctx *x, const json_t *v)
 	if (!(r = row_new(x)))
 		return;
 	r->raw = dup(x, ref);
-	if (local && !absolute) {
+	/* An absolute URL keeps its type but no id (it names no resource
+	 * here): a parameter with rows_of finds its rows by that type. */
+	if (local) {
 		char *t = arena_strndup(x->a, type, tn);
-		char *i = arena_strndup(x->a, id, idn);
+		char *i = absolute ? NULL : arena_strndup(x->a, id, idn);
 
-		if (!t || !i)
+		if (!t || (!absolute && !i))
 			x->nomem = true;
 		r->ref_type = t;
 		r->ref_id = i;

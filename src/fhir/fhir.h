@@ -139,6 +139,10 @@ struct fhir_searchparam {
 	bool supported;             /* false when the expression uses FHIRPath the
 	                               compiler does not handle: not indexed,
 	                               not advertised, rejected in queries */
+	/* Set when this parameter's rows are rows_of's reference rows to one
+	 * type (paths[0].ref_target): patient is subject's rows to a Patient.
+	 * The store writes only rows_of's and searches those. */
+	const struct fhir_searchparam *rows_of;
 };
 
 /* A resource type with everything careweave needs to serve it. */
@@ -158,6 +162,11 @@ const struct fhir_type *fhir_type_find(const char *name);
 /* The resource types careweave serves (served.def); NULL if not served. */
 const struct fhir_restype *fhir_restype_find(const char *name);
 const struct fhir_restype *fhir_restype_findn(const char *name, size_t n);
+/* The resource type a reference's text names ("Patient/p1", or an absolute
+ * URL ending in Type/id[/_history/v]), as index rows keep it in ref_type:
+ * its length, with *type at its start; 0 for a fragment, a conditional
+ * reference, a urn: or anything else. */
+size_t fhir_ref_type(const char *ref, const char **type);
 /* Iteration over the served types, in served.def order. */
 size_t fhir_restype_count(void);
 const struct fhir_restype *fhir_restype_at(size_t i);

@@ -271,6 +271,18 @@ static const char *const migrations[] = {
 	"  error TEXT);"
 	"CREATE INDEX notify_queue_due ON notify_queue(due, seq);"
 	"CREATE INDEX notify_queue_sub ON notify_queue(sub_id, seq);",
+
+	/* 11: a parameter with rows_of (patient, Encounter's practitioner)
+	 * keeps no rows of its own: they are rows_of's rows to one type
+	 * (subject's to a Patient), about one row fewer per clinical
+	 * resource. A reference row to an absolute URL now carries the
+	 * URL's type (no id): the rows those parameters take are found by
+	 * type whatever the URL. */
+	"UPDATE ix_ref SET ref_type = cw_ref_type(raw)"
+	"  WHERE ref_type IS NULL AND raw IS NOT NULL AND param IN"
+	"  (SELECT value FROM json_each(cw_rows_of_params(1)));"
+	"DELETE FROM ix_ref WHERE param IN"
+	"  (SELECT value FROM json_each(cw_rows_of_params(0)));",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -693,6 +705,55 @@ sql_param_id(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_int64(ctx, sq_param_id(type, dot + 1));
 }
 
+/* cw_ref_type(raw): the type a reference's text names (fhir_ref_type),
+ * or NULL; for migration 11. */
+static void
+sql_ref_type(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const char *type;
+	size_t n = fhir_ref_type((const char *)sqlite3_value_text(argv[0]), &type);
+
+	(void)argc;
+	if (n)
+		sqlite3_result_text(ctx, type, (int)n, SQLITE_TRANSIENT);
+	else
+		sqlite3_result_null(ctx);
+}
+
+/* cw_rows_of_params(0): the numbers of the served parameters with rows_of
+ * (they keep no rows of their own); (1): of the parameters they take their
+ * rows from. A JSON array, for migration 11. */
+static void
+sql_rows_of_params(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct sbuf sb = SBUF_INIT(1u << 20);
+	enum cw_err err = sbuf_addch(&sb, '[');
+	bool sources = sqlite3_value_int(argv[0]) != 0, any = false;
+
+	(void)argc;
+	for (size_t i = 0; !err && i < fhir_restype_count(); i++) {
+		const struct fhir_restype *rt = fhir_restype_at(i);
+
+		for (size_t k = 0; !err && k < rt->nparams; k++) {
+			const struct fhir_searchparam *of = rt->params[k].rows_of;
+
+			if (!of)
+				continue;
+			err = sbuf_addf(&sb, "%s%lld", any ? "," : "",
+					(long long)sq_param_id(rt->name, sources ? of->code
+									: rt->params[k].code));
+			any = true;
+		}
+	}
+	if (!err)
+		err = sbuf_addch(&sb, ']');
+	if (err)
+		sqlite3_result_error_nomem(ctx);
+	else
+		sqlite3_result_text(ctx, sb.buf, (int)sb.len, SQLITE_TRANSIENT);
+	sbuf_release(&sb);
+}
+
 /* ---- migrations ------------------------------------------------------- */
 
 static int
@@ -736,6 +797,14 @@ migrate(struct sq_conn *c, struct diag *d)
 	rc = sqlite3_create_function(c->db, "cw_param_id", 1,
 				     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
 				     sql_param_id, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(c->db, "cw_ref_type", 1,
+					     SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+					     NULL, sql_ref_type, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(c->db, "cw_rows_of_params", 1,
+					     SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+					     NULL, sql_rows_of_params, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto out_fail;
 	rc = exec_sql(c->db, "BEGIN IMMEDIATE");
@@ -1649,12 +1718,15 @@ drop_index_rows(struct sq_conn *c, int64_t rid)
 	return CW_OK;
 }
 
-/* _id and _lastUpdated are answered from res itself; no rows for them. */
+/* _id and _lastUpdated are answered from res itself, and a parameter with
+ * rows_of from that one's rows (patient from subject's to a Patient, see
+ * qrows in sqlite_search.c): no rows of their own. */
 static bool
 indexed_elsewhere(const struct fhir_searchparam *sp)
 {
-	return sp->code[0] == '_' && (strcmp(sp->code, "_id") == 0 ||
-				      strcmp(sp->code, "_lastUpdated") == 0);
+	return sp->rows_of || (sp->code[0] == '_' &&
+			       (strcmp(sp->code, "_id") == 0 ||
+				strcmp(sp->code, "_lastUpdated") == 0));
 }
 
 /* Index rows are keyed by the type-qualified parameter ("Condition.patient",

@@ -225,6 +225,23 @@ qparam(struct qb *q, const char *type, const struct fhir_searchparam *sp)
 	qint(q, sq_param_id(type, sp->code));
 }
 
+/* "x.param = N": which of x's rows are sp's. In ix_ref (ref_rows) a
+ * parameter with rows_of has no rows of its own: patient's are subject's
+ * rows to a Patient, "x.param = <subject> AND x.ref_type = 'Patient'".
+ * Elsewhere (a reference's :identifier rows, in ix_token) sp's rows are
+ * its own. plus writes +x.param (see rows_where). */
+static void
+qrows(struct qb *q, const char *x, bool plus, const char *type,
+      const struct fhir_searchparam *sp, bool ref_rows)
+{
+	const struct fhir_searchparam *of = ref_rows ? sp->rows_of : NULL;
+
+	qf(q, "%s%s.param = ", plus ? "+" : "", x);
+	qparam(q, type, of ? of : sp);
+	if (of)
+		qf(q, " AND %s.ref_type = ", x), qtext(q, sp->paths[0].ref_target);
+}
+
 /* How well a parameter narrows a search when it drives it from its value
  * index; 0 means never drive from it (it would scan its whole index). */
 static int
@@ -564,7 +581,7 @@ cond_chain(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	else
 		qf(q, "EXISTS (SELECT 1 FROM ix_ref %s WHERE %s.rid = %s.rid AND +",
 		   x, x, A);
-	qf(q, "%s.param = ", x), qparam(q, rtname, p->sp);
+	qrows(q, x, false, rtname, p->sp, true);
 	qf(q, " AND %s.ref_type = ", x), qtext(q, crt->name);
 	qf(q, " AND %s.ref_id IN (SELECT %s.id FROM res %s WHERE %s.type = ",
 	   x, t, t, t);
@@ -597,8 +614,8 @@ cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	x = qalias(q, 'x');
 	h = qalias(q, 'h');
 	qf(q, "%s.id IN (SELECT %s.ref_id FROM ix_ref %s JOIN res %s ON %s.rid = %s.rid"
-	   " WHERE %s.param = ", A, x, x, h, h, x, x);
-	qparam(q, p->has_rt->name, p->has_sp);
+	   " WHERE ", A, x, x, h, h, x);
+	qrows(q, x, false, p->has_rt->name, p->has_sp, true);
 	qf(q, " AND %s.ref_type = ", x), qtext(q, rtname);
 	qf(q, " AND %s.type = ", h), qtext(q, p->has_rt->name);
 	qf(q, " AND %s.deleted = 0 AND ", h);
@@ -630,7 +647,8 @@ static void
 rows_where(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	   const char *x, bool probe)
 {
-	qf(q, "%s%s.param = ", probe ? "+" : "", x), qparam(q, rtname, p->sp);
+	qrows(q, x, probe, rtname, p->sp,
+	      p->sp->type == SP_REFERENCE && p->mod != MOD_IDENTIFIER);
 	qs(q, " AND (");
 	for (size_t i = 0; i < p->nvalues; i++) {
 		if (i)
@@ -669,9 +687,9 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	if (p->mod == MOD_MISSING) {
 		missing = p->nvalues ? p->values[0].missing : true;
 		x = qalias(q, 'x');
-		qf(q, "%sEXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid"
-		   " AND +%s.param = ", missing ? "NOT " : "", table, x, x, A, x);
-		qparam(q, rtname, sp);
+		qf(q, "%sEXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND ",
+		   missing ? "NOT " : "", table, x, x, A);
+		qrows(q, x, true, rtname, sp, sp->type == SP_REFERENCE);
 		qs(q, ")");
 		return q->err;
 	}
@@ -1303,7 +1321,8 @@ sort_expr(struct qb *q, const char *rtname, const struct fhir_sort *s)
 			"sorting by this parameter is not supported");
 		return SK_TEXT;
 	}
-	qs(q, " WHERE x.rid = r.rid AND +x.param = "), qparam(q, rtname, sp);
+	qs(q, " WHERE x.rid = r.rid AND ");
+	qrows(q, "x", true, rtname, sp, sp->type == SP_REFERENCE);
 	qs(q, ")");
 	switch (sp->type) {
 	case SP_DATE:
@@ -1678,12 +1697,14 @@ include_params(struct qb *q, const struct fhir_include *inc)
 	size_t k = 0;
 
 	if (inc->sp) {
-		qs(q, "x.param = "), qparam(q, inc->src->name, inc->sp);
+		qrows(q, "x", false, inc->src->name, inc->sp, true);
 		return;
 	}
+	/* rows_of's rows are there under the parameter they name */
 	qs(q, "x.param IN (");
 	for (size_t i = 0; i < inc->src->nparams; i++) {
-		if (inc->src->params[i].type != SP_REFERENCE)
+		if (inc->src->params[i].type != SP_REFERENCE ||
+		    inc->src->params[i].rows_of)
 			continue;
 		if (k++)
 			qs(q, ", ");

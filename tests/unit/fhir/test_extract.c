@@ -396,8 +396,8 @@ test_encounter_refs(void **state)
 	     "\"period\":{\"start\":\"2023-03-01T08:00:00Z\",\"end\":\"2023-03-04T17:00:00Z\"},"
 	     "\"length\":{\"value\":3,\"unit\":\"days\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"d\"}}");
 
-	/* absolute: raw only, not a local patient */
-	assert_non_null(find_ref(&f, "subject", NULL, NULL,
+	/* absolute: its type but no id, not a local patient */
+	assert_non_null(find_ref(&f, "subject", "Patient", NULL,
 				 "https://other.example/fhir/Patient/p9"));
 	assert_int_equal(count(&f, "subject"), 1);
 	/* patient's where(resolve() is Patient) still sees the type */

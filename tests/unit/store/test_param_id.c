@@ -4,7 +4,8 @@
  * They are stored in every database, so they must never change (a few are
  * pinned here), and no two parameters of the served types may share one
  * (their index rows would mix). A database of schema 1, which named them
- * by text, is migrated at open and answers the same searches. */
+ * by text, is migrated at open and answers the same searches; so is one
+ * of schema 10, which kept rows for patient beside subject. */
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -67,13 +68,21 @@ static const char *const v1_docs[] = {
 	"\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"44054006\"}]}}",
 };
 
+/* What put_docs writes: n resources' JSON texts. */
+struct docs {
+	struct arena *a;
+	const char *const *json;
+	size_t n;
+};
+
 static enum cw_err
 put_docs(struct store_tx *tx, void *arg)
 {
-	struct arena *a = arg;
+	const struct docs *dd = arg;
+	struct arena *a = dd->a;
 
-	for (size_t i = 0; i < sizeof(v1_docs) / sizeof(v1_docs[0]); i++) {
-		json_t *r = json_loads(v1_docs[i], 0, NULL);
+	for (size_t i = 0; i < dd->n; i++) {
+		json_t *r = json_loads(dd->json[i], 0, NULL);
 		struct store_put p = {.res = r};
 		struct store_res out;
 		enum cw_err err = r ? store_tx_put(tx, a, &p, &out, NULL) : CW_EINVAL;
@@ -85,12 +94,11 @@ put_docs(struct store_tx *tx, void *arg)
 	return CW_OK;
 }
 
-/* ids of type matching code=value (a string or token search). */
+/* ids of type matching code=v. */
 static const char *
-ids_of(struct store *s, struct arena *a, const char *type, const char *code,
-       const char *text, const char *sys, const char *tok)
+ids_of_value(struct store *s, struct arena *a, const char *type, const char *code,
+	     struct fhir_qvalue v)
 {
-	struct fhir_qvalue v = {.text = text, .system = sys, .code = tok};
 	struct fhir_qparam p = {.nvalues = 1, .values = &v};
 	struct fhir_query q = {.rt = fhir_restype_find(type), .nparams = 1,
 			       .params = &p};
@@ -105,6 +113,15 @@ ids_of(struct store *s, struct arena *a, const char *type, const char *code,
 	for (size_t i = 0; i < pg.n; i++)
 		out = arena_printf(a, "%s%s%s", out, i ? "," : "", pg.res[i].id);
 	return out;
+}
+
+/* ids of type matching code=value (a string or token search). */
+static const char *
+ids_of(struct store *s, struct arena *a, const char *type, const char *code,
+       const char *text, const char *sys, const char *tok)
+{
+	return ids_of_value(s, a, type, code,
+			    (struct fhir_qvalue){.text = text, .system = sys, .code = tok});
 }
 
 static void
@@ -175,7 +192,8 @@ schema_1_is_migrated(void **state)
 	diag_init(&d, a);
 	s = store_open(path, NULL, &d);
 	assert_non_null(s);
-	assert_int_equal(store_write(s, put_docs, a), CW_OK);
+	assert_int_equal(store_write(s, put_docs, &(struct docs){a, v1_docs,
+				     sizeof(v1_docs) / sizeof(v1_docs[0])}), CW_OK);
 	store_close(s);
 	back_to_schema_1(path);
 
@@ -206,6 +224,103 @@ schema_1_is_migrated(void **state)
 	arena_free(a);
 }
 
+/* ids of type whose reference parameter code matches (ref_type/ref_id,
+ * or raw for an absolute URL). */
+static const char *
+ref_ids(struct store *s, struct arena *a, const char *type, const char *code,
+	const char *rtype, const char *rid, const char *raw)
+{
+	return ids_of_value(s, a, type, code,
+			    (struct fhir_qvalue){.ref_type = rtype, .ref_id = rid, .raw = raw});
+}
+
+static int
+count_of(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int n;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static const char *const v10_docs[] = {
+	"{\"resourceType\":\"Patient\",\"id\":\"m1\",\"name\":[{\"family\":\"Moss\"}]}",
+	"{\"resourceType\":\"Condition\",\"id\":\"c1\",\"subject\":{\"reference\":\"Patient/m1\"}}",
+	"{\"resourceType\":\"Condition\",\"id\":\"c2\","
+	"\"subject\":{\"reference\":\"https://other.example/fhir/Patient/p9\"}}",
+	"{\"resourceType\":\"Condition\",\"id\":\"c3\","
+	"\"subject\":{\"reference\":\"https://other.example/fhir/Group/g1\"}}",
+};
+
+/* Schema 10 kept rows for Condition.patient beside Condition.subject, and
+ * a reference to an absolute URL had no type. Migration 11 drops the
+ * first and types the second; patient searches answer as before. */
+static void
+schema_10_rows_of_are_migrated(void **state)
+{
+	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64], p2[80], *sql;
+	struct arena *a = arena_new(0);
+	long long subj = sq_param_id("Condition", "subject");
+	long long pat = sq_param_id("Condition", "patient");
+	struct store *s;
+	struct diag d;
+	sqlite3 *db;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/v10.db", dir);
+	diag_init(&d, a);
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_int_equal(store_write(s, put_docs, &(struct docs){a, v10_docs,
+				     sizeof(v10_docs) / sizeof(v10_docs[0])}), CW_OK);
+	store_close(s);
+
+	/* what schema 10 wrote: patient rows of their own, untyped URLs */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sql = sqlite3_mprintf("BEGIN;"
+			      "UPDATE ix_ref SET ref_type = NULL WHERE ref_id IS NULL;"
+			      "INSERT INTO ix_ref SELECT rid, %lld, seq + 100, ref_type, ref_id, raw"
+			      "  FROM ix_ref WHERE param = %lld AND (ref_type = 'Patient'"
+			      "  OR raw LIKE '%%/Patient/%%');"
+			      "UPDATE schema_version SET version = 10; COMMIT", pat, subj);
+	exec_ok(db, sql);
+	sqlite3_free(sql);
+	sql = sqlite3_mprintf("SELECT count(*) FROM ix_ref WHERE param = %lld", pat);
+	assert_int_equal(count_of(db, sql), 2);
+	sqlite3_close(db);
+
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_string_equal(ref_ids(s, a, "Condition", "patient", "Patient", "m1", NULL), "c1");
+	assert_string_equal(ref_ids(s, a, "Condition", "patient", NULL, NULL,
+				    "https://other.example/fhir/Patient/p9"), "c2");
+	/* a Group is a subject but not a patient */
+	assert_string_equal(ref_ids(s, a, "Condition", "patient", NULL, NULL,
+				    "https://other.example/fhir/Group/g1"), "");
+	assert_string_equal(ref_ids(s, a, "Condition", "subject", NULL, NULL,
+				    "https://other.example/fhir/Group/g1"), "c3");
+	assert_int_equal(store_check(s, &d), CW_OK);
+	store_close(s);
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(count_of(db, sql), 0);
+	assert_int_equal(count_of(db, "SELECT count(*) FROM ix_ref WHERE ref_id IS NULL"
+				      " AND ref_type IS NULL"), 0);
+	sqlite3_free(sql);
+	sqlite3_close(db);
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(p2, sizeof(p2), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
+		unlink(p2);
+	}
+	rmdir(dir);
+	arena_free(a);
+}
+
 int
 main(void)
 {
@@ -213,6 +328,7 @@ main(void)
 		cmocka_unit_test(numbers_are_stable),
 		cmocka_unit_test(served_parameters_do_not_collide),
 		cmocka_unit_test(schema_1_is_migrated),
+		cmocka_unit_test(schema_10_rows_of_are_migrated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
