@@ -912,6 +912,7 @@ pipe_start(struct bctx *b, struct store_tx *tx)
 			b->e[i].piped = false;
 		return check_now(b);
 	}
+	pthread_setname_np(p->th, "cw-tx-helper");
 	b->pipe = p;
 	return CW_OK;
 }

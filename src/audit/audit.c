@@ -502,6 +502,7 @@ audit_new(struct store *s, const struct audit_options *opt)
 	pthread_cond_init(&au->room, NULL);
 	if (pthread_create(&au->th, NULL, flusher, au))
 		goto out_sync;
+	pthread_setname_np(au->th, "cw-audit");
 	return au;
 
 out_sync:

@@ -1070,12 +1070,14 @@ mllp_start(const struct mllp_options *opt, mllp_handler *fn, void *ctx,
 				 "cannot start %u worker threads", o.workers);
 			goto out_free;
 		}
+		pthread_setname_np(l->workers[i], "cw-mllp-worker");
 		l->nworkers++;
 	}
 	if (pthread_create(&l->io, NULL, io_main, l) != 0) {
 		diag_err(d, CW_ENOMEM, "exception", NULL, "cannot start the I/O thread");
 		goto out_free;
 	}
+	pthread_setname_np(l->io, "cw-mllp-io");
 	l->io_started = true;
 	log_info("mllp: listening on %s port %u%s", o.bind, l->port,
 		 l->tls ? " (TLS)" : "");

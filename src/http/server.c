@@ -983,6 +983,7 @@ workers_start(struct http_server *srv, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0)
 			return CW_EIO;
+		pthread_setname_np(srv->workers[i], "cw-http-worker");
 		srv->nworkers++;
 	}
 	return CW_OK;

@@ -452,6 +452,7 @@ notify_start(struct notify *n, const struct notify_hooks *hooks)
 	n->hooks = *hooks;
 	if (pthread_create(&n->th, NULL, deliver_main, n))
 		return CW_ENOMEM;
+	pthread_setname_np(n->th, "cw-notify");
 	n->started = true;
 	return CW_OK;
 }

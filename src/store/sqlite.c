@@ -1143,6 +1143,7 @@ ckpt_start(struct store *s, struct diag *d)
 	if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0)
 		return diag_err(d, CW_EINTERNAL, "exception", NULL,
 				"the checkpointer thread cannot start");
+	pthread_setname_np(s->ckpt, "cw-checkpoint");
 	s->has_ckpt = true;
 	sqlite3_wal_hook(s->wconn->db, wal_hook, s);
 	return CW_OK;
@@ -1301,6 +1302,7 @@ store_open(const char *path, const struct store_options *opt,
 			 "the writer thread cannot start");
 		goto out_free;
 	}
+	pthread_setname_np(s->writer, "cw-writer");
 	s->has_writer = true;
 	return s;
 
