@@ -177,63 +177,6 @@ back_to_schema_1(const char *path)
 	sqlite3_close(db);
 }
 
-static void
-schema_1_is_migrated(void **state)
-{
-	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64], p2[80];
-	struct arena *a = arena_new(0);
-	struct store *s;
-	struct diag d;
-	sqlite3 *db;
-	sqlite3_stmt *st;
-
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/v1.db", dir);
-	diag_init(&d, a);
-	s = store_open(path, NULL, &d);
-	assert_non_null(s);
-	assert_int_equal(store_write(s, put_docs, &(struct docs){a, v1_docs,
-				     sizeof(v1_docs) / sizeof(v1_docs[0])}), CW_OK);
-	store_close(s);
-	back_to_schema_1(path);
-
-	/* schema 1 really holds names now */
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM ix_string"
-					    " WHERE param = 'Patient.name'", -1, &st, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 2);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-
-	s = store_open(path, NULL, &d);
-	assert_non_null(s);
-	assert_string_equal(ids_of(s, a, "Patient", "name", "moss", NULL, NULL), "m1");
-	assert_string_equal(ids_of(s, a, "Patient", "family", "delg", NULL, NULL), "d1");
-	assert_string_equal(ids_of(s, a, "Condition", "code", NULL,
-				   "http://snomed.info/sct", "44054006"), "c1");
-	assert_int_equal(store_check(s, &d), CW_OK);
-	store_close(s);
-
-	for (int i = 0; i < 3; i++) {
-		snprintf(p2, sizeof(p2), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
-		unlink(p2);
-	}
-	rmdir(dir);
-	arena_free(a);
-}
-
-/* ids of type whose reference parameter code matches (ref_type/ref_id,
- * or raw for an absolute URL). */
-static const char *
-ref_ids(struct store *s, struct arena *a, const char *type, const char *code,
-	const char *rtype, const char *rid, const char *raw)
-{
-	return ids_of_value(s, a, type, code,
-			    (struct fhir_qvalue){.ref_type = rtype, .ref_id = rid, .raw = raw});
-}
-
 static int
 count_of(sqlite3 *db, const char *sql)
 {
@@ -245,6 +188,79 @@ count_of(sqlite3 *db, const char *sql)
 	n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	return n;
+}
+
+/* A store in a new directory dir (a mkdtemp template) at path, holding
+ * the n docs. */
+static void
+db_with(char *dir, char *path, size_t pathsz, struct arena *a,
+	const char *const *docs, size_t n)
+{
+	struct diag d;
+	struct store *s;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, pathsz, "%s/test.db", dir);
+	diag_init(&d, a);
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_int_equal(store_write(s, put_docs, &(struct docs){a, docs, n}), CW_OK);
+	store_close(s);
+}
+
+/* Removes what db_with made. */
+static void
+db_remove(const char *dir, const char *path)
+{
+	char p2[96];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(p2, sizeof(p2), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
+		unlink(p2);
+	}
+	rmdir(dir);
+}
+
+static void
+schema_1_is_migrated(void **state)
+{
+	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64];
+	struct arena *a = arena_new(0);
+	struct store *s;
+	struct diag d;
+	sqlite3 *db;
+
+	db_with(dir, path, sizeof(path), a, v1_docs, sizeof(v1_docs) / sizeof(v1_docs[0]));
+	back_to_schema_1(path);
+
+	/* schema 1 really holds names now */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(count_of(db, "SELECT count(*) FROM ix_string"
+				      " WHERE param = 'Patient.name'"), 2);
+	sqlite3_close(db);
+
+	diag_init(&d, a);
+	s = store_open(path, NULL, &d);
+	assert_non_null(s);
+	assert_string_equal(ids_of(s, a, "Patient", "name", "moss", NULL, NULL), "m1");
+	assert_string_equal(ids_of(s, a, "Patient", "family", "delg", NULL, NULL), "d1");
+	assert_string_equal(ids_of(s, a, "Condition", "code", NULL,
+				   "http://snomed.info/sct", "44054006"), "c1");
+	assert_int_equal(store_check(s, &d), CW_OK);
+	store_close(s);
+
+	db_remove(dir, path);
+	arena_free(a);
+}
+
+/* ids of type whose reference parameter code matches (ref_type/ref_id,
+ * or raw for an absolute URL). */
+static const char *
+ref_ids(struct store *s, struct arena *a, const char *type, const char *code,
+	const char *rtype, const char *rid, const char *raw)
+{
+	return ids_of_value(s, a, type, code,
+			    (struct fhir_qvalue){.ref_type = rtype, .ref_id = rid, .raw = raw});
 }
 
 static const char *const v10_docs[] = {
@@ -262,7 +278,7 @@ static const char *const v10_docs[] = {
 static void
 schema_10_rows_of_are_migrated(void **state)
 {
-	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64], p2[80], *sql;
+	char dir[] = "/tmp/cw-migrate-XXXXXX", path[64], *sql;
 	struct arena *a = arena_new(0);
 	long long subj = sq_param_id("Condition", "subject");
 	long long pat = sq_param_id("Condition", "patient");
@@ -270,14 +286,7 @@ schema_10_rows_of_are_migrated(void **state)
 	struct diag d;
 	sqlite3 *db;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/v10.db", dir);
-	diag_init(&d, a);
-	s = store_open(path, NULL, &d);
-	assert_non_null(s);
-	assert_int_equal(store_write(s, put_docs, &(struct docs){a, v10_docs,
-				     sizeof(v10_docs) / sizeof(v10_docs[0])}), CW_OK);
-	store_close(s);
+	db_with(dir, path, sizeof(path), a, v10_docs, sizeof(v10_docs) / sizeof(v10_docs[0]));
 
 	/* what schema 10 wrote: patient rows of their own, untyped URLs */
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -293,6 +302,7 @@ schema_10_rows_of_are_migrated(void **state)
 	assert_int_equal(count_of(db, sql), 2);
 	sqlite3_close(db);
 
+	diag_init(&d, a);
 	s = store_open(path, NULL, &d);
 	assert_non_null(s);
 	assert_string_equal(ref_ids(s, a, "Condition", "patient", "Patient", "m1", NULL), "c1");
@@ -313,11 +323,7 @@ schema_10_rows_of_are_migrated(void **state)
 	sqlite3_free(sql);
 	sqlite3_close(db);
 
-	for (int i = 0; i < 3; i++) {
-		snprintf(p2, sizeof(p2), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
-		unlink(p2);
-	}
-	rmdir(dir);
+	db_remove(dir, path);
 	arena_free(a);
 }
 
