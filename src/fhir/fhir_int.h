@@ -22,4 +22,17 @@ extern const size_t fhir_gen_ntypes;
  * and a slash (fhir_set_base_url), else 0. */
 size_t fhir_own_base_len(const char *s);
 
+/* jansson's allocator (json_pool.c). While a pool is current on a thread,
+ * jansson's allocations there bump in its 1 MiB blocks; elsewhere they go to
+ * malloc. fhir_pool_begin makes a new pool current (NULL, and nothing
+ * changes, if one already is or memory is short); fhir_pool_end stops it.
+ * Values from a pool may be freed on any thread at any time: the pool's
+ * blocks go back to a shared cache (at most 64 MiB) when its last value is
+ * freed. */
+struct json_pool;
+struct json_pool *fhir_pool_begin(void);
+void fhir_pool_end(struct json_pool *p);
+/* Blocks held by pools with values still alive (for tests). */
+size_t fhir_pool_blocks_held(void);
+
 #endif

@@ -28,6 +28,9 @@
 #define MARK_LEN (sizeof(MARK) - 1)
 /* jansson's own limit (JSON_PARSER_MAX_DEPTH), so nothing it took is refused. */
 #define JSON_MAX_DEPTH 2048
+/* Bodies from this size on parse into a pool of their own (json_pool.c):
+ * a Bundle's tree is built and freed in a few large blocks. */
+#define POOL_MIN_BODY ((size_t)64 << 10)
 
 struct jp {
 	const char *start, *p, *end;
@@ -571,6 +574,7 @@ enum cw_err
 fhir_parse_json(const char *body, size_t n, json_t **out, struct diag *d)
 {
 	struct jp j = {.start = body, .p = body, .end = body + n};
+	struct json_pool *pool = n >= POOL_MIN_BODY ? fhir_pool_begin() : NULL;
 	json_t *v = NULL;
 	int line, col;
 
@@ -580,6 +584,7 @@ fhir_parse_json(const char *body, size_t n, json_t **out, struct diag *d)
 		v = parse_value(&j);
 	else
 		fail(&j, j.p, "'[' or '{' expected");
+	fhir_pool_end(pool);
 	if (v) {
 		skip_ws(&j);
 		if (j.p < j.end) {

@@ -885,7 +885,7 @@ cond_allowed(struct qb *q, const struct fhir_query *fq)
 		if (json_array_append_new(arr, json_string(fq->allowed[i])))
 			break;
 	if (arr)
-		text = json_dumps(arr, JSON_COMPACT);
+		text = fhir_dump(arr, NULL);
 	json_decref(arr);
 	if (!text) {
 		if (!q->err)

@@ -624,7 +624,7 @@ test_assessment(void **state)
 	/* the words say what was missing */
 	ra = coord_risk_assessment(&L, "2026-03-06T12:00:00Z");
 	{
-		char *s = json_dumps(ra, 0);
+		char *s = fhir_dump(ra, NULL);
 
 		assert_non_null(strstr(s, "A (acute (emergent) admission): missing"));
 		assert_non_null(strstr(s, "C (comorbidity (Charlson-based)): 2 points of 5"));

@@ -572,7 +572,7 @@ test_patient_matching(void **state)
 	n = search(f, "Patient", "name", "Moss", p);
 	assert_int_equal(n, 1);
 	{
-		char *ids = json_dumps(json_object_get(p[0], "identifier"), 0);
+		char *ids = fhir_dump(json_object_get(p[0], "identifier"), NULL);
 
 		assert_non_null(strstr(ids, "H900"));
 		free(ids);
