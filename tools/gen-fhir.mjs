@@ -488,8 +488,9 @@ for (const rn of resourceNames) {
 		const ro = q ? `&SP_${id}[${params.indexOf(q)}]` : 'NULL';
 		rows.push(`\t{${cstr(p.code)},SP_${p.type.toUpperCase()},${cstr(p.url)},${cstr(p.expression)},${p.paths.length},${pp},${p.targets.length},${tg},${p.supported ? 'true' : 'false'},${ro}},`);
 	}
-	if (rows.length) rtDefs.push(`static const struct fhir_searchparam SP_${id}[${rows.length}];`,
-		`static const struct fhir_searchparam SP_${id}[${rows.length}] = {`, ...rows, '};');
+	// rows_of points into the same array: its name is in scope in its own
+	// initializer, the size given so that &SP_x[k] is of a complete type
+	if (rows.length) rtDefs.push(`static const struct fhir_searchparam SP_${id}[${rows.length}] = {`, ...rows, '};');
 	const comp = compByType.get(rn) || [];
 	if (comp.length) rtDefs.push(`static const char *const CP_${id}[] = {${comp.map(cstr).join(',')}};`);
 	rtDefs.push(`const struct fhir_restype fhir_rt_${id} = {${cstr(rn)},&T_${id},${rows.length},${rows.length ? 'SP_' + id : 'NULL'},${comp.length},${comp.length ? 'CP_' + id : 'NULL'}};`);

@@ -13328,7 +13328,6 @@ static const struct fhir_sp_path PP530[] = {{1,PS527,NULL}};
 static const struct fhir_path_step PS528[] = {{"prescriber",NULL,NULL,NULL}};
 static const struct fhir_sp_path PP531[] = {{1,PS528,NULL}};
 
-static const struct fhir_searchparam SP_Account[14];
 static const struct fhir_searchparam SP_Account[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13347,7 +13346,6 @@ static const struct fhir_searchparam SP_Account[14] = {
 };
 static const char *const CP_Account[] = {"subject"};
 const struct fhir_restype fhir_rt_Account = {"Account",&T_Account,14,SP_Account,1,CP_Account};
-static const struct fhir_searchparam SP_ActivityDefinition[28];
 static const struct fhir_searchparam SP_ActivityDefinition[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13379,7 +13377,6 @@ static const struct fhir_searchparam SP_ActivityDefinition[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/ActivityDefinition-version","ActivityDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ActivityDefinition = {"ActivityDefinition",&T_ActivityDefinition,28,SP_ActivityDefinition,0,NULL};
-static const struct fhir_searchparam SP_AdverseEvent[18];
 static const struct fhir_searchparam SP_AdverseEvent[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13402,7 +13399,6 @@ static const struct fhir_searchparam SP_AdverseEvent[18] = {
 };
 static const char *const CP_AdverseEvent[] = {"subject"};
 const struct fhir_restype fhir_rt_AdverseEvent = {"AdverseEvent",&T_AdverseEvent,18,SP_AdverseEvent,1,CP_AdverseEvent};
-static const struct fhir_searchparam SP_AllergyIntolerance[22];
 static const struct fhir_searchparam SP_AllergyIntolerance[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13429,7 +13425,6 @@ static const struct fhir_searchparam SP_AllergyIntolerance[22] = {
 };
 static const char *const CP_AllergyIntolerance[] = {"asserter","patient","recorder"};
 const struct fhir_restype fhir_rt_AllergyIntolerance = {"AllergyIntolerance",&T_AllergyIntolerance,22,SP_AllergyIntolerance,3,CP_AllergyIntolerance};
-static const struct fhir_searchparam SP_Appointment[23];
 static const struct fhir_searchparam SP_Appointment[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13457,7 +13452,6 @@ static const struct fhir_searchparam SP_Appointment[23] = {
 };
 static const char *const CP_Appointment[] = {"actor"};
 const struct fhir_restype fhir_rt_Appointment = {"Appointment",&T_Appointment,23,SP_Appointment,1,CP_Appointment};
-static const struct fhir_searchparam SP_AppointmentResponse[13];
 static const struct fhir_searchparam SP_AppointmentResponse[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13475,7 +13469,6 @@ static const struct fhir_searchparam SP_AppointmentResponse[13] = {
 };
 static const char *const CP_AppointmentResponse[] = {"actor"};
 const struct fhir_restype fhir_rt_AppointmentResponse = {"AppointmentResponse",&T_AppointmentResponse,13,SP_AppointmentResponse,1,CP_AppointmentResponse};
-static const struct fhir_searchparam SP_AuditEvent[24];
 static const struct fhir_searchparam SP_AuditEvent[24] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13504,7 +13497,6 @@ static const struct fhir_searchparam SP_AuditEvent[24] = {
 };
 static const char *const CP_AuditEvent[] = {"patient"};
 const struct fhir_restype fhir_rt_AuditEvent = {"AuditEvent",&T_AuditEvent,24,SP_AuditEvent,1,CP_AuditEvent};
-static const struct fhir_searchparam SP_Basic[12];
 static const struct fhir_searchparam SP_Basic[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13521,7 +13513,6 @@ static const struct fhir_searchparam SP_Basic[12] = {
 };
 static const char *const CP_Basic[] = {"author","patient"};
 const struct fhir_restype fhir_rt_Basic = {"Basic",&T_Basic,12,SP_Basic,2,CP_Basic};
-static const struct fhir_searchparam SP_Binary[6];
 static const struct fhir_searchparam SP_Binary[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13531,7 +13522,6 @@ static const struct fhir_searchparam SP_Binary[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Binary = {"Binary",&T_Binary,6,SP_Binary,0,NULL};
-static const struct fhir_searchparam SP_BiologicallyDerivedProduct[6];
 static const struct fhir_searchparam SP_BiologicallyDerivedProduct[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13541,7 +13531,6 @@ static const struct fhir_searchparam SP_BiologicallyDerivedProduct[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_BiologicallyDerivedProduct = {"BiologicallyDerivedProduct",&T_BiologicallyDerivedProduct,6,SP_BiologicallyDerivedProduct,0,NULL};
-static const struct fhir_searchparam SP_BodyStructure[10];
 static const struct fhir_searchparam SP_BodyStructure[10] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13556,7 +13545,6 @@ static const struct fhir_searchparam SP_BodyStructure[10] = {
 };
 static const char *const CP_BodyStructure[] = {"patient"};
 const struct fhir_restype fhir_rt_BodyStructure = {"BodyStructure",&T_BodyStructure,10,SP_BodyStructure,1,CP_BodyStructure};
-static const struct fhir_searchparam SP_Bundle[11];
 static const struct fhir_searchparam SP_Bundle[11] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13571,7 +13559,6 @@ static const struct fhir_searchparam SP_Bundle[11] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Bundle-type","Bundle.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Bundle = {"Bundle",&T_Bundle,11,SP_Bundle,0,NULL};
-static const struct fhir_searchparam SP_CapabilityStatement[29];
 static const struct fhir_searchparam SP_CapabilityStatement[29] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13604,7 +13591,6 @@ static const struct fhir_searchparam SP_CapabilityStatement[29] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","CapabilityStatement.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_CapabilityStatement = {"CapabilityStatement",&T_CapabilityStatement,29,SP_CapabilityStatement,0,NULL};
-static const struct fhir_searchparam SP_CarePlan[26];
 static const struct fhir_searchparam SP_CarePlan[26] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13635,7 +13621,6 @@ static const struct fhir_searchparam SP_CarePlan[26] = {
 };
 static const char *const CP_CarePlan[] = {"patient","performer"};
 const struct fhir_restype fhir_rt_CarePlan = {"CarePlan",&T_CarePlan,26,SP_CarePlan,2,CP_CarePlan};
-static const struct fhir_searchparam SP_CareTeam[14];
 static const struct fhir_searchparam SP_CareTeam[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13654,7 +13639,6 @@ static const struct fhir_searchparam SP_CareTeam[14] = {
 };
 static const char *const CP_CareTeam[] = {"participant","patient"};
 const struct fhir_restype fhir_rt_CareTeam = {"CareTeam",&T_CareTeam,14,SP_CareTeam,2,CP_CareTeam};
-static const struct fhir_searchparam SP_CatalogEntry[6];
 static const struct fhir_searchparam SP_CatalogEntry[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13664,7 +13648,6 @@ static const struct fhir_searchparam SP_CatalogEntry[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_CatalogEntry = {"CatalogEntry",&T_CatalogEntry,6,SP_CatalogEntry,0,NULL};
-static const struct fhir_searchparam SP_ChargeItem[23];
 static const struct fhir_searchparam SP_ChargeItem[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13692,7 +13675,6 @@ static const struct fhir_searchparam SP_ChargeItem[23] = {
 };
 static const char *const CP_ChargeItem[] = {"subject"};
 const struct fhir_restype fhir_rt_ChargeItem = {"ChargeItem",&T_ChargeItem,23,SP_ChargeItem,1,CP_ChargeItem};
-static const struct fhir_searchparam SP_ChargeItemDefinition[21];
 static const struct fhir_searchparam SP_ChargeItemDefinition[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13717,7 +13699,6 @@ static const struct fhir_searchparam SP_ChargeItemDefinition[21] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-version","ChargeItemDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ChargeItemDefinition = {"ChargeItemDefinition",&T_ChargeItemDefinition,21,SP_ChargeItemDefinition,0,NULL};
-static const struct fhir_searchparam SP_Claim[23];
 static const struct fhir_searchparam SP_Claim[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13745,7 +13726,6 @@ static const struct fhir_searchparam SP_Claim[23] = {
 };
 static const char *const CP_Claim[] = {"patient","payee"};
 const struct fhir_restype fhir_rt_Claim = {"Claim",&T_Claim,23,SP_Claim,2,CP_Claim};
-static const struct fhir_searchparam SP_ClaimResponse[17];
 static const struct fhir_searchparam SP_ClaimResponse[17] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13767,7 +13747,6 @@ static const struct fhir_searchparam SP_ClaimResponse[17] = {
 };
 static const char *const CP_ClaimResponse[] = {"patient"};
 const struct fhir_restype fhir_rt_ClaimResponse = {"ClaimResponse",&T_ClaimResponse,17,SP_ClaimResponse,1,CP_ClaimResponse};
-static const struct fhir_searchparam SP_ClinicalImpression[19];
 static const struct fhir_searchparam SP_ClinicalImpression[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13791,7 +13770,6 @@ static const struct fhir_searchparam SP_ClinicalImpression[19] = {
 };
 static const char *const CP_ClinicalImpression[] = {"subject"};
 const struct fhir_restype fhir_rt_ClinicalImpression = {"ClinicalImpression",&T_ClinicalImpression,19,SP_ClinicalImpression,1,CP_ClinicalImpression};
-static const struct fhir_searchparam SP_CodeSystem[26];
 static const struct fhir_searchparam SP_CodeSystem[26] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13821,7 +13799,6 @@ static const struct fhir_searchparam SP_CodeSystem[26] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","CodeSystem.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_CodeSystem = {"CodeSystem",&T_CodeSystem,26,SP_CodeSystem,0,NULL};
-static const struct fhir_searchparam SP_Communication[21];
 static const struct fhir_searchparam SP_Communication[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13847,7 +13824,6 @@ static const struct fhir_searchparam SP_Communication[21] = {
 };
 static const char *const CP_Communication[] = {"recipient","sender","subject"};
 const struct fhir_restype fhir_rt_Communication = {"Communication",&T_Communication,21,SP_Communication,3,CP_Communication};
-static const struct fhir_searchparam SP_CommunicationRequest[22];
 static const struct fhir_searchparam SP_CommunicationRequest[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13874,7 +13850,6 @@ static const struct fhir_searchparam SP_CommunicationRequest[22] = {
 };
 static const char *const CP_CommunicationRequest[] = {"recipient","requester","sender","subject"};
 const struct fhir_restype fhir_rt_CommunicationRequest = {"CommunicationRequest",&T_CommunicationRequest,22,SP_CommunicationRequest,4,CP_CommunicationRequest};
-static const struct fhir_searchparam SP_CompartmentDefinition[20];
 static const struct fhir_searchparam SP_CompartmentDefinition[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13898,7 +13873,6 @@ static const struct fhir_searchparam SP_CompartmentDefinition[20] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","CompartmentDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_CompartmentDefinition = {"CompartmentDefinition",&T_CompartmentDefinition,20,SP_CompartmentDefinition,0,NULL};
-static const struct fhir_searchparam SP_Composition[24];
 static const struct fhir_searchparam SP_Composition[24] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13927,7 +13901,6 @@ static const struct fhir_searchparam SP_Composition[24] = {
 };
 static const char *const CP_Composition[] = {"attester","author","subject"};
 const struct fhir_restype fhir_rt_Composition = {"Composition",&T_Composition,24,SP_Composition,3,CP_Composition};
-static const struct fhir_searchparam SP_ConceptMap[32];
 static const struct fhir_searchparam SP_ConceptMap[32] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13963,7 +13936,6 @@ static const struct fhir_searchparam SP_ConceptMap[32] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","ConceptMap.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ConceptMap = {"ConceptMap",&T_ConceptMap,32,SP_ConceptMap,0,NULL};
-static const struct fhir_searchparam SP_Condition[27];
 static const struct fhir_searchparam SP_Condition[27] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -13995,7 +13967,6 @@ static const struct fhir_searchparam SP_Condition[27] = {
 };
 static const char *const CP_Condition[] = {"asserter","patient"};
 const struct fhir_restype fhir_rt_Condition = {"Condition",&T_Condition,27,SP_Condition,2,CP_Condition};
-static const struct fhir_searchparam SP_Consent[21];
 static const struct fhir_searchparam SP_Consent[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14021,7 +13992,6 @@ static const struct fhir_searchparam SP_Consent[21] = {
 };
 static const char *const CP_Consent[] = {"patient"};
 const struct fhir_restype fhir_rt_Consent = {"Consent",&T_Consent,21,SP_Consent,1,CP_Consent};
-static const struct fhir_searchparam SP_Contract[16];
 static const struct fhir_searchparam SP_Contract[16] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14041,7 +14011,6 @@ static const struct fhir_searchparam SP_Contract[16] = {
 	{"url",SP_URI,"http://hl7.org/fhir/SearchParameter/Contract-url","Contract.url",1,PP29,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Contract = {"Contract",&T_Contract,16,SP_Contract,0,NULL};
-static const struct fhir_searchparam SP_Coverage[17];
 static const struct fhir_searchparam SP_Coverage[17] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14063,7 +14032,6 @@ static const struct fhir_searchparam SP_Coverage[17] = {
 };
 static const char *const CP_Coverage[] = {"beneficiary","payor","policy-holder","subscriber"};
 const struct fhir_restype fhir_rt_Coverage = {"Coverage",&T_Coverage,17,SP_Coverage,4,CP_Coverage};
-static const struct fhir_searchparam SP_CoverageEligibilityRequest[13];
 static const struct fhir_searchparam SP_CoverageEligibilityRequest[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14081,7 +14049,6 @@ static const struct fhir_searchparam SP_CoverageEligibilityRequest[13] = {
 };
 static const char *const CP_CoverageEligibilityRequest[] = {"patient"};
 const struct fhir_restype fhir_rt_CoverageEligibilityRequest = {"CoverageEligibilityRequest",&T_CoverageEligibilityRequest,13,SP_CoverageEligibilityRequest,1,CP_CoverageEligibilityRequest};
-static const struct fhir_searchparam SP_CoverageEligibilityResponse[15];
 static const struct fhir_searchparam SP_CoverageEligibilityResponse[15] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14101,7 +14068,6 @@ static const struct fhir_searchparam SP_CoverageEligibilityResponse[15] = {
 };
 static const char *const CP_CoverageEligibilityResponse[] = {"patient"};
 const struct fhir_restype fhir_rt_CoverageEligibilityResponse = {"CoverageEligibilityResponse",&T_CoverageEligibilityResponse,15,SP_CoverageEligibilityResponse,1,CP_CoverageEligibilityResponse};
-static const struct fhir_searchparam SP_DetectedIssue[13];
 static const struct fhir_searchparam SP_DetectedIssue[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14119,7 +14085,6 @@ static const struct fhir_searchparam SP_DetectedIssue[13] = {
 };
 static const char *const CP_DetectedIssue[] = {"patient"};
 const struct fhir_restype fhir_rt_DetectedIssue = {"DetectedIssue",&T_DetectedIssue,13,SP_DetectedIssue,1,CP_DetectedIssue};
-static const struct fhir_searchparam SP_Device[18];
 static const struct fhir_searchparam SP_Device[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14141,7 +14106,6 @@ static const struct fhir_searchparam SP_Device[18] = {
 	{"url",SP_URI,"http://hl7.org/fhir/SearchParameter/Device-url","Device.url",1,PP29,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Device = {"Device",&T_Device,18,SP_Device,0,NULL};
-static const struct fhir_searchparam SP_DeviceDefinition[10];
 static const struct fhir_searchparam SP_DeviceDefinition[10] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14155,7 +14119,6 @@ static const struct fhir_searchparam SP_DeviceDefinition[10] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/DeviceDefinition-type","DeviceDefinition.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_DeviceDefinition = {"DeviceDefinition",&T_DeviceDefinition,10,SP_DeviceDefinition,0,NULL};
-static const struct fhir_searchparam SP_DeviceMetric[11];
 static const struct fhir_searchparam SP_DeviceMetric[11] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14170,7 +14133,6 @@ static const struct fhir_searchparam SP_DeviceMetric[11] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/DeviceMetric-type","DeviceMetric.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_DeviceMetric = {"DeviceMetric",&T_DeviceMetric,11,SP_DeviceMetric,0,NULL};
-static const struct fhir_searchparam SP_DeviceRequest[24];
 static const struct fhir_searchparam SP_DeviceRequest[24] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14199,7 +14161,6 @@ static const struct fhir_searchparam SP_DeviceRequest[24] = {
 };
 static const char *const CP_DeviceRequest[] = {"performer","subject"};
 const struct fhir_restype fhir_rt_DeviceRequest = {"DeviceRequest",&T_DeviceRequest,24,SP_DeviceRequest,2,CP_DeviceRequest};
-static const struct fhir_searchparam SP_DeviceUseStatement[10];
 static const struct fhir_searchparam SP_DeviceUseStatement[10] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14214,7 +14175,6 @@ static const struct fhir_searchparam SP_DeviceUseStatement[10] = {
 };
 static const char *const CP_DeviceUseStatement[] = {"subject"};
 const struct fhir_restype fhir_rt_DeviceUseStatement = {"DeviceUseStatement",&T_DeviceUseStatement,10,SP_DeviceUseStatement,1,CP_DeviceUseStatement};
-static const struct fhir_searchparam SP_DiagnosticReport[22];
 static const struct fhir_searchparam SP_DiagnosticReport[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14241,7 +14201,6 @@ static const struct fhir_searchparam SP_DiagnosticReport[22] = {
 };
 static const char *const CP_DiagnosticReport[] = {"subject"};
 const struct fhir_restype fhir_rt_DiagnosticReport = {"DiagnosticReport",&T_DiagnosticReport,22,SP_DiagnosticReport,1,CP_DiagnosticReport};
-static const struct fhir_searchparam SP_DocumentManifest[19];
 static const struct fhir_searchparam SP_DocumentManifest[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14265,7 +14224,6 @@ static const struct fhir_searchparam SP_DocumentManifest[19] = {
 };
 static const char *const CP_DocumentManifest[] = {"author","recipient","subject"};
 const struct fhir_restype fhir_rt_DocumentManifest = {"DocumentManifest",&T_DocumentManifest,19,SP_DocumentManifest,3,CP_DocumentManifest};
-static const struct fhir_searchparam SP_DocumentReference[31];
 static const struct fhir_searchparam SP_DocumentReference[31] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14301,7 +14259,6 @@ static const struct fhir_searchparam SP_DocumentReference[31] = {
 };
 static const char *const CP_DocumentReference[] = {"author","subject"};
 const struct fhir_restype fhir_rt_DocumentReference = {"DocumentReference",&T_DocumentReference,31,SP_DocumentReference,2,CP_DocumentReference};
-static const struct fhir_searchparam SP_EffectEvidenceSynthesis[22];
 static const struct fhir_searchparam SP_EffectEvidenceSynthesis[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14327,7 +14284,6 @@ static const struct fhir_searchparam SP_EffectEvidenceSynthesis[22] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-version","EffectEvidenceSynthesis.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_EffectEvidenceSynthesis = {"EffectEvidenceSynthesis",&T_EffectEvidenceSynthesis,22,SP_EffectEvidenceSynthesis,0,NULL};
-static const struct fhir_searchparam SP_Encounter[29];
 static const struct fhir_searchparam SP_Encounter[29] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14361,7 +14317,6 @@ static const struct fhir_searchparam SP_Encounter[29] = {
 };
 static const char *const CP_Encounter[] = {"subject"};
 const struct fhir_restype fhir_rt_Encounter = {"Encounter",&T_Encounter,29,SP_Encounter,1,CP_Encounter};
-static const struct fhir_searchparam SP_Endpoint[12];
 static const struct fhir_searchparam SP_Endpoint[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14377,7 +14332,6 @@ static const struct fhir_searchparam SP_Endpoint[12] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Endpoint-status","Endpoint.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Endpoint = {"Endpoint",&T_Endpoint,12,SP_Endpoint,0,NULL};
-static const struct fhir_searchparam SP_EnrollmentRequest[10];
 static const struct fhir_searchparam SP_EnrollmentRequest[10] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14392,7 +14346,6 @@ static const struct fhir_searchparam SP_EnrollmentRequest[10] = {
 };
 static const char *const CP_EnrollmentRequest[] = {"subject"};
 const struct fhir_restype fhir_rt_EnrollmentRequest = {"EnrollmentRequest",&T_EnrollmentRequest,10,SP_EnrollmentRequest,1,CP_EnrollmentRequest};
-static const struct fhir_searchparam SP_EnrollmentResponse[9];
 static const struct fhir_searchparam SP_EnrollmentResponse[9] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14405,7 +14358,6 @@ static const struct fhir_searchparam SP_EnrollmentResponse[9] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/EnrollmentResponse-status","EnrollmentResponse.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_EnrollmentResponse = {"EnrollmentResponse",&T_EnrollmentResponse,9,SP_EnrollmentResponse,0,NULL};
-static const struct fhir_searchparam SP_EpisodeOfCare[15];
 static const struct fhir_searchparam SP_EpisodeOfCare[15] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14425,7 +14377,6 @@ static const struct fhir_searchparam SP_EpisodeOfCare[15] = {
 };
 static const char *const CP_EpisodeOfCare[] = {"patient"};
 const struct fhir_restype fhir_rt_EpisodeOfCare = {"EpisodeOfCare",&T_EpisodeOfCare,15,SP_EpisodeOfCare,1,CP_EpisodeOfCare};
-static const struct fhir_searchparam SP_EventDefinition[28];
 static const struct fhir_searchparam SP_EventDefinition[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14457,7 +14408,6 @@ static const struct fhir_searchparam SP_EventDefinition[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/EventDefinition-version","EventDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_EventDefinition = {"EventDefinition",&T_EventDefinition,28,SP_EventDefinition,0,NULL};
-static const struct fhir_searchparam SP_Evidence[28];
 static const struct fhir_searchparam SP_Evidence[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14489,7 +14439,6 @@ static const struct fhir_searchparam SP_Evidence[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Evidence-version","Evidence.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Evidence = {"Evidence",&T_Evidence,28,SP_Evidence,0,NULL};
-static const struct fhir_searchparam SP_EvidenceVariable[28];
 static const struct fhir_searchparam SP_EvidenceVariable[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14521,7 +14470,6 @@ static const struct fhir_searchparam SP_EvidenceVariable[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/EvidenceVariable-version","EvidenceVariable.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_EvidenceVariable = {"EvidenceVariable",&T_EvidenceVariable,28,SP_EvidenceVariable,0,NULL};
-static const struct fhir_searchparam SP_ExampleScenario[19];
 static const struct fhir_searchparam SP_ExampleScenario[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14544,7 +14492,6 @@ static const struct fhir_searchparam SP_ExampleScenario[19] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/ExampleScenario-version","ExampleScenario.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ExampleScenario = {"ExampleScenario",&T_ExampleScenario,19,SP_ExampleScenario,0,NULL};
-static const struct fhir_searchparam SP_ExplanationOfBenefit[23];
 static const struct fhir_searchparam SP_ExplanationOfBenefit[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14572,7 +14519,6 @@ static const struct fhir_searchparam SP_ExplanationOfBenefit[23] = {
 };
 static const char *const CP_ExplanationOfBenefit[] = {"patient","payee"};
 const struct fhir_restype fhir_rt_ExplanationOfBenefit = {"ExplanationOfBenefit",&T_ExplanationOfBenefit,23,SP_ExplanationOfBenefit,2,CP_ExplanationOfBenefit};
-static const struct fhir_searchparam SP_FamilyMemberHistory[15];
 static const struct fhir_searchparam SP_FamilyMemberHistory[15] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14592,7 +14538,6 @@ static const struct fhir_searchparam SP_FamilyMemberHistory[15] = {
 };
 static const char *const CP_FamilyMemberHistory[] = {"patient"};
 const struct fhir_restype fhir_rt_FamilyMemberHistory = {"FamilyMemberHistory",&T_FamilyMemberHistory,15,SP_FamilyMemberHistory,1,CP_FamilyMemberHistory};
-static const struct fhir_searchparam SP_Flag[12];
 static const struct fhir_searchparam SP_Flag[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14609,7 +14554,6 @@ static const struct fhir_searchparam SP_Flag[12] = {
 };
 static const char *const CP_Flag[] = {"patient"};
 const struct fhir_restype fhir_rt_Flag = {"Flag",&T_Flag,12,SP_Flag,1,CP_Flag};
-static const struct fhir_searchparam SP_Goal[14];
 static const struct fhir_searchparam SP_Goal[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14628,7 +14572,6 @@ static const struct fhir_searchparam SP_Goal[14] = {
 };
 static const char *const CP_Goal[] = {"patient"};
 const struct fhir_restype fhir_rt_Goal = {"Goal",&T_Goal,14,SP_Goal,1,CP_Goal};
-static const struct fhir_searchparam SP_GraphDefinition[20];
 static const struct fhir_searchparam SP_GraphDefinition[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14652,7 +14595,6 @@ static const struct fhir_searchparam SP_GraphDefinition[20] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","GraphDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_GraphDefinition = {"GraphDefinition",&T_GraphDefinition,20,SP_GraphDefinition,0,NULL};
-static const struct fhir_searchparam SP_Group[16];
 static const struct fhir_searchparam SP_Group[16] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14673,7 +14615,6 @@ static const struct fhir_searchparam SP_Group[16] = {
 };
 static const char *const CP_Group[] = {"member"};
 const struct fhir_restype fhir_rt_Group = {"Group",&T_Group,16,SP_Group,1,CP_Group};
-static const struct fhir_searchparam SP_GuidanceResponse[10];
 static const struct fhir_searchparam SP_GuidanceResponse[10] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14687,7 +14628,6 @@ static const struct fhir_searchparam SP_GuidanceResponse[10] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/GuidanceResponse-subject","GuidanceResponse.subject",1,PP12,2,TG29,true,NULL},
 };
 const struct fhir_restype fhir_rt_GuidanceResponse = {"GuidanceResponse",&T_GuidanceResponse,10,SP_GuidanceResponse,0,NULL};
-static const struct fhir_searchparam SP_HealthcareService[18];
 static const struct fhir_searchparam SP_HealthcareService[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14709,7 +14649,6 @@ static const struct fhir_searchparam SP_HealthcareService[18] = {
 	{"specialty",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/HealthcareService-specialty","HealthcareService.specialty",1,PP66,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_HealthcareService = {"HealthcareService",&T_HealthcareService,18,SP_HealthcareService,0,NULL};
-static const struct fhir_searchparam SP_ImagingStudy[23];
 static const struct fhir_searchparam SP_ImagingStudy[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14737,7 +14676,6 @@ static const struct fhir_searchparam SP_ImagingStudy[23] = {
 };
 static const char *const CP_ImagingStudy[] = {"patient"};
 const struct fhir_restype fhir_rt_ImagingStudy = {"ImagingStudy",&T_ImagingStudy,23,SP_ImagingStudy,1,CP_ImagingStudy};
-static const struct fhir_searchparam SP_Immunization[22];
 static const struct fhir_searchparam SP_Immunization[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14764,7 +14702,6 @@ static const struct fhir_searchparam SP_Immunization[22] = {
 };
 static const char *const CP_Immunization[] = {"patient"};
 const struct fhir_restype fhir_rt_Immunization = {"Immunization",&T_Immunization,22,SP_Immunization,1,CP_Immunization};
-static const struct fhir_searchparam SP_ImmunizationEvaluation[13];
 static const struct fhir_searchparam SP_ImmunizationEvaluation[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14782,7 +14719,6 @@ static const struct fhir_searchparam SP_ImmunizationEvaluation[13] = {
 };
 static const char *const CP_ImmunizationEvaluation[] = {"patient"};
 const struct fhir_restype fhir_rt_ImmunizationEvaluation = {"ImmunizationEvaluation",&T_ImmunizationEvaluation,13,SP_ImmunizationEvaluation,1,CP_ImmunizationEvaluation};
-static const struct fhir_searchparam SP_ImmunizationRecommendation[14];
 static const struct fhir_searchparam SP_ImmunizationRecommendation[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14801,7 +14737,6 @@ static const struct fhir_searchparam SP_ImmunizationRecommendation[14] = {
 };
 static const char *const CP_ImmunizationRecommendation[] = {"patient"};
 const struct fhir_restype fhir_rt_ImmunizationRecommendation = {"ImmunizationRecommendation",&T_ImmunizationRecommendation,14,SP_ImmunizationRecommendation,1,CP_ImmunizationRecommendation};
-static const struct fhir_searchparam SP_ImplementationGuide[24];
 static const struct fhir_searchparam SP_ImplementationGuide[24] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14829,7 +14764,6 @@ static const struct fhir_searchparam SP_ImplementationGuide[24] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","ImplementationGuide.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ImplementationGuide = {"ImplementationGuide",&T_ImplementationGuide,24,SP_ImplementationGuide,0,NULL};
-static const struct fhir_searchparam SP_InsurancePlan[20];
 static const struct fhir_searchparam SP_InsurancePlan[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14853,7 +14787,6 @@ static const struct fhir_searchparam SP_InsurancePlan[20] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/InsurancePlan-type","InsurancePlan.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_InsurancePlan = {"InsurancePlan",&T_InsurancePlan,20,SP_InsurancePlan,0,NULL};
-static const struct fhir_searchparam SP_Invoice[19];
 static const struct fhir_searchparam SP_Invoice[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14877,7 +14810,6 @@ static const struct fhir_searchparam SP_Invoice[19] = {
 };
 static const char *const CP_Invoice[] = {"patient","recipient","subject"};
 const struct fhir_restype fhir_rt_Invoice = {"Invoice",&T_Invoice,19,SP_Invoice,3,CP_Invoice};
-static const struct fhir_searchparam SP_Library[30];
 static const struct fhir_searchparam SP_Library[30] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14911,7 +14843,6 @@ static const struct fhir_searchparam SP_Library[30] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Library-version","Library.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Library = {"Library",&T_Library,30,SP_Library,0,NULL};
-static const struct fhir_searchparam SP_Linkage[9];
 static const struct fhir_searchparam SP_Linkage[9] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14924,7 +14855,6 @@ static const struct fhir_searchparam SP_Linkage[9] = {
 	{"source",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/Linkage-source","Linkage.item.resource",1,PP342,145,TG3,true,NULL},
 };
 const struct fhir_restype fhir_rt_Linkage = {"Linkage",&T_Linkage,9,SP_Linkage,0,NULL};
-static const struct fhir_searchparam SP_List[18];
 static const struct fhir_searchparam SP_List[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14947,7 +14877,6 @@ static const struct fhir_searchparam SP_List[18] = {
 };
 static const char *const CP_List[] = {"source","subject"};
 const struct fhir_restype fhir_rt_List = {"List",&T_List,18,SP_List,2,CP_List};
-static const struct fhir_searchparam SP_Location[21];
 static const struct fhir_searchparam SP_Location[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -14972,7 +14901,6 @@ static const struct fhir_searchparam SP_Location[21] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Location-type","Location.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Location = {"Location",&T_Location,21,SP_Location,0,NULL};
-static const struct fhir_searchparam SP_Measure[28];
 static const struct fhir_searchparam SP_Measure[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15004,7 +14932,6 @@ static const struct fhir_searchparam SP_Measure[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Measure-version","Measure.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Measure = {"Measure",&T_Measure,28,SP_Measure,0,NULL};
-static const struct fhir_searchparam SP_MeasureReport[15];
 static const struct fhir_searchparam SP_MeasureReport[15] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15024,7 +14951,6 @@ static const struct fhir_searchparam SP_MeasureReport[15] = {
 };
 static const char *const CP_MeasureReport[] = {"patient"};
 const struct fhir_restype fhir_rt_MeasureReport = {"MeasureReport",&T_MeasureReport,15,SP_MeasureReport,1,CP_MeasureReport};
-static const struct fhir_searchparam SP_Media[19];
 static const struct fhir_searchparam SP_Media[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15048,7 +14974,6 @@ static const struct fhir_searchparam SP_Media[19] = {
 };
 static const char *const CP_Media[] = {"subject"};
 const struct fhir_restype fhir_rt_Media = {"Media",&T_Media,19,SP_Media,1,CP_Media};
-static const struct fhir_searchparam SP_Medication[15];
 static const struct fhir_searchparam SP_Medication[15] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15067,7 +14992,6 @@ static const struct fhir_searchparam SP_Medication[15] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Medication-status","Medication.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Medication = {"Medication",&T_Medication,15,SP_Medication,0,NULL};
-static const struct fhir_searchparam SP_MedicationAdministration[19];
 static const struct fhir_searchparam SP_MedicationAdministration[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15091,7 +15015,6 @@ static const struct fhir_searchparam SP_MedicationAdministration[19] = {
 };
 static const char *const CP_MedicationAdministration[] = {"patient","performer","subject"};
 const struct fhir_restype fhir_rt_MedicationAdministration = {"MedicationAdministration",&T_MedicationAdministration,19,SP_MedicationAdministration,3,CP_MedicationAdministration};
-static const struct fhir_searchparam SP_MedicationDispense[21];
 static const struct fhir_searchparam SP_MedicationDispense[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15117,7 +15040,6 @@ static const struct fhir_searchparam SP_MedicationDispense[21] = {
 };
 static const char *const CP_MedicationDispense[] = {"patient","receiver","subject"};
 const struct fhir_restype fhir_rt_MedicationDispense = {"MedicationDispense",&T_MedicationDispense,21,SP_MedicationDispense,3,CP_MedicationDispense};
-static const struct fhir_searchparam SP_MedicationKnowledge[19];
 static const struct fhir_searchparam SP_MedicationKnowledge[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15140,7 +15062,6 @@ static const struct fhir_searchparam SP_MedicationKnowledge[19] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/MedicationKnowledge-status","MedicationKnowledge.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicationKnowledge = {"MedicationKnowledge",&T_MedicationKnowledge,19,SP_MedicationKnowledge,0,NULL};
-static const struct fhir_searchparam SP_MedicationRequest[22];
 static const struct fhir_searchparam SP_MedicationRequest[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15167,7 +15088,6 @@ static const struct fhir_searchparam SP_MedicationRequest[22] = {
 };
 static const char *const CP_MedicationRequest[] = {"subject"};
 const struct fhir_restype fhir_rt_MedicationRequest = {"MedicationRequest",&T_MedicationRequest,22,SP_MedicationRequest,1,CP_MedicationRequest};
-static const struct fhir_searchparam SP_MedicationStatement[17];
 static const struct fhir_searchparam SP_MedicationStatement[17] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15189,7 +15109,6 @@ static const struct fhir_searchparam SP_MedicationStatement[17] = {
 };
 static const char *const CP_MedicationStatement[] = {"subject"};
 const struct fhir_restype fhir_rt_MedicationStatement = {"MedicationStatement",&T_MedicationStatement,17,SP_MedicationStatement,1,CP_MedicationStatement};
-static const struct fhir_searchparam SP_MedicinalProduct[9];
 static const struct fhir_searchparam SP_MedicinalProduct[9] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15202,7 +15121,6 @@ static const struct fhir_searchparam SP_MedicinalProduct[9] = {
 	{"name-language",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/MedicinalProduct-name-language","MedicinalProduct.name.countryLanguage.language",1,PP386,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProduct = {"MedicinalProduct",&T_MedicinalProduct,9,SP_MedicinalProduct,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductAuthorization[11];
 static const struct fhir_searchparam SP_MedicinalProductAuthorization[11] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15217,7 +15135,6 @@ static const struct fhir_searchparam SP_MedicinalProductAuthorization[11] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-subject","MedicinalProductAuthorization.subject",1,PP12,2,TG98,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductAuthorization = {"MedicinalProductAuthorization",&T_MedicinalProductAuthorization,11,SP_MedicinalProductAuthorization,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductContraindication[7];
 static const struct fhir_searchparam SP_MedicinalProductContraindication[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15228,7 +15145,6 @@ static const struct fhir_searchparam SP_MedicinalProductContraindication[7] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductContraindication-subject","MedicinalProductContraindication.subject",1,PP12,2,TG99,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductContraindication = {"MedicinalProductContraindication",&T_MedicinalProductContraindication,7,SP_MedicinalProductContraindication,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductIndication[7];
 static const struct fhir_searchparam SP_MedicinalProductIndication[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15239,7 +15155,6 @@ static const struct fhir_searchparam SP_MedicinalProductIndication[7] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductIndication-subject","MedicinalProductIndication.subject",1,PP12,2,TG99,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductIndication = {"MedicinalProductIndication",&T_MedicinalProductIndication,7,SP_MedicinalProductIndication,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductIngredient[6];
 static const struct fhir_searchparam SP_MedicinalProductIngredient[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15249,7 +15164,6 @@ static const struct fhir_searchparam SP_MedicinalProductIngredient[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductIngredient = {"MedicinalProductIngredient",&T_MedicinalProductIngredient,6,SP_MedicinalProductIngredient,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductInteraction[7];
 static const struct fhir_searchparam SP_MedicinalProductInteraction[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15260,7 +15174,6 @@ static const struct fhir_searchparam SP_MedicinalProductInteraction[7] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductInteraction-subject","MedicinalProductInteraction.subject",1,PP12,3,TG100,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductInteraction = {"MedicinalProductInteraction",&T_MedicinalProductInteraction,7,SP_MedicinalProductInteraction,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductManufactured[6];
 static const struct fhir_searchparam SP_MedicinalProductManufactured[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15270,7 +15183,6 @@ static const struct fhir_searchparam SP_MedicinalProductManufactured[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductManufactured = {"MedicinalProductManufactured",&T_MedicinalProductManufactured,6,SP_MedicinalProductManufactured,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductPackaged[8];
 static const struct fhir_searchparam SP_MedicinalProductPackaged[8] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15282,7 +15194,6 @@ static const struct fhir_searchparam SP_MedicinalProductPackaged[8] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductPackaged-subject","MedicinalProductPackaged.subject",1,PP12,1,TG101,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductPackaged = {"MedicinalProductPackaged",&T_MedicinalProductPackaged,8,SP_MedicinalProductPackaged,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductPharmaceutical[9];
 static const struct fhir_searchparam SP_MedicinalProductPharmaceutical[9] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15295,7 +15206,6 @@ static const struct fhir_searchparam SP_MedicinalProductPharmaceutical[9] = {
 	{"target-species",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-target-species","MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.code",1,PP390,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductPharmaceutical = {"MedicinalProductPharmaceutical",&T_MedicinalProductPharmaceutical,9,SP_MedicinalProductPharmaceutical,0,NULL};
-static const struct fhir_searchparam SP_MedicinalProductUndesirableEffect[7];
 static const struct fhir_searchparam SP_MedicinalProductUndesirableEffect[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15306,7 +15216,6 @@ static const struct fhir_searchparam SP_MedicinalProductUndesirableEffect[7] = {
 	{"subject",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MedicinalProductUndesirableEffect-subject","MedicinalProductUndesirableEffect.subject",1,PP12,2,TG99,true,NULL},
 };
 const struct fhir_restype fhir_rt_MedicinalProductUndesirableEffect = {"MedicinalProductUndesirableEffect",&T_MedicinalProductUndesirableEffect,7,SP_MedicinalProductUndesirableEffect,0,NULL};
-static const struct fhir_searchparam SP_MessageDefinition[25];
 static const struct fhir_searchparam SP_MessageDefinition[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15335,7 +15244,6 @@ static const struct fhir_searchparam SP_MessageDefinition[25] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","MessageDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_MessageDefinition = {"MessageDefinition",&T_MessageDefinition,25,SP_MessageDefinition,0,NULL};
-static const struct fhir_searchparam SP_MessageHeader[20];
 static const struct fhir_searchparam SP_MessageHeader[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15359,7 +15267,6 @@ static const struct fhir_searchparam SP_MessageHeader[20] = {
 	{"target",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/MessageHeader-target","MessageHeader.destination.target",1,PP401,1,TG36,true,NULL},
 };
 const struct fhir_restype fhir_rt_MessageHeader = {"MessageHeader",&T_MessageHeader,20,SP_MessageHeader,0,NULL};
-static const struct fhir_searchparam SP_MolecularSequence[19];
 static const struct fhir_searchparam SP_MolecularSequence[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15383,7 +15290,6 @@ static const struct fhir_searchparam SP_MolecularSequence[19] = {
 };
 static const char *const CP_MolecularSequence[] = {"patient"};
 const struct fhir_restype fhir_rt_MolecularSequence = {"MolecularSequence",&T_MolecularSequence,19,SP_MolecularSequence,1,CP_MolecularSequence};
-static const struct fhir_searchparam SP_NamingSystem[25];
 static const struct fhir_searchparam SP_NamingSystem[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15412,7 +15318,6 @@ static const struct fhir_searchparam SP_NamingSystem[25] = {
 	{"value",SP_STRING,"http://hl7.org/fhir/SearchParameter/NamingSystem-value","NamingSystem.uniqueId.value",1,PP413,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_NamingSystem = {"NamingSystem",&T_NamingSystem,25,SP_NamingSystem,0,NULL};
-static const struct fhir_searchparam SP_NutritionOrder[18];
 static const struct fhir_searchparam SP_NutritionOrder[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15435,7 +15340,6 @@ static const struct fhir_searchparam SP_NutritionOrder[18] = {
 };
 static const char *const CP_NutritionOrder[] = {"patient"};
 const struct fhir_restype fhir_rt_NutritionOrder = {"NutritionOrder",&T_NutritionOrder,18,SP_NutritionOrder,1,CP_NutritionOrder};
-static const struct fhir_searchparam SP_Observation[44];
 static const struct fhir_searchparam SP_Observation[44] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15484,7 +15388,6 @@ static const struct fhir_searchparam SP_Observation[44] = {
 };
 static const char *const CP_Observation[] = {"performer","subject"};
 const struct fhir_restype fhir_rt_Observation = {"Observation",&T_Observation,44,SP_Observation,2,CP_Observation};
-static const struct fhir_searchparam SP_ObservationDefinition[6];
 static const struct fhir_searchparam SP_ObservationDefinition[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15494,7 +15397,6 @@ static const struct fhir_searchparam SP_ObservationDefinition[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ObservationDefinition = {"ObservationDefinition",&T_ObservationDefinition,6,SP_ObservationDefinition,0,NULL};
-static const struct fhir_searchparam SP_OperationDefinition[28];
 static const struct fhir_searchparam SP_OperationDefinition[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15526,7 +15428,6 @@ static const struct fhir_searchparam SP_OperationDefinition[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","OperationDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_OperationDefinition = {"OperationDefinition",&T_OperationDefinition,28,SP_OperationDefinition,0,NULL};
-static const struct fhir_searchparam SP_OperationOutcome[6];
 static const struct fhir_searchparam SP_OperationOutcome[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15536,7 +15437,6 @@ static const struct fhir_searchparam SP_OperationOutcome[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_OperationOutcome = {"OperationOutcome",&T_OperationOutcome,6,SP_OperationOutcome,0,NULL};
-static const struct fhir_searchparam SP_Organization[19];
 static const struct fhir_searchparam SP_Organization[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15559,7 +15459,6 @@ static const struct fhir_searchparam SP_Organization[19] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Organization-type","Organization.type",1,PP13,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Organization = {"Organization",&T_Organization,19,SP_Organization,0,NULL};
-static const struct fhir_searchparam SP_OrganizationAffiliation[20];
 static const struct fhir_searchparam SP_OrganizationAffiliation[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15583,7 +15482,6 @@ static const struct fhir_searchparam SP_OrganizationAffiliation[20] = {
 	{"telecom",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-telecom","OrganizationAffiliation.telecom",1,PP445,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_OrganizationAffiliation = {"OrganizationAffiliation",&T_OrganizationAffiliation,20,SP_OrganizationAffiliation,0,NULL};
-static const struct fhir_searchparam SP_Parameters[6];
 static const struct fhir_searchparam SP_Parameters[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15593,7 +15491,6 @@ static const struct fhir_searchparam SP_Parameters[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Parameters = {"Parameters",&T_Parameters,6,SP_Parameters,0,NULL};
-static const struct fhir_searchparam SP_Patient[29];
 static const struct fhir_searchparam SP_Patient[29] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15627,7 +15524,6 @@ static const struct fhir_searchparam SP_Patient[29] = {
 };
 static const char *const CP_Patient[] = {"link"};
 const struct fhir_restype fhir_rt_Patient = {"Patient",&T_Patient,29,SP_Patient,1,CP_Patient};
-static const struct fhir_searchparam SP_PaymentNotice[13];
 static const struct fhir_searchparam SP_PaymentNotice[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15644,7 +15540,6 @@ static const struct fhir_searchparam SP_PaymentNotice[13] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/PaymentNotice-status","PaymentNotice.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_PaymentNotice = {"PaymentNotice",&T_PaymentNotice,13,SP_PaymentNotice,0,NULL};
-static const struct fhir_searchparam SP_PaymentReconciliation[14];
 static const struct fhir_searchparam SP_PaymentReconciliation[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15662,7 +15557,6 @@ static const struct fhir_searchparam SP_PaymentReconciliation[14] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/PaymentReconciliation-status","PaymentReconciliation.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_PaymentReconciliation = {"PaymentReconciliation",&T_PaymentReconciliation,14,SP_PaymentReconciliation,0,NULL};
-static const struct fhir_searchparam SP_Person[25];
 static const struct fhir_searchparam SP_Person[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15692,7 +15586,6 @@ static const struct fhir_searchparam SP_Person[25] = {
 };
 static const char *const CP_Person[] = {"patient"};
 const struct fhir_restype fhir_rt_Person = {"Person",&T_Person,25,SP_Person,1,CP_Person};
-static const struct fhir_searchparam SP_PlanDefinition[30];
 static const struct fhir_searchparam SP_PlanDefinition[30] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15726,7 +15619,6 @@ static const struct fhir_searchparam SP_PlanDefinition[30] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/PlanDefinition-version","PlanDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_PlanDefinition = {"PlanDefinition",&T_PlanDefinition,30,SP_PlanDefinition,0,NULL};
-static const struct fhir_searchparam SP_Practitioner[23];
 static const struct fhir_searchparam SP_Practitioner[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15753,7 +15645,6 @@ static const struct fhir_searchparam SP_Practitioner[23] = {
 	{"telecom",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/individual-telecom","Practitioner.telecom",1,PP445,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Practitioner = {"Practitioner",&T_Practitioner,23,SP_Practitioner,0,NULL};
-static const struct fhir_searchparam SP_PractitionerRole[19];
 static const struct fhir_searchparam SP_PractitionerRole[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15776,7 +15667,6 @@ static const struct fhir_searchparam SP_PractitionerRole[19] = {
 	{"telecom",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/individual-telecom","PractitionerRole.telecom",1,PP445,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_PractitionerRole = {"PractitionerRole",&T_PractitionerRole,19,SP_PractitionerRole,0,NULL};
-static const struct fhir_searchparam SP_Procedure[22];
 static const struct fhir_searchparam SP_Procedure[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15803,7 +15693,6 @@ static const struct fhir_searchparam SP_Procedure[22] = {
 };
 static const char *const CP_Procedure[] = {"patient","performer"};
 const struct fhir_restype fhir_rt_Procedure = {"Procedure",&T_Procedure,22,SP_Procedure,2,CP_Procedure};
-static const struct fhir_searchparam SP_Provenance[16];
 static const struct fhir_searchparam SP_Provenance[16] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15824,7 +15713,6 @@ static const struct fhir_searchparam SP_Provenance[16] = {
 };
 static const char *const CP_Provenance[] = {"patient"};
 const struct fhir_restype fhir_rt_Provenance = {"Provenance",&T_Provenance,16,SP_Provenance,1,CP_Provenance};
-static const struct fhir_searchparam SP_Questionnaire[25];
 static const struct fhir_searchparam SP_Questionnaire[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15853,7 +15741,6 @@ static const struct fhir_searchparam SP_Questionnaire[25] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Questionnaire-version","Questionnaire.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Questionnaire = {"Questionnaire",&T_Questionnaire,25,SP_Questionnaire,0,NULL};
-static const struct fhir_searchparam SP_QuestionnaireResponse[17];
 static const struct fhir_searchparam SP_QuestionnaireResponse[17] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15875,7 +15762,6 @@ static const struct fhir_searchparam SP_QuestionnaireResponse[17] = {
 };
 static const char *const CP_QuestionnaireResponse[] = {"author","subject"};
 const struct fhir_restype fhir_rt_QuestionnaireResponse = {"QuestionnaireResponse",&T_QuestionnaireResponse,17,SP_QuestionnaireResponse,2,CP_QuestionnaireResponse};
-static const struct fhir_searchparam SP_RelatedPerson[23];
 static const struct fhir_searchparam SP_RelatedPerson[23] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15903,7 +15789,6 @@ static const struct fhir_searchparam SP_RelatedPerson[23] = {
 };
 static const char *const CP_RelatedPerson[] = {"patient"};
 const struct fhir_restype fhir_rt_RelatedPerson = {"RelatedPerson",&T_RelatedPerson,23,SP_RelatedPerson,1,CP_RelatedPerson};
-static const struct fhir_searchparam SP_RequestGroup[20];
 static const struct fhir_searchparam SP_RequestGroup[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15928,7 +15813,6 @@ static const struct fhir_searchparam SP_RequestGroup[20] = {
 };
 static const char *const CP_RequestGroup[] = {"participant","subject"};
 const struct fhir_restype fhir_rt_RequestGroup = {"RequestGroup",&T_RequestGroup,20,SP_RequestGroup,2,CP_RequestGroup};
-static const struct fhir_searchparam SP_ResearchDefinition[28];
 static const struct fhir_searchparam SP_ResearchDefinition[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15960,7 +15844,6 @@ static const struct fhir_searchparam SP_ResearchDefinition[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/ResearchDefinition-version","ResearchDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ResearchDefinition = {"ResearchDefinition",&T_ResearchDefinition,28,SP_ResearchDefinition,0,NULL};
-static const struct fhir_searchparam SP_ResearchElementDefinition[28];
 static const struct fhir_searchparam SP_ResearchElementDefinition[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -15992,7 +15875,6 @@ static const struct fhir_searchparam SP_ResearchElementDefinition[28] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-version","ResearchElementDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ResearchElementDefinition = {"ResearchElementDefinition",&T_ResearchElementDefinition,28,SP_ResearchElementDefinition,0,NULL};
-static const struct fhir_searchparam SP_ResearchStudy[19];
 static const struct fhir_searchparam SP_ResearchStudy[19] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16015,7 +15897,6 @@ static const struct fhir_searchparam SP_ResearchStudy[19] = {
 	{"title",SP_STRING,"http://hl7.org/fhir/SearchParameter/ResearchStudy-title","ResearchStudy.title",1,PP27,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ResearchStudy = {"ResearchStudy",&T_ResearchStudy,19,SP_ResearchStudy,0,NULL};
-static const struct fhir_searchparam SP_ResearchSubject[12];
 static const struct fhir_searchparam SP_ResearchSubject[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16032,7 +15913,6 @@ static const struct fhir_searchparam SP_ResearchSubject[12] = {
 };
 static const char *const CP_ResearchSubject[] = {"individual"};
 const struct fhir_restype fhir_rt_ResearchSubject = {"ResearchSubject",&T_ResearchSubject,12,SP_ResearchSubject,1,CP_ResearchSubject};
-static const struct fhir_searchparam SP_RiskAssessment[16];
 static const struct fhir_searchparam SP_RiskAssessment[16] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16053,7 +15933,6 @@ static const struct fhir_searchparam SP_RiskAssessment[16] = {
 };
 static const char *const CP_RiskAssessment[] = {"subject"};
 const struct fhir_restype fhir_rt_RiskAssessment = {"RiskAssessment",&T_RiskAssessment,16,SP_RiskAssessment,1,CP_RiskAssessment};
-static const struct fhir_searchparam SP_RiskEvidenceSynthesis[22];
 static const struct fhir_searchparam SP_RiskEvidenceSynthesis[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16079,7 +15958,6 @@ static const struct fhir_searchparam SP_RiskEvidenceSynthesis[22] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-version","RiskEvidenceSynthesis.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_RiskEvidenceSynthesis = {"RiskEvidenceSynthesis",&T_RiskEvidenceSynthesis,22,SP_RiskEvidenceSynthesis,0,NULL};
-static const struct fhir_searchparam SP_Schedule[13];
 static const struct fhir_searchparam SP_Schedule[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16097,7 +15975,6 @@ static const struct fhir_searchparam SP_Schedule[13] = {
 };
 static const char *const CP_Schedule[] = {"actor"};
 const struct fhir_restype fhir_rt_Schedule = {"Schedule",&T_Schedule,13,SP_Schedule,1,CP_Schedule};
-static const struct fhir_searchparam SP_SearchParameter[25];
 static const struct fhir_searchparam SP_SearchParameter[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16126,7 +16003,6 @@ static const struct fhir_searchparam SP_SearchParameter[25] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","SearchParameter.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SearchParameter = {"SearchParameter",&T_SearchParameter,25,SP_SearchParameter,0,NULL};
-static const struct fhir_searchparam SP_ServiceRequest[28];
 static const struct fhir_searchparam SP_ServiceRequest[28] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16159,7 +16035,6 @@ static const struct fhir_searchparam SP_ServiceRequest[28] = {
 };
 static const char *const CP_ServiceRequest[] = {"performer","subject"};
 const struct fhir_restype fhir_rt_ServiceRequest = {"ServiceRequest",&T_ServiceRequest,28,SP_ServiceRequest,2,CP_ServiceRequest};
-static const struct fhir_searchparam SP_Slot[14];
 static const struct fhir_searchparam SP_Slot[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16177,7 +16052,6 @@ static const struct fhir_searchparam SP_Slot[14] = {
 	{"status",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Slot-status","Slot.status",1,PP11,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Slot = {"Slot",&T_Slot,14,SP_Slot,0,NULL};
-static const struct fhir_searchparam SP_Specimen[18];
 static const struct fhir_searchparam SP_Specimen[18] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16200,7 +16074,6 @@ static const struct fhir_searchparam SP_Specimen[18] = {
 };
 static const char *const CP_Specimen[] = {"subject"};
 const struct fhir_restype fhir_rt_Specimen = {"Specimen",&T_Specimen,18,SP_Specimen,1,CP_Specimen};
-static const struct fhir_searchparam SP_SpecimenDefinition[9];
 static const struct fhir_searchparam SP_SpecimenDefinition[9] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16213,7 +16086,6 @@ static const struct fhir_searchparam SP_SpecimenDefinition[9] = {
 	{"type",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/SpecimenDefinition-type","SpecimenDefinition.typeCollected",1,PP497,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SpecimenDefinition = {"SpecimenDefinition",&T_SpecimenDefinition,9,SP_SpecimenDefinition,0,NULL};
-static const struct fhir_searchparam SP_StructureDefinition[32];
 static const struct fhir_searchparam SP_StructureDefinition[32] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16249,7 +16121,6 @@ static const struct fhir_searchparam SP_StructureDefinition[32] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","StructureDefinition.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_StructureDefinition = {"StructureDefinition",&T_StructureDefinition,32,SP_StructureDefinition,0,NULL};
-static const struct fhir_searchparam SP_StructureMap[21];
 static const struct fhir_searchparam SP_StructureMap[21] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16274,7 +16145,6 @@ static const struct fhir_searchparam SP_StructureMap[21] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","StructureMap.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_StructureMap = {"StructureMap",&T_StructureMap,21,SP_StructureMap,0,NULL};
-static const struct fhir_searchparam SP_Subscription[12];
 static const struct fhir_searchparam SP_Subscription[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16290,7 +16160,6 @@ static const struct fhir_searchparam SP_Subscription[12] = {
 	{"url",SP_URI,"http://hl7.org/fhir/SearchParameter/Subscription-url","Subscription.channel.endpoint",1,PP509,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_Subscription = {"Subscription",&T_Subscription,12,SP_Subscription,0,NULL};
-static const struct fhir_searchparam SP_SubscriptionStatus[6];
 static const struct fhir_searchparam SP_SubscriptionStatus[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16300,7 +16169,6 @@ static const struct fhir_searchparam SP_SubscriptionStatus[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubscriptionStatus = {"SubscriptionStatus",&T_SubscriptionStatus,6,SP_SubscriptionStatus,0,NULL};
-static const struct fhir_searchparam SP_Substance[14];
 static const struct fhir_searchparam SP_Substance[14] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16318,7 +16186,6 @@ static const struct fhir_searchparam SP_Substance[14] = {
 	{"substance-reference",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/Substance-substance-reference","(Substance.ingredient.substance as Reference)",1,PP514,1,TG95,true,NULL},
 };
 const struct fhir_restype fhir_rt_Substance = {"Substance",&T_Substance,14,SP_Substance,0,NULL};
-static const struct fhir_searchparam SP_SubstanceNucleicAcid[6];
 static const struct fhir_searchparam SP_SubstanceNucleicAcid[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16328,7 +16195,6 @@ static const struct fhir_searchparam SP_SubstanceNucleicAcid[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstanceNucleicAcid = {"SubstanceNucleicAcid",&T_SubstanceNucleicAcid,6,SP_SubstanceNucleicAcid,0,NULL};
-static const struct fhir_searchparam SP_SubstancePolymer[6];
 static const struct fhir_searchparam SP_SubstancePolymer[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16338,7 +16204,6 @@ static const struct fhir_searchparam SP_SubstancePolymer[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstancePolymer = {"SubstancePolymer",&T_SubstancePolymer,6,SP_SubstancePolymer,0,NULL};
-static const struct fhir_searchparam SP_SubstanceProtein[6];
 static const struct fhir_searchparam SP_SubstanceProtein[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16348,7 +16213,6 @@ static const struct fhir_searchparam SP_SubstanceProtein[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstanceProtein = {"SubstanceProtein",&T_SubstanceProtein,6,SP_SubstanceProtein,0,NULL};
-static const struct fhir_searchparam SP_SubstanceReferenceInformation[6];
 static const struct fhir_searchparam SP_SubstanceReferenceInformation[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16358,7 +16222,6 @@ static const struct fhir_searchparam SP_SubstanceReferenceInformation[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstanceReferenceInformation = {"SubstanceReferenceInformation",&T_SubstanceReferenceInformation,6,SP_SubstanceReferenceInformation,0,NULL};
-static const struct fhir_searchparam SP_SubstanceSourceMaterial[6];
 static const struct fhir_searchparam SP_SubstanceSourceMaterial[6] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16368,7 +16231,6 @@ static const struct fhir_searchparam SP_SubstanceSourceMaterial[6] = {
 	{"_tag",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-tag","Resource.meta.tag",1,PP5,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstanceSourceMaterial = {"SubstanceSourceMaterial",&T_SubstanceSourceMaterial,6,SP_SubstanceSourceMaterial,0,NULL};
-static const struct fhir_searchparam SP_SubstanceSpecification[7];
 static const struct fhir_searchparam SP_SubstanceSpecification[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16379,7 +16241,6 @@ static const struct fhir_searchparam SP_SubstanceSpecification[7] = {
 	{"code",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/SubstanceSpecification-code","SubstanceSpecification.code.code",1,PP515,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_SubstanceSpecification = {"SubstanceSpecification",&T_SubstanceSpecification,7,SP_SubstanceSpecification,0,NULL};
-static const struct fhir_searchparam SP_SupplyDelivery[11];
 static const struct fhir_searchparam SP_SupplyDelivery[11] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16395,7 +16256,6 @@ static const struct fhir_searchparam SP_SupplyDelivery[11] = {
 };
 static const char *const CP_SupplyDelivery[] = {"patient"};
 const struct fhir_restype fhir_rt_SupplyDelivery = {"SupplyDelivery",&T_SupplyDelivery,11,SP_SupplyDelivery,1,CP_SupplyDelivery};
-static const struct fhir_searchparam SP_SupplyRequest[13];
 static const struct fhir_searchparam SP_SupplyRequest[13] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16413,7 +16273,6 @@ static const struct fhir_searchparam SP_SupplyRequest[13] = {
 };
 static const char *const CP_SupplyRequest[] = {"subject"};
 const struct fhir_restype fhir_rt_SupplyRequest = {"SupplyRequest",&T_SupplyRequest,13,SP_SupplyRequest,1,CP_SupplyRequest};
-static const struct fhir_searchparam SP_Task[25];
 static const struct fhir_searchparam SP_Task[25] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16443,7 +16302,6 @@ static const struct fhir_searchparam SP_Task[25] = {
 };
 static const char *const CP_Task[] = {"focus","patient"};
 const struct fhir_restype fhir_rt_Task = {"Task",&T_Task,25,SP_Task,2,CP_Task};
-static const struct fhir_searchparam SP_TerminologyCapabilities[20];
 static const struct fhir_searchparam SP_TerminologyCapabilities[20] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16467,7 +16325,6 @@ static const struct fhir_searchparam SP_TerminologyCapabilities[20] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","TerminologyCapabilities.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_TerminologyCapabilities = {"TerminologyCapabilities",&T_TerminologyCapabilities,20,SP_TerminologyCapabilities,0,NULL};
-static const struct fhir_searchparam SP_TestReport[12];
 static const struct fhir_searchparam SP_TestReport[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16483,7 +16340,6 @@ static const struct fhir_searchparam SP_TestReport[12] = {
 	{"testscript",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/TestReport-testscript","TestReport.testScript",1,PP525,1,TG123,true,NULL},
 };
 const struct fhir_restype fhir_rt_TestReport = {"TestReport",&T_TestReport,12,SP_TestReport,0,NULL};
-static const struct fhir_searchparam SP_TestScript[22];
 static const struct fhir_searchparam SP_TestScript[22] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16509,7 +16365,6 @@ static const struct fhir_searchparam SP_TestScript[22] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/TestScript-version","TestScript.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_TestScript = {"TestScript",&T_TestScript,22,SP_TestScript,0,NULL};
-static const struct fhir_searchparam SP_ValueSet[24];
 static const struct fhir_searchparam SP_ValueSet[24] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16537,7 +16392,6 @@ static const struct fhir_searchparam SP_ValueSet[24] = {
 	{"version",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/conformance-version","ValueSet.version",1,PP30,0,NULL,true,NULL},
 };
 const struct fhir_restype fhir_rt_ValueSet = {"ValueSet",&T_ValueSet,24,SP_ValueSet,0,NULL};
-static const struct fhir_searchparam SP_VerificationResult[7];
 static const struct fhir_searchparam SP_VerificationResult[7] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
@@ -16548,7 +16402,6 @@ static const struct fhir_searchparam SP_VerificationResult[7] = {
 	{"target",SP_REFERENCE,"http://hl7.org/fhir/SearchParameter/VerificationResult-target","VerificationResult.target",1,PP468,145,TG3,true,NULL},
 };
 const struct fhir_restype fhir_rt_VerificationResult = {"VerificationResult",&T_VerificationResult,7,SP_VerificationResult,0,NULL};
-static const struct fhir_searchparam SP_VisionPrescription[12];
 static const struct fhir_searchparam SP_VisionPrescription[12] = {
 	{"_id",SP_TOKEN,"http://hl7.org/fhir/SearchParameter/Resource-id","Resource.id",1,PP0,0,NULL,true,NULL},
 	{"_lastUpdated",SP_DATE,"http://hl7.org/fhir/SearchParameter/Resource-lastUpdated","Resource.meta.lastUpdated",1,PP1,0,NULL,true,NULL},
