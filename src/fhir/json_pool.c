@@ -60,7 +60,6 @@ struct hdr {
 };
 
 static _Thread_local struct json_pool *current;
-static bool installed;
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_block *cache;
@@ -94,21 +93,27 @@ block_get(void)
 static void
 pool_release(struct json_pool *p)
 {
-	struct pool_block *b = p->head, *next;
+	struct pool_block *b = p->head, *next, *spare = NULL;
+	size_t n = 0;
 
-	for (; b; b = next) {
+	pthread_mutex_lock(&cache_mu);
+	for (; b; b = next, n++) {
 		next = b->next;
-		atomic_fetch_sub_explicit(&blocks_held, 1, memory_order_relaxed);
 		POISON(b->data, POOL_BLOCK);
-		pthread_mutex_lock(&cache_mu);
 		if (ncache < POOL_CACHE_MAX) {
 			b->next = cache;
 			cache = b;
 			ncache++;
-			b = NULL;
+		} else {
+			b->next = spare;
+			spare = b;
 		}
-		pthread_mutex_unlock(&cache_mu);
-		free(b);
+	}
+	pthread_mutex_unlock(&cache_mu);
+	atomic_fetch_sub_explicit(&blocks_held, n, memory_order_relaxed);
+	for (; spare; spare = next) {
+		next = spare->next;
+		free(spare);
 	}
 	free(p);
 }
@@ -147,7 +152,7 @@ cw_json_malloc(size_t n)
 	struct json_pool *p = current;
 	struct hdr *h;
 
-	if (n > SIZE_MAX - sizeof(*h) - 32)
+	if (n > SIZE_MAX - sizeof(*h))
 		return NULL;
 	if (p && n <= POOL_BIG && (h = pool_bump(p, sizeof(*h) + n))) {
 		h->pool = p;
@@ -175,12 +180,12 @@ cw_json_free(void *ptr)
 }
 
 /* Before main, so that no jansson value is ever freed by the other
- * allocator than the one that made it. */
+ * allocator than the one that made it. Any program with fhir_pool_begin
+ * has this file, so a pool never starts under jansson's own allocator. */
 __attribute__((constructor)) static void
 install(void)
 {
 	json_set_alloc_funcs(cw_json_malloc, cw_json_free);
-	installed = true;
 }
 
 struct json_pool *
@@ -188,7 +193,7 @@ fhir_pool_begin(void)
 {
 	struct json_pool *p;
 
-	if (!installed || current || !(p = calloc(1, sizeof(*p))))
+	if (current || !(p = calloc(1, sizeof(*p))))
 		return NULL;
 	atomic_init(&p->live, OWNER_BIAS);
 	current = p;
