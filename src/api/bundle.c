@@ -905,14 +905,13 @@ pipe_start(struct bctx *b, struct store_tx *tx)
 		b->e[i].piped = pipe_takes(&b->e[i]);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if (pthread_create(&p->th, NULL, pipe_main, p)) {
+	if (thread_start(&p->th, pipe_main, p, "cw-tx-helper")) {
 		pthread_cond_destroy(&p->cv);
 		pthread_mutex_destroy(&p->mu);
 		for (size_t i = 0; i < b->n; i++)
 			b->e[i].piped = false;
 		return check_now(b);
 	}
-	pthread_setname_np(p->th, "cw-tx-helper");
 	b->pipe = p;
 	return CW_OK;
 }

@@ -500,9 +500,8 @@ audit_new(struct store *s, const struct audit_options *opt)
 	pthread_mutex_init(&au->mu, NULL);
 	pthread_cond_init(&au->wake, NULL);
 	pthread_cond_init(&au->room, NULL);
-	if (pthread_create(&au->th, NULL, flusher, au))
+	if (thread_start(&au->th, flusher, au, "cw-audit"))
 		goto out_sync;
-	pthread_setname_np(au->th, "cw-audit");
 	return au;
 
 out_sync:

@@ -3,10 +3,11 @@
  * Error codes, spans, the request arena, the growing string buffer with a hard
  * cap, diagnostics (the client-safe issues that become an OperationOutcome and
  * the PHI-free detail that goes to the log), FHIR time values as UTC ranges,
- * time-ordered ids and logging. libc only. */
+ * time-ordered ids, named threads and logging. libc only. */
 #ifndef CW_BASE_H
 #define CW_BASE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -230,6 +231,12 @@ void id_new(char out[ID_LEN + 1]);
 bool id_is_valid(const char *s, size_t n);
 /* Fills buf with n cryptographically random bytes (getrandom). */
 void id_random_bytes(void *buf, size_t n);
+
+/* ---- threads --------------------------------------------------------- */
+
+/* pthread_create with default attributes, then the thread's name (at most
+ * 15 characters, as top -H shows it). pthread_create's result. */
+int thread_start(pthread_t *th, void *(*fn)(void *), void *arg, const char *name);
 
 /* ---- logging --------------------------------------------------------- */
 

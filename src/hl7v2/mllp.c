@@ -1065,19 +1065,17 @@ mllp_start(const struct mllp_options *opt, mllp_handler *fn, void *ctx,
 	if (listen_on(l, o.bind, o.port, d) != CW_OK)
 		goto out_free;
 	for (unsigned i = 0; i < o.workers; i++) {
-		if (pthread_create(&l->workers[i], NULL, worker_main, l) != 0) {
+		if (thread_start(&l->workers[i], worker_main, l, "cw-mllp-worker") != 0) {
 			diag_err(d, CW_ENOMEM, "exception", NULL,
 				 "cannot start %u worker threads", o.workers);
 			goto out_free;
 		}
-		pthread_setname_np(l->workers[i], "cw-mllp-worker");
 		l->nworkers++;
 	}
-	if (pthread_create(&l->io, NULL, io_main, l) != 0) {
+	if (thread_start(&l->io, io_main, l, "cw-mllp-io") != 0) {
 		diag_err(d, CW_ENOMEM, "exception", NULL, "cannot start the I/O thread");
 		goto out_free;
 	}
-	pthread_setname_np(l->io, "cw-mllp-io");
 	l->io_started = true;
 	log_info("mllp: listening on %s port %u%s", o.bind, l->port,
 		 l->tls ? " (TLS)" : "");

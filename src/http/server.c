@@ -981,9 +981,8 @@ workers_start(struct http_server *srv, unsigned n)
 	if (!srv->workers)
 		return CW_ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0)
+		if (thread_start(&srv->workers[i], worker_main, srv, "cw-http-worker") != 0)
 			return CW_EIO;
-		pthread_setname_np(srv->workers[i], "cw-http-worker");
 		srv->nworkers++;
 	}
 	return CW_OK;

@@ -450,9 +450,8 @@ notify_start(struct notify *n, const struct notify_hooks *hooks)
 	if (!hooks->may_send || !hooks->sent || !hooks->set_status)
 		return CW_EINTERNAL;
 	n->hooks = *hooks;
-	if (pthread_create(&n->th, NULL, deliver_main, n))
+	if (thread_start(&n->th, deliver_main, n, "cw-notify"))
 		return CW_ENOMEM;
-	pthread_setname_np(n->th, "cw-notify");
 	n->started = true;
 	return CW_OK;
 }

@@ -1140,10 +1140,9 @@ ckpt_start(struct store *s, struct diag *d)
 	s->cconn = conn_open(s, CONN_CKPT, d);
 	if (!s->cconn)
 		return CW_EIO;
-	if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0)
+	if (thread_start(&s->ckpt, ckpt_main, s, "cw-checkpoint") != 0)
 		return diag_err(d, CW_EINTERNAL, "exception", NULL,
 				"the checkpointer thread cannot start");
-	pthread_setname_np(s->ckpt, "cw-checkpoint");
 	s->has_ckpt = true;
 	sqlite3_wal_hook(s->wconn->db, wal_hook, s);
 	return CW_OK;
@@ -1297,12 +1296,11 @@ store_open(const char *path, const struct store_options *opt,
 	}
 	if (ckpt_start(s, d) != CW_OK)
 		goto out_free;
-	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+	if (thread_start(&s->writer, writer_main, s, "cw-writer") != 0) {
 		diag_err(d, CW_EINTERNAL, "exception", NULL,
 			 "the writer thread cannot start");
 		goto out_free;
 	}
-	pthread_setname_np(s->writer, "cw-writer");
 	s->has_writer = true;
 	return s;
 
