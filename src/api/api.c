@@ -730,6 +730,8 @@ api_new(struct store *s, const struct api_options *opt)
 		return NULL;
 	}
 	fhir_set_base_url(api->base);
+	/* one is enough: transactions run on the store's one writer */
+	api->tx_helper = runner_new("cw-tx-helper");
 	return api;
 }
 
@@ -739,6 +741,7 @@ api_free(struct api *api)
 	fhir_set_base_url(NULL);
 	if (!api)
 		return;
+	runner_free(api->tx_helper);
 	free(api->base);
 	free(api->capability);
 	free(api);

@@ -62,6 +62,8 @@ struct api {
 	struct coord *coord;   /* the write path's rules (borrowed); NULL: none */
 	struct notify *notify; /* Subscriptions (borrowed); NULL: none */
 	bool rules_report_only; /* api_options.rules_report_only */
+	struct runner *tx_helper; /* a big transaction's helper (bundle.c);
+				     NULL: the writer does all */
 };
 
 enum api_return { RET_REPRESENTATION, RET_MINIMAL, RET_OUTCOME };

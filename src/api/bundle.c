@@ -733,7 +733,6 @@ patch_entry(struct bctx *b, struct store_tx *tx, struct bentry *e)
 
 struct pipe {
 	struct bctx *b;
-	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct arena *a;          /* the helper's: the creates made ready */
@@ -905,7 +904,7 @@ pipe_start(struct bctx *b, struct store_tx *tx)
 		b->e[i].piped = pipe_takes(&b->e[i]);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if (thread_start(&p->th, pipe_main, p, "cw-tx-helper")) {
+	if (runner_start(b->api->tx_helper, pipe_main, p)) {
 		pthread_cond_destroy(&p->cv);
 		pthread_mutex_destroy(&p->mu);
 		for (size_t i = 0; i < b->n; i++)
@@ -965,7 +964,7 @@ pipe_end(struct bctx *b)
 	p->stop = true;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	pthread_join(p->th, NULL);
+	runner_wait(b->api->tx_helper);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	b->pipe = NULL;

@@ -238,6 +238,19 @@ void id_random_bytes(void *buf, size_t n);
  * 15 characters, as top -H shows it). pthread_create's result. */
 int thread_start(pthread_t *th, void *(*fn)(void *), void *arg, const char *name);
 
+/* A runner: one named thread that runs jobs handed to it, one at a time,
+ * and is kept between them (its memory stays resident). NULL if no thread
+ * can be had. */
+struct runner;
+struct runner *runner_new(const char *name);
+/* Hands fn(arg) to r; 0, or -1 when r is NULL, busy or stopping (the
+ * caller does the work itself). */
+int runner_start(struct runner *r, void *(*fn)(void *), void *arg);
+/* Waits until the job handed to r has returned. */
+void runner_wait(struct runner *r);
+/* Waits for a job in hand, then ends the thread. NULL: nothing. */
+void runner_free(struct runner *r);
+
 /* ---- logging --------------------------------------------------------- */
 
 /* One line per event to stderr: time, level, message. Never pass PHI:

@@ -1,4 +1,5 @@
-/* Unit tests for base/arena.c, base/sbuf.c, base/diag.c and base/id.c. */
+/* Unit tests for base/arena.c, base/sbuf.c, base/diag.c, base/thread.c and
+ * base/id.c. */
 #include "unit.h"
 
 static int cleanup_calls;
@@ -152,6 +153,60 @@ diag_counts_and_caps(void **state)
 	arena_free(a);
 }
 
+/* A runner runs each job handed to it on its own (named) thread, refuses
+ * a second while one is in hand, and waits for a job in hand when freed. */
+struct runner_job {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool go;      /* the test lets the job finish */
+	int runs;
+	char name[16];
+};
+
+static void *
+runner_job_main(void *arg)
+{
+	struct runner_job *j = arg;
+
+	pthread_getname_np(pthread_self(), j->name, sizeof(j->name));
+	pthread_mutex_lock(&j->mu);
+	while (!j->go)
+		pthread_cond_wait(&j->cv, &j->mu);
+	j->runs++;
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+static void
+runner_runs_one_job_at_a_time(void **state)
+{
+	struct runner *r = runner_new("cw-test-runner");
+	struct runner_job j = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			       .cv = PTHREAD_COND_INITIALIZER};
+
+	assert_non_null(r);
+	assert_int_equal(runner_start(NULL, runner_job_main, &j), -1);
+	assert_int_equal(runner_start(r, runner_job_main, &j), 0);
+	assert_int_equal(runner_start(r, runner_job_main, &j), -1); /* busy */
+	pthread_mutex_lock(&j.mu);
+	j.go = true;
+	pthread_cond_broadcast(&j.cv);
+	pthread_mutex_unlock(&j.mu);
+	runner_wait(r);
+	assert_int_equal(j.runs, 1);
+	assert_string_equal(j.name, "cw-test-runner");
+	runner_wait(r); /* nothing in hand: returns */
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(runner_start(r, runner_job_main, &j), 0);
+		runner_wait(r);
+	}
+	assert_int_equal(j.runs, 51);
+	assert_int_equal(runner_start(r, runner_job_main, &j), 0);
+	runner_free(r); /* the job in hand runs before the thread ends */
+	assert_int_equal(j.runs, 52);
+	runner_free(NULL);
+}
+
 static void
 ids_are_uuidv7_and_ordered(void **state)
 {
@@ -181,6 +236,7 @@ main(void)
 		cmocka_unit_test(sbuf_appends_and_caps),
 		cmocka_unit_test(sbuf_escapes_json),
 		cmocka_unit_test(diag_counts_and_caps),
+		cmocka_unit_test(runner_runs_one_job_at_a_time),
 		cmocka_unit_test(ids_are_uuidv7_and_ordered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
