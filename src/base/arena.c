@@ -26,15 +26,6 @@
 #define ARENA_DEFAULT_MAX ((size_t)256 << 20)
 #define BLOCK_CACHE_MAX 4096 /* standard blocks kept: 64 MiB */
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 struct arena_block {
 	struct arena_block *next;
 	size_t size; /* usable bytes after the header */
@@ -57,45 +48,63 @@ struct arena {
 	size_t given; /* bytes handed out */
 };
 
-static struct {
-	pthread_mutex_t mu;
-	struct arena_block *head;
-	size_t n;
-} block_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+void *
+block_cache_get(struct block_cache *c)
+{
+	void **b;
+
+	pthread_mutex_lock(&c->mu);
+	b = c->head;
+	if (b) {
+		c->head = *b;
+		c->n--;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return b;
+}
+
+bool
+block_cache_put(struct block_cache *c, void *b)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->n < c->max) {
+		*(void **)b = c->head;
+		c->head = b;
+		c->n++;
+		kept = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return kept;
+}
+
+static struct block_cache blocks = BLOCK_CACHE_INIT(BLOCK_CACHE_MAX);
 
 /* A standard block: from the cache, else malloc. */
 static struct arena_block *
 block_get(void)
 {
-	struct arena_block *b;
+	struct arena_block *b = block_cache_get(&blocks);
 
-	pthread_mutex_lock(&block_cache.mu);
-	b = block_cache.head;
-	if (b) {
-		UNPOISON(b->data, ARENA_BLOCK);
-		block_cache.head = b->next;
-		block_cache.n--;
-	}
-	pthread_mutex_unlock(&block_cache.mu);
-	return b ? b : malloc(sizeof(*b) + ARENA_BLOCK);
+	if (!b)
+		return malloc(sizeof(*b) + ARENA_BLOCK);
+	CW_UNPOISON(b->data, ARENA_BLOCK);
+	return b;
 }
 
-/* Gives b back: a standard block to the cache while it has room. */
+/* Gives b back: a standard block to the cache while it has room. Its
+ * data is poisoned there; its header (next) links the cache. */
 static void
 block_put(struct arena_block *b)
 {
 	if (!b)
 		return;
 	if (b->size == ARENA_BLOCK) {
-		pthread_mutex_lock(&block_cache.mu);
-		if (block_cache.n < BLOCK_CACHE_MAX) {
-			b->next = block_cache.head;
-			block_cache.head = b;
-			block_cache.n++;
-			POISON(b->data, ARENA_BLOCK); /* the header links the cache */
-			b = NULL;
-		}
-		pthread_mutex_unlock(&block_cache.mu);
+		CW_POISON(b->data, ARENA_BLOCK);
+		if (block_cache_put(&blocks, b))
+			return;
+		CW_UNPOISON(b->data, ARENA_BLOCK);
 	}
 	free(b);
 }

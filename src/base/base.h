@@ -1,9 +1,10 @@
 /* base/base.h: the small things every careweave module uses.
  *
- * Error codes, spans, the request arena, the growing string buffer with a hard
- * cap, diagnostics (the client-safe issues that become an OperationOutcome and
- * the PHI-free detail that goes to the log), FHIR time values as UTC ranges,
- * time-ordered ids, named threads and logging. libc only. */
+ * Error codes, spans, the request arena and caches of freed blocks, the
+ * growing string buffer with a hard cap, diagnostics (the client-safe issues
+ * that become an OperationOutcome and the PHI-free detail that goes to the
+ * log), FHIR time values as UTC ranges, time-ordered ids, named threads and
+ * logging. libc only. */
 #ifndef CW_BASE_H
 #define CW_BASE_H
 
@@ -111,6 +112,37 @@ struct arena_done *arena_take_done(struct arena *a);
 void arena_done_run(struct arena_done *d);
 /* Bytes handed out so far. */
 size_t arena_used(const struct arena *a);
+
+/* ---- block caches ---------------------------------------------------- */
+
+/* Freed blocks of one kind kept for the next user on any thread (newest
+ * first, at most max), so big requests write into memory that is already
+ * resident instead of growing a malloc arena into new pages. A block's
+ * first bytes must be a pointer the cache may overwrite while it holds it
+ * (its own next link). The arena's 16 KiB blocks and json_pool's 1 MiB
+ * blocks each have one. */
+struct block_cache {
+	pthread_mutex_t mu;
+	void *head;
+	size_t n, max;
+};
+#define BLOCK_CACHE_INIT(max_blocks) \
+	{.mu = PTHREAD_MUTEX_INITIALIZER, .max = (max_blocks)}
+/* A cached block, or NULL when there is none. */
+void *block_cache_get(struct block_cache *c);
+/* Keeps b (true), or false when the cache is full: the caller frees it. */
+bool block_cache_put(struct block_cache *c, void *b);
+
+/* AddressSanitizer's marks for memory a cache or pool holds but has not
+ * handed out: touching it is reported as a use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CW_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define CW_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define CW_POISON(p, n) ((void)(p), (void)(n))
+#define CW_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 /* ---- string buffer --------------------------------------------------- */
 

@@ -17,7 +17,6 @@
  *
  * Under AddressSanitizer every pool byte not handed out, and every block
  * given back, is poisoned, with a redzone after each allocation. */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,13 +24,8 @@
 #include "fhir/fhir_int.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #define REDZONE 16
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
 #define REDZONE 0
 #endif
 
@@ -61,28 +55,20 @@ struct hdr {
 
 static _Thread_local struct json_pool *current;
 
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct pool_block *cache;
-static size_t ncache;
+static struct block_cache cache = BLOCK_CACHE_INIT(POOL_CACHE_MAX);
 static _Atomic size_t blocks_held; /* by pools not yet released */
 
+/* A block with all of its data poisoned (cached blocks are). */
 static struct pool_block *
 block_get(void)
 {
-	struct pool_block *b;
+	struct pool_block *b = block_cache_get(&cache);
 
-	pthread_mutex_lock(&cache_mu);
-	b = cache;
-	if (b) {
-		cache = b->next;
-		ncache--;
-	}
-	pthread_mutex_unlock(&cache_mu);
 	if (!b) {
 		b = malloc(sizeof(*b) + POOL_BLOCK);
 		if (!b)
 			return NULL;
-		POISON(b->data, POOL_BLOCK);
+		CW_POISON(b->data, POOL_BLOCK);
 	}
 	b->next = NULL;
 	b->used = 0;
@@ -93,28 +79,16 @@ block_get(void)
 static void
 pool_release(struct json_pool *p)
 {
-	struct pool_block *b = p->head, *next, *spare = NULL;
+	struct pool_block *b = p->head, *next;
 	size_t n = 0;
 
-	pthread_mutex_lock(&cache_mu);
 	for (; b; b = next, n++) {
 		next = b->next;
-		POISON(b->data, POOL_BLOCK);
-		if (ncache < POOL_CACHE_MAX) {
-			b->next = cache;
-			cache = b;
-			ncache++;
-		} else {
-			b->next = spare;
-			spare = b;
-		}
+		CW_POISON(b->data, POOL_BLOCK);
+		if (!block_cache_put(&cache, b))
+			free(b);
 	}
-	pthread_mutex_unlock(&cache_mu);
 	atomic_fetch_sub_explicit(&blocks_held, n, memory_order_relaxed);
-	for (; spare; spare = next) {
-		next = spare->next;
-		free(spare);
-	}
 	free(p);
 }
 
@@ -142,7 +116,7 @@ pool_bump(struct json_pool *p, size_t n)
 	}
 	at = b->data + b->used;
 	b->used += need + REDZONE;
-	UNPOISON(at, n);
+	CW_UNPOISON(at, n);
 	return at;
 }
 
