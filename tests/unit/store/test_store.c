@@ -603,6 +603,85 @@ test_large_transaction(void **state)
 	free(json);
 }
 
+/* Big transactions back to back leave their checkpoint until they pause
+ * (sqlite.c, CKPT_DEFER_FRAMES): it must still come. After two commits of
+ * over 1,000 WAL frames each (1,200 Patients of 4 KB), the database file
+ * alone, copied without its WAL while the store stays open, holds both
+ * within a few seconds. */
+#define CKPT_TX 1200
+#define CKPT_WAIT_MS 10000
+
+static bool
+copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+	char buf[65536];
+	size_t n;
+	bool ok = in && out;
+
+	while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok = fwrite(buf, 1, n, out) == n;
+	if (in)
+		fclose(in);
+	if (out && fclose(out) != 0)
+		ok = false;
+	return ok;
+}
+
+/* Patients in a copy of the database file alone; -1 if it cannot be read
+ * (a checkpoint was writing it while it was copied). */
+static long
+patients_in_file_alone(struct fx *f)
+{
+	char copy[160], side[176];
+	struct store *s;
+	struct diag d;
+	long n = -1;
+
+	snprintf(copy, sizeof(copy), "%s/alone.db", f->dir);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(side, sizeof(side), "%s%s", copy, (const char *[]){"", "-wal", "-shm"}[i]);
+		unlink(side);
+	}
+	if (!copy_file(f->path, copy))
+		return -1;
+	diag_init(&d, f->a);
+	if (!(s = open_store(copy, true, &d)))
+		return -1;
+	if (store_count(s, "Patient", &n) != CW_OK)
+		n = -1;
+	store_close(s);
+	return n;
+}
+
+static void
+test_big_commits_checkpointed(void **state)
+{
+	struct fx *f = *state;
+	const char **json = calloc(CKPT_TX, sizeof(*json));
+	char note[4001];
+	struct put_ctx c = {.a = f->a, .n = CKPT_TX};
+	long n = -1;
+
+	assert_non_null(json);
+	memset(note, 'x', sizeof(note) - 1);
+	note[sizeof(note) - 1] = '\0';
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < CKPT_TX; i++)
+			json[i] = arena_printf(f->a, "{\"resourceType\":\"Patient\",\"id\":\"ck%d-%zu\","
+					       "\"text\":{\"status\":\"generated\",\"div\":\"<div>%s</div>\"}}",
+					       round, i, note);
+		c.json = json;
+		assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	}
+	for (int waited = 0; waited < CKPT_WAIT_MS && n != 2 * CKPT_TX; waited += 50) {
+		usleep(50 * 1000);
+		n = patients_in_file_alone(f);
+	}
+	assert_int_equal(n, 2 * CKPT_TX);
+	free(json);
+}
+
 /* ---- concurrency ------------------------------------------------------- */
 
 #define RMW_THREADS 16
@@ -1846,6 +1925,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hl7_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notice_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_commits_checkpointed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_token, setup, teardown),
