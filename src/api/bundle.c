@@ -168,6 +168,9 @@ struct bctx {
 	bool audited;             /* the Bundle's record is written (a committed
 				     transaction; a batch's entries record
 				     themselves) */
+	bool answered;            /* tx_ready ran: answer, answer_err */
+	json_t *answer;
+	enum cw_err answer_err;
 	const struct api_bundle_opt *opt; /* the door's agent and hook, or NULL */
 };
 
@@ -1298,11 +1301,42 @@ drop_responses(struct bctx *b)
 
 /* ---- transaction and batch ------------------------------------------------ */
 
+/* The transaction-response, from what the entries did. */
+static enum cw_err
+tx_answer(struct bctx *b, json_t **out)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct bentry *e = &b->e[i];
+
+		if (e->method == BM_GET || e->method == BM_HEAD)
+			e->response = run_internal(b, e);
+		else
+			e->response = write_response(b, e);
+		if (!e->response) {
+			drop_responses(b);
+			return CW_ENOMEM;
+		}
+	}
+	return finish(b, "transaction-response", out);
+}
+
+/* The answer made while the commit syncs (store_write_ready), for a
+ * transaction with no reads: those must see the commit. */
+static void
+tx_ready(void *ctx)
+{
+	struct bctx *b = ctx;
+
+	b->answer_err = tx_answer(b, &b->answer);
+	b->answered = true;
+}
+
 static enum cw_err
 run_transaction(struct bctx *b, json_t *entries, json_t **out)
 {
 	enum cw_err err, first = CW_OK;
 	size_t i, ncreate = 0;
+	bool reads = false;
 
 	/* a big Bundle's creates are checked beside the writer (struct pipe) */
 	for (i = 0; i < b->n; i++) {
@@ -1330,10 +1364,13 @@ run_transaction(struct bctx *b, json_t *entries, json_t **out)
 			 cw_strerror(first));
 		return first;
 	}
-	err = store_write(b->api->store, tx_cb, b);
+	for (i = 0; i < b->n; i++)
+		reads |= b->e[i].method == BM_GET || b->e[i].method == BM_HEAD;
+	err = store_write_ready(b->api->store, tx_cb, reads ? NULL : tx_ready, b);
 	/* committed with its record, or rolled back with it */
 	b->audited = err == CW_OK;
 	if (err) {
+		json_decref(b->answer);
 		if (!diag_has_errors(b->d))
 			diag_err(b->d, err, api_issue_code(err), NULL,
 				 "The transaction failed: %s", cw_strerror(err));
@@ -1341,19 +1378,11 @@ run_transaction(struct bctx *b, json_t *entries, json_t **out)
 			 cw_strerror(err));
 		return err;
 	}
-	for (i = 0; i < b->n; i++) {
-		struct bentry *e = &b->e[i];
-
-		if (e->method == BM_GET || e->method == BM_HEAD)
-			e->response = run_internal(b, e);
-		else
-			e->response = write_response(b, e);
-		if (!e->response) {
-			drop_responses(b);
-			return CW_ENOMEM;
-		}
+	if (b->answered) {
+		*out = b->answer;
+		return b->answer_err;
 	}
-	return finish(b, "transaction-response", out);
+	return tx_answer(b, out);
 }
 
 static enum cw_err

@@ -874,12 +874,29 @@ out_fail:
 
 struct sq_job {
 	store_tx_fn fn;
+	store_ready_fn ready;     /* or NULL */
 	void *ctx;
 	enum cw_err result;
+	bool staged;              /* fn done and kept: ready may run */
 	bool done;
 	pthread_cond_t cv;
 	struct sq_job *next;
 };
+
+/* Tells the callers whose jobs stand that the commit is starting, so
+ * their ready() runs beside it. */
+static void
+stage_ready(struct store *s, struct sq_job **jobs, size_t n)
+{
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i]->ready && jobs[i]->result == CW_OK) {
+			jobs[i]->staged = true;
+			pthread_cond_signal(&jobs[i]->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
 
 /* Runs one group in one transaction. Each job gets its own savepoint so a
  * failing job rolls back alone; the COMMIT is shared. A group of one needs
@@ -937,6 +954,7 @@ run_group(struct store *s, struct sq_job **jobs, size_t n)
 		if (rc != SQLITE_OK && !err)
 			jobs[i]->result = sq_err(c, rc, "release savepoint");
 	}
+	stage_ready(s, jobs, n);
 	rc = sq_exec_fixed(c, SQ_COMMIT);
 	if (rc != SQLITE_OK) {
 		err = sq_err(c, rc, "commit");
@@ -1005,7 +1023,15 @@ writer_main(void *arg)
 enum cw_err
 store_write(struct store *s, store_tx_fn fn, void *ctx)
 {
-	struct sq_job job = {.fn = fn, .ctx = ctx};
+	return store_write_ready(s, fn, NULL, ctx);
+}
+
+enum cw_err
+store_write_ready(struct store *s, store_tx_fn fn, store_ready_fn ready,
+		  void *ctx)
+{
+	struct sq_job job = {.fn = fn, .ready = ready, .ctx = ctx};
+	bool readied = false;
 	enum cw_err err;
 
 	if (!s->has_writer)
@@ -1024,8 +1050,16 @@ store_write(struct store *s, store_tx_fn fn, void *ctx)
 		s->head = &job;
 	s->tail = &job;
 	pthread_cond_signal(&s->cv);
-	while (!job.done)
+	while (!job.done) {
+		if (job.staged && !readied) {
+			readied = true;
+			pthread_mutex_unlock(&s->mu);
+			ready(ctx);
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
 		pthread_cond_wait(&job.cv, &s->mu);
+	}
 	err = job.result;
 	pthread_mutex_unlock(&s->mu);
 	pthread_cond_destroy(&job.cv);

@@ -132,6 +132,18 @@ typedef enum cw_err (*store_tx_fn)(struct store_tx *tx, void *ctx);
  * may be used from fn (the caller is blocked meanwhile). */
 enum cw_err store_write(struct store *s, store_tx_fn fn, void *ctx);
 
+typedef void (*store_ready_fn)(void *ctx);
+
+/* store_write, and once fn has returned CW_OK, ready(ctx) runs on the
+ * calling thread while the commit syncs: the caller prepares its answer
+ * there (a big transaction's commit is a tenth of its time, and mostly a
+ * wait on the disk), and sends it only if this returns CW_OK, since the
+ * commit may still fail. ready must not read the store (what fn wrote is
+ * not visible before the commit) and may use what fn left in ctx: fn has
+ * returned. It does not run if fn failed. */
+enum cw_err store_write_ready(struct store *s, store_tx_fn fn,
+			      store_ready_fn ready, void *ctx);
+
 /* A create made ready off the writer (store_prep_create, on any thread):
  * the stored text and the index and compartment rows, so the writer only
  * inserts them. In the arena store_prep_create was given. */

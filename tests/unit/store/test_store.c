@@ -682,6 +682,50 @@ test_big_commits_checkpointed(void **state)
 	free(json);
 }
 
+/* store_write_ready: ready runs once fn has succeeded, before the call
+ * returns, with what fn left; never when fn fails. */
+struct ready_ctx {
+	struct put_ctx put;
+	int readied;
+	bool put_done_first;
+};
+
+static enum cw_err
+ready_put_fn(struct store_tx *tx, void *arg)
+{
+	return put_fn(tx, &((struct ready_ctx *)arg)->put);
+}
+
+static void
+ready_fn(void *arg)
+{
+	struct ready_ctx *c = arg;
+
+	c->readied++;
+	c->put_done_first = c->put.out.version == 1 && c->put.created;
+}
+
+static void
+test_write_ready(void **state)
+{
+	struct fx *f = *state;
+	const char *json = "{\"resourceType\":\"Patient\",\"id\":\"rd1\"}";
+	struct ready_ctx c = {.put = {.a = f->a, .json = &json, .n = 1}};
+	long n;
+
+	assert_int_equal(store_write_ready(f->s, ready_put_fn, ready_fn, &c), CW_OK);
+	assert_int_equal(c.readied, 1);
+	assert_true(c.put_done_first);
+
+	c = (struct ready_ctx){.put = {.a = f->a, .json = &json, .n = 1,
+				       .fail_with = CW_EINVALID}};
+	json = "{\"resourceType\":\"Patient\",\"id\":\"rd2\"}";
+	assert_int_equal(store_write_ready(f->s, ready_put_fn, ready_fn, &c), CW_EINVALID);
+	assert_int_equal(c.readied, 0);
+	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
+	assert_int_equal(n, 1);
+}
+
 /* ---- concurrency ------------------------------------------------------- */
 
 #define RMW_THREADS 16
@@ -1926,6 +1970,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_notice_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_commits_checkpointed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rmw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional_create_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_token, setup, teardown),
