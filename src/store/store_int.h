@@ -111,6 +111,12 @@ struct store {
 	pthread_cond_t cv;
 	struct sq_job *head, *tail;
 	bool stopping;
+	/* the writer's work while it has no job (sqlite.c, writer_idle):
+	 * the step it is at, the WAL file's descriptor while it grows, and
+	 * (under mu) whether a turn is under way, for a job to interrupt */
+	int idle_step;
+	int prefill_fd;
+	bool idle_turn;
 
 	/* checkpointer: copies the WAL into the database off the commit
 	 * path; everything below ck_mu is guarded by it */
