@@ -1005,9 +1005,9 @@ store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
  *   with those indexes read once into the cache, one index a turn
  *   (warm_sql), until the cache is three quarters full.
  *
- * A job that comes interrupts a warming turn (sqlite3_interrupt: the
- * index is read again at the next idle time) and waits for a prefill turn
- * (1 MiB of writes) at most. */
+ * A job that comes interrupts a warming turn (sqlite3_interrupt: that
+ * index stays partly read) and waits for a prefill turn (1 MiB of writes)
+ * at most. */
 #define PREFILL_STEP_BYTES (1u << 20)
 #define PREFILL_CHUNK (256u << 10)
 enum { IDLE_PREFILL, IDLE_WARM, IDLE_DONE = IDLE_WARM + 6 };
@@ -1073,8 +1073,10 @@ prefill_turn(struct store *s)
 	return false;
 }
 
-/* One turn of warming the writer's cache: the next step (the same one
- * when a job interrupted it), IDLE_DONE when the cache is warm. */
+/* One turn of warming the writer's cache: the next step, IDLE_DONE when
+ * the cache is warm. An index a job interrupted is left partly read: a
+ * store that writes steadily would otherwise start it over between every
+ * two jobs, for ever. */
 static int
 warm_turn(struct store *s, int step)
 {
@@ -1085,10 +1087,8 @@ warm_turn(struct store *s, int step)
 	if ((int64_t)cur >= cache / 4 * 3)
 		return IDLE_DONE;
 	rc = sqlite3_exec(s->wconn->db, warm_sql[step - IDLE_WARM], NULL, NULL, NULL);
-	if (rc == SQLITE_INTERRUPT)
-		return step;
 	/* any other error (an index an old schema lacks) ends the warming */
-	return rc == SQLITE_OK ? step + 1 : IDLE_DONE;
+	return rc == SQLITE_OK || rc == SQLITE_INTERRUPT ? step + 1 : IDLE_DONE;
 }
 
 /* Does one turn of the idle work; false when there is none left. On the
@@ -1101,6 +1101,17 @@ writer_idle(struct store *s)
 	else if (s->idle_step >= IDLE_WARM && s->idle_step < IDLE_DONE)
 		s->idle_step = warm_turn(s, s->idle_step);
 	return s->idle_step < IDLE_DONE;
+}
+
+/* Under s->mu: the writer has a job or is to stop. A warming turn in
+ * progress is interrupted; a stale interrupt is harmless, since SQLite
+ * clears it when the writer's next statement starts with none running. */
+static void
+wake_writer(struct store *s)
+{
+	pthread_cond_signal(&s->cv);
+	if (s->idle_turn)
+		sqlite3_interrupt(s->wconn->db);
 }
 
 static void *
@@ -1185,11 +1196,7 @@ store_write_ready(struct store *s, store_tx_fn fn, store_ready_fn ready,
 	else
 		s->head = &job;
 	s->tail = &job;
-	pthread_cond_signal(&s->cv);
-	/* A stale interrupt is harmless: SQLite clears it when the writer's
-	 * next statement starts with none running. */
-	if (s->idle_turn)
-		sqlite3_interrupt(s->wconn->db);
+	wake_writer(s);
 	while (!job.done) {
 		if (job.staged && !readied) {
 			readied = true;
@@ -1521,7 +1528,7 @@ store_close(struct store *s)
 	if (s->has_writer) {
 		pthread_mutex_lock(&s->mu);
 		s->stopping = true;
-		pthread_cond_signal(&s->cv);
+		wake_writer(s);
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->writer, NULL);
 		ckpt_stop(s);
