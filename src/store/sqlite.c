@@ -1010,15 +1010,19 @@ store_set_group_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
  * at most. */
 #define PREFILL_STEP_BYTES (1u << 20)
 #define PREFILL_CHUNK (256u << 10)
-enum { IDLE_PREFILL, IDLE_WARM, IDLE_DONE = IDLE_WARM + 6 };
-
-static const char *const warm_sql[IDLE_DONE - IDLE_WARM] = {
+static const char *const warm_sql[] = {
 	"SELECT count(*) FROM ix_token INDEXED BY ix_token_v",
 	"SELECT count(*) FROM ix_ref INDEXED BY ix_ref_v",
 	"SELECT count(*) FROM ix_date INDEXED BY ix_date_v",
 	"SELECT count(*) FROM ix_uri INDEXED BY ix_uri_v",
 	"SELECT count(*) FROM ix_quantity INDEXED BY ix_quantity_v",
 	"SELECT count(*) FROM ix_string INDEXED BY ix_string_v",
+};
+/* writer_idle's steps: the prefill, then one per warm_sql entry */
+enum {
+	IDLE_PREFILL,
+	IDLE_WARM,
+	IDLE_DONE = IDLE_WARM + (int)(sizeof(warm_sql) / sizeof(warm_sql[0])),
 };
 
 /* The database size from which the WAL is grown ahead: WAL_KEEP_BYTES.
@@ -1122,7 +1126,6 @@ writer_main(void *arg)
 	void (*hook)(void *ctx);
 	void *hook_ctx;
 	size_t n;
-
 	bool idle_work = true;
 
 	pthread_mutex_lock(&s->mu);
