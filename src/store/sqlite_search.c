@@ -39,6 +39,13 @@ struct bind {
 	double d;
 };
 
+/* The rowids [lo, hi] a search's matches all lie in: the least and
+ * greatest rowid of a driver's rows, counted whole (struct plan). */
+struct rid_span {
+	bool on;
+	int64_t lo, hi;
+};
+
 struct qb {
 	struct arena *a;
 	struct diag *d;
@@ -51,6 +58,8 @@ struct qb {
 	 * inside the driver's subquery so it stays a range on its index */
 	const char *drive_op;
 	int64_t drive_rid;
+	/* the rowid span every match lies in (struct plan), put there too */
+	struct rid_span span;
 };
 
 static void
@@ -157,6 +166,22 @@ qalias(struct qb *q, char prefix)
 	if (!s && !q->err)
 		q->err = CW_ENOMEM;
 	return s ? s : "z";
+}
+
+/* The driver's bounds on its rowids over alias x: the keyset bound and
+ * the span, each written once (the first driver to take them). */
+static void
+drive_bounds(struct qb *q, const char *x)
+{
+	if (q->drive_op) {
+		qf(q, " AND %s.rid%s", x, q->drive_op), qint(q, q->drive_rid);
+		q->drive_op = NULL;
+	}
+	if (q->span.on) {
+		qf(q, " AND %s.rid >= ", x), qint(q, q->span.lo);
+		qf(q, " AND %s.rid <= ", x), qint(q, q->span.hi);
+		q->span.on = false;
+	}
 }
 
 /* Prepares (through the connection's cache) and binds. */
@@ -570,6 +595,7 @@ cond_chain(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 {
 	const struct fhir_restype *crt = p->chain_rt;
 	const char *x, *t, *op = q->drive_op;
+	struct rid_span span = q->span;
 
 	if (!crt)
 		return qb_fail(q, CW_EINVAL, "invalid",
@@ -587,16 +613,16 @@ cond_chain(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	   x, t, t, t);
 	qtext(q, crt->name);
 	qf(q, " AND %s.deleted = 0 AND ", t);
-	/* The keyset bound is on A's rowids, never the chained type's: keep
-	 * the nested driver from taking it. */
+	/* The keyset bound and the span are on A's rowids, never the
+	 * chained type's: keep the nested driver from taking them. */
 	q->drive_op = NULL;
+	q->span.on = false;
 	cond_param(q, p->chain, crt->name, t, drive_score(p->chain) >= DRIVE_MIN);
 	q->drive_op = op;
+	q->span = span;
 	qs(q, ")");
-	if (drive && q->drive_op) {
-		qf(q, " AND %s.rid%s", x, q->drive_op), qint(q, q->drive_rid);
-		q->drive_op = NULL;
-	}
+	if (drive)
+		drive_bounds(q, x);
 	qs(q, ")");
 	return q->err;
 }
@@ -608,6 +634,7 @@ cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	 const char *A)
 {
 	const char *x, *h, *op = q->drive_op;
+	struct rid_span span = q->span;
 
 	if (!p->has_sp || !p->has)
 		return qb_fail(q, CW_EINVAL, "invalid", "_has needs a parameter");
@@ -619,9 +646,11 @@ cond_has(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	qf(q, " AND %s.ref_type = ", x), qtext(q, rtname);
 	qf(q, " AND %s.type = ", h), qtext(q, p->has_rt->name);
 	qf(q, " AND %s.deleted = 0 AND ", h);
-	q->drive_op = NULL; /* the keyset bound is not on h's rowids */
+	q->drive_op = NULL; /* the keyset bound and span are not on h's rowids */
+	q->span.on = false;
 	cond_param(q, p->has, p->has_rt->name, h, drive_score(p->has) >= DRIVE_MIN);
 	q->drive_op = op;
+	q->span = span;
 	qs(q, ")");
 	return q->err;
 }
@@ -705,10 +734,8 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 		qf(q, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND ",
 		   table, x, x, A);
 	rows_where(q, p, rtname, x, !drive || p->mod == MOD_NOT);
-	if (drive && q->drive_op) {
-		qf(q, " AND %s.rid%s", x, q->drive_op), qint(q, q->drive_rid);
-		q->drive_op = NULL;
-	}
+	if (drive)
+		drive_bounds(q, x);
 	qs(q, ")");
 	return q->err;
 }
@@ -734,43 +761,59 @@ pick_driver(const struct fhir_query *fq)
 #define DRIVE_PROBE 2000
 #define PLAN_MAX 128 /* parameters considered as drivers (queries have <= 100) */
 
-/* Runs a bound "SELECT count(*) FROM (... LIMIT n)" and releases q. 0
- * when it fails: a plan is only a guess, the page query reports errors. */
+/* Runs a bound "SELECT count(*)[, min(rid), max(rid)] FROM (... LIMIT n)"
+ * and releases q; with sp, the count's rowid range goes there. 0 when it
+ * fails: a plan is only a guess, the page query reports errors. */
 static long
-count_rows(struct sq_conn *c, struct qb *q)
+count_rows(struct sq_conn *c, struct qb *q, struct rid_span *sp)
 {
 	sqlite3_stmt *st = qb_stmt(q, c);
 	long n = 0;
 
-	if (st && sqlite3_step(st) == SQLITE_ROW)
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
 		n = (long)sqlite3_column_int64(st, 0);
+		if (sp && n > 0) {
+			sp->lo = sqlite3_column_int64(st, 1);
+			sp->hi = sqlite3_column_int64(st, 2);
+		}
+	}
 	sq_done(st);
 	qb_release(q);
 	return n;
 }
 
-/* A candidate driver's index rows, counted up to limit; -1 when they
- * cannot be counted cheaply (a chain). */
+/* A candidate driver's index rows, counted up to limit (inside span when
+ * it is on); -1 when they cannot be counted cheaply (a chain). A count
+ * under limit saw every row, and then their rowid range is in *seen. */
 static long
 driver_rows(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
-	    long drv, long limit)
+	    long drv, long limit, struct rid_span span, struct rid_span *seen)
 {
 	const struct fhir_qparam *p = &fq->params[drv];
 	struct qb q;
+	long n;
 
 	if (p->chain || !param_table(p))
 		return -1;
 	qb_init(&q, a, NULL);
-	qf(&q, "SELECT count(*) FROM (SELECT 1 FROM %s x WHERE ", param_table(p));
+	qf(&q, "SELECT count(*), min(rid), max(rid) FROM (SELECT x.rid AS rid"
+	   " FROM %s x WHERE ", param_table(p));
 	rows_where(&q, p, fq->rt->name, "x", false);
+	q.span = span;
+	drive_bounds(&q, "x");
 	qs(&q, " LIMIT "), qint(&q, limit), qs(&q, ")");
-	return count_rows(c, &q);
+	*seen = (struct rid_span){0};
+	n = count_rows(c, &q, seen);
+	seen->on = n > 0 && n < limit;
+	return n;
 }
 
-/* The patient's compartment rows (all types), counted up to DRIVE_PROBE:
- * a range on the compartment's (patient_id, rid) primary key. */
+/* The patient's compartment rows (all types) inside span when it is on,
+ * counted up to DRIVE_PROBE: a range on the compartment's (patient_id,
+ * rid) primary key. */
 static long
-compartment_rows(struct sq_conn *c, struct arena *a, const char *pid)
+compartment_rows(struct sq_conn *c, struct arena *a, const char *pid,
+		 struct rid_span span)
 {
 	struct qb q;
 
@@ -778,8 +821,10 @@ compartment_rows(struct sq_conn *c, struct arena *a, const char *pid)
 	qs(&q, "SELECT count(*) FROM (SELECT 1 FROM compartment c"
 	       " WHERE c.patient_id = ");
 	qtext(&q, pid);
+	q.span = span;
+	drive_bounds(&q, "c");
 	qs(&q, " LIMIT "), qint(&q, DRIVE_PROBE), qs(&q, ")");
-	return count_rows(c, &q);
+	return count_rows(c, &q, NULL);
 }
 
 /* What drives a page query: one parameter's value index (drv >= 0), the
@@ -789,15 +834,26 @@ struct plan {
 	long drv;
 	bool comp;
 	bool ix; /* r is the driver's own index rows, not res (ix_plan) */
+	/* Every match is one of the counted driver's rows, so its rowid lies
+	 * within theirs: bounding the driver (or the compartment) by that
+	 * span costs nothing, and a later candidate counted inside it is
+	 * counted only where matches can be. A patient's records written
+	 * together (an import, a day's visit) lie close, and a code over
+	 * every patient then has a row or two in the span where it had
+	 * thousands: one range seek instead of a seek per row of the
+	 * patient's. Records spread over years make a wide span, and a
+	 * bound that prunes nothing. */
+	struct rid_span span;
 };
 
 /* A driver is materialized whole before the page is cut from it: worth it
  * for a patient's rows, not for status=final over every Observation. Every
  * parameter that may drive is probed: its index rows counted up to the
  * fewest found so far (at most DRIVE_PROBE), best-scored first, so after
- * the first probe the others stop early. The one with the fewest rows
- * drives; when every count reaches DRIVE_PROBE, walking the type in rowid
- * order and probing each parameter finds a page sooner (a chain, which
+ * the first probe the others stop early (and count only inside the span
+ * of the fewest rows so far). The one with the fewest rows drives; when
+ * every count reaches DRIVE_PROBE, walking the type in rowid order and
+ * probing each parameter finds a page sooner (a chain, which
  * cannot be counted, drives only when it is the best-scored parameter and
  * nothing counted is under the limit). In a compartment search the smaller
  * of the driver's rows and the patient's compartment drives; the
@@ -809,11 +865,13 @@ plan_search(struct sq_conn *c, struct arena *a, const struct fhir_query *fq)
 	struct plan pl = {.drv = pick_driver(fq)};
 	long top = pl.drv, best = -1, bestn = DRIVE_PROBE;
 	bool done[PLAN_MAX] = {false};
+	struct rid_span span = {0};
 
 	/* Probe in score order: the likeliest driver first sets the bound. */
 	for (size_t k = 0; k < fq->nparams && k < PLAN_MAX; k++) {
 		long cand = -1, n;
 		int cs = DRIVE_MIN - 1;
+		struct rid_span seen;
 
 		for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
 			int sc = done[i] ? 0 : drive_score(&fq->params[i]);
@@ -826,21 +884,25 @@ plan_search(struct sq_conn *c, struct arena *a, const struct fhir_query *fq)
 		if (cand < 0)
 			break;
 		done[cand] = true;
-		n = driver_rows(c, a, fq, cand, bestn);
+		n = driver_rows(c, a, fq, cand, bestn, span, &seen);
 		if (n >= 0 && n < bestn) {
 			best = cand;
 			bestn = n;
+			if (seen.on)
+				span = seen;
 		}
 		if (bestn == 0)
 			break;
 	}
-	if (best >= 0)
+	if (best >= 0) {
 		pl.drv = best;
-	else if (top >= 0 && !fq->params[top].chain)
+		pl.span = span;
+	} else if (top >= 0 && !fq->params[top].chain) {
 		pl.drv = -1;
+	}
 	if (!fq->compartment_patient)
 		return pl;
-	if (best >= 0 && bestn < compartment_rows(c, a, fq->compartment_patient))
+	if (best >= 0 && bestn < compartment_rows(c, a, fq->compartment_patient, span))
 		return pl;
 	pl.drv = -1;
 	pl.comp = true;
@@ -862,12 +924,10 @@ cond_compartment(struct qb *q, const char *pid, bool drive)
 		qf(q, "EXISTS (SELECT 1 FROM compartment %s WHERE %s.patient_id = ",
 		   c, c);
 	qtext(q, pid);
-	if (!drive) {
+	if (!drive)
 		qf(q, " AND %s.rid = r.rid", c);
-	} else if (q->drive_op) {
-		qf(q, " AND %s.rid%s", c, q->drive_op), qint(q, q->drive_rid);
-		q->drive_op = NULL;
-	}
+	else
+		drive_bounds(q, c);
 	qs(q, ")");
 }
 
@@ -941,8 +1001,10 @@ build_filter(struct qb *q, const struct fhir_query *fq, struct plan pl)
 	 * seek on (type, deleted, rowid), comparing the type's text. */
 	const char *un = pl.drv >= 0 || pl.comp ? "+" : "";
 
+	q->span = pl.span;
 	if (pl.ix) {
 		rows_where(q, &fq->params[pl.drv], fq->rt->name, "r", false);
+		drive_bounds(q, "r");
 	} else {
 		qf(q, "%sr.type = ", un), qtext(q, fq->rt->name);
 		qf(q, " AND %sr.deleted = 0", un);
@@ -1980,7 +2042,7 @@ store_tx_match(struct store_tx *tx, struct arena *a,
 		return CW_ENOMEM;
 	qb_init(&q, a, d);
 	qs(&q, "SELECT r.id FROM res r WHERE ");
-	pl.drv = pick_driver(fq);
+	pl = (struct plan){.drv = pick_driver(fq)};
 	pl.comp = fq->compartment_patient && pl.drv < 0;
 	build_filter(&q, fq, pl);
 	qs(&q, " ORDER BY r.rid LIMIT "), qint(&q, (int64_t)max);

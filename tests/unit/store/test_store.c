@@ -1984,6 +1984,97 @@ test_compartment_search(void **state)
 	sbuf_release(&want);
 }
 
+/* A Condition of patient sp-a: code X, Y or Z. */
+static const char *
+span_condition(struct fx *f, const char *id, const char *pid, const char *code)
+{
+	return arena_printf(f->a,
+		"{\"resourceType\":\"Condition\",\"id\":\"%s\","
+		"\"code\":{\"coding\":[{\"system\":\"urn:s\",\"code\":\"%s\"}]},"
+		"\"subject\":{\"reference\":\"Patient/%s\"}}", id, code, pid);
+}
+
+/* The rowid span of the planner (struct plan): the patient's Conditions
+ * in two bursts (sa-00..09, then sa-10..14 after forty of other
+ * patients'), with code X at both ends of each burst's matches and Z on
+ * a few rows of either side. Every match is found, at the span's edges
+ * too, paging both ways, whether the patient's rows drive (X: more rows
+ * in the span than the patient has), the code's (Z: fewer), or the
+ * compartment (which takes the code's span). */
+static void
+test_search_span(void **state)
+{
+	struct fx *f = *state;
+	const char *json[40];
+	struct put_ctx c = {.a = f->a, .json = json};
+	struct fhir_query q;
+	struct fhir_qvalue *v;
+	struct store_page pg;
+	struct diag d;
+
+	diag_init(&d, f->a);
+	c.n = 0;
+	json[c.n++] = "{\"resourceType\":\"Patient\",\"id\":\"sp-a\"}";
+	json[c.n++] = span_condition(f, "sz-early", "sp-b", "Z");
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	c.n = 0;
+	for (int i = 0; i < 10; i++)
+		json[c.n++] = span_condition(f, arena_printf(f->a, "sa-%02d", i), "sp-a",
+					     i == 0 || i == 9 ? "X" : i == 4 ? "Z" : "Y");
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	c.n = 0;
+	for (int i = 0; i < 40; i++)
+		json[c.n++] = span_condition(f, arena_printf(f->a, "so-%02d", i),
+					     i % 2 ? "sp-b" : "sp-c", i % 10 == 5 ? "Z" : "X");
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+	c.n = 0;
+	for (int i = 10; i < 15; i++)
+		json[c.n++] = span_condition(f, arena_printf(f->a, "sa-%02d", i), "sp-a",
+					     i == 14 ? "X" : i == 12 ? "Z" : "Y");
+	assert_int_equal(store_write(f->s, put_fn, &c), CW_OK);
+
+	q = q_new("Condition");
+	v = q_add(f->a, &q, "patient", MOD_NONE, 1);
+	v->ref_type = "Patient", v->ref_id = "sp-a";
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "urn:s", v->code = "X";
+	assert_string_equal(compartment_walk(f, &q), "sa-00,sa-09,sa-14");
+	q.count = 1;
+	q.total = TOTAL_ACCURATE;
+	q.cursor = NULL;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.total, 3);
+	q.total = TOTAL_NONE;
+	v->code = "Z";
+	assert_string_equal(compartment_walk(f, &q), "sa-04,sa-12");
+	/* Either code: both a patient's and other patients' rows in the span. */
+	q.params[1].values = arena_zalloc(f->a, 2 * sizeof(*v));
+	q.params[1].nvalues = 2;
+	q.params[1].values[0] = (struct fhir_qvalue){.system = "urn:s", .code = "X"};
+	q.params[1].values[1] = (struct fhir_qvalue){.system = "urn:s", .code = "Z"};
+	assert_string_equal(compartment_walk(f, &q), "sa-00,sa-04,sa-09,sa-12,sa-14");
+
+	/* The compartment search: the code counted first gives the span. */
+	q = q_new("Condition");
+	q.compartment_patient = "sp-a";
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "urn:s", v->code = "X";
+	assert_string_equal(compartment_walk(f, &q), "sa-00,sa-09,sa-14");
+	v->code = "Z";
+	assert_string_equal(compartment_walk(f, &q), "sa-04,sa-12");
+	q.summary = SUMMARY_COUNT;
+	assert_int_equal(store_search(f->s, f->a, &q, &pg, &d), CW_OK);
+	assert_int_equal(pg.total, 2);
+
+	/* Another patient's rows lie around sp-a's second burst. */
+	q = q_new("Condition");
+	v = q_add(f->a, &q, "patient", MOD_NONE, 1);
+	v->ref_type = "Patient", v->ref_id = "sp-b";
+	v = q_add(f->a, &q, "code", MOD_NONE, 1);
+	v->system = "urn:s", v->code = "Z";
+	assert_string_equal(compartment_walk(f, &q), "sz-early,so-05,so-15,so-25,so-35");
+}
+
 /* ---- cost -------------------------------------------------------------- */
 
 /* Prints the store's cost per put inside big transactions (not asserted:
@@ -2051,6 +2142,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compartment_search, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_span, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allowed_patients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_cost, setup, teardown),
 	};
