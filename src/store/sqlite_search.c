@@ -846,14 +846,146 @@ struct plan {
 	struct rid_span span;
 };
 
+/* The best-scored parameter not yet probed (done), or -1. */
+static long
+next_candidate(const struct fhir_query *fq, const bool *done)
+{
+	long cand = -1;
+	int cs = DRIVE_MIN - 1;
+
+	for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
+		int sc = done[i] ? 0 : drive_score(&fq->params[i]);
+
+		if (sc > cs) {
+			cs = sc;
+			cand = (long)i;
+		}
+	}
+	return cand;
+}
+
+/* Whether p's rows are one key of its value index, whose rows carry the
+ * rid after the value: one value, every column of the key bound by an
+ * equality. Their least and greatest rowid are then one seek each. */
+static bool
+span_seekable(const struct fhir_qparam *p)
+{
+	const struct fhir_qvalue *v = p->values;
+
+	if (p->chain || p->has_rt || !p->sp || p->nvalues != 1 || !param_table(p))
+		return false;
+	switch (p->sp->type) {
+	case SP_TOKEN:
+		return p->mod == MOD_NONE && v->code && v->system && *v->system;
+	case SP_REFERENCE:
+		if (p->mod == MOD_IDENTIFIER)
+			return v->code && v->system && *v->system;
+		return (p->mod == MOD_NONE || p->mod == MOD_TYPE) && v->ref_id &&
+		       (v->ref_type || p->mod == MOD_TYPE || p->sp->rows_of);
+	case SP_URI:
+		return p->mod == MOD_NONE && (v->raw || v->text);
+	default:
+		return false;
+	}
+}
+
+/* The least and greatest rowid of drv's rows (span_seekable) into *out:
+ * 1, or 0 when it has none, -1 when the statement failed. */
+static int
+seek_span(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
+	  long drv, struct rid_span *out)
+{
+	const struct fhir_qparam *p = &fq->params[drv];
+	sqlite3_stmt *st;
+	struct qb q;
+	int r = -1;
+
+	qb_init(&q, a, NULL);
+	for (int i = 0; i < 2; i++) {
+		qf(&q, "%s(SELECT %s(x.rid) FROM %s x WHERE ", i ? ", " : "SELECT ",
+		   i ? "max" : "min", param_table(p));
+		rows_where(&q, p, fq->rt->name, "x", false);
+		qs(&q, ")");
+	}
+	st = qb_stmt(&q, c);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		r = sqlite3_column_type(st, 0) != SQLITE_NULL;
+		if (r) {
+			out->on = true;
+			out->lo = sqlite3_column_int64(st, 0);
+			out->hi = sqlite3_column_int64(st, 1);
+		}
+	}
+	sq_done(st);
+	qb_release(&q);
+	return r;
+}
+
+/* A driver with this few rows in the span drives at once (quick_driver). */
+#define DRIVE_QUICK 16
+
+/* With the span of the best-scored parameter (top) taken by two seeks, a
+ * parameter with fewer than DRIVE_QUICK rows inside it drives without
+ * top's rows being counted: a patient's Conditions written together and
+ * the one or two rows of a code among them. The driver (its count in
+ * *bestn, the span narrowed to its rows), or -1 when every other
+ * parameter has as many rows in the span: each count cost at most
+ * DRIVE_QUICK index steps, and count_drivers decides. */
+static long
+quick_driver(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
+	     long top, struct rid_span *span, long *bestn)
+{
+	bool done[PLAN_MAX] = {false};
+	struct rid_span seen;
+	long cand, n;
+
+	done[top] = true;
+	while ((cand = next_candidate(fq, done)) >= 0) {
+		done[cand] = true;
+		n = driver_rows(c, a, fq, cand, DRIVE_QUICK, *span, &seen);
+		if (n >= 0 && n < DRIVE_QUICK) {
+			*bestn = n;
+			if (seen.on)
+				*span = seen;
+			return cand;
+		}
+	}
+	return -1;
+}
+
+/* Every parameter that may drive, counted best-scored first up to the
+ * fewest rows found so far (*bestn, at first DRIVE_PROBE), so after the
+ * first count the others stop early, each inside the span of the fewest
+ * so far. The one with the fewest rows, or -1 when none is under
+ * DRIVE_PROBE (or none can be counted). */
+static long
+count_drivers(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
+	      struct rid_span *span, long *bestn)
+{
+	bool done[PLAN_MAX] = {false};
+	struct rid_span seen;
+	long best = -1, cand, n;
+
+	while (*bestn > 0 && (cand = next_candidate(fq, done)) >= 0) {
+		done[cand] = true;
+		n = driver_rows(c, a, fq, cand, *bestn, *span, &seen);
+		if (n >= 0 && n < *bestn) {
+			best = cand;
+			*bestn = n;
+			if (seen.on)
+				*span = seen;
+		}
+	}
+	return best;
+}
+
 /* A driver is materialized whole before the page is cut from it: worth it
- * for a patient's rows, not for status=final over every Observation. Every
- * parameter that may drive is probed: its index rows counted up to the
- * fewest found so far (at most DRIVE_PROBE), best-scored first, so after
- * the first probe the others stop early (and count only inside the span
- * of the fewest rows so far). The one with the fewest rows drives; when
- * every count reaches DRIVE_PROBE, walking the type in rowid order and
- * probing each parameter finds a page sooner (a chain, which
+ * for a patient's rows, not for status=final over every Observation. The
+ * best-scored parameter's span comes first when two seeks give it, and a
+ * parameter with few rows inside it drives (quick_driver); otherwise the
+ * parameters are counted (count_drivers) and the one with the fewest rows
+ * drives. When every count reaches DRIVE_PROBE, walking the type in rowid
+ * order and probing each parameter finds a page sooner (a chain, which
  * cannot be counted, drives only when it is the best-scored parameter and
  * nothing counted is under the limit). In a compartment search the smaller
  * of the driver's rows and the patient's compartment drives; the
@@ -864,36 +996,21 @@ plan_search(struct sq_conn *c, struct arena *a, const struct fhir_query *fq)
 {
 	struct plan pl = {.drv = pick_driver(fq)};
 	long top = pl.drv, best = -1, bestn = DRIVE_PROBE;
-	bool done[PLAN_MAX] = {false};
 	struct rid_span span = {0};
 
-	/* Probe in score order: the likeliest driver first sets the bound. */
-	for (size_t k = 0; k < fq->nparams && k < PLAN_MAX; k++) {
-		long cand = -1, n;
-		int cs = DRIVE_MIN - 1;
-		struct rid_span seen;
-
-		for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
-			int sc = done[i] ? 0 : drive_score(&fq->params[i]);
-
-			if (sc > cs) {
-				cs = sc;
-				cand = (long)i;
-			}
-		}
-		if (cand < 0)
+	if (top >= 0 && span_seekable(&fq->params[top])) {
+		switch (seek_span(c, a, fq, top, &span)) {
+		case 0: /* nothing matches: top drives over no rows */
+			best = top;
+			bestn = 0;
 			break;
-		done[cand] = true;
-		n = driver_rows(c, a, fq, cand, bestn, span, &seen);
-		if (n >= 0 && n < bestn) {
-			best = cand;
-			bestn = n;
-			if (seen.on)
-				span = seen;
-		}
-		if (bestn == 0)
+		case 1:
+			best = quick_driver(c, a, fq, top, &span, &bestn);
 			break;
+		}
 	}
+	if (best < 0)
+		best = count_drivers(c, a, fq, &span, &bestn);
 	if (best >= 0) {
 		pl.drv = best;
 		pl.span = span;
