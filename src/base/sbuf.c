@@ -119,11 +119,28 @@ sbuf_vaddf(struct sbuf *sb, const char *fmt, va_list ap)
 	int n;
 	enum cw_err err;
 
+	if (sb->toobig)
+		return CW_ETOOBIG;
+	/* Straight into the room there is (most appends fit): formatting
+	 * twice, to measure and then to write, was half the cost. */
 	va_copy(cp, ap);
-	n = vsnprintf(NULL, 0, fmt, cp);
+	if (sb->alloc > sb->len)
+		n = vsnprintf(sb->buf + sb->len, sb->alloc - sb->len, fmt, cp);
+	else
+		n = vsnprintf(NULL, 0, fmt, cp);
 	va_end(cp);
-	if (n < 0)
+	if (n < 0) {
+		if (sb->alloc)
+			sb->buf[sb->len] = '\0';
 		return CW_EINVAL;
+	}
+	if (sb->alloc > sb->len && (size_t)n < sb->alloc - sb->len &&
+	    (!sb->max || sb->len + (size_t)n <= sb->max)) {
+		sb->len += (size_t)n;
+		return CW_OK;
+	}
+	if (sb->alloc)
+		sb->buf[sb->len] = '\0'; /* a partial write is not kept */
 	err = sbuf_grow(sb, (size_t)n);
 	if (err)
 		return err;

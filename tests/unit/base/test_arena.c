@@ -119,6 +119,36 @@ sbuf_appends_and_caps(void **state)
 	sbuf_release(&sb);
 }
 
+/* sbuf_addf writes into the room there is, grows when it does not fit,
+ * and at the cap keeps nothing of the append that did not fit. */
+static void
+sbuf_formats_into_room_and_caps(void **state)
+{
+	struct sbuf sb = SBUF_INIT(100);
+	char want[101];
+	size_t n = 0;
+
+	for (int i = 0; i < 30; i++) {
+		assert_int_equal(sbuf_addf(&sb, "%d,", i % 10), CW_OK);
+		n += (size_t)snprintf(want + n, sizeof(want) - n, "%d,", i % 10);
+		assert_int_equal(sb.len, n);
+		assert_string_equal(sb.buf, want);
+	}
+	/* 60 bytes held; 41 more would pass the cap of 100. */
+	assert_int_equal(sbuf_addf(&sb, "%41s", "x"), CW_ETOOBIG);
+	assert_true(sb.toobig);
+	assert_int_equal(sb.len, 60);
+	assert_string_equal(sb.buf, want);
+	assert_int_equal(sbuf_addf(&sb, "%s", "y"), CW_ETOOBIG);
+	assert_string_equal(sb.buf, want);
+	sbuf_reset(&sb);
+	assert_int_equal(sbuf_addf(&sb, "%40s|%s", "a", "b"), CW_OK);
+	assert_int_equal(sb.len, 42);
+	assert_int_equal(sbuf_addf(&sb, "%58s", "c"), CW_OK); /* exactly the cap */
+	assert_int_equal(sb.len, 100);
+	sbuf_release(&sb);
+}
+
 static void
 sbuf_escapes_json(void **state)
 {
@@ -287,6 +317,7 @@ main(void)
 		cmocka_unit_test(arena_done_cleanups_run_once),
 		cmocka_unit_test(arena_realloc_keeps_content),
 		cmocka_unit_test(sbuf_appends_and_caps),
+		cmocka_unit_test(sbuf_formats_into_room_and_caps),
 		cmocka_unit_test(sbuf_escapes_json),
 		cmocka_unit_test(diag_counts_and_caps),
 		cmocka_unit_test(arena_blocks_are_shared_between_threads),
