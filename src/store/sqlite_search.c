@@ -40,7 +40,8 @@ struct bind {
 };
 
 /* The rowids [lo, hi] a search's matches all lie in: the least and
- * greatest rowid of a driver's rows, counted whole (struct plan). */
+ * greatest rowid of one parameter's rows, from two seeks (seek_span) or a
+ * count that saw them all (driver_rows); struct plan. */
 struct rid_span {
 	bool on;
 	int64_t lo, hi;
@@ -864,7 +865,7 @@ struct plan {
 	long drv;
 	bool comp;
 	bool ix; /* r is the driver's own index rows, not res (ix_plan) */
-	/* Every match is one of the counted driver's rows, so its rowid lies
+	/* Every match is one of each parameter's rows, so its rowid lies
 	 * within theirs: bounding the driver (or the compartment) by that
 	 * span costs nothing, and a later candidate counted inside it is
 	 * counted only where matches can be. A patient's records written
