@@ -970,7 +970,8 @@ quick_driver(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 	struct rid_span seen;
 	long cand, n;
 
-	done[top] = true;
+	if (top < PLAN_MAX) /* next_candidate looks no further */
+		done[top] = true;
 	while ((cand = next_candidate(fq, done)) >= 0) {
 		done[cand] = true;
 		n = driver_rows(c, a, fq, cand, DRIVE_QUICK, *span, &seen);
