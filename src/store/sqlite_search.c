@@ -771,26 +771,35 @@ cond_param(struct qb *q, const struct fhir_qparam *p, const char *rtname,
 	return q->err;
 }
 
+#define DRIVE_PROBE 2000
+#define PLAN_MAX 128 /* parameters considered as drivers (queries have <= 100) */
+
+/* The best-scored parameter not yet probed (done), or -1. */
+static long
+next_candidate(const struct fhir_query *fq, const bool *done)
+{
+	long cand = -1;
+	int cs = DRIVE_MIN - 1;
+
+	for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
+		int sc = done[i] ? 0 : drive_score(&fq->params[i]);
+
+		if (sc > cs) {
+			cs = sc;
+			cand = (long)i;
+		}
+	}
+	return cand;
+}
+
 /* The parameter to drive the search from, or -1 for a scan of the type. */
 static long
 pick_driver(const struct fhir_query *fq)
 {
-	long best = -1;
-	int best_score = DRIVE_MIN - 1;
+	static const bool none[PLAN_MAX];
 
-	for (size_t i = 0; i < fq->nparams; i++) {
-		int sc = drive_score(&fq->params[i]);
-
-		if (sc > best_score) {
-			best_score = sc;
-			best = (long)i;
-		}
-	}
-	return best;
+	return next_candidate(fq, none);
 }
-
-#define DRIVE_PROBE 2000
-#define PLAN_MAX 128 /* parameters considered as drivers (queries have <= 100) */
 
 /* Runs a bound "SELECT count(*)[, min(rid), max(rid)] FROM (... LIMIT n)"
  * and releases q; with sp, the count's rowid range goes there. 0 when it
@@ -877,24 +886,6 @@ struct plan {
 	struct rid_span span;
 };
 
-/* The best-scored parameter not yet probed (done), or -1. */
-static long
-next_candidate(const struct fhir_query *fq, const bool *done)
-{
-	long cand = -1;
-	int cs = DRIVE_MIN - 1;
-
-	for (size_t i = 0; i < fq->nparams && i < PLAN_MAX; i++) {
-		int sc = done[i] ? 0 : drive_score(&fq->params[i]);
-
-		if (sc > cs) {
-			cs = sc;
-			cand = (long)i;
-		}
-	}
-	return cand;
-}
-
 /* Whether p's rows are one key of its value index, whose rows carry the
  * rid after the value: one value, every column of the key bound by an
  * equality. Their least and greatest rowid are then one seek each. */
@@ -970,8 +961,7 @@ quick_driver(struct sq_conn *c, struct arena *a, const struct fhir_query *fq,
 	struct rid_span seen;
 	long cand, n;
 
-	if (top < PLAN_MAX) /* next_candidate looks no further */
-		done[top] = true;
+	done[top] = true; /* from next_candidate: under PLAN_MAX */
 	while ((cand = next_candidate(fq, done)) >= 0) {
 		done[cand] = true;
 		n = driver_rows(c, a, fq, cand, DRIVE_QUICK, *span, &seen);
