@@ -560,6 +560,22 @@ test_notice_queue(void **state)
 	assert_int_equal(count, 0);
 }
 
+
+/* Opens f's store again, as a restart does (the store is closed), and
+ * counts type's resources. */
+static long
+reopened_count(struct fx *f, const char *type)
+{
+	struct diag d;
+	long n = -1;
+
+	diag_init(&d, f->a);
+	f->s = open_store(f->path, false, &d);
+	assert_non_null(f->s);
+	assert_int_equal(store_count(f->s, type, &n), CW_OK);
+	return n;
+}
+
 /* A transaction of several MiB of WAL goes through the writer's VFS,
  * which gathers the WAL appends into large writes: what a commit wrote
  * must be what a reader and a reopened store see, and a failed one must
@@ -594,11 +610,7 @@ test_large_transaction(void **state)
 	assert_non_null(strstr(r.json.p, "Family1999"));
 
 	store_close(f->s);
-	diag_init(&d, f->a);
-	f->s = open_store(f->path, false, &d);
-	assert_non_null(f->s);
-	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
-	assert_int_equal(n, BIG_TX);
+	assert_int_equal(reopened_count(f, "Patient"), BIG_TX);
 	assert_int_equal(store_read(f->s, f->a, "Patient", "big0", &r), CW_OK);
 	assert_int_equal(store_check(f->s, &d), CW_OK);
 	free(json);
@@ -701,7 +713,6 @@ test_prefilled_wal_recovers(void **state)
 	struct diag d;
 	pid_t pid;
 	int status;
-	long n;
 
 	store_close(f->s);
 	f->s = NULL;
@@ -735,11 +746,7 @@ test_prefilled_wal_recovers(void **state)
 	assert_int_equal(stat(wal, &st), 0);
 	assert_true(st.st_size >= PREFILL_KEEP);
 
-	diag_init(&d, f->a);
-	f->s = open_store(f->path, false, &d);
-	assert_non_null(f->s);
-	assert_int_equal(store_count(f->s, "Patient", &n), CW_OK);
-	assert_int_equal(n, PREFILL_PUTS);
+	assert_int_equal(reopened_count(f, "Patient"), PREFILL_PUTS);
 	assert_int_equal(store_read(f->s, f->a, "Patient", "pf49", &r), CW_OK);
 	assert_non_null(strstr(r.json.p, "Prefill49"));
 	assert_int_equal(store_check(f->s, &d), CW_OK);
